@@ -1,0 +1,37 @@
+# One entry point for a fresh machine: `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+FACE_RECOGNITION = face-recognition==1.3.0
+
+.PHONY: install install-dev run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# face-recognition declares `dlib`, which has no wheels and builds for a long
+# time; dlib-bin (a project dependency) ships the same module prebuilt, so
+# face-recognition goes in without its declared dependencies.
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(FACE_RECOGNITION)
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(FACE_RECOGNITION)
+
+# Until the HTTP service exists, "run" enrols the shared faces and searches one probe.
+run: install
+	$(BIN)/reunite match enrol ../shared/testdata/faces/identities --index reunite-data/demo.index
+	$(BIN)/reunite match search ../shared/testdata/faces/identities/obama/obama2.jpg --index reunite-data/demo.index
+
+test: install-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(BIN)/python bench/embed_throughput.py
+	$(BIN)/python bench/search_speed.py
+
+clean:
+	rm -rf $(VENV) reunite-data
