@@ -20,3 +20,95 @@ def shared_images() -> Path:
     if folder is None:
         pytest.skip("../shared/testdata/faces is not present on this machine")
     return folder
+
+
+# --- the service on each database backend ------------------------------------------------
+
+import shutil  # noqa: E402
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from service.app import create_app  # noqa: E402
+from service.db import make_engine  # noqa: E402
+from service.migrate import upgrade  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from tests.support.service import PostgresDatabases  # noqa: E402
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backends", default=",".join(BACKENDS),
+                     help="database backends for service tests (comma-separated: sqlite,postgresql)")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        chosen = [b for b in metafunc.config.getoption("--backends").split(",") if b]
+        metafunc.parametrize("backend", chosen, scope="session")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    databases = PostgresDatabases()
+    yield databases
+    databases.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(backend, tmp_path_factory, request):
+    """A database migrated once per backend; each test gets a copy of it."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
+        yield path
+        return
+    databases = request.getfixturevalue("postgres")
+    name = databases.create()
+    engine = make_engine(databases.url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    databases.drop(name)
+
+
+@pytest.fixture
+def database_url(backend, migrated_template, tmp_path, request):
+    if backend == "sqlite":
+        copy = tmp_path / "reunite.db"
+        shutil.copy(migrated_template, copy)
+        yield f"sqlite:///{copy}"
+        return
+    databases = request.getfixturevalue("postgres")
+    name = databases.create(template=migrated_template)
+    yield databases.url(name)
+    databases.drop(name)
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    return Settings(environment="test", secret_key="t" * 48, database_url=database_url,
+                    data_dir=tmp_path / "data", audit_key_path=tmp_path / "audit-key.pem")
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db(app):
+    """A session on the app's database, for arranging and inspecting state."""
+    session = app.state.session_factory()
+    yield session
+    session.close()

@@ -1,0 +1,1 @@
+"""Accounts and sign-in: users and roles, passwords (argon2), TOTP, access and refresh tokens."""

@@ -1,0 +1,43 @@
+"""Password hashing (argon2 through pwdlib) and TOTP second factors (pyotp)."""
+
+from __future__ import annotations
+
+import pyotp
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+MIN_PASSWORD_LENGTH = 12
+_hasher = PasswordHash((Argon2Hasher(),))
+# Verifying against this keeps the time of a login for an unknown email the same
+# as for a known one, so response times do not reveal which accounts exist.
+_DUMMY_HASH = _hasher.hash("reunite-timing-equaliser")
+
+
+class WeakPassword(ValueError):
+    pass
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"Passwords must have at least {MIN_PASSWORD_LENGTH} characters.")
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    if password_hash is None:
+        _hasher.verify(password, _DUMMY_HASH)
+        return False
+    return _hasher.verify(password, password_hash)
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, *, email: str, issuer: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
+
+
+def verify_totp(secret: str, code: str | None) -> bool:
+    """Accept the current code or the one either side of it (clock drift)."""
+    return bool(code) and pyotp.TOTP(secret).verify(code.strip(), valid_window=1)

@@ -1,0 +1,107 @@
+"""Request dependencies: settings, the database session, the current user and permissions.
+
+Every API route is marked either `permission(Action.X)` (authenticated, and the
+user's roles must grant X) or `PUBLIC`; `create_app` refuses to start if a route
+has neither, so nothing is reachable without a deliberate decision. The current
+user is re-read from the database on every request, with their organisation, so
+a suspension, a removal or a logout takes effect on the very next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from service.auth.models import User
+from service.auth.tokens import InvalidToken, read_access_token
+from service.db import utcnow
+from service.organisations.models import Organisation
+from service.settings import Settings
+from vetting.permissions import Action, allowed
+
+ACTION_KEY = "x-reunite-action"
+PUBLIC_KEY = "x-reunite-public"
+PUBLIC: dict[str, Any] = {"openapi_extra": {PUBLIC_KEY: True}}
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = request.app.state.session_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()  # anything a route did not commit is discarded
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def unauthenticated(message: str = "Please sign in again.") -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_current_user(
+    session: DbSession, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    if not token:
+        raise unauthenticated("Sign-in is required.")
+    try:
+        claims = read_access_token(token, secret=settings.signing_secret())
+    except InvalidToken as exc:
+        raise unauthenticated() from exc
+    user = session.get(User, claims.user_id)
+    if user is None or user.status != "active" or user.token_version != claims.token_version:
+        raise unauthenticated()
+    if user.organisation_id is not None:
+        check_organisation_active(session.get(Organisation, user.organisation_id))
+    return user
+
+
+def check_organisation_active(organisation: Organisation | None) -> None:
+    """Refuse (403) anyone whose organisation is not approved and in date."""
+    if organisation is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Your account belongs to no organisation.")
+    if organisation.status == "approved" and organisation.vetting_expires_at and organisation.vetting_expires_at <= utcnow():
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Your organisation's vetting has expired and must be renewed.")
+    if organisation.status != "approved":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, ORGANISATION_STATUS_MESSAGES.get(
+            organisation.status, "Your organisation cannot use Reunite at present."))
+
+
+ORGANISATION_STATUS_MESSAGES = {
+    "applied": "Your organisation's application is still being vetted.",
+    "rejected": "Your organisation's application was not approved.",
+    "suspended": "Your organisation is suspended; contact the Reunite operators.",
+    "revoked": "Your organisation's access has been revoked.",
+    "expired": "Your organisation's vetting has expired and must be renewed.",
+}
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+class Requires:
+    """Dependency that admits the current user only if a role grants `action`."""
+
+    def __init__(self, action: Action):
+        self.action = action
+
+    def __call__(self, user: CurrentUser) -> User:
+        if not allowed(user.roles, self.action):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Your role does not allow this.")
+        return user
+
+
+def permission(action: Action) -> dict[str, Any]:
+    """Route keyword arguments: require `action`, and record it in the OpenAPI schema."""
+    return {"dependencies": [Depends(Requires(action))], "openapi_extra": {ACTION_KEY: action.value}}

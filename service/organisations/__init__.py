@@ -1,0 +1,1 @@
+"""Organisations: applications, vetting decisions, suspension, the denylist, user management."""

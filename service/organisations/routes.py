@@ -1,0 +1,5 @@
+"""Organisations API routes (thin: the logic is in service.py)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["organisations"])

@@ -1,0 +1,11 @@
+"""The list of API routers, one per domain, mounted under /api/v1 by create_app."""
+
+from fastapi import APIRouter
+
+
+def api_routers() -> list[APIRouter]:
+    from service.auth.routes import router as auth
+    from service.organisations.routes import router as organisations
+    from service.audit.routes import router as audit
+
+    return [auth, organisations, audit]
