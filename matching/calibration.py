@@ -1,0 +1,108 @@
+"""Choose the review distance threshold from labelled data for a target false-match rate.
+
+A threshold is only meaningful against a stated false-match rate (FMR: the fraction of pairs
+of different people whose distance is within the threshold), measured on embeddings like the
+ones being searched. `pair_distances` splits all pairs of labelled embeddings into genuine
+(same person) and impostor (different people) distances; `threshold_for_fmr` picks the largest
+threshold whose FMR on the impostor pairs does not exceed the target and reports the
+false-non-match rate (FNMR) it costs; `error_rates` measures both at any threshold. Estimating
+an FMR of f needs at least 1/f impostor pairs (many more for a tight estimate), so a
+calibration on fewer is flagged as not reliable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Placeholder used until a calibration exists (issue 5 replaces it with a calibrated value).
+# 0.6 is the face_recognition folklore default; the model's authors say it mixes up
+# children, which is exactly our population, so do not trust it for this service.
+DEFAULT_REVIEW_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A threshold and the error rates it achieved on the calibration pairs."""
+
+    threshold: float
+    target_fmr: float
+    achieved_fmr: float
+    fnmr: float
+    genuine_pairs: int
+    impostor_pairs: int
+    reliable: bool  # False when impostor_pairs < 1 / target_fmr: the data cannot show that FMR
+
+
+def pair_distances(vectors: np.ndarray, labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances of all pairs i < j, split into (genuine, impostor) float64 arrays."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels = np.asarray(labels)
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (n, dim), got shape {vectors.shape}")
+    if labels.shape != (len(vectors),):
+        raise ValueError(f"need one label per vector: {len(vectors)} vectors, "
+                         f"labels of shape {labels.shape}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or infinite values")
+    genuine, impostor = [np.empty(0)], [np.empty(0)]
+    for i in range(len(vectors) - 1):  # row by row: exact, and no n-by-n temporaries
+        distances = np.linalg.norm(vectors[i + 1:] - vectors[i], axis=1)
+        same = labels[i + 1:] == labels[i]
+        genuine.append(distances[same])
+        impostor.append(distances[~same])
+    return np.concatenate(genuine), np.concatenate(impostor)
+
+
+def threshold_for_fmr(genuine: Any, impostor: Any, target_fmr: float) -> Calibration:
+    """Largest threshold t with fraction(impostor <= t) <= target_fmr, and its error rates.
+
+    t lies just below the impostor distance that would break the target (the next float
+    down), so an impostor exactly at that distance is not matched.
+    """
+    genuine = _as_distances(genuine, "genuine")
+    impostor = _as_distances(impostor, "impostor")
+    if not 0.0 < target_fmr < 1.0:
+        raise ValueError(f"target_fmr must be in (0, 1), got {target_fmr!r}")
+    ordered = np.sort(impostor)
+    # At most `allowed` impostor distances may be <= t; the (allowed+1)-th smallest must not.
+    allowed = min(math.floor(target_fmr * len(ordered)), len(ordered) - 1)
+    threshold = float(np.nextafter(ordered[allowed], -np.inf))
+    fmr, fnmr = error_rates(genuine, impostor, threshold)
+    return Calibration(
+        threshold=threshold,
+        target_fmr=target_fmr,
+        achieved_fmr=fmr,
+        fnmr=fnmr,
+        genuine_pairs=len(genuine),
+        impostor_pairs=len(impostor),
+        # Tolerance so that e.g. 1000 pairs count as enough for 0.001 despite float rounding.
+        reliable=len(impostor) * target_fmr >= 1.0 - 1e-9,
+    )
+
+
+def error_rates(genuine: Any, impostor: Any, threshold: float) -> tuple[float, float]:
+    """(FMR, FNMR) at `threshold`: a pair matches when its distance is <= threshold."""
+    genuine = _as_distances(genuine, "genuine")
+    impostor = _as_distances(impostor, "impostor")
+    if math.isnan(threshold):
+        raise ValueError("threshold is NaN")
+    fmr = float(np.count_nonzero(impostor <= threshold)) / len(impostor)
+    fnmr = float(np.count_nonzero(genuine > threshold)) / len(genuine)
+    return fmr, fnmr
+
+
+def _as_distances(values: Any, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{what} distances must be one-dimensional, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"no {what} pairs: calibration needs both genuine pairs (two photos "
+                         "of one person) and impostor pairs (photos of different people)")
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError(f"{what} distances must be finite and non-negative")
+    return array
