@@ -19,7 +19,7 @@ and two platform admins' review cover what a name can hide.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit
@@ -71,6 +71,9 @@ class Denylist:
 
     def __len__(self) -> int:
         return len(self._domains)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._domains))
 
     def refuses(self, domain: str) -> bool:
         labels = (normalise_domain(domain) or "").split(".")

@@ -1,0 +1,367 @@
+"""Organisations: applications, vetting decisions, expiry, their users and the denylist.
+
+Every function takes the session first and keyword-only arguments, applies the
+policy of `vetting` (the law-enforcement exclusion, the vetting state machine, role
+grants), writes its audit event with `record_event` and commits in one
+transaction. A refused application is the exception that still commits: its
+`application_refused` event (rule and field codes only, nothing the applicant
+typed) is kept so the operators can see attempts by law-enforcement bodies, even
+though the request fails. Objects of another organisation are reported as not
+found, never as forbidden, so their existence is not revealed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.audit.service import record_event
+from service.auth.models import RefreshToken, User
+from service.auth.passwords import WeakPassword
+from service.auth.service import create_user, normalise_email
+from service.db import utcnow
+from service.organisations.denylist import current_denylist
+from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
+from service.organisations.schemas import Application, CheckOut, DecisionOut, DenylistEntry, OrganisationOut
+from vetting import organisations as policy
+from vetting.exclusion import Denylist, Refusal, check_email, check_org_type, check_website, normalise_domain
+from vetting.permissions import Action, allowed
+from vetting.roles import ORGANISATION_ROLES, Role
+
+ATTESTATION_REFUSAL = Refusal(
+    "attestation",
+    "Every organisation must attest that it will not use Reunite for, or share access with, "
+    "police, law-enforcement, border, immigration-enforcement, military or intelligence bodies.",
+)
+OPERATOR_ONLY_FIELDS = {"decisions", "pending_approvals", "checks"}
+EXPIRY_REASON = "Vetting period ended; the organisation must be vetted again."
+
+
+class ServiceError(Exception):
+    """A refusal the API answers with `status` and a sentence (and a rule code, if any)."""
+
+    status = 400
+
+    def __init__(self, message: str, *, rule: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
+
+    def body(self) -> dict[str, str]:
+        return {"detail": self.message} | ({"rule": self.rule} if self.rule else {})
+
+
+class Refused(ServiceError):
+    status = 422
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+# --- applications ----------------------------------------------------------------------------
+
+
+def apply(session: Session, *, application: Application) -> Organisation:
+    """Create an applied organisation and its first user, an org_admin; refuse by rule."""
+    if found := _application_refusal(application, current_denylist(session)):
+        field, refusal = found
+        record_event(session, action="application_refused", details={"rule": refusal.rule, "field": field})
+        session.commit()
+        raise Refused(refusal.message, rule=refusal.rule)
+    _check_email_free(session, application.admin_email)
+    organisation = Organisation(
+        name=application.name, org_type=application.org_type, country=application.country,
+        registration_number=application.registration_number, website=application.website,
+        contact_email=normalise_email(application.contact_email), status=policy.Status.APPLIED.value,
+        attests_no_law_enforcement=True, purpose=application.attestation.purpose,
+    )
+    session.add(organisation)
+    session.flush()
+    # The applicant holds every organisation role, so that under "nobody grants a
+    # role they do not hold" they can hand each one on to their colleagues.
+    admin = _create_member(session, organisation=organisation, email=application.admin_email,
+                           password=application.admin_password, roles=set(ORGANISATION_ROLES))
+    record_event(session, action="organisation_applied", actor_id=admin.id, organisation_id=organisation.id,
+                 target_type="organisation", target_id=organisation.id,
+                 details={"org_type": organisation.org_type, "admin_user_id": admin.id})
+    session.commit()
+    return organisation
+
+
+def _application_refusal(application: Application, denylist: Denylist) -> tuple[str, Refusal] | None:
+    """The first failed exclusion check as (field, refusal), or None when all pass."""
+    checks = (
+        ("org_type", check_org_type(application.org_type)),
+        ("contact_email", check_email(application.contact_email, denylist)),
+        ("admin_email", check_email(application.admin_email, denylist)),
+        ("website", check_website(application.website, denylist)),
+        ("attestation", None if application.attestation.no_law_enforcement else ATTESTATION_REFUSAL),
+    )
+    return next(((field, refusal) for field, refusal in checks if refusal is not None), None)
+
+
+# --- reading organisations -------------------------------------------------------------------
+
+
+def list_organisations(session: Session, *, viewer: User, status: str | None = None) -> list[Organisation]:
+    """Every organisation for operators (optionally by status); otherwise the viewer's own."""
+    query = select(Organisation).order_by(Organisation.id)
+    if not allowed(viewer.roles, Action.LIST_ORGANISATIONS):
+        query = query.where(Organisation.id == viewer.organisation_id)
+    if status is not None:
+        query = query.where(Organisation.status == status)
+    return list(session.scalars(query))
+
+
+def organisation_details(session: Session, *, viewer: User, organisation_id: int) -> OrganisationOut:
+    """One organisation; operators also see its decisions, pending approvals and checks."""
+    organisation = _visible_organisation(session, viewer=viewer, organisation_id=organisation_id)
+    details = OrganisationOut(**{name: getattr(organisation, name) for name in OrganisationOut.model_fields
+                                 if name not in OPERATOR_ONLY_FIELDS})
+    if allowed(viewer.roles, Action.LIST_ORGANISATIONS):
+        details.decisions = [DecisionOut.model_validate(d, from_attributes=True) for d in organisation.decisions]
+        details.pending_approvals = sorted(policy.pending_approvals(organisation.decisions))
+    if allowed(viewer.roles, Action.DECIDE_ORGANISATION):
+        details.checks = exclusion_checks(session, organisation=organisation)
+    return details
+
+
+def exclusion_checks(session: Session, *, organisation: Organisation) -> list[CheckOut]:
+    """Re-run the law-enforcement checks against today's denylist, which may have grown."""
+    denylist = current_denylist(session)
+    checks = [
+        _check_result("org_type", check_org_type(organisation.org_type)),
+        _check_result("contact_email", check_email(organisation.contact_email, denylist)),
+        _check_result("website", check_website(organisation.website, denylist)),
+        _check_result("attestation", None if organisation.attests_no_law_enforcement else ATTESTATION_REFUSAL),
+    ]
+    for user in _active_members(session, organisation_id=organisation.id):
+        checks.append(_check_result("user_email", check_email(user.email, denylist), user_id=user.id))
+    return checks
+
+
+def _check_result(check: str, refusal: Refusal | None, *, user_id: int | None = None) -> CheckOut:
+    if refusal is None:
+        return CheckOut(check=check, user_id=user_id, passed=True)
+    return CheckOut(check=check, user_id=user_id, passed=False, rule=refusal.rule, detail=refusal.message)
+
+
+def _visible_organisation(session: Session, *, viewer: User, organisation_id: int,
+                          lock: bool = False) -> Organisation:
+    organisation = session.get(Organisation, organisation_id, with_for_update=lock, populate_existing=lock)
+    sees_all = allowed(viewer.roles, Action.LIST_ORGANISATIONS)
+    if organisation is None or not (sees_all or viewer.organisation_id == organisation.id):
+        raise NotFound("There is no such organisation.")
+    return organisation
+
+
+# --- vetting decisions and expiry -------------------------------------------------------------
+
+
+def decide_organisation(session: Session, *, organisation_id: int, decision: str, actor: User, reason: str,
+                        period_days: int) -> Organisation:
+    """Apply a platform admin's decision (approve, reject, suspend, reinstate, revoke)."""
+    # The row lock serialises two admins deciding at once, so both approvals are counted.
+    organisation = _visible_organisation(session, viewer=actor, organisation_id=organisation_id, lock=True)
+    try:
+        outcome = policy.decide(organisation.status, decision, actor_id=actor.id,
+                                prior_approvals=policy.pending_approvals(organisation.decisions))
+    except policy.TransitionRefused as refused:
+        raise Conflict(refused.message, rule=refused.code) from refused
+    _apply_outcome(session, organisation=organisation, outcome=outcome, actor_id=actor.id, reason=reason,
+                   period_days=period_days, now=utcnow())
+    session.commit()
+    return organisation
+
+
+def expire_due_organisations(session: Session, *, now: datetime) -> list[int]:
+    """Move approved organisations whose vetting has ended to `expired`; their ids."""
+    due = session.scalars(
+        select(Organisation)
+        .where(Organisation.status == policy.Status.APPROVED.value, Organisation.vetting_expires_at <= now)
+        .order_by(Organisation.id).with_for_update()
+    ).all()
+    expired = []
+    for organisation in due:
+        if not policy.is_expired(organisation.status, organisation.vetting_expires_at, now):
+            continue
+        outcome = policy.decide(organisation.status, policy.Decision.EXPIRE, actor_id=None)
+        _apply_outcome(session, organisation=organisation, outcome=outcome, actor_id=None, reason=EXPIRY_REASON,
+                       period_days=None, now=now)
+        expired.append(organisation.id)
+    session.commit()
+    return expired
+
+
+def _apply_outcome(session: Session, *, organisation: Organisation, outcome: policy.Outcome,
+                   actor_id: int | None, reason: str, period_days: int | None, now: datetime) -> None:
+    """Store the new status, its decision row and its audit event (not committed)."""
+    # Appended (not just added) so the loaded history, read again after commit, includes it.
+    organisation.decisions.append(OrganisationDecision(
+        actor_id=actor_id, decision=outcome.decision.value, reason=reason,
+        from_status=outcome.from_status.value, to_status=outcome.new_status.value, at=now,
+    ))
+    organisation.status = outcome.new_status.value
+    if outcome.starts_vetting_period:
+        organisation.approved_at = now
+        organisation.vetting_expires_at = policy.vetting_expiry(now, period_days)
+    record_event(session, action="organisation_decision", actor_id=actor_id, organisation_id=organisation.id,
+                 target_type="organisation", target_id=organisation.id,
+                 details={"decision": outcome.decision.value, "from_status": outcome.from_status.value,
+                          "to_status": outcome.new_status.value})
+
+
+# --- an organisation's users --------------------------------------------------------------------
+
+
+def list_users(session: Session, *, organisation_id: int, actor: User) -> list[User]:
+    _own_organisation(session, actor=actor, organisation_id=organisation_id, lock=False)
+    return list(session.scalars(select(User).where(User.organisation_id == organisation_id).order_by(User.id)))
+
+
+def add_user(session: Session, *, organisation_id: int, actor: User, email: str, password: str,
+             roles: Iterable[str]) -> User:
+    """Add a user to the actor's organisation with roles the actor holds themselves."""
+    organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
+    try:
+        granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)
+    except policy.GrantRefused as refused:
+        error = Refused if refused.code == "unknown_role" else Forbidden
+        raise error(refused.message, rule=refused.code) from refused
+    if refusal := check_email(email, current_denylist(session)):
+        raise Refused(refusal.message, rule=refusal.rule)
+    _check_email_free(session, email)
+    user = _create_member(session, organisation=organisation, email=email, password=password, roles=granted)
+    record_event(session, action="user_added", actor_id=actor.id, organisation_id=organisation.id,
+                 target_type="user", target_id=user.id,
+                 details={"user_id": user.id, "roles": sorted(role.value for role in granted)})
+    session.commit()
+    return user
+
+
+def remove_user(session: Session, *, organisation_id: int, actor: User, user_id: int) -> None:
+    """Remove a user: their tokens stop working at once; the last org_admin stays."""
+    organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
+    user = session.get(User, user_id)
+    if user is None or user.organisation_id != organisation.id:
+        raise NotFound("There is no such user in your organisation.")
+    if user.status != "active":
+        raise Conflict("This user has already been removed.")
+    if Role.ORG_ADMIN in user.roles and _active_admin_count(session, organisation_id=organisation.id) <= 1:
+        raise Conflict("This is the organisation's last org_admin; add another org_admin first.")
+    user.status = "removed"
+    user.token_version += 1
+    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+    record_event(session, action="user_removed", actor_id=actor.id, organisation_id=organisation.id,
+                 target_type="user", target_id=user.id, details={"user_id": user.id, "roles": sorted(user.roles)})
+    session.commit()
+
+
+def _own_organisation(session: Session, *, actor: User, organisation_id: int, lock: bool = True) -> Organisation:
+    # Locked for changes, so that two admins removing each other at once cannot leave no org_admin.
+    organisation = session.get(Organisation, organisation_id, with_for_update=lock)
+    if organisation is None or actor.organisation_id != organisation.id:
+        raise NotFound("There is no such organisation.")
+    return organisation
+
+
+def _active_members(session: Session, *, organisation_id: int) -> list[User]:
+    return list(session.scalars(
+        select(User).where(User.organisation_id == organisation_id, User.status == "active").order_by(User.id)
+    ))
+
+
+def _active_admin_count(session: Session, *, organisation_id: int) -> int:
+    return sum(Role.ORG_ADMIN in user.roles for user in _active_members(session, organisation_id=organisation_id))
+
+
+def _create_member(session: Session, *, organisation: Organisation, email: str, password: str,
+                   roles: Iterable[str]) -> User:
+    try:
+        return create_user(session, email=email, password=password, roles=set(roles),
+                           organisation_id=organisation.id)
+    except WeakPassword as weak:
+        raise Refused(str(weak), rule="weak_password") from weak
+    except IntegrityError as clash:  # a concurrent request took the address first
+        session.rollback()
+        raise _email_taken() from clash
+
+
+def _check_email_free(session: Session, email: str) -> None:
+    if session.scalar(select(User.id).where(User.email == normalise_email(email))) is not None:
+        raise _email_taken()
+
+
+def _email_taken() -> Conflict:
+    return Conflict("An account with this email address already exists.")
+
+
+# --- the denylist -------------------------------------------------------------------------------
+
+
+def list_denylist(session: Session) -> list[DenylistEntry]:
+    """The shipped domains (read-only) followed by those platform admins added."""
+    shipped = [DenylistEntry(domain=domain, source="shipped") for domain in Denylist.shipped()]
+    added = session.scalars(select(DenylistDomain).order_by(DenylistDomain.domain))
+    return shipped + [
+        DenylistEntry(domain=row.domain, source="added", reason=row.reason, added_by=row.added_by,
+                      added_at=row.added_at)
+        for row in added
+    ]
+
+
+def add_denylist_domain(session: Session, *, domain: str, reason: str, actor: User) -> DenylistDomain:
+    """Refuse a domain (and its subdomains) from now on; end its users' sessions at once."""
+    normalised = normalise_domain(domain)
+    if normalised is None:
+        raise Refused("This is not a valid domain name.", rule="invalid_domain")
+    if "." not in normalised:
+        # One label would refuse a whole top-level domain (every .org, say): only the shipped list may.
+        raise Refused("Add a domain with at least two labels, such as police.example.", rule="top_level_domain")
+    if current_denylist(session).refuses(normalised):
+        raise Conflict("This domain is already refused by the denylist.")
+    row = DenylistDomain(domain=normalised, reason=reason, added_by=actor.id, added_at=utcnow())
+    session.add(row)
+    session.flush()
+    signed_out = _sign_out_users_of(session, denylist=Denylist([normalised]))
+    record_event(session, action="denylist_domain_added", actor_id=actor.id, target_type="denylist_domain",
+                 target_id=row.id, details={"domain_id": row.id, "users_signed_out": signed_out})
+    session.commit()
+    return row
+
+
+def remove_denylist_domain(session: Session, *, domain: str, actor: User) -> None:
+    """Remove a domain a platform admin added; the shipped list cannot be changed here."""
+    normalised = normalise_domain(domain) or ""
+    row = session.scalars(select(DenylistDomain).where(DenylistDomain.domain == normalised)).first()
+    if row is None:
+        if normalised and normalised in set(Denylist.shipped()):
+            raise Conflict("This domain is on the shipped denylist, which cannot be changed here.")
+        raise NotFound("This domain is not on the denylist.")
+    record_event(session, action="denylist_domain_removed", actor_id=actor.id, target_type="denylist_domain",
+                 target_id=row.id, details={"domain_id": row.id})
+    session.delete(row)
+    session.commit()
+
+
+def _sign_out_users_of(session: Session, *, denylist: Denylist) -> int:
+    """End the sessions of active users whose email the new domain refuses; how many."""
+    users = session.scalars(select(User).where(User.status == "active")).all()
+    refused = [user for user in users if denylist.refuses(user.email.rpartition("@")[2])]
+    for user in refused:
+        user.token_version += 1
+    return len(refused)
