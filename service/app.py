@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import migrate
+from service.audit.service import enable_checkpoints
 from service.db import make_engine, make_session_factory
 from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    enable_checkpoints(app.state.session_factory, settings)  # periodic signed audit checkpoints
     for router in api_routers():
         app.include_router(router, prefix="/api/v1")
     _add_health(app)

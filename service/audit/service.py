@@ -5,24 +5,53 @@ action it records, so an action can never happen without its event, nor an event
 exist for an action that failed. Appends are serialised (an advisory lock on
 PostgreSQL; SQLite transactions are already exclusive) so sequence numbers are
 gapless and each event chains to the one before it.
+
+Checkpoints: every `audit_checkpoint_every`-th event, record_event also signs the
+new head (`write_checkpoint`) in the same transaction. It learns the interval and key from
+`session.info[CHECKPOINT_POLICY]`, which `enable_checkpoints` puts on a session
+factory (create_app does it for the API's factory; any other process that writes
+events, such as a worker, should do the same). A session without a policy takes no
+periodic checkpoints, which loses no event: every export signs the head anyway.
+The policy rides on the factory rather than in a global so that two apps in one
+process (as in the tests) each keep their own key and interval.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from service.audit.chain import GENESIS_HASH, canonical_json, event_hash, format_time
-from service.audit.models import AuditEvent
+from service.audit.chain import GENESIS_HASH, canonical_json, checkpoint_message, event_hash, format_time
+from service.audit.models import AuditCheckpoint, AuditEvent
+from service.audit.signing import AuditSigner, load_signer
 from service.db import utcnow
+from service.settings import Settings
 
 # Details hold ids, counts, codes and statuses: never a face, a vector or a name.
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.:@/+-]{0,80}$")
 _APPEND_LOCK_KEY = 0x5245554E  # "REUN"
+CHECKPOINT_POLICY = "reunite.audit.checkpoint_policy"
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Sign the head after every `every`-th event; `signer` loads the key when first needed."""
+
+    every: int
+    signer: Callable[[], AuditSigner]
+
+
+def enable_checkpoints(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Make every session from `factory` take periodic checkpoints with the service's key."""
+    key_file = settings.audit_key_file
+    policy = CheckpointPolicy(every=settings.audit_checkpoint_every, signer=lambda: load_signer(key_file))
+    factory.configure(info={**factory.kw.get("info", {}), CHECKPOINT_POLICY: policy})
 
 
 class UnsafeAuditDetails(ValueError):
@@ -71,7 +100,26 @@ def record_event(
     )
     session.add(event)
     session.flush()
+    _checkpoint_if_due(session, seq)
     return event
+
+
+def write_checkpoint(session: Session, *, signer: AuditSigner) -> AuditCheckpoint | None:
+    """Sign the current head of the chain and store the checkpoint (None while the chain is empty)."""
+    _lock_chain(session)  # the head cannot move while it is being signed
+    head = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    if head is None:
+        return None
+    checkpoint = AuditCheckpoint(
+        seq=head.seq,
+        head_hash=head.hash,
+        signed_at=utcnow(),
+        key_id=signer.key_id,
+        signature=signer.sign(checkpoint_message(head.seq, head.hash)),
+    )
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
 
 
 def event_fields(event: AuditEvent) -> dict[str, Any]:
@@ -86,6 +134,12 @@ def event_fields(event: AuditEvent) -> dict[str, Any]:
         "target_id": event.target_id,
         "details": json.loads(event.details),
     }
+
+
+def _checkpoint_if_due(session: Session, seq: int) -> None:
+    policy: CheckpointPolicy | None = session.info.get(CHECKPOINT_POLICY)
+    if policy is not None and seq % policy.every == 0:
+        write_checkpoint(session, signer=policy.signer())
 
 
 def _lock_chain(session: Session) -> None:
