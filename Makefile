@@ -21,10 +21,9 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps $(FACE_RECOGNITION)
 
-# Until the HTTP service exists, "run" enrols the shared faces and searches one probe.
+# The service on its embedded defaults: SQLite and keys in ./reunite-data.
 run: install
-	$(BIN)/reunite match enrol ../shared/testdata/faces/identities --index reunite-data/demo.index
-	$(BIN)/reunite match search ../shared/testdata/faces/identities/obama/obama2.jpg --index reunite-data/demo.index
+	$(BIN)/reunite serve
 
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

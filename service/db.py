@@ -1,9 +1,11 @@
 """Database engine, sessions and the declarative base shared by every domain's models.
 
 The same code runs on SQLite (embedded default) and PostgreSQL (production). On
-SQLite every transaction starts with BEGIN IMMEDIATE, so writers queue instead of
-failing half-way, and foreign keys are enforced; the schema itself is built only by
-Alembic (`migrate`), never by `create_all`.
+SQLite the service starts every transaction with BEGIN IMMEDIATE, so concurrent
+writers queue instead of failing half-way (a deferred transaction that read
+before another commit cannot write); keep transactions short, as each one holds
+SQLite's single write lock. Foreign keys are enforced. The schema is built only by
+Alembic (`service.migrate`), never by `create_all`.
 """
 
 from __future__ import annotations
@@ -53,18 +55,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, serialise_sqlite: bool = True) -> Engine:
+    """An engine for `url`; on SQLite, `serialise_sqlite` starts every transaction IMMEDIATE."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, serialise=serialise_sqlite)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, serialise: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # let the "begin" hook below open transactions
@@ -76,7 +79,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if serialise else "BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(20, ge=1)
     login_window_minutes: int = Field(15, ge=1)
     totp_issuer: str = "Reunite"
+    bootstrap_admin_email: str = "admin@reunite.local"
 
     vetting_period_days: int = Field(365, ge=1)
     denylist_path: Path | None = None  # extra law-enforcement domains, one per line

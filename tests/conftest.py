@@ -29,7 +29,7 @@ import shutil  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from service.app import create_app  # noqa: E402
-from service.db import make_engine  # noqa: E402
+from service.db import make_engine, make_session_factory  # noqa: E402
 from service.migrate import upgrade  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.support.service import PostgresDatabases  # noqa: E402
@@ -107,8 +107,14 @@ def client(app):
 
 
 @pytest.fixture
-def db(app):
-    """A session on the app's database, for arranging and inspecting state."""
-    session = app.state.session_factory()
+def db(app, database_url):
+    """A session on the app's database, for arranging and inspecting state.
+
+    On SQLite its transactions are deferred, unlike the app's, so a test that
+    reads between two requests does not hold the write lock the app then needs.
+    """
+    engine = make_engine(database_url, serialise_sqlite=False)
+    session = make_session_factory(engine)()
     yield session
     session.close()
+    engine.dispose()

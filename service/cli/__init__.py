@@ -1,0 +1,13 @@
+"""The `reunite` command line: one typer app with a sub-command group per area."""
+
+import typer
+
+from service.cli.audit import audit_app
+from service.cli.match import match_app
+from service.cli.serve import admin_app, serve
+
+app = typer.Typer(no_args_is_help=True, help="Reunite: face matching for vetted NGOs, with human review.")
+app.add_typer(match_app, name="match")
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
+app.command("serve")(serve)

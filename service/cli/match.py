@@ -1,0 +1,211 @@
+"""`reunite match ...`: enrol a folder of identities into an index file and search it.
+
+These commands run the same matching pipeline as the service, without a database:
+they are how a developer checks the matcher on real photos and the basis of the
+benchmarks under bench/.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from matching.calibration import DEFAULT_REVIEW_THRESHOLD
+
+if TYPE_CHECKING:
+    from matching.batch import FileResult
+    from matching.index import VectorIndex
+
+match_app = typer.Typer(no_args_is_help=True, help="Enrol photos into a local index and search it.")
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+# Exit codes: 1 = some inputs were refused, 2 = nothing could be done.
+PARTLY_REFUSED = 1
+FAILED = 2
+
+
+def labels_path(index_path: Path) -> Path:
+    return index_path.with_name(index_path.name + ".labels.json")
+
+
+def fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}")
+    return typer.Exit(FAILED)
+
+
+@match_app.command("enrol")
+def enrol(
+    folder: Annotated[Path, typer.Argument(help="Folder with one sub-folder of photos per identity.")],
+    index: Annotated[Path, typer.Option(help="Index file to write (labels go beside it).")],
+    kind: Annotated[str, typer.Option(help="Index type: flat (exact) or hnsw (approximate).")] = "flat",
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
+) -> None:
+    """Embed every photo, one face per photo, and save the index with its id->label map."""
+    from matching.batch import photos_by_identity
+
+    try:
+        identities = photos_by_identity(folder)
+    except (NotADirectoryError, OSError) as exc:
+        raise fail(f"cannot read {folder}: {exc}") from exc
+    if not identities:
+        raise fail(f"{folder} has no sub-folders with photos (expected one folder per identity)")
+    results = _embed_with_progress(identities, workers)
+    gallery = _gallery_from(results, identities)
+    if not gallery["embeddings"]:
+        _report(results)
+        raise fail("no usable face was found in any photo; nothing was saved")
+    _save_gallery(index, kind, gallery)
+    _report(results)
+    enrolled = len(gallery["embeddings"])
+    console.print(f"Enrolled {enrolled} faces of {len(gallery['records'])} identities into {index}")
+    if enrolled < sum(len(p) for p in identities.values()):
+        raise typer.Exit(PARTLY_REFUSED)
+
+
+@match_app.command("search")
+def search(
+    image: Annotated[Path, typer.Argument(help="Photo to search with.")],
+    index: Annotated[Path, typer.Option(help="Index file written by `reunite match enrol`.")],
+    top_k: Annotated[int, typer.Option(min=1, max=100, help="Candidates per face.")] = 10,
+    threshold: Annotated[float, typer.Option(help="Largest Euclidean distance returned.")] = DEFAULT_REVIEW_THRESHOLD,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the ranked candidates for every face in IMAGE."""
+    from matching.faces import FaceSettings, analyse_image
+    from matching.images import InputRejected, load_image_file
+    from matching.search import search_gallery
+
+    vector_index, gallery = _load_gallery(index)
+    try:
+        faces = analyse_image(load_image_file(image), "probe", FaceSettings())
+    except InputRejected as refusal:
+        raise fail(f"{image}: {refusal.message}") from refusal
+    except OSError as exc:
+        raise fail(f"cannot read {image}: {exc.strerror or exc}") from exc
+    record_of = {int(k): v for k, v in gallery["embeddings"].items()}
+    report = []
+    for face in faces:
+        candidates = search_gallery(
+            vector_index, face.embedding, record_of=record_of, threshold=threshold, top_k=top_k
+        )
+        report.append(
+            {
+                "box": list(face.box.as_tuple()),
+                "quality": asdict(face.quality),
+                "candidates": [
+                    {**asdict(c), "label": gallery["records"][str(c.record_id)]} for c in candidates
+                ],
+            }
+        )
+    if as_json:
+        print(json.dumps({"image": str(image), "threshold": threshold, "faces": report}, indent=2))
+    else:
+        _print_search(report, threshold)
+
+
+def _embed_with_progress(identities: dict[str, list[Path]], workers: int) -> list[FileResult]:
+    from matching.batch import BatchJob, embed_files
+
+    paths = [p for photos in identities.values() for p in photos]
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    results = []
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task("embed", total=len(paths))
+        for result in embed_files(paths, BatchJob(purpose="enrol"), workers or None):
+            results.append(result)
+            progress.advance(task)
+    return results
+
+
+def _gallery_from(results: list[FileResult], identities: dict[str, list[Path]]) -> dict:
+    """Ids and labels for every photo with exactly one face; the rest are refused."""
+    from matching.faces import MODEL_ID, model_version
+
+    record_ids = {name: number for number, name in enumerate(identities, start=1)}
+    record_of_path = {p: record_ids[name] for name, photos in identities.items() for p in photos}
+    gallery: dict = {"model_id": MODEL_ID, "model_version": model_version(), "records": {}, "embeddings": {}}
+    ids, vectors = [], []
+    for result in results:
+        if not result.ok or len(result.faces) != 1:
+            continue
+        embedding_id = len(ids) + 1
+        record_id = record_of_path[result.path]
+        ids.append(embedding_id)
+        vectors.append(result.faces[0].embedding)
+        gallery["embeddings"][str(embedding_id)] = record_id
+        gallery["records"][str(record_id)] = result.path.parent.name
+    gallery["ids"], gallery["vectors"] = ids, vectors
+    return gallery
+
+
+def _save_gallery(index_path: Path, kind: str, gallery: dict) -> None:
+    from matching.index import VectorIndex
+
+    ids, vectors = gallery.pop("ids"), gallery.pop("vectors")
+    try:
+        vector_index = VectorIndex(kind=kind)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    vector_index.add(np.array(ids, dtype=np.int64), np.vstack(vectors))
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    vector_index.save(index_path)
+    labels_path(index_path).write_text(json.dumps(gallery, indent=1))
+
+
+def _load_gallery(index_path: Path) -> tuple[VectorIndex, dict]:
+    from matching.faces import MODEL_ID, model_version
+    from matching.index import IndexFileError, VectorIndex
+
+    try:
+        vector_index = VectorIndex.load(index_path)
+        gallery = json.loads(labels_path(index_path).read_text())
+    except FileNotFoundError as exc:
+        raise fail(f"no index at {index_path}: run `reunite match enrol` first") from exc
+    except (IndexFileError, json.JSONDecodeError) as exc:
+        raise fail(f"{index_path} is not a readable index: {exc}") from exc
+    if (gallery.get("model_id"), gallery.get("model_version")) != (MODEL_ID, model_version()):
+        raise fail(
+            f"{index_path} was made by model {gallery.get('model_id')} {gallery.get('model_version')}, "
+            f"not the installed {MODEL_ID} {model_version()}: enrol again"
+        )
+    return vector_index, gallery
+
+
+def _report(results: list[FileResult]) -> None:
+    table = Table(title="Enrolment", show_lines=False)
+    for column in ("file", "outcome"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(f"{result.path.parent.name}/{result.path.name}", _outcome(result))
+    console.print(table)
+
+
+def _outcome(result: FileResult) -> str:
+    if not result.ok:
+        return f"[red]refused[/red]: {result.refusal}"
+    if len(result.faces) > 1:
+        return f"[yellow]refused[/yellow]: {len(result.faces)} faces; a gallery photo must show one person"
+    return f"[green]1 face[/green] ({result.faces[0].quality.box_px} px)"
+
+
+def _print_search(report: list[dict], threshold: float) -> None:
+    console.print(f"{len(report)} face(s); candidates within distance {threshold:.3f}")
+    for number, face in enumerate(report, start=1):
+        top, right, bottom, left = face["box"]
+        table = Table(title=f"Face {number}: x {left}–{right}, y {top}–{bottom}")
+        for column in ("rank", "identity", "distance", "embedding"):
+            table.add_column(column)
+        for c in face["candidates"]:
+            table.add_row(str(c["rank"]), c["label"], f"{c['distance']:.3f}", str(c["embedding_id"]))
+        if not face["candidates"]:
+            table.add_row("-", "no candidate within the threshold", "", "")
+        console.print(table)
