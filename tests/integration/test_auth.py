@@ -155,3 +155,22 @@ def test_denylisted_email_cannot_sign_in(client, db):
     response = client.post("/api/v1/auth/token", data={"username": account.email, "password": PASSWORD})
     assert response.status_code == 403
     assert "law-enforcement" in response.json()["detail"]
+
+
+def test_repeated_failures_are_rate_limited_per_address(settings, db):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    strict = settings.model_copy(update={"login_failures_per_address": 3})
+    organisation = make_organisation(db)
+    accounts = [make_user(db, "caseworker", organisation=organisation) for _ in range(2)]
+    db.commit()
+    app = create_app(strict)
+    with TestClient(app) as client:
+        for index in range(3):  # failures spread over accounts: no single account reaches its limit
+            account = accounts[index % 2]
+            client.post("/api/v1/auth/token", data={"username": account.email, "password": "wrong password!"})
+        response = client.post("/api/v1/auth/token", data={"username": accounts[0].email, "password": PASSWORD})
+    app.state.engine.dispose()
+    assert response.status_code == 429
