@@ -2,12 +2,25 @@
 
 from service.audit.models import AuditCheckpoint, AuditEvent
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
+from service.cases.models import Case
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
+from service.photos.models import Embedding, IndexChange, Photo
+from service.records.models import Consent, Record
+from service.reviews.models import Candidate, Notification, Review
 
 __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
+    "Candidate",
+    "Case",
+    "Consent",
     "DenylistDomain",
+    "Embedding",
+    "IndexChange",
+    "Notification",
+    "Photo",
+    "Record",
+    "Review",
     "LoginAttempt",
     "Organisation",
     "OrganisationDecision",

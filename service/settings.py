@@ -8,6 +8,8 @@ secret, so a forgotten variable can never run production with a guessable key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -45,6 +47,21 @@ class Settings(BaseSettings):
     audit_key_path: Path | None = None  # Ed25519 signing key; default in data_dir
     audit_checkpoint_every: int = Field(100, ge=1)
 
+    # Photos: 32-byte master key (base64) wrapping each photo's own data key.
+    master_key: SecretStr = SecretStr("")
+    photo_dir: Path | None = None  # default: data_dir/photos
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_upload_pixels: int = Field(40_000_000, ge=10_000)
+    max_faces_per_photo: int = Field(8, ge=1, le=50)
+    case_retention_days: int = Field(30, ge=1)
+    daily_cases_per_user: int = Field(50, ge=1)
+    daily_cases_per_organisation: int = Field(500, ge=1)
+    review_top_k: int = Field(10, ge=1, le=100)
+
+    # Celery: a broker that needs no server by default (files in data_dir/broker).
+    broker_url: str | None = None
+    processing_timeout_minutes: int = Field(10, ge=1)  # the reaper re-queues older claims
+
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         if self.environment == "development":
@@ -57,6 +74,8 @@ class Settings(BaseSettings):
             )
         if self.database_url is None:
             raise InsecureSettings(f"REUNITE_DATABASE_URL must be set when REUNITE_ENVIRONMENT={self.environment}")
+        if len(_decode_key(self.master_key.get_secret_value())) != 32:
+            raise InsecureSettings("REUNITE_MASTER_KEY must be 32 random bytes, base64-encoded")
         return self
 
     @property
@@ -67,14 +86,35 @@ class Settings(BaseSettings):
     def audit_key_file(self) -> Path:
         return self.audit_key_path or self.data_dir / "audit-signing-key.pem"
 
+    @property
+    def photo_root(self) -> Path:
+        return self.photo_dir or self.data_dir / "photos"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
     def signing_secret(self) -> str:
         """The JWT secret; in development a random one is created once in data_dir."""
-        secret = self.secret_key.get_secret_value()
-        if secret:
-            return secret
-        path = self.data_dir / "secret-key"
+        return self.secret_key.get_secret_value() or self._generated("secret-key", lambda: secrets.token_urlsafe(48))
+
+    def photo_master_key(self) -> bytes:
+        """The photo master key; in development a random one is created once in data_dir."""
+        encoded = self.master_key.get_secret_value() or self._generated(
+            "master-key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+        return _decode_key(encoded)
+
+    def _generated(self, name: str, make) -> str:
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
+            path.write_text(make())
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+def _decode_key(encoded: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return b""

@@ -24,6 +24,8 @@ def shared_images() -> Path:
 
 # --- the service on each database backend ------------------------------------------------
 
+import base64  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
@@ -90,6 +92,7 @@ def database_url(backend, migrated_template, tmp_path, request):
 @pytest.fixture
 def settings(database_url, tmp_path) -> Settings:
     return Settings(environment="test", secret_key="t" * 48, database_url=database_url,
+                    master_key=base64.b64encode(os.urandom(32)).decode(),
                     data_dir=tmp_path / "data", audit_key_path=tmp_path / "audit-key.pem")
 
 

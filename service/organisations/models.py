@@ -26,6 +26,9 @@ class Organisation(Base):
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     vetting_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Optional: confirmed matches are also POSTed here, signed with HMAC-SHA256.
+    webhook_url: Mapped[str | None] = mapped_column(String(300))
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
 
     decisions: Mapped[list[OrganisationDecision]] = relationship(
         back_populates="organisation", order_by="OrganisationDecision.id"

@@ -87,7 +87,7 @@ def headers_for(db, settings, user_id: int | None) -> dict[str, str]:
 
 def test_every_operation_carries_exactly_one_mark(tmp_path):
     # Building the app touches no database, so this runs once, not per backend.
-    app = create_app(Settings(environment="test", secret_key="t" * 48, data_dir=tmp_path,
+    app = create_app(Settings(environment="development", data_dir=tmp_path,
                               database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
     found = operations(app)
     assert len(found) > 10

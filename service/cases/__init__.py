@@ -1,0 +1,1 @@
+"""Cases: probe photos submitted by caseworkers, their search status, quotas and retention."""

@@ -1,0 +1,1 @@
+"""Consented gallery records of missing children: creation, consent, withdrawal (erasure)."""

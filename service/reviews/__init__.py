@@ -1,0 +1,1 @@
+"""Human review of candidates: the queue, two-person confirmation, notifications."""
