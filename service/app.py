@@ -26,8 +26,10 @@ from service.audit.service import enable_checkpoints
 from service.db import make_engine, make_session_factory
 from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
+from service.photos.storage import PhotoVault
 from service.routers import api_routers
 from service.settings import Settings
+from service.worker.dispatch import CeleryDispatcher
 
 log = structlog.get_logger("reunite.http")
 
@@ -49,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.vault = PhotoVault(settings.photo_root, settings.photo_master_key())
+    app.state.dispatcher = CeleryDispatcher(settings)
     enable_checkpoints(app.state.session_factory, settings)  # periodic signed audit checkpoints
     for router in api_routers():
         app.include_router(router, prefix="/api/v1")

@@ -20,7 +20,9 @@ from service.auth.models import User
 from service.auth.tokens import InvalidToken, read_access_token
 from service.db import utcnow
 from service.organisations.models import Organisation
+from service.photos.storage import PhotoVault
 from service.settings import Settings
+from service.worker.dispatch import Dispatcher
 from vetting.permissions import Action, allowed
 
 ACTION_KEY = "x-reunite-action"
@@ -43,8 +45,18 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def get_vault(request: Request) -> PhotoVault:
+    return request.app.state.vault
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbSession = Annotated[Session, Depends(get_session)]
+VaultDep = Annotated[PhotoVault, Depends(get_vault)]
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 def unauthenticated(message: str = "Please sign in again.") -> HTTPException:

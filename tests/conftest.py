@@ -34,6 +34,7 @@ from service.app import create_app  # noqa: E402
 from service.db import make_engine, make_session_factory  # noqa: E402
 from service.migrate import upgrade  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.worker.dispatch import RecordingDispatcher  # noqa: E402
 from tests.support.service import PostgresDatabases  # noqa: E402
 
 BACKENDS = ("sqlite", "postgresql")
@@ -98,7 +99,9 @@ def settings(database_url, tmp_path) -> Settings:
 
 @pytest.fixture
 def app(settings):
+    """The app with a dispatcher that records tasks instead of sending them to a broker."""
     application = create_app(settings)
+    application.state.dispatcher = RecordingDispatcher()
     yield application
     application.state.engine.dispose()
 

@@ -1,0 +1,90 @@
+"""Accepting an uploaded photo: check it, encrypt it, and queue it for the workers.
+
+The cheap, certain checks run in the request so that a caseworker learns at once
+that a file is empty, too large, not a photo, damaged, animated or a
+decompression bomb, and nothing is stored for it. Face detection and embedding,
+which take seconds, run in a worker afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from matching.images import (
+    AnimatedImage,
+    EmptyFile,
+    FileTooLarge,
+    ImageLimits,
+    InputRejected,
+    NotAnImage,
+    TooManyPixels,
+    decode_image,
+)
+from service.photos.models import Photo
+from service.photos.storage import PhotoVault
+from service.settings import Settings
+
+# HTTP status for each kind of refused file.
+_STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, NotAnImage: 415, AnimatedImage: 415}
+
+
+class UploadRefused(Exception):
+    def __init__(self, status: int, message: str, code: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    width: int
+    height: int
+    source_format: str
+
+
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels)
+
+
+def check_upload(data: bytes, settings: Settings) -> CheckedImage:
+    """Decode once to prove the file is a usable photo; refuse with a plain sentence."""
+    try:
+        image = decode_image(data, image_limits(settings))
+    except InputRejected as refusal:
+        raise UploadRefused(_STATUS.get(type(refusal), 422), refusal.message, refusal.code) from refusal
+    return CheckedImage(data=data, width=image.width, height=image.height, source_format=image.source_format)
+
+
+def store_photo(
+    session: Session,
+    *,
+    vault: PhotoVault,
+    image: CheckedImage,
+    organisation_id: int,
+    uploaded_by: int,
+    record_id: int | None = None,
+    case_id: int | None = None,
+    taken_at: date | None = None,
+    age_at_photo: float | None = None,
+) -> Photo:
+    """Encrypt the checked photo and add its row, status queued (not committed).
+
+    If the caller's transaction fails, the encrypted file is left without a key
+    in the database and is unreadable; `vault.erase` can remove it.
+    """
+    sealed = vault.seal(image.data)
+    photo = Photo(
+        organisation_id=organisation_id, uploaded_by=uploaded_by, record_id=record_id, case_id=case_id,
+        storage_key=sealed.storage_key, wrapped_key=sealed.wrapped_key, sha256=sealed.sha256,
+        content_type=f"image/{image.source_format.lower()}", byte_size=len(image.data),
+        width=image.width, height=image.height, taken_at=taken_at, age_at_photo=age_at_photo,
+        status="queued", attempts=0,
+    )
+    session.add(photo)
+    session.flush()
+    return photo
