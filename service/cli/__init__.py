@@ -4,6 +4,7 @@ import typer
 
 from service.cli.audit import audit_app
 from service.cli.match import match_app
+from service.cli.ops import api, migrate
 from service.cli.serve import admin_app, serve
 
 app = typer.Typer(no_args_is_help=True, help="Reunite: face matching for vetted NGOs, with human review.")
@@ -11,3 +12,5 @@ app.add_typer(match_app, name="match")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.command("serve")(serve)
+app.command("api")(api)
+app.command("migrate")(migrate)
