@@ -7,7 +7,8 @@ ones being searched. `pair_distances` splits all pairs of labelled embeddings in
 threshold whose FMR on the impostor pairs does not exceed the target and reports the
 false-non-match rate (FNMR) it costs; `error_rates` measures both at any threshold. Estimating
 an FMR of f needs at least 1/f impostor pairs (many more for a tight estimate), so a
-calibration on fewer is flagged as not reliable.
+calibration on fewer is flagged as not reliable. `distance_band` turns a distance into the
+coarse band reviewers are shown instead of the raw number.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ import numpy as np
 # 0.6 is the face_recognition folklore default; the model's authors say it mixes up
 # children, which is exactly our population, so do not trust it for this service.
 DEFAULT_REVIEW_THRESHOLD = 0.6
+
+# What reviewers see instead of a raw distance: (band, upper edge), strongest first; a distance
+# at or below an edge is in that band, and anything beyond the last edge is WEAKEST_BAND.
+# Placeholders below the review threshold until issue 5 calibrates them on measured data.
+DISTANCE_BANDS: tuple[tuple[str, float], ...] = (("strong", 0.40), ("possible", 0.50))
+WEAKEST_BAND = "weak"
 
 
 @dataclass(frozen=True)
@@ -106,3 +113,15 @@ def _as_distances(values: Any, what: str) -> np.ndarray:
     if not np.isfinite(array).all() or (array < 0).any():
         raise ValueError(f"{what} distances must be finite and non-negative")
     return array
+
+
+def distance_band(distance: float | None) -> str | None:
+    """The band ("strong", "possible", "weak") a Euclidean distance falls in; None for None."""
+    if distance is None:
+        return None
+    if math.isnan(distance) or distance < 0:
+        raise ValueError(f"a distance must be a non-negative number, got {distance!r}")
+    for band, upper_edge in DISTANCE_BANDS:
+        if distance <= upper_edge:
+            return band
+    return WEAKEST_BAND

@@ -7,5 +7,8 @@ def api_routers() -> list[APIRouter]:
     from service.auth.routes import router as auth
     from service.organisations.routes import router as organisations
     from service.audit.routes import router as audit
+    from service.reviews.routes import router as reviews
+    from service.records.routes import router as records
+    from service.cases.routes import router as cases
 
-    return [auth, organisations, audit]
+    return [auth, organisations, audit, reviews, records, cases]

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_upload_pixels: int = Field(40_000_000, ge=10_000)
     max_faces_per_photo: int = Field(8, ge=1, le=50)
     case_retention_days: int = Field(30, ge=1)
+    # A record's consent may last at most this long from when it was obtained, so that
+    # every family re-confirms it at least this often.
+    consent_max_days: int = Field(730, ge=1)
     daily_cases_per_user: int = Field(50, ge=1)
     daily_cases_per_organisation: int = Field(500, ge=1)
     review_top_k: int = Field(10, ge=1, le=100)

@@ -26,16 +26,19 @@ class Action(StrEnum):
     READ_CASES = "read_cases"
     REVIEW_CANDIDATES = "review_candidates"
     VIEW_PHOTOS = "view_photos"
+    READ_NOTIFICATIONS = "read_notifications"  # an organisation's confirmed-match notices (and marking them read)
 
 
 _EVERY_ROLE = {Action.READ_SELF}
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.CASEWORKER: frozenset(
-        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_RECORDS, Action.SUBMIT_CASES, Action.READ_CASES}
+        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_RECORDS, Action.SUBMIT_CASES, Action.READ_CASES,
+                       Action.READ_NOTIFICATIONS}
     ),
     Role.REVIEWER: frozenset(
-        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.READ_CASES, Action.REVIEW_CANDIDATES, Action.VIEW_PHOTOS}
+        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.READ_CASES, Action.REVIEW_CANDIDATES, Action.VIEW_PHOTOS,
+                       Action.READ_NOTIFICATIONS}
     ),
     Role.ORG_ADMIN: frozenset(_EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_USERS}),
     Role.PLATFORM_ADMIN: frozenset(

@@ -1,0 +1,187 @@
+"""Records API: records with consent, their photos, and consent withdrawal (thin: see service.py).
+
+Every route needs `manage_records`, held by caseworkers of approved organisations;
+another organisation's record answers 404. Refusals of the service (`RecordError`)
+and of the upload checks (`UploadRefused`) become `{"detail": sentence}` answers
+with their status through the router's route class. The routes are plain `def`s,
+so FastAPI runs them in its threadpool: decoding an upload never blocks the event
+loop. Work is handed to the workers only after the transaction has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import date
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from service.db import utcnow
+from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
+from service.photos.models import Photo
+from service.photos.service import UploadRefused
+from service.records import service
+from service.records.models import Consent, Record
+from service.records.schemas import (
+    ConsentDetails, ConsentSummary, NewRecord, PhotoAccepted, PhotoOut, RecordOut, RecordPage, RecordSummary,
+    WithdrawalOut,
+)
+from vetting.permissions import Action
+
+log = structlog.get_logger("reunite.records")
+
+
+def refusal_route(*refusals: type[Exception]) -> type[APIRoute]:
+    """A route class answering the given refusals (each with `status`, `message` and
+    optional `headers`, such as Retry-After) as `{"detail": sentence}`."""
+
+    class RefusalRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def answer(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except refusals as refusal:
+                    return JSONResponse({"detail": refusal.message}, status_code=refusal.status,
+                                        headers=getattr(refusal, "headers", None))
+
+            return answer
+
+    return RefusalRoute
+
+
+def read_upload(upload: UploadFile, *, max_bytes: int) -> bytes:
+    """The uploaded bytes; a file over the cap is refused from its size, without reading it."""
+    upload.file.seek(0, 2)
+    size = upload.file.tell()
+    upload.file.seek(0)
+    if size > max_bytes:
+        raise UploadRefused(413, f"The file is {size / 1_048_576:.1f} MB; photos up to "
+                                 f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
+                            "file_too_large")
+    return upload.file.read()
+
+
+def dispatch_after_commit(send: Callable[[int], None], row_id: int) -> None:
+    """Hand committed work to the workers; if the broker is down, the reaper re-queues it later."""
+    try:
+        send(row_id)
+    except Exception as error:  # the row is committed as queued: nothing is lost
+        log.warning("dispatch_failed", row_id=row_id, error=type(error).__name__)
+
+
+router = APIRouter(tags=["records"], route_class=refusal_route(service.RecordError, UploadRefused))
+REFUSALS = {404: {"description": "No such record in your organisation"},
+            409: {"description": "State conflict"}, 422: {"description": "Refused: {detail}"}}
+UPLOAD_REFUSALS = REFUSALS | {400: {"description": "Empty file"}, 413: {"description": "Too large"},
+                              415: {"description": "Not a still image"}}
+
+
+@router.post("/records", status_code=201, response_model=RecordOut, responses=REFUSALS,
+             **permission(Action.MANAGE_RECORDS))
+def create_record(body: NewRecord, user: CurrentUser, session: DbSession, settings: SettingsDep) -> RecordOut:
+    """Register a missing child's record with the guardian's consent."""
+    record = service.create_record(session, actor=user, body=body, now=utcnow(),
+                                   max_consent_days=settings.consent_max_days)
+    return _record_out(record, photos=[])
+
+
+@router.get("/records", response_model=RecordPage, **permission(Action.MANAGE_RECORDS))
+def list_records(user: CurrentUser, session: DbSession,
+                 case_reference: Annotated[str | None, Query(max_length=100)] = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 50,
+                 offset: Annotated[int, Query(ge=0)] = 0) -> RecordPage:
+    """Your organisation's records, newest first (the guardian's name is never listed)."""
+    rows, total = service.list_records(session, actor=user, case_reference=case_reference, limit=limit,
+                                       offset=offset)
+    items = [_summary(record, photo_count=count) for record, count in rows]
+    return RecordPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/records/{record_id}", response_model=RecordOut, responses=REFUSALS,
+            **permission(Action.MANAGE_RECORDS))
+def get_record(record_id: int, user: CurrentUser, session: DbSession) -> RecordOut:
+    """One record with its consent and photos (audited: it shows the guardian's name)."""
+    record, photos = service.record_details(session, actor=user, record_id=record_id)
+    return _record_out(record, photos=photos)
+
+
+@router.post("/records/{record_id}/photos", status_code=202, response_model=PhotoAccepted,
+             responses=UPLOAD_REFUSALS, **permission(Action.MANAGE_RECORDS))
+def upload_photo(record_id: int, file: Annotated[UploadFile, File()], user: CurrentUser, session: DbSession,
+                 settings: SettingsDep, vault: VaultDep, dispatcher: DispatcherDep,
+                 taken_at: Annotated[date | None, Form()] = None) -> PhotoAccepted:
+    """Add a photo of the child; it is processed in the background (see its status)."""
+    photo = service.add_record_photo(session, vault=vault, settings=settings, actor=user, record_id=record_id,
+                                     read_file=lambda: read_upload(file, max_bytes=settings.max_upload_bytes),
+                                     taken_at=taken_at, now=utcnow())
+    dispatch_after_commit(dispatcher.record_photo, photo.id)
+    return PhotoAccepted(photo_id=photo.id, status=photo.status)
+
+
+@router.get("/records/{record_id}/photos/{photo_id}", response_model=PhotoOut, responses=REFUSALS,
+            **permission(Action.MANAGE_RECORDS))
+def get_photo(record_id: int, photo_id: int, user: CurrentUser, session: DbSession) -> PhotoOut:
+    """A photo's processing status, in words."""
+    return photo_out(service.record_photo(session, actor=user, record_id=record_id, photo_id=photo_id))
+
+
+@router.get("/records/{record_id}/photos/{photo_id}/image", response_class=Response,
+            responses=REFUSALS | {200: {"content": {"image/jpeg": {}}}, 410: {"description": "Erased"}},
+            **permission(Action.MANAGE_RECORDS))
+def get_photo_image(record_id: int, photo_id: int, user: CurrentUser, session: DbSession,
+                    vault: VaultDep) -> Response:
+    """The photo itself, decrypted (audited; never cached)."""
+    data, media_type = service.read_record_photo(session, vault=vault, actor=user, record_id=record_id,
+                                                 photo_id=photo_id)
+    return Response(data, media_type=media_type,
+                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+@router.post("/records/{record_id}/consent/withdraw", response_model=WithdrawalOut, responses=REFUSALS,
+             **permission(Action.MANAGE_RECORDS))
+def withdraw_consent(record_id: int, user: CurrentUser, session: DbSession, vault: VaultDep) -> WithdrawalOut:
+    """Withdraw consent: answers only after the record's photos, faces and matches are erased."""
+    outcome = service.withdraw_consent(session, vault=vault, actor=user, record_id=record_id, now=utcnow())
+    return WithdrawalOut(**vars(outcome))
+
+
+# --- response shapes -------------------------------------------------------------------------
+
+
+def photo_out(photo: Photo) -> PhotoOut:
+    return PhotoOut(id=photo.id, record_id=photo.record_id, status=photo.status,
+                    status_message=service.photo_words(photo), faces_found=photo.faces_found,
+                    taken_at=photo.taken_at, age_at_photo=photo.age_at_photo, created_at=photo.created_at,
+                    processed_at=photo.processed_at, erased_at=photo.erased_at)
+
+
+def _consent_summary(consent: Consent) -> dict[str, Any]:
+    return dict(lawful_basis=consent.lawful_basis, notice_version=consent.notice_version,
+                obtained_at=consent.obtained_at, expires_at=consent.expires_at,
+                withdrawn_at=consent.withdrawn_at, valid_now=consent.valid_at(utcnow()))
+
+
+def _record_fields(record: Record, *, photo_count: int) -> dict[str, Any]:
+    return dict(id=record.id, case_reference=record.case_reference, label=record.label, status=record.status,
+                date_of_birth=record.date_of_birth, age_years=record.age_years,
+                missing_since=record.missing_since, created_at=record.created_at, photo_count=photo_count)
+
+
+def _summary(record: Record, *, photo_count: int) -> RecordSummary:
+    return RecordSummary(**_record_fields(record, photo_count=photo_count),
+                         consent=ConsentSummary(**_consent_summary(record.consent)))
+
+
+def _record_out(record: Record, *, photos: list[Photo]) -> RecordOut:
+    consent = record.consent
+    details = ConsentDetails(**_consent_summary(consent), guardian_name=consent.guardian_name,
+                             guardian_relationship=consent.guardian_relationship,
+                             responsibility_verified_by=consent.responsibility_verified_by,
+                             purpose=consent.purpose)
+    return RecordOut(**_record_fields(record, photo_count=len(photos)), consent=details,
+                     photos=[photo_out(photo) for photo in photos])

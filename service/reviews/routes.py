@@ -1,0 +1,84 @@
+"""Review API: the queue, a candidate side by side, its two photos, decisions, notifications.
+
+Thin: the rule is `vetting.review`, the work `service.py`. Service refusals become
+`{"detail": sentence, "rule": code}` through the organisations' route class. Photos
+are answered with `Cache-Control: no-store` and only after their view is audited.
+A confirmation's webhook is sent after the response (`webhooks.deliver`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+
+from service.deps import CurrentUser, DbSession, VaultDep, permission
+from service.organisations.routes import ServiceErrorRoute
+from service.reviews import service, webhooks
+from service.reviews.schemas import CandidateOut, NotificationOut, ReviewQueue, ReviewRecorded, ReviewRequest
+from vetting.permissions import Action
+
+router = APIRouter(tags=["reviews"], route_class=ServiceErrorRoute)
+NOT_YOURS = {404: {"description": "No such candidate, or not your organisation's"}}
+PHOTO = {200: {"content": {"image/*": {}}, "description": "The decrypted photo"}, **NOT_YOURS}
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+@router.get("/reviews/queue", response_model=ReviewQueue, **permission(Action.REVIEW_CANDIDATES))
+def queue(user: CurrentUser, session: DbSession,
+          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ReviewQueue:
+    """Candidates you may decide, oldest first, and your organisation's unread confirmed matches."""
+    return service.review_queue(session, reviewer=user, limit=limit)
+
+
+@router.get("/candidates/{candidate_id}", response_model=CandidateOut, responses=NOT_YOURS,
+            **permission(Action.REVIEW_CANDIDATES))
+def candidate(candidate_id: int, user: CurrentUser, session: DbSession) -> CandidateOut:
+    """Probe and record side by side; no other reviewer's decision is shown."""
+    return service.candidate_details(session, viewer=user, candidate_id=candidate_id)
+
+
+@router.get("/candidates/{candidate_id}/probe-image", response_class=Response, responses=PHOTO,
+            **permission(Action.VIEW_PHOTOS))
+def probe_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep) -> Response:
+    """The case photo (audited)."""
+    data, content_type = service.open_candidate_photo(session, vault=vault, viewer=user,
+                                                      candidate_id=candidate_id, side="probe")
+    return Response(content=data, media_type=content_type, headers=NO_STORE)
+
+
+@router.get("/candidates/{candidate_id}/record-image", response_class=Response, responses=PHOTO,
+            **permission(Action.VIEW_PHOTOS))
+def record_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep) -> Response:
+    """The record's photo (audited)."""
+    data, content_type = service.open_candidate_photo(session, vault=vault, viewer=user,
+                                                      candidate_id=candidate_id, side="record")
+    return Response(content=data, media_type=content_type, headers=NO_STORE)
+
+
+@router.post("/candidates/{candidate_id}/reviews", status_code=201, response_model=ReviewRecorded,
+             responses={**NOT_YOURS, 403: {"description": "You submitted the case"},
+                        409: {"description": "Already decided, redacted, or already reviewed by you"}},
+             **permission(Action.REVIEW_CANDIDATES))
+def review(candidate_id: int, body: ReviewRequest, user: CurrentUser, session: DbSession, request: Request,
+           background: BackgroundTasks) -> ReviewRecorded:
+    """Record your decision (confirm, reject or inconclusive) with a rationale."""
+    recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id, decision=body.decision,
+                                     rationale=body.rationale)
+    notification = recorded.notification
+    if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
+        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id)
+    return ReviewRecorded(review=service.review_out(recorded.review), candidate_status=recorded.candidate_status)
+
+
+@router.get("/notifications", response_model=list[NotificationOut], **permission(Action.READ_NOTIFICATIONS))
+def notifications(user: CurrentUser, session: DbSession, unread: bool = False,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[NotificationOut]:
+    """Your organisation's confirmed-match notices, newest first."""
+    return service.list_notifications(session, viewer=user, unread_only=unread, limit=limit)
+
+
+@router.post("/notifications/{notification_id}/read", response_model=NotificationOut,
+             responses={404: {"description": "No such notification"}}, **permission(Action.READ_NOTIFICATIONS))
+def read_notification(notification_id: int, user: CurrentUser, session: DbSession) -> NotificationOut:
+    return service.mark_notification_read(session, viewer=user, notification_id=notification_id)

@@ -1,0 +1,141 @@
+"""Photo uploads through the API: the accepted path, and every kind of bad file on both upload routes.
+
+A refused file must answer the right 4xx with a sentence and leave nothing
+behind: no photo or case row, no file under the photo root, no task dispatched.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from service.cases.models import Case
+from service.db import utcnow
+from service.photos.models import Photo
+from service.records import service as records_service
+from service.records.models import Record
+from service.worker.dispatch import PROCESS_RECORD_PHOTO
+from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
+    API, audit_head, audit_trail, bearer, create_record, jpeg_bytes, people, stored_files,
+)
+from tests.unit.test_images import png_header_only
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, db, settings, people):
+    headers = bearer(settings, people.caseworker)
+    record_id = create_record(client, headers)
+    data = jpeg_bytes(7, size=160)
+    taken_at = (utcnow().date() - timedelta(days=60)).isoformat()
+    head = audit_head(db)
+
+    response = client.post(f"{API}/records/{record_id}/photos", headers=headers, data={"taken_at": taken_at},
+                           files={"file": ("photo.jpg", data, "image/jpeg")})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == "queued"
+    photo_id = accepted["photo_id"]
+
+    photo = db.get(Photo, photo_id)
+    assert (photo.record_id, photo.case_id, photo.status, photo.organisation_id) == (
+        record_id, None, "queued", people.caseworker.organisation_id)
+    assert (photo.width, photo.height, photo.byte_size, photo.content_type) == (160, 160, len(data), "image/jpeg")
+    assert photo.taken_at.isoformat() == taken_at
+    date_of_birth = db.get(Record, record_id).date_of_birth
+    assert photo.age_at_photo == pytest.approx((photo.taken_at - date_of_birth).days / 365.2425, abs=0.01)
+    storage_key, wrapped_key = photo.storage_key, photo.wrapped_key
+    db.rollback()
+
+    [stored] = stored_files(settings)
+    blob = stored.read_bytes()
+    assert stored.name == storage_key
+    assert data not in blob and data[:64] not in blob and data[1000:1100] not in blob  # encrypted at rest
+    assert app.state.vault.open(storage_key, wrapped_key) == data
+    assert app.state.dispatcher.sent == [(PROCESS_RECORD_PHOTO, photo_id)]
+
+    status = client.get(f"{API}/records/{record_id}/photos/{photo_id}", headers=headers)
+    assert status.status_code == 200
+    assert (status.json()["status"], status.json()["status_message"]) == ("queued", "Waiting to be processed.")
+
+    image = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
+    assert image.status_code == 200 and image.content == data
+    assert image.headers["cache-control"] == "no-store" and image.headers["content-type"] == "image/jpeg"
+
+    actor, org = people.caseworker.user_id, people.caseworker.organisation_id
+    assert audit_trail(db, head) == [
+        ("photo_uploaded", actor, org, "photo", str(photo_id), {"record_id": record_id}),
+        ("photo_viewed", actor, org, "photo", str(photo_id), {"record_id": record_id}),
+    ]
+
+
+# (name, bytes or a function of the test's settings, expected status, words of the sentence)
+BAD_FILES = [
+    ("empty", b"", 400, "empty"),
+    ("too large", jpeg_bytes(1, size=200), 413, "MB"),
+    ("not an image", b"%PDF-1.4 this is a document, not a photo\n" * 20, 415, "not a photo"),
+    ("truncated", jpeg_bytes(2, size=200)[:3000], 422, "damaged or incomplete"),
+    ("decompression bomb", png_header_only(60_000, 60_000), 413, "megapixels"),
+    ("animated", animated_gif(), 415, "still photo"),
+]
+
+
+@pytest.mark.parametrize("kind, data, status, words", BAD_FILES, ids=[bad[0] for bad in BAD_FILES])
+def test_every_bad_file_is_refused_on_both_routes_and_leaves_nothing(app, client, db, settings, people,
+                                                                     kind, data, status, words):
+    if kind == "too large":
+        app.state.settings = settings.model_copy(update={"max_upload_bytes": 2048})
+    headers = bearer(settings, people.caseworker)
+    record_id = create_record(client, headers)
+    head = audit_head(db)
+    routes = {
+        "record photo": (f"{API}/records/{record_id}/photos", {}),
+        "case": (f"{API}/cases", {"case_reference": "PROBE-1", "purpose": "Looking for a missing child"}),
+    }
+    for route, (url, form) in routes.items():
+        response = client.post(url, headers=headers, data=form, files={"file": ("upload.jpg", data, "image/jpeg")})
+        assert response.status_code == status, (route, response.text)
+        detail = response.json()["detail"]
+        assert words in detail and detail.endswith(".") and len(detail.split()) >= 5, (route, detail)
+
+    assert db.scalar(select(func.count(Photo.id))) == 0 and db.scalar(select(func.count(Case.id))) == 0
+    db.rollback()
+    assert stored_files(settings) == []
+    assert app.state.dispatcher.sent == []
+    assert audit_trail(db, head) == []
+
+
+def test_photo_dates_must_be_possible(client, db, settings, people):
+    headers = bearer(settings, people.caseworker)
+    record_id = create_record(client, headers)
+    for taken_at, words in [((utcnow().date() + timedelta(days=3)).isoformat(), "cannot be in the future"),
+                            ("1900-01-01", "before the child's date of birth")]:
+        response = client.post(f"{API}/records/{record_id}/photos", headers=headers, data={"taken_at": taken_at},
+                               files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+        assert response.status_code == 422 and words in response.json()["detail"], response.text
+    assert db.scalar(select(func.count(Photo.id))) == 0 and stored_files(settings) == []
+
+
+def test_a_failure_after_the_file_was_sealed_erases_it(app, client, db, settings, people, monkeypatch):
+    headers = bearer(settings, people.caseworker)
+    record_id = create_record(client, headers)
+
+    def failing_event(*args, **kwargs):
+        raise RuntimeError("the audit trail is unavailable")
+
+    monkeypatch.setattr(records_service, "record_event", failing_event)
+    with pytest.raises(RuntimeError):
+        client.post(f"{API}/records/{record_id}/photos", headers=headers,
+                    files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+    assert db.scalar(select(func.count(Photo.id))) == 0
+    db.rollback()
+    assert stored_files(settings) == [] and app.state.dispatcher.sent == []
