@@ -6,6 +6,7 @@ from service.cli.audit import audit_app
 from service.cli.match import match_app
 from service.cli.ops import api, migrate
 from service.cli.serve import admin_app, serve
+from service.cli.worker import beat, worker
 
 app = typer.Typer(no_args_is_help=True, help="Reunite: face matching for vetted NGOs, with human review.")
 app.add_typer(match_app, name="match")
@@ -14,3 +15,5 @@ app.add_typer(audit_app, name="audit")
 app.command("serve")(serve)
 app.command("api")(api)
 app.command("migrate")(migrate)
+app.command("worker")(worker)
+app.command("beat")(beat)

@@ -1,7 +1,18 @@
-"""`reunite serve` and `reunite admin create`: run the service and create operator accounts."""
+"""`reunite serve` and `reunite admin create`: run the service and create operator accounts.
+
+`serve` is the embedded, one-command service: the API in this process plus a real
+Celery worker (one process, with the periodic scheduler) as a child process on the
+filesystem broker in the data folder, so photos are processed asynchronously while
+the API keeps answering. The child is stopped when serve exits, and is told by the
+kernel to stop if serve dies without cleaning up.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import subprocess
 import sys
 from typing import Annotated
 
@@ -35,8 +46,9 @@ def prepare(settings: Settings):
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Start a worker and the scheduler as a child process.")] = True,
 ) -> None:
-    """Run the API on the configured database (SQLite in REUNITE_DATA_DIR by default)."""
+    """Run the API and a worker on the configured database (SQLite in REUNITE_DATA_DIR by default)."""
     settings = Settings()
     engine, sessions = prepare(settings)
     session = sessions()
@@ -51,7 +63,63 @@ def serve(
         console.print(f"  password:   {operator.password}")
         console.print(f"  TOTP (add to an authenticator app): {operator.totp_uri}")
     console.print(f"Reunite on http://{host}:{port} (data in {settings.data_dir.resolve()}); API docs at /docs")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    child = start_worker_process() if worker else None
+    if child is not None:
+        console.print(f"Worker started (pid {child.pid}), broker {settings.celery_broker_url}")
+    # uvicorn shuts down on SIGTERM and then raises the signal again: make that an exit that
+    # runs the `finally` below, rather than a kill that would orphan the worker.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        if child is not None:
+            stop_worker_process(child)
+
+
+WORKER_STOP_SECONDS = 30
+# One process, one thread per native library: the embedded service shares a laptop.
+WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def start_worker_process() -> subprocess.Popen:
+    """`reunite worker --concurrency 1 --beat` as a child with the same settings (environment)."""
+    command = [sys.executable, "-c", "from service.cli import app; app()",
+               "worker", "--concurrency", "1", "--beat", "--loglevel", "warning"]
+    # Its own session: a Ctrl-C in the terminal reaches serve only, which then stops the
+    # worker in order (warm shutdown: the task in hand is finished or given back).
+    return subprocess.Popen(command, env={**os.environ, **WORKER_ENVIRONMENT}, start_new_session=True,
+                            preexec_fn=_stop_when_parent_dies)
+
+
+def stop_worker_process(child: subprocess.Popen) -> None:
+    """SIGTERM the worker (a warm shutdown), wait, then SIGKILL whatever is left of its group."""
+    if child.poll() is None:
+        # The main process only: it finishes the task in hand and stops its pool itself.
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=WORKER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(child, signal.SIGKILL)  # a pool or scheduler process that outlived it
+    child.wait()
+
+
+def _exit_on_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _stop_when_parent_dies() -> None:
+    """Linux: the kernel sends SIGTERM to the worker if serve is killed outright."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @admin_app.command("create")

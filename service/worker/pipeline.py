@@ -1,0 +1,513 @@
+"""The work behind the tasks: embed record photos, embed case photos, search the gallery.
+
+Every step follows the same shape, which is what makes at-least-once delivery give
+exactly-once effects:
+
+1. Claim the row with a conditional UPDATE (`status='queued'` -> `processing`,
+   `attempts + 1`) and commit. No row updated means another delivery has it: do
+   nothing. The new `attempts` value is the claim's token.
+2. Decrypt, decode and analyse with no transaction open (seconds of CPU; SQLite
+   would be locked for everyone meanwhile, PostgreSQL would hold row locks).
+3. Write the outcome in one short transaction that first re-checks the row is still
+   ours (`processing` with our token: the reaper may have handed it to another
+   worker) and that the record and its consent are still valid (a withdrawal may
+   have committed meanwhile). If not, it writes nothing.
+
+Locks in the write transactions: record rows are locked FOR SHARE before the photo
+row and before the index log's advisory lock, the order a withdrawal takes them in
+(record, then index log), so the two wait for each other instead of deadlocking.
+Holding the record rows FOR SHARE until commit means a withdrawal's UPDATE of the
+record waits for us and then sees (and erases or redacts) whatever we wrote; a
+withdrawal that committed first is seen by our re-check, and we write nothing.
+
+A case is handled in two tasks: `process_case` (queue `embed`) finds and stores the
+probe faces, then asks for `search_case` (queue `search`), which catches the index
+replica up and writes candidates. A re-run of `process_case` after a crash reuses
+the probe faces already stored, so candidate keys stay the same and a repeated
+search inserts nothing twice (unique probe face + record, INSERT ... ON CONFLICT DO
+NOTHING).
+
+Status messages are plain sentences for a caseworker; nothing here writes a face,
+a vector or a name into a message or a log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import numpy as np
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from matching.calibration import DEFAULT_REVIEW_THRESHOLD
+from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image
+from matching.images import DecodedImage, InputRejected, decode_image
+from matching.search import rank_candidates
+from service.cases.models import Case
+from service.db import transaction, utcnow
+from service.organisations.models import Organisation
+from service.photos.index_log import append_index_change
+from service.photos.models import Embedding, Photo
+from service.photos.service import image_limits
+from service.photos.storage import PhotoUnavailable, PhotoVault
+from service.records.models import Consent, Record
+from service.reviews.models import Candidate
+from service.settings import Settings
+from service.worker.replica import IndexReplica, vector_from_bytes, vector_to_bytes
+from service.worker.runtime import TRANSIENT_ERRORS
+
+log = structlog.get_logger("reunite.worker")
+
+# Neighbours asked of the index per wanted record (as matching.search.search_gallery
+# does), so that one record with many photos cannot crowd the others out.
+OVERSAMPLE = 4
+
+# Outcomes returned by the pipeline (task results are not stored; they show in logs and tests).
+DUPLICATE = "duplicate"  # another delivery holds the row
+SUPERSEDED = "superseded"  # the row stopped being ours while we worked
+NOT_PENDING = "not_pending"  # nothing to search for this case
+
+APPROVED = "approved"
+
+
+@dataclass(frozen=True)
+class Claim:
+    row_id: int
+    token: int  # the row's `attempts` after our claim
+
+
+class Pipeline:
+    """The processing steps, given what they need explicitly (tests build one directly)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        vault: PhotoVault,
+        replica: IndexReplica,
+        face_settings: FaceSettings | None = None,
+        send_search: Callable[[int], None] | None = None,
+        threshold: float = DEFAULT_REVIEW_THRESHOLD,
+    ):
+        self.settings = settings
+        self.sessions = sessions
+        self.vault = vault
+        self.replica = replica
+        self.face_settings = face_settings or FaceSettings(max_faces=settings.max_faces_per_photo)
+        # How process_case hands over to search_case; None searches at once in this process.
+        self.send_search = send_search
+        self.threshold = threshold
+
+    # ----- record photos -----------------------------------------------------------------
+
+    def process_record_photo(self, photo_id: int) -> str:
+        """Embed a gallery photo (exactly one usable face), index it, match it against open cases."""
+        claim = claim_row(self.sessions, Photo, photo_id)
+        if claim is None:
+            return DUPLICATE
+        return self._guarded(Photo, claim, self._record_photo)
+
+    def _record_photo(self, claim: Claim) -> str:
+        with transaction(self.sessions) as session:
+            photo = session.get(Photo, claim.row_id)
+            storage_key, wrapped_key, record_id = photo.storage_key, photo.wrapped_key, photo.record_id
+        if record_id is None:
+            return self._finish(Photo, claim, "failed", "This photo does not belong to a record.")
+        try:
+            faces = analyse_image(self._decode(storage_key, wrapped_key), "enrol", self.face_settings)
+        except PhotoUnavailable:
+            return self._finish(Photo, claim, "failed", UNREADABLE_PHOTO)
+        except NoFaceFound:
+            return self._finish(Photo, claim, "no_face", NO_FACE_ENROL, faces_found=0)
+        except TooManyFaces:
+            return self._finish(Photo, claim, "several_faces",
+                                several_faces_message(f"more than {self.face_settings.max_faces}"))
+        except InputRejected as refusal:
+            return self._finish(Photo, claim, "rejected_input", refusal.message)
+        if len(faces) > 1:
+            return self._finish(Photo, claim, "several_faces", several_faces_message(str(len(faces))),
+                                faces_found=len(faces))
+        problems = faces[0].quality.problems(self.face_settings)
+        if problems:
+            return self._finish(Photo, claim, "low_quality", low_quality_message(problems), faces_found=1)
+        return self._enrol(claim, record_id, faces[0])
+
+    def _enrol(self, claim: Claim, record_id: int, face: Face) -> str:
+        with transaction(self.sessions) as session:
+            now = utcnow()
+            record_ok = lock_searchable_records(session, [record_id], now=now, require_approved=False)
+            photo = _ours(session, Photo, claim)
+            if photo is None:
+                return SUPERSEDED
+            if not record_ok:
+                _set_outcome(photo, "failed", CONSENT_NOT_VALID, now)
+                return "failed"
+            embedding = _embedding_row(photo.id, 0, face)
+            session.add(embedding)
+            session.flush()
+            # Takes the index log lock; the open cases are read after it (see _match_open_cases).
+            append_index_change(session, op="add", embedding_id=embedding.id, model_id=face.model_id)
+            matched = self._match_open_cases(session, embedding, face.embedding, record_id, now)
+            _set_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
+        log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
+        return "embedded"
+
+    def _match_open_cases(self, session: Session, embedding: Embedding, vector: np.ndarray,
+                          record_id: int, now: datetime) -> int:
+        """Two-way matching: propose the new face to open cases' probe faces within the threshold.
+
+        Read after taking the index log lock, while a case search reads the log under the
+        shared lock: a probe face committed before this read is matched here, and a case
+        searched after it waits for this commit and finds the new face in the index, so
+        no pairing falls between the two.
+        """
+        rows = session.execute(
+            select(Embedding.id, Embedding.vector, Photo.case_id)
+            .join(Photo, Photo.id == Embedding.photo_id)
+            .join(Case, Case.id == Photo.case_id)
+            .join(Organisation, Organisation.id == Case.organisation_id)
+            .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
+                   Case.purged_at.is_(None), Organisation.status == APPROVED,
+                   Embedding.model_id == embedding.model_id)
+        ).all()
+        if not rows:
+            return 0
+        probes = np.stack([vector_from_bytes(row.vector) for row in rows])
+        distances = np.linalg.norm(probes - vector, axis=1)
+        candidates = []
+        for row, distance in zip(rows, distances.tolist()):
+            if distance > self.threshold:
+                continue
+            closer = session.scalar(
+                select(func.count()).select_from(Candidate)
+                .where(Candidate.probe_embedding_id == row.id, Candidate.distance < distance)
+            )
+            candidates.append(_candidate_row(case_id=row.case_id, record_id=record_id, probe_id=row.id,
+                                             gallery_id=embedding.id, distance=distance, rank=closer + 1,
+                                             model_id=embedding.model_id, model_version=embedding.model_version,
+                                             now=now))
+        return insert_candidates(session, candidates)
+
+    # ----- cases: find the probe faces ----------------------------------------------------
+
+    def process_case(self, case_id: int) -> str:
+        """Find and store the case photo's faces, then have the gallery searched."""
+        claim = claim_row(self.sessions, Case, case_id)
+        if claim is None:
+            return DUPLICATE
+        outcome = self._guarded(Case, claim, self._embed_case)
+        if outcome != "embedded":
+            return outcome
+        if self.send_search is None:
+            return self.search_case(case_id)
+        self.send_search(case_id)
+        return "embedded"
+
+    def _embed_case(self, claim: Claim) -> str:
+        with transaction(self.sessions) as session:
+            photo = _case_photo(session, claim.row_id)
+            if photo is None:
+                facts = None
+            else:
+                facts = (photo.id, photo.storage_key, photo.wrapped_key)
+                stored = session.scalar(select(func.count()).where(Embedding.photo_id == photo.id))
+        if facts is None:
+            return self._finish(Case, claim, "failed", "This case has no photo to search.")
+        if stored:
+            return "embedded"  # an earlier attempt stored the faces: search them again
+        photo_id, storage_key, wrapped_key = facts
+        try:
+            faces = analyse_image(self._decode(storage_key, wrapped_key), "probe", self.face_settings)
+        except PhotoUnavailable:
+            return self._finish(Case, claim, "failed", UNREADABLE_PHOTO)
+        except NoFaceFound:
+            return self._finish(Case, claim, "no_face", NO_FACE_CASE, faces=0)
+        except InputRejected as refusal:  # includes too many faces
+            return self._finish(Case, claim, "rejected_input", refusal.message)
+        usable = [face for face in faces if face.usable(self.face_settings)]
+        if not usable:
+            return self._finish(Case, claim, "no_face", no_usable_face_message(faces, self.face_settings), faces=0)
+        return self._store_probe_faces(claim, photo_id, faces, usable)
+
+    def _store_probe_faces(self, claim: Claim, photo_id: int, faces: list[Face], usable: list[Face]) -> str:
+        with transaction(self.sessions) as session:
+            now = utcnow()
+            case = _ours(session, Case, claim)
+            if case is None:
+                return SUPERSEDED
+            for number, face in enumerate(usable):
+                # Probe faces are stored but never indexed: the gallery holds record photos only.
+                session.add(_embedding_row(photo_id, number, face))
+            photo = session.get(Photo, photo_id)
+            _set_outcome(photo, "embedded", None, now, faces_found=len(faces))
+            case.faces = len(usable)
+            case.status_message = "Faces found; searching the gallery."
+        return "embedded"
+
+    # ----- cases: search the gallery -----------------------------------------------------
+
+    def search_case(self, case_id: int) -> str:
+        """Search each stored probe face in the caught-up replica and write candidates."""
+        with transaction(self.sessions) as session:
+            case = session.get(Case, case_id)
+            if case is None or case.status != "processing":
+                return NOT_PENDING
+            photo = _case_photo(session, case_id)
+            probes = [] if photo is None else session.execute(
+                select(Embedding.id, Embedding.vector, Embedding.model_id, Embedding.model_version)
+                .where(Embedding.photo_id == photo.id).order_by(Embedding.face_index)
+            ).all()
+        if not probes:
+            return NOT_PENDING  # not embedded yet (or purged): process_case owns it
+        found = self._search_index(probes)
+        return self._write_candidates(case_id, probes, found)
+
+    def _search_index(self, probes: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        for model_id in sorted({probe.model_id for probe in probes}):
+            session = self.sessions()
+            try:
+                self.replica.catch_up(session, model_id)
+            finally:
+                session.close()
+        results = []
+        for probe in probes:
+            index = self.replica.index(probe.model_id)
+            distances, ids = index.search(vector_from_bytes(probe.vector), self.settings.review_top_k * OVERSAMPLE)
+            results.append((distances[0], ids[0]))
+        return results
+
+    def _write_candidates(self, case_id: int, probes: list, found: list) -> str:
+        with transaction(self.sessions) as session:
+            now = utcnow()
+            case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
+            if case is None or case.status != "processing":
+                return SUPERSEDED
+            organisation = session.get(Organisation, case.organisation_id)
+            if organisation is None or organisation.status != APPROVED:
+                _set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
+                return "failed"
+            rows = []
+            for probe, (distances, ids) in zip(probes, found):
+                # The database has the last word after the index: only active records with
+                # valid consent of approved organisations, locked until we commit.
+                allowed = eligible_gallery_embeddings(session, [int(i) for i in ids if i >= 0],
+                                                      model_id=probe.model_id, now=now)
+                for candidate in rank_candidates(distances, ids, record_of=allowed, threshold=self.threshold,
+                                                 top_k=self.settings.review_top_k):
+                    rows.append(_candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
+                                               gallery_id=candidate.embedding_id, distance=candidate.distance,
+                                               rank=candidate.rank, model_id=probe.model_id,
+                                               model_version=probe.model_version, now=now))
+            inserted = insert_candidates(session, rows)
+            total = session.scalar(select(func.count()).select_from(Candidate).where(Candidate.case_id == case_id))
+            _set_case_outcome(case, "searched", searched_message(total), now)
+            case.searched_at = now
+        log.info("case_searched", case_id=case_id, faces=len(probes), candidates=total, new_candidates=inserted)
+        return "searched"
+
+    # ----- shared steps ------------------------------------------------------------------
+
+    def _decode(self, storage_key: str | None, wrapped_key: bytes | None) -> DecodedImage:
+        return decode_image(self.vault.open(storage_key, wrapped_key), image_limits(self.settings))
+
+    def _guarded(self, model, claim: Claim, step: Callable[[Claim], str]) -> str:
+        """Run a step; give the claim back on a transient error, record `failed` on a bug."""
+        try:
+            return step(claim)
+        except TRANSIENT_ERRORS:
+            release_claim(self.sessions, model, claim)
+            raise
+        except Exception as error:
+            log.error("processing_failed", table=model.__tablename__, row_id=claim.row_id,
+                      error=type(error).__name__)
+            try:
+                self._finish(model, claim, "failed", UNEXPECTED_FAILURE)
+            except Exception:  # the database may be what failed; the reaper retries then
+                pass
+            raise
+
+    def _finish(self, model, claim: Claim, status: str, message: str | None, **counts) -> str:
+        """Record a final outcome if the row is still ours."""
+        with transaction(self.sessions) as session:
+            row = _ours(session, model, claim)
+            if row is None:
+                return SUPERSEDED
+            if model is Photo:
+                _set_outcome(row, status, message, utcnow(), **counts)
+            else:
+                _set_case_outcome(row, status, message, utcnow(), **counts)
+        log.info("processed", table=model.__tablename__, row_id=claim.row_id, status=status)
+        return status
+
+
+# ----- claims ---------------------------------------------------------------------------
+
+
+def claim_row(sessions: sessionmaker[Session], model, row_id: int, *, now: datetime | None = None) -> Claim | None:
+    """Take a queued photo or case for processing; None if another delivery has it."""
+    with transaction(sessions) as session:
+        token = session.execute(
+            update(model)
+            .where(model.id == row_id, model.status == "queued")
+            .values(status="processing", claimed_at=now or utcnow(), attempts=model.attempts + 1)
+            .returning(model.attempts)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+    return None if token is None else Claim(row_id=row_id, token=token)
+
+
+def release_claim(sessions: sessionmaker[Session], model, claim: Claim) -> None:
+    """Put the row back in the queue so a retry can claim it; best effort (the reaper is the fallback).
+
+    `claimed_at` becomes the time of release, which the reaper reads as "dispatched
+    just now", so it leaves the retry a minute before re-sending the row itself.
+    """
+    try:
+        with transaction(sessions) as session:
+            session.execute(
+                update(model)
+                .where(model.id == claim.row_id, model.status == "processing", model.attempts == claim.token)
+                .values(status="queued", claimed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+    except Exception:
+        log.warning("claim_not_released", table=model.__tablename__, row_id=claim.row_id)
+
+
+def _ours(session: Session, model, claim: Claim):
+    row = session.get(model, claim.row_id, with_for_update=True, populate_existing=True)
+    if row is None or row.status != "processing" or row.attempts != claim.token:
+        return None
+    return row
+
+
+# ----- the database's word on what may be matched ------------------------------------------
+
+
+def lock_searchable_records(session: Session, record_ids: list[int], *, now: datetime,
+                            require_approved: bool = True) -> set[int]:
+    """The given records that are active with valid consent (and an approved organisation), locked FOR SHARE."""
+    if not record_ids:
+        return set()
+    query = (
+        select(Record.id)
+        .join(Consent, Consent.record_id == Record.id)
+        .where(Record.id.in_(record_ids), *_consent_valid(now))
+        .with_for_update(read=True, of=Record)
+    )
+    if require_approved:
+        query = query.join(Organisation, Organisation.id == Record.organisation_id).where(
+            Organisation.status == APPROVED)
+    return set(session.scalars(query).all())
+
+
+def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, model_id: str,
+                                now: datetime) -> dict[int, int]:
+    """Embedding id -> record id for the ids that may be proposed now, their records locked FOR SHARE."""
+    if not embedding_ids:
+        return {}
+    rows = session.execute(
+        select(Embedding.id, Photo.record_id)
+        .join(Photo, Photo.id == Embedding.photo_id)
+        .join(Record, Record.id == Photo.record_id)
+        .join(Consent, Consent.record_id == Record.id)
+        .join(Organisation, Organisation.id == Record.organisation_id)
+        .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == "embedded",
+               Organisation.status == APPROVED, *_consent_valid(now))
+        .with_for_update(read=True, of=Record)
+    ).all()
+    return {row.id: row.record_id for row in rows}
+
+
+def _consent_valid(now: datetime) -> tuple:
+    return (Record.status == "active", Consent.withdrawn_at.is_(None), Consent.obtained_at <= now,
+            Consent.expires_at > now)
+
+
+# ----- rows ---------------------------------------------------------------------------------
+
+
+def insert_candidates(session: Session, rows: list[dict]) -> int:
+    """Insert candidates, skipping any (probe face, record) pair that already has one."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Candidate).values(rows).on_conflict_do_nothing(
+        index_elements=["probe_embedding_id", "record_id"]).returning(Candidate.id)
+    return len(session.execute(statement).all())  # rows skipped as duplicates return nothing
+
+
+def _candidate_row(*, case_id: int, record_id: int, probe_id: int, gallery_id: int, distance: float, rank: int,
+                   model_id: str, model_version: str, now: datetime) -> dict:
+    return dict(case_id=case_id, record_id=record_id, probe_embedding_id=probe_id, gallery_embedding_id=gallery_id,
+                distance=float(distance), rank=rank, model_id=model_id, model_version=model_version,
+                status="pending_review", created_at=now)
+
+
+def _embedding_row(photo_id: int, face_index: int, face: Face) -> Embedding:
+    quality = {**asdict(face.quality), "jitters": face.jitters}
+    return Embedding(
+        photo_id=photo_id, face_index=face_index,
+        box_top=face.box.top, box_right=face.box.right, box_bottom=face.box.bottom, box_left=face.box.left,
+        quality=json.dumps(quality, sort_keys=True), vector=vector_to_bytes(face.embedding),
+        model_id=face.model_id, model_version=face.model_version,
+    )
+
+
+def _case_photo(session: Session, case_id: int) -> Photo | None:
+    return session.scalars(select(Photo).where(Photo.case_id == case_id).order_by(Photo.id).limit(1)).first()
+
+
+def _set_outcome(photo: Photo, status: str, message: str | None, now: datetime, *, faces_found: int | None = None):
+    photo.status = status
+    photo.status_message = message
+    photo.processed_at = now
+    if faces_found is not None:
+        photo.faces_found = faces_found
+
+
+def _set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *, faces: int | None = None):
+    case.status = status
+    case.status_message = message
+    if faces is not None:
+        case.faces = faces
+
+
+# ----- words for caseworkers ------------------------------------------------------------------
+
+EMBEDDED = "The face was added to the gallery and is now searchable."
+UNREADABLE_PHOTO = "The stored photo could not be read. Please upload it again."
+NO_FACE_ENROL = ("No face was found in this photo. Please upload a photo in which the child's face "
+                 "is clearly visible.")
+NO_FACE_CASE = "No face was found in this photo, so nothing was searched. Please send a photo where the face is clearly visible."
+CONSENT_NOT_VALID = ("The record's consent is no longer valid, so the photo was not added to the gallery.")
+ORGANISATION_NOT_APPROVED = "Your organisation is not approved at the moment, so this photo was not searched."
+UNEXPECTED_FAILURE = "Processing failed unexpectedly. Please try again later; the failure has been logged."
+
+
+def several_faces_message(count: str) -> str:
+    return f"This photo shows {count} faces; upload a photo of the child alone or crop it."
+
+
+def low_quality_message(problems: list[str]) -> str:
+    return f"This photo cannot be used: {'; '.join(problems)}. Please upload a clearer photo of the face."
+
+
+def no_usable_face_message(faces: list[Face], settings: FaceSettings) -> str:
+    problems = sorted({problem for face in faces for problem in face.quality.problems(settings)})
+    reasons = "; ".join(problems) or "the faces are not clear enough"
+    return f"Faces were found, but none can be searched: {reasons}. Please send a clearer photo."
+
+
+def searched_message(candidates: int) -> str:
+    if candidates == 0:
+        return "Searched the gallery: no record was close enough to propose for review."
+    noun = "possible match is" if candidates == 1 else "possible matches are"
+    return f"Searched the gallery: {candidates} {noun} waiting for human review."

@@ -1,0 +1,165 @@
+"""This process's replica of the gallery index: a snapshot plus the `IndexChange` log.
+
+The database is the truth; the FAISS index is a cache every searching process keeps
+for itself. A replica holds one `VectorIndex` per model id (embeddings of different
+models are never compared). On first use it loads the latest snapshot from
+`<data_dir>/index/<model>.faiss` if there is one, then `catch_up` applies every
+change after the index's `sequence`, in order: an `add` loads the embedding's vector
+from the database (an embedding erased since is skipped: its `remove` follows later
+in the log), a `remove` drops the id. Searches call `catch_up` first, so a removal
+committed before a search starts is applied before that search runs, in every
+process. Appends are serialised (service.photos.index_log), so sequence order is
+commit order and a replica never skips a change that commits late.
+
+Snapshots are written atomically (`VectorIndex.save`) after every `snapshot_every`
+changes a replica applies, and by the daily maintenance task; they only shorten
+start-up, since a replica without one rebuilds from the whole log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from matching.index import IndexFileError, VectorIndex
+from service.photos.index_log import read_lock
+from service.photos.models import Embedding, IndexChange
+
+log = structlog.get_logger("reunite.worker.replica")
+
+EMBEDDING_DIM = 128
+CHANGES_PER_READ = 5_000
+DEFAULT_SNAPSHOT_EVERY = 1_000
+
+
+def vector_from_bytes(data: bytes) -> np.ndarray:
+    """An embedding column value back to its float32 vector (little-endian on disk)."""
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def vector_to_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+class IndexReplica:
+    def __init__(self, snapshot_dir: Path, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY):
+        self.snapshot_dir = Path(snapshot_dir)
+        self.snapshot_every = snapshot_every
+        self._indexes: dict[str, VectorIndex] = {}
+        self._unsaved: dict[str, int] = {}  # changes applied since the last load or save
+        self._checked: set[str] = set()  # models whose loaded index was checked against the log
+
+    def snapshot_path(self, model_id: str) -> Path:
+        return self.snapshot_dir / f"{model_id}.faiss"
+
+    def index(self, model_id: str) -> VectorIndex:
+        """The index for `model_id` as last caught up (call `catch_up` before searching it)."""
+        if model_id not in self._indexes:
+            self._indexes[model_id] = self._load_snapshot(model_id)
+            self._unsaved[model_id] = 0
+        return self._indexes[model_id]
+
+    def catch_up(self, session: Session, model_id: str) -> int:
+        """Apply every committed change after the index's sequence; how many were applied.
+
+        Runs in the session's transaction and ends it, so the shared lock it takes on
+        PostgreSQL (waiting for appends that are committing) is held only while reading.
+        """
+        index = self.index(model_id)
+        try:
+            read_lock(session)
+            if model_id not in self._checked:
+                index = self._check_against_database(session, model_id)
+            applied = 0
+            while True:
+                changes = session.execute(
+                    select(IndexChange.seq, IndexChange.op, IndexChange.embedding_id)
+                    .where(IndexChange.model_id == model_id, IndexChange.seq > index.sequence)
+                    .order_by(IndexChange.seq).limit(CHANGES_PER_READ)
+                ).all()
+                if not changes:
+                    break
+                _apply(session, index, changes)
+                applied += len(changes)
+        finally:
+            session.rollback()  # read only: ends the transaction and releases the lock
+        self._unsaved[model_id] += applied
+        if self._unsaved[model_id] >= self.snapshot_every:
+            self.save_snapshot(model_id)
+        return applied
+
+    def _check_against_database(self, session: Session, model_id: str) -> VectorIndex:
+        """Once per loaded index: a snapshot ahead of the log is from elsewhere; start afresh."""
+        index = self._indexes[model_id]
+        if index.sequence > _last_sequence(session, model_id):
+            # Restored from a backup older than the snapshot, or another database's file.
+            log.warning("index_snapshot_ahead_of_database", model_id=model_id, snapshot_sequence=index.sequence)
+            index = self._indexes[model_id] = VectorIndex(dim=EMBEDDING_DIM)
+        self._checked.add(model_id)
+        return index
+
+    def save_snapshot(self, model_id: str) -> Path:
+        """Write the index atomically where the next process to start will load it."""
+        path = self.snapshot_path(model_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.index(model_id).save(path)
+        self._unsaved[model_id] = 0
+        return path
+
+    def model_ids(self) -> list[str]:
+        return sorted(self._indexes)
+
+    def _load_snapshot(self, model_id: str) -> VectorIndex:
+        path = self.snapshot_path(model_id)
+        try:
+            index = VectorIndex.load(path)
+        except FileNotFoundError:
+            return VectorIndex(dim=EMBEDDING_DIM)
+        except IndexFileError:
+            # A damaged snapshot costs only time: the log rebuilds the same index.
+            log.warning("index_snapshot_unreadable", model_id=model_id)
+            return VectorIndex(dim=EMBEDDING_DIM)
+        if index.dim != EMBEDDING_DIM:
+            return VectorIndex(dim=EMBEDDING_DIM)
+        return index
+
+
+def _last_sequence(session: Session, model_id: str) -> int:
+    last = session.scalar(select(func.max(IndexChange.seq)).where(IndexChange.model_id == model_id))
+    return int(last or 0)
+
+
+def _apply(session: Session, index: VectorIndex, changes: list) -> None:
+    """Apply changes in log order, batching consecutive adds (one vector query per run)."""
+    run: list[tuple[int, int]] = []  # (seq, embedding_id) of consecutive adds
+    for seq, op, embedding_id in changes:
+        if op == "add":
+            run.append((seq, embedding_id))
+            continue
+        _add_run(session, index, run)
+        run = []
+        index.remove([embedding_id], sequence=seq)
+    _add_run(session, index, run)
+
+
+def _add_run(session: Session, index: VectorIndex, run: list[tuple[int, int]]) -> None:
+    if not run:
+        return
+    wanted = [embedding_id for _, embedding_id in run if embedding_id not in index]
+    vectors = dict(_vectors(session, set(wanted)))
+    ids = [embedding_id for embedding_id in dict.fromkeys(wanted) if embedding_id in vectors]
+    matrix = (np.stack([vectors[i] for i in ids]) if ids
+              else np.empty((0, index.dim), dtype=np.float32))
+    index.add(np.asarray(ids, dtype=np.int64), matrix, sequence=run[-1][0])
+
+
+def _vectors(session: Session, ids: set[int]) -> Iterable[tuple[int, np.ndarray]]:
+    if not ids:
+        return []
+    rows = session.execute(select(Embedding.id, Embedding.vector).where(Embedding.id.in_(ids))).all()
+    return [(row.id, vector_from_bytes(row.vector)) for row in rows]

@@ -1,0 +1,120 @@
+"""The Celery tasks: thin wrappers that take ids and hand them to the pipeline.
+
+Tasks receive row ids only, never objects or photos: the database holds the state,
+so any worker can pick up any message and a message carries nothing personal.
+
+Each worker process owns one `WorkerRuntime` and one `Pipeline`, created on first use
+in that process (never inherited through a fork). `install_worker_hooks` makes a
+worker load the face models once in its main process, before the pool forks (the
+children share the model memory), and open its database engine and warm its index
+replica in each pool process (`worker_process_init`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from celery import Celery
+from celery.signals import worker_init, worker_process_init
+
+from service.worker.celery_app import MAINTENANCE, REAP, RETRY_POLICY, SEARCH_CASE, SEARCH_QUEUE
+from service.worker.dispatch import EMBED_QUEUE, PROCESS_CASE, PROCESS_RECORD_PHOTO
+from service.worker.runtime import TRANSIENT_ERRORS, WorkerRuntime, limit_native_threads
+
+log = structlog.get_logger("reunite.worker")
+
+
+@dataclass
+class _ProcessState:
+    pid: int
+    runtime: WorkerRuntime
+    pipeline: object  # service.worker.pipeline.Pipeline, imported lazily (it loads dlib)
+
+
+class AppDispatcher:
+    """Sends work from inside a worker (the reaper) through the worker's own app."""
+
+    def __init__(self, app: Celery):
+        self._app = app
+
+    def record_photo(self, photo_id: int) -> None:
+        self._app.send_task(PROCESS_RECORD_PHOTO, args=[photo_id], queue=EMBED_QUEUE)
+
+    def case(self, case_id: int) -> None:
+        self._app.send_task(PROCESS_CASE, args=[case_id], queue=EMBED_QUEUE)
+
+    def search(self, case_id: int) -> None:
+        self._app.send_task(SEARCH_CASE, args=[case_id], queue=SEARCH_QUEUE)
+
+
+def process_state(app: Celery) -> _ProcessState:
+    """This process's runtime and pipeline for `app`, created on first use."""
+    state: _ProcessState | None = getattr(app, "_reunite_state", None)
+    if state is None or state.pid != os.getpid():
+        from service.worker.pipeline import Pipeline
+
+        runtime = WorkerRuntime.create(app.reunite_settings)
+        pipeline = Pipeline(settings=runtime.settings, sessions=runtime.sessions, vault=runtime.vault,
+                            replica=runtime.replica, send_search=AppDispatcher(app).search)
+        state = _ProcessState(pid=os.getpid(), runtime=runtime, pipeline=pipeline)
+        app._reunite_state = state
+    return state
+
+
+def register_tasks(app: Celery) -> None:
+    retrying = dict(autoretry_for=TRANSIENT_ERRORS, **RETRY_POLICY)
+
+    @app.task(name=PROCESS_RECORD_PHOTO, **retrying)
+    def process_record_photo(photo_id: int) -> str:
+        return process_state(app).pipeline.process_record_photo(photo_id)
+
+    @app.task(name=PROCESS_CASE, **retrying)
+    def process_case(case_id: int) -> str:
+        return process_state(app).pipeline.process_case(case_id)
+
+    @app.task(name=SEARCH_CASE, **retrying)
+    def search_case(case_id: int) -> str:
+        return process_state(app).pipeline.search_case(case_id)
+
+    @app.task(name=REAP)
+    def reap() -> dict:
+        # Not retried: the next run comes within a minute anyway.
+        from service.worker.reaper import reap as reap_rows
+
+        state = process_state(app)
+        timeout = timedelta(minutes=state.runtime.settings.processing_timeout_minutes)
+        return reap_rows(state.runtime.sessions, dispatcher=AppDispatcher(app), processing_timeout=timeout).counts()
+
+    @app.task(name=MAINTENANCE)
+    def maintenance() -> dict:
+        # Each job catches its own errors (see run_maintenance); tomorrow's run retries.
+        from service.worker.maintenance import run_maintenance
+
+        return run_maintenance(process_state(app).runtime)
+
+
+def install_worker_hooks(app: Celery) -> None:
+    """Load models once per worker and set each pool process up (call before starting a worker)."""
+
+    @worker_init.connect(weak=False)
+    def load_models(**_) -> None:
+        limit_native_threads()
+        import matching.faces  # noqa: F401  (loads the dlib models; forked children share them)
+
+    @worker_process_init.connect(weak=False)
+    def prepare_process(**_) -> None:
+        limit_native_threads()  # per process: OpenMP settings are not inherited through fork reliably
+        state = process_state(app)
+        try:
+            from matching.faces import MODEL_ID
+
+            session = state.runtime.sessions()
+            try:
+                state.runtime.replica.catch_up(session, MODEL_ID)
+            finally:
+                session.close()
+        except TRANSIENT_ERRORS:
+            log.warning("index_warmup_skipped")  # the first search catches up instead
