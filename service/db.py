@@ -56,15 +56,19 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str, *, serialise_sqlite: bool = True) -> Engine:
-    """An engine for `url`; on SQLite, `serialise_sqlite` starts every transaction IMMEDIATE."""
+    """An engine for `url`; on SQLite, `serialise_sqlite` starts every transaction IMMEDIATE.
+
+    Bound parameters are kept out of error messages: they can be face vectors,
+    labels or names, and error messages end up in logs.
+    """
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine, serialise=serialise_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine, *, serialise: bool) -> None:
