@@ -10,19 +10,15 @@ random one), flushed at the start.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -36,10 +32,10 @@ from service.settings import Settings
 from service.worker.dispatch import CeleryDispatcher
 from service.worker.reaper import reap
 from tests.support.gallery import World, add_photo, make_record
+from tests.support.workers import Workers, redis_database, wait_for
 
 pytestmark = [pytest.mark.faces, pytest.mark.worker_process]
 
-WAIT_SECONDS = 120  # generous: the machine's two cores are shared with other test runs
 DONE_CASE = ("searched", "no_face", "rejected_input", "failed")
 
 
@@ -48,14 +44,7 @@ DONE_CASE = ("searched", "no_face", "rejected_input", "failed")
 
 @pytest.fixture(scope="session")
 def redis_url():
-    number = int(os.environ.get("REUNITE_TEST_REDIS_DB") or random.randrange(1, 16))
-    url = f"redis://127.0.0.1:6379/{number}"
-    try:
-        redis.Redis.from_url(url).flushdb()
-    except redis.ConnectionError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    yield url
-    redis.Redis.from_url(url).flushdb()
+    yield from redis_database()
 
 
 @pytest.fixture(scope="session")
@@ -85,49 +74,6 @@ def world(postgres_only, app, db, tmp_path, monkeypatch) -> World:
     return World(app, db, tmp_path)
 
 
-class Workers:
-    """Starts `reunite worker` processes with the test's settings and stops them all."""
-
-    def __init__(self, settings: Settings, broker_url: str, logs: Path):
-        self.settings, self.broker_url, self.logs = settings, broker_url, logs
-        self.processes: list[subprocess.Popen] = []
-
-    def environment(self) -> dict[str, str]:
-        s = self.settings
-        return {**os.environ, "REUNITE_ENVIRONMENT": "test", "REUNITE_SECRET_KEY": s.secret_key.get_secret_value(),
-                "REUNITE_DATABASE_URL": s.database_url, "REUNITE_MASTER_KEY": s.master_key.get_secret_value(),
-                "REUNITE_DATA_DIR": str(s.data_dir), "REUNITE_AUDIT_KEY_PATH": str(s.audit_key_file),
-                "REUNITE_BROKER_URL": self.broker_url}
-
-    def start(self, concurrency: int = 1) -> subprocess.Popen:
-        number = len(self.processes)
-        log = open(self.logs / f"worker-{number}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from service.cli import app; app()", "worker", "--concurrency",
-             str(concurrency), "--loglevel", "info", "--name", f"test-{os.getpid()}-{number}@{socket.gethostname()}"],
-            env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
-        return process
-
-    def kill(self, process: subprocess.Popen) -> None:
-        """SIGKILL the worker and its pool processes at once, as a crash would."""
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=30)
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()  # warm shutdown
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    pass
-            self.kill(process)
-
-
 @pytest.fixture
 def workers(settings, redis_url, tmp_path):
     started = Workers(settings, redis_url, tmp_path)
@@ -138,16 +84,6 @@ def workers(settings, redis_url, tmp_path):
 @pytest.fixture
 def dispatcher(settings, redis_url) -> CeleryDispatcher:
     return CeleryDispatcher(settings.model_copy(update={"broker_url": redis_url}))
-
-
-def wait_for(check, *, what: str, seconds: float = WAIT_SECONDS, every: float = 0.1):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(db: Session, model, row_id: int) -> str:
