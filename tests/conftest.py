@@ -7,6 +7,22 @@ import pytest
 from tests.support.faces import sdist_faces, shared_faces
 
 
+@pytest.fixture(autouse=True)
+def quick_hashing(monkeypatch):
+    """Accounts made with the tests' PASSWORD share one real argon2 hash of it.
+
+    argon2 costs a large fraction of a second per hash on a busy 2-core machine;
+    verification still runs for real on every sign-in, and other passwords are
+    hashed as usual.
+    """
+    from service.auth import service as auth_service
+    from tests.support.service import PASSWORD, password_hash
+
+    real = auth_service.hash_password
+    monkeypatch.setattr(auth_service, "hash_password",
+                        lambda password: password_hash() if password == PASSWORD else real(password))
+
+
 @pytest.fixture(scope="session")
 def sdist_images() -> Path:
     """Real photos from the face_recognition sdist: always available."""

@@ -21,16 +21,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cache
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from matching.calibration import DEFAULT_REVIEW_THRESHOLD
-from service.auth import service as auth_service
 from service.auth.models import User
-from service.auth.passwords import hash_password
 from service.auth.tokens import issue_access_token
 from service.db import utcnow
 from service.photos.models import Photo
@@ -55,9 +52,6 @@ def redis_url():
     yield from redis_database()
 
 
-@cache
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
 
 @pytest.fixture
@@ -148,8 +142,6 @@ def flow(backend, app, client, db, settings, tmp_path, monkeypatch, request, wor
 
     Organisation A owns the record; organisation B submits the cases.
     """
-    monkeypatch.setattr(auth_service, "hash_password",
-                        lambda password: password_hash() if password == PASSWORD else hash_password(password))
     broker_url = request.getfixturevalue("redis_url") if backend == "postgresql" else None
     app.state.dispatcher = CeleryDispatcher(settings.model_copy(update={"broker_url": broker_url}))
     workers = Workers(settings, broker_url, tmp_path)

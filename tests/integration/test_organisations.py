@@ -3,21 +3,17 @@
 Each test walks one story and checks the audit events it writes, exactly and in
 order. Access tokens are minted directly (no password check, no login events)
 except where signing in is the point, and users get a password hash computed once
-(`quick_hashing`): argon2 costs a large fraction of a second per hash on a busy
+(the `quick_hashing` fixture in tests/conftest.py): argon2 costs a large fraction of a second per hash on a busy
 machine, and test_auth already covers hashing itself.
 """
 
 import json
 from datetime import timedelta
-from functools import cache
 
-import pytest
 from sqlalchemy import func, select
 
 from service.audit.models import AuditEvent
-from service.auth import service as auth_service
 from service.auth.models import User
-from service.auth.passwords import hash_password
 from service.auth.tokens import issue_access_token
 from service.db import utcnow
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
@@ -27,16 +23,7 @@ from tests.support.service import PASSWORD, make_organisation, make_user, sign_i
 API = "/api/v1"
 
 
-@cache
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
-
-@pytest.fixture(autouse=True)
-def quick_hashing(monkeypatch):
-    """Every account made with the tests' PASSWORD reuses one real argon2 hash of it."""
-    monkeypatch.setattr(auth_service, "hash_password",
-                        lambda password: password_hash() if password == PASSWORD else hash_password(password))
 
 
 def bearer(settings, account) -> dict[str, str]:

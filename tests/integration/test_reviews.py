@@ -5,7 +5,7 @@ organisation C is an outsider. Rows are made directly with the ORM (the records,
 worker code that would make them is tested elsewhere); photos go through the real upload
 check and the real vault, from the face_recognition sdist's photos, so the image endpoints
 decrypt real bytes. Access tokens are minted directly, and every account shares one argon2
-hash (`quick_hashing`), to keep the tests quick.
+hash (the `quick_hashing` fixture in tests/conftest.py), to keep the tests quick.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -25,9 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.audit.models import AuditEvent
-from service.auth import service as auth_service
 from service.auth.models import User
-from service.auth.passwords import hash_password
 from service.auth.tokens import issue_access_token
 from service.cases.models import Case
 from service.db import utcnow
@@ -39,7 +36,7 @@ from service.records.models import Consent, Record
 from service.reviews import service as reviews_service
 from service.reviews.models import Candidate, Notification, Review
 from service.reviews.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.support.service import PASSWORD, make_organisation, make_user
+from tests.support.service import make_organisation, make_user
 
 API = "/api/v1"
 LABEL = "Pseudonym-Kestrel"  # the record's label: must never appear in a review response
@@ -49,15 +46,7 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 RATIONALE = "Same ear shape, same scar above the left eyebrow."
 
 
-@cache
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
-
-@pytest.fixture(autouse=True)
-def quick_hashing(monkeypatch):
-    monkeypatch.setattr(auth_service, "hash_password",
-                        lambda password: password_hash() if password == PASSWORD else hash_password(password))
 
 
 # --- arranging the world ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from functools import cache
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,11 +14,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from service.auth.models import User
+from service.auth.passwords import hash_password
 from service.auth.service import create_user
 from service.db import utcnow
 from service.organisations.models import Organisation
 
 PASSWORD = "correct horse battery staple"
+
+
+@cache
+def password_hash() -> str:
+    """One real argon2 hash of PASSWORD, computed once per test run."""
+    return hash_password(PASSWORD)
 ADMIN_URL = os.environ.get("REUNITE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
