@@ -17,17 +17,8 @@ import sys
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
-from sqlalchemy.exc import IntegrityError
 
-from service.app import create_app
-from service.audit.service import record_event
-from service.auth.passwords import WeakPassword, totp_uri
-from service.auth.service import create_user
-from service.bootstrap import create_first_admin
-from service.db import make_engine, make_session_factory, transaction
-from service.migrate import upgrade
 from service.settings import Settings
 from vetting.roles import OPERATOR_ROLES
 
@@ -37,6 +28,9 @@ admin_app = typer.Typer(no_args_is_help=True, help="Operator accounts (platform 
 
 def prepare(settings: Settings):
     """Migrate the database and return a session factory on it."""
+    from service.db import make_engine, make_session_factory
+    from service.migrate import upgrade
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
@@ -49,6 +43,11 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Start a worker and the scheduler as a child process.")] = True,
 ) -> None:
     """Run the API and a worker on the configured database (SQLite in REUNITE_DATA_DIR by default)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.bootstrap import create_first_admin
+
     settings = Settings()
     engine, sessions = prepare(settings)
     session = sessions()
@@ -128,6 +127,13 @@ def create_operator(
     role: Annotated[str, typer.Option(help="platform_admin or auditor.")],
 ) -> None:
     """Create a platform admin or auditor; the password is read from standard input."""
+    from sqlalchemy.exc import IntegrityError
+
+    from service.audit.service import record_event
+    from service.auth.passwords import WeakPassword, totp_uri
+    from service.auth.service import create_user
+    from service.db import transaction
+
     if role not in OPERATOR_ROLES:
         console.print(f"[red]error:[/red] --role must be one of {', '.join(sorted(OPERATOR_ROLES))}")
         raise typer.Exit(2)
