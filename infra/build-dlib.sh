@@ -4,7 +4,7 @@
 #
 # Why: the prebuilt dlib-bin wheel (the project's quick laptop install) has no BLAS, so
 # face embeddings cost about 4x more CPU. This build gives the same embeddings (max abs
-# difference ~1e-7) and the same detection boxes; figures in docs/perf_dlib.md.
+# difference ~1e-7) and the same detection boxes; figures in docs/performance.md ("The dlib build").
 #
 # Usage (as root on Debian/Ubuntu, or with the build packages already installed):
 #   infra/build-dlib.sh                          # build the wheel, install it, verify
@@ -17,7 +17,7 @@
 #   ARCH_FLAGS    compiler flags selecting the instruction set (default: -march=x86-64-v3,
 #                 i.e. AVX2 + FMA, any x86-64 CPU since 2013-2015; the measured fastest).
 #                 Use ARCH_FLAGS=-mavx for a CPU without AVX2 (the level dlib-bin has; its
-#                 HOG detection was 2x slower in our build, see docs/perf_dlib.md).
+#                 HOG detection was 2x slower in our build, see docs/performance.md ("The dlib build")).
 #   JOBS          parallel compile jobs (default: nproc). About 1.2 GB RAM per job.
 #
 # How the options reach CMake. dlib 20.0.1's setup.py documents `--set NAME=VALUE` and
