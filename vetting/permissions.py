@@ -19,6 +19,7 @@ class Action(StrEnum):
     DECIDE_ORGANISATION = "decide_organisation"  # approve, reject, suspend, reinstate, revoke
     MANAGE_DENYLIST = "manage_denylist"
     MANAGE_USERS = "manage_users"  # an organisation admin, within their organisation
+    MANAGE_WEBHOOK = "manage_webhook"  # where confirmed matches are also sent
     READ_AUDIT = "read_audit"
     EXPORT_AUDIT = "export_audit"
     MANAGE_RECORDS = "manage_records"
@@ -40,7 +41,9 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         _EVERY_ROLE | {Action.READ_ORGANISATION, Action.READ_CASES, Action.REVIEW_CANDIDATES, Action.VIEW_PHOTOS,
                        Action.READ_NOTIFICATIONS}
     ),
-    Role.ORG_ADMIN: frozenset(_EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_USERS}),
+    Role.ORG_ADMIN: frozenset(
+        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_USERS, Action.MANAGE_WEBHOOK}
+    ),
     Role.PLATFORM_ADMIN: frozenset(
         _EVERY_ROLE
         | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.DECIDE_ORGANISATION, Action.MANAGE_DENYLIST}

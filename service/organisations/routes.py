@@ -20,7 +20,7 @@ from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
 from service.organisations import service
 from service.organisations.schemas import (
     Application, ApplicationReceived, DecisionRequest, DenylistEntry, NewDenylistDomain, NewUser,
-    OrganisationOut, OrganisationSummary, ReasonRequest, UserOut,
+    OrganisationOut, OrganisationSummary, ReasonRequest, UserOut, WebhookIn, WebhookOut,
 )
 from service.settings import Settings
 from vetting.organisations import Decision, Status
@@ -127,6 +127,23 @@ def add_user(organisation_id: int, body: NewUser, user: CurrentUser, session: Db
 def remove_user(organisation_id: int, user_id: int, user: CurrentUser, session: DbSession) -> None:
     """Remove a user; their tokens stop working at once."""
     service.remove_user(session, organisation_id=organisation_id, actor=user, user_id=user_id)
+
+
+@router.put("/organisations/{organisation_id}/webhook", response_model=WebhookOut, responses=REFUSALS,
+            **permission(Action.MANAGE_WEBHOOK))
+def set_webhook(organisation_id: int, body: WebhookIn, user: CurrentUser, session: DbSession) -> WebhookOut:
+    """Send confirmed matches also to this https address, signed with HMAC-SHA256.
+
+    The signing secret is shown in this answer only; setting the address again makes a new one.
+    """
+    secret = service.set_webhook(session, organisation_id=organisation_id, actor=user, url=body.url)
+    return WebhookOut(url=body.url, secret=secret)
+
+
+@router.delete("/organisations/{organisation_id}/webhook", status_code=204, responses=REFUSALS,
+               **permission(Action.MANAGE_WEBHOOK))
+def remove_webhook(organisation_id: int, user: CurrentUser, session: DbSession) -> None:
+    service.remove_webhook(session, organisation_id=organisation_id, actor=user)
 
 
 @router.get("/denylist/domains", response_model=list[DenylistEntry], **permission(Action.MANAGE_DENYLIST))

@@ -124,3 +124,12 @@ class DenylistEntry(BaseModel):
     reason: str | None = None
     added_by: int | None = None
     added_at: datetime | None = None
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(min_length=9, max_length=300)
+
+
+class WebhookOut(BaseModel):
+    url: str
+    secret: str = Field(description="Shown once: verify X-Reunite-Signature with it.")

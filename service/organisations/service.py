@@ -12,8 +12,11 @@ found, never as forbidden, so their existence is not revealed.
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 from collections.abc import Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -269,6 +272,48 @@ def remove_user(session: Session, *, organisation_id: int, actor: User, user_id:
     record_event(session, action="user_removed", actor_id=actor.id, organisation_id=organisation.id,
                  target_type="user", target_id=user.id, details={"user_id": user.id, "roles": sorted(user.roles)})
     session.commit()
+
+
+# --- webhook --------------------------------------------------------------------------------
+
+
+def set_webhook(session: Session, *, organisation_id: int, actor: User, url: str) -> str:
+    """Point the organisation's confirmed-match webhook at `url`; returns a new signing secret."""
+    organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
+    refusal = webhook_url_refusal(url)
+    if refusal:
+        raise Refused(refusal, rule="webhook_url")
+    organisation.webhook_url = url
+    organisation.webhook_secret = secrets.token_hex(32)
+    record_event(session, action="webhook_set", actor_id=actor.id, organisation_id=organisation.id,
+                 target_type="organisation", target_id=organisation.id)
+    session.commit()
+    return organisation.webhook_secret
+
+
+def remove_webhook(session: Session, *, organisation_id: int, actor: User) -> None:
+    organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
+    organisation.webhook_url = organisation.webhook_secret = None
+    record_event(session, action="webhook_removed", actor_id=actor.id, organisation_id=organisation.id,
+                 target_type="organisation", target_id=organisation.id)
+    session.commit()
+
+
+def webhook_url_refusal(url: str) -> str | None:
+    """Only https to a public host name: the service must not be steered at internal addresses."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not host or parts.username or parts.password:
+        return "The webhook must be an https:// address with a host name and no user name or password."
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or "." not in host:
+            return "The webhook must point at a public host name."
+        return None
+    if not address.is_global:
+        return "The webhook must point at a public address."
+    return None
 
 
 def _own_organisation(session: Session, *, actor: User, organisation_id: int, lock: bool = True) -> Organisation:

@@ -10,6 +10,7 @@ machine, and test_auth already covers hashing itself.
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from service.audit.models import AuditEvent
@@ -380,3 +381,51 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
         ("login_failed", sheriff_id, {"reason": "denylisted_domain"}),
         ("denylist_domain_removed", admin.user_id, {"domain_id": domain_id}),
     ]
+
+
+# --- webhook --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://hooks.example.org/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost/x",
+     "https://intranet/x", "https://user:pw@hooks.example.org/x", "https://[::1]/x", "https://db.internal/x"],
+)
+def test_webhook_refuses_non_public_or_plain_http_addresses(client, db, settings, url):
+    organisation = make_organisation(db)
+    admin = make_user(db, "org_admin", organisation=organisation)
+    db.commit()
+    response = client.put(f"{API}/organisations/{organisation.id}/webhook", json={"url": url},
+                          headers=sign_in(client, admin))
+    assert response.status_code == 422, url
+    assert response.json()["rule"] == "webhook_url"
+    db.rollback()  # end any read snapshot, then forget loaded values: see what the API committed
+    db.expire_all()
+    assert db.get(Organisation, organisation.id).webhook_url is None
+
+
+def test_webhook_is_set_with_a_secret_shown_once_and_removed(client, db, settings):
+    organisation = make_organisation(db)
+    admin = make_user(db, "org_admin", organisation=organisation)
+    other = make_organisation(db, name="Elsewhere")
+    db.commit()
+    headers = sign_in(client, admin)
+    answer = client.put(f"{API}/organisations/{organisation.id}/webhook",
+                        json={"url": "https://hooks.helping-hands.example.org/reunite"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    secret = answer.json()["secret"]
+    assert len(secret) == 64
+    db.rollback()  # end any read snapshot, then forget loaded values: see what the API committed
+    db.expire_all()
+    stored = db.get(Organisation, organisation.id)
+    assert (stored.webhook_url, stored.webhook_secret) == ("https://hooks.helping-hands.example.org/reunite", secret)
+    assert secret not in client.get(f"{API}/organisations/{organisation.id}", headers=headers).text
+    # Another organisation's webhook is not yours to set.
+    assert client.put(f"{API}/organisations/{other.id}/webhook", json={"url": "https://x.example.org/h"},
+                      headers=headers).status_code == 404
+    assert client.delete(f"{API}/organisations/{organisation.id}/webhook", headers=headers).status_code == 204
+    db.rollback()  # end any read snapshot, then forget loaded values: see what the API committed
+    db.expire_all()
+    assert db.get(Organisation, organisation.id).webhook_secret is None
+    actions = [e.action for e in db.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+    assert actions[-2:] == ["webhook_set", "webhook_removed"]
