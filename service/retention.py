@@ -92,11 +92,11 @@ def erase_photos(session: Session, *, photos: Sequence[Photo], now: datetime, me
         session.execute(delete(Embedding).where(Embedding.id.in_([face.id for face in faces])))
     erasure.embeddings_removed = len(faces)
     for photo in photos:
-        if photo.storage_key:
-            erasure.storage_keys.append(photo.storage_key)
+        erasure.storage_keys += [key for key in (photo.storage_key, photo.thumbnail_key) if key]
         if photo.status == "erased":
             continue
         photo.wrapped_key = None
+        photo.thumbnail_wrapped_key = None
         photo.sha256 = None
         photo.status = "erased"
         photo.status_message = message

@@ -27,6 +27,9 @@ class Photo(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     storage_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A small JPEG for pages and review queues, sealed the same way under its own key.
+    thumbnail_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    thumbnail_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     sha256: Mapped[str | None] = mapped_column(String(64))
     content_type: Mapped[str | None] = mapped_column(String(50))
     byte_size: Mapped[int | None] = mapped_column(Integer)

@@ -8,8 +8,12 @@ which take seconds, run in a worker afterwards.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
+
+from PIL import Image
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +30,9 @@ from matching.images import (
 from service.photos.models import Photo
 from service.photos.storage import PhotoVault
 from service.settings import Settings
+
+THUMBNAIL_SIDE = 320
+Size = Literal["full", "thumbnail"]
 
 # HTTP status for each kind of refused file.
 _STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, NotAnImage: 415, AnimatedImage: 415}
@@ -45,6 +52,7 @@ class CheckedImage:
     width: int
     height: int
     source_format: str
+    thumbnail: bytes  # JPEG, upright, at most THUMBNAIL_SIDE on its long side
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -57,7 +65,24 @@ def check_upload(data: bytes, settings: Settings) -> CheckedImage:
         image = decode_image(data, image_limits(settings))
     except InputRejected as refusal:
         raise UploadRefused(_STATUS.get(type(refusal), 422), refusal.message, refusal.code) from refusal
-    return CheckedImage(data=data, width=image.width, height=image.height, source_format=image.source_format)
+    return CheckedImage(data=data, width=image.width, height=image.height, source_format=image.source_format,
+                        thumbnail=_thumbnail(image.working))
+
+
+def _thumbnail(pixels) -> bytes:
+    """A small upright JPEG from the decoded working copy (no EXIF or other metadata)."""
+    image = Image.fromarray(pixels)
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def open_photo(vault: PhotoVault, photo: Photo, size: Size = "full") -> tuple[bytes, str]:
+    """Decrypt a photo or its thumbnail: (bytes, media type); PhotoUnavailable once erased."""
+    if size == "thumbnail":
+        return vault.open(photo.thumbnail_key, photo.thumbnail_wrapped_key), "image/jpeg"
+    return vault.open(photo.storage_key, photo.wrapped_key), photo.content_type or "application/octet-stream"
 
 
 def store_photo(
@@ -78,9 +103,11 @@ def store_photo(
     in the database and is unreadable; `vault.erase` can remove it.
     """
     sealed = vault.seal(image.data)
+    thumbnail = vault.seal(image.thumbnail)
     photo = Photo(
         organisation_id=organisation_id, uploaded_by=uploaded_by, record_id=record_id, case_id=case_id,
         storage_key=sealed.storage_key, wrapped_key=sealed.wrapped_key, sha256=sealed.sha256,
+        thumbnail_key=thumbnail.storage_key, thumbnail_wrapped_key=thumbnail.wrapped_key,
         content_type=f"image/{image.source_format.lower()}", byte_size=len(image.data),
         width=image.width, height=image.height, taken_at=taken_at, age_at_photo=age_at_photo,
         status="queued", attempts=0,

@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.models import Photo
-from service.photos.service import UploadRefused
+from service.photos.service import Size, UploadRefused
 from service.records import service
 from service.records.models import Consent, Record
 from service.records.schemas import (
@@ -134,10 +134,10 @@ def get_photo(record_id: int, photo_id: int, user: CurrentUser, session: DbSessi
             responses=REFUSALS | {200: {"content": {"image/jpeg": {}}}, 410: {"description": "Erased"}},
             **permission(Action.MANAGE_RECORDS))
 def get_photo_image(record_id: int, photo_id: int, user: CurrentUser, session: DbSession,
-                    vault: VaultDep) -> Response:
-    """The photo itself, decrypted (audited; never cached)."""
+                    vault: VaultDep, size: Size = "full") -> Response:
+    """The photo itself or its thumbnail (`size=thumbnail`), decrypted (audited; never cached)."""
     data, media_type = service.read_record_photo(session, vault=vault, actor=user, record_id=record_id,
-                                                 photo_id=photo_id)
+                                                 photo_id=photo_id, size=size)
     return Response(data, media_type=media_type,
                     headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 

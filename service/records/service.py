@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from service.audit.service import record_event
 from service.auth.models import User
 from service.photos.models import Photo
-from service.photos.service import check_upload, store_photo
+from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Consent, Record
 from service.records.schemas import ConsentIn, NewRecord
@@ -255,17 +255,17 @@ def record_photo(session: Session, *, actor: User, record_id: int, photo_id: int
 
 
 def read_record_photo(session: Session, *, vault: PhotoVault, actor: User, record_id: int,
-                      photo_id: int) -> tuple[bytes, str]:
-    """The decrypted image and its media type; the view is audited (photo_viewed)."""
+                      photo_id: int, size: Size = "full") -> tuple[bytes, str]:
+    """The decrypted image (or thumbnail) and its media type; the view is audited (photo_viewed)."""
     photo = record_photo(session, actor=actor, record_id=record_id, photo_id=photo_id)
     try:
-        data = vault.open(photo.storage_key, photo.wrapped_key)
+        data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as error:
         raise RecordError(410, "This photo has been erased.") from error
     record_event(session, action="photo_viewed", actor_id=actor.id, organisation_id=photo.organisation_id,
-                 target_type="photo", target_id=photo.id, details={"record_id": record_id})
+                 target_type="photo", target_id=photo.id, details={"record_id": record_id, "size": size})
     session.commit()
-    return data, photo.content_type or "application/octet-stream"
+    return data, media_type
 
 
 # --- consent withdrawal --------------------------------------------------------------------

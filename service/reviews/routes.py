@@ -14,6 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
 from service.deps import CurrentUser, DbSession, VaultDep, permission
 from service.organisations.routes import ServiceErrorRoute
+from service.photos.service import Size
 from service.reviews import service, webhooks
 from service.reviews.schemas import CandidateOut, NotificationOut, ReviewQueue, ReviewRecorded, ReviewRequest
 from vetting.permissions import Action
@@ -40,19 +41,21 @@ def candidate(candidate_id: int, user: CurrentUser, session: DbSession) -> Candi
 
 @router.get("/candidates/{candidate_id}/probe-image", response_class=Response, responses=PHOTO,
             **permission(Action.VIEW_PHOTOS))
-def probe_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep) -> Response:
-    """The case photo (audited)."""
+def probe_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep,
+                size: Size = "full") -> Response:
+    """The case photo or its thumbnail (`size=thumbnail`), audited."""
     data, content_type = service.open_candidate_photo(session, vault=vault, viewer=user,
-                                                      candidate_id=candidate_id, side="probe")
+                                                      candidate_id=candidate_id, side="probe", size=size)
     return Response(content=data, media_type=content_type, headers=NO_STORE)
 
 
 @router.get("/candidates/{candidate_id}/record-image", response_class=Response, responses=PHOTO,
             **permission(Action.VIEW_PHOTOS))
-def record_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep) -> Response:
-    """The record's photo (audited)."""
+def record_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep,
+                 size: Size = "full") -> Response:
+    """The record's photo or its thumbnail (`size=thumbnail`), audited."""
     data, content_type = service.open_candidate_photo(session, vault=vault, viewer=user,
-                                                      candidate_id=candidate_id, side="record")
+                                                      candidate_id=candidate_id, side="record", size=size)
     return Response(content=data, media_type=content_type, headers=NO_STORE)
 
 

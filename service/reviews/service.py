@@ -35,6 +35,7 @@ from service.db import utcnow
 from service.organisations.models import Organisation
 from service.organisations.service import Conflict, Forbidden, NotFound, ServiceError
 from service.photos.models import Embedding, Photo
+from service.photos.service import Size, open_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Record
 from service.reviews.models import Candidate, Notification, Review
@@ -217,7 +218,7 @@ def _can_decide(session: Session, *, loaded: Loaded, reviewer: User) -> bool:
 
 
 def open_candidate_photo(session: Session, *, vault: PhotoVault, viewer: User, candidate_id: int,
-                         side: Side) -> tuple[bytes, str]:
+                         side: Side, size: Size = "full") -> tuple[bytes, str]:
     """Decrypt one side's photo and audit the view (committed before the bytes are returned)."""
     loaded = _load(session, viewer=viewer, candidate_id=candidate_id)
     candidate = loaded.candidate
@@ -231,14 +232,14 @@ def open_candidate_photo(session: Session, *, vault: PhotoVault, viewer: User, c
     if not belongs or not _stored(photo):
         raise NotFound(_NO_PHOTO)
     try:
-        data = vault.open(photo.storage_key, photo.wrapped_key)
+        data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as unavailable:
         raise NotFound(_NO_PHOTO) from unavailable
     record_event(session, action="photo_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
-                 details={"candidate_id": candidate.id, "photo_id": photo.id, "side": side})
+                 details={"candidate_id": candidate.id, "photo_id": photo.id, "side": side, "size": size})
     session.commit()
-    return data, photo.content_type or "application/octet-stream"
+    return data, media_type
 
 
 def _photo_of(session: Session, embedding_id: int | None) -> Photo | None:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import service.models  # noqa: F401  (every table registered, so flushes resolve all foreign keys)
 from service.audit.service import enable_checkpoints
 from service.db import make_engine, make_session_factory
 from service.logging import configure_logging

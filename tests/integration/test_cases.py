@@ -124,7 +124,7 @@ def test_the_daily_quota_of_an_organisation_covers_all_its_people(app, client, d
     assert int(refused.headers["retry-after"]) > 0
     assert db.scalar(select(func.count(Case.id))) == 2
     db.rollback()
-    assert len(stored_files(settings)) == 2
+    assert len(stored_files(settings)) == 2 * 2  # two photos, each with its thumbnail
     assert submit(client, bearer(settings, people.other), 4).status_code == 202  # B has its own quota
 
 

@@ -328,8 +328,9 @@ def test_withdrawal_erases_photos_faces_index_entries_and_candidates(app, client
     candidate = add_candidate(db, case_id=case_id, record_id=record_id, gallery_embedding_id=faces[0])
     untouched = add_candidate(db, case_id=case_id, record_id=keep_id, gallery_embedding_id=kept_faces[0])
     storage_keys = [db.get(Photo, photo_id).storage_key for photo_id in photo_ids]
+    thumbnail_keys = [db.get(Photo, photo_id).thumbnail_key for photo_id in photo_ids]
     db.rollback()
-    assert all(file_stored(settings, key) for key in storage_keys)
+    assert all(file_stored(settings, key) for key in storage_keys + thumbnail_keys)
     head = audit_head(db)
 
     response = client.post(f"{API}/records/{record_id}/consent/withdraw", headers=headers)
@@ -341,10 +342,11 @@ def test_withdrawal_erases_photos_faces_index_entries_and_candidates(app, client
         "candidates_redacted": 1}
 
     # Files, keys and fingerprints are gone; the random storage name is kept to find stray files.
-    assert not any(file_stored(settings, key) for key in storage_keys)
+    assert not any(file_stored(settings, key) for key in storage_keys + thumbnail_keys)
     for photo_id, key in zip(photo_ids, storage_keys):
         photo = db.get(Photo, photo_id)
-        assert (photo.status, photo.wrapped_key, photo.sha256, photo.storage_key) == ("erased", None, None, key)
+        assert (photo.status, photo.wrapped_key, photo.thumbnail_wrapped_key, photo.sha256, photo.storage_key) == (
+            "erased", None, None, None, key)
         assert photo.erased_at is not None and "withdrawn" in photo.status_message
     # Faces are deleted and every index replica is told to drop each of them.
     assert db.scalars(select(Embedding.id).where(Embedding.photo_id.in_(photo_ids))).all() == []

@@ -276,12 +276,18 @@ def test_photos_are_decrypted_audited_and_never_cached(client, db, world, as_use
         assert response.content == (sdist_images / original).read_bytes()
         assert response.headers["content-type"] == "image/jpeg"
         assert response.headers["cache-control"] == "no-store"
+    thumbnail = client.get(f"{API}/candidates/{candidate}/record-image?size=thumbnail", headers=as_user("b1"))
+    assert thumbnail.status_code == 200 and thumbnail.headers["cache-control"] == "no-store"
+    assert thumbnail.headers["content-type"] == "image/jpeg" and len(thumbnail.content) < len(
+        (sdist_images / "obama.jpg").read_bytes())
     b1, b_org = world.users["b1"], world.orgs["B"]
     assert events_since(db, mark) == [
         ("photo_viewed", b1, b_org, str(candidate),
-         {"candidate_id": candidate, "photo_id": world.probe_photos["main"], "side": "probe"}),
+         {"candidate_id": candidate, "photo_id": world.probe_photos["main"], "side": "probe", "size": "full"}),
         ("photo_viewed", b1, b_org, str(candidate),
-         {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record"}),
+         {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record", "size": "full"}),
+        ("photo_viewed", b1, b_org, str(candidate),
+         {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record", "size": "thumbnail"}),
     ]
 
     mark = audit_mark(db)

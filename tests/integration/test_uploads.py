@@ -54,13 +54,18 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     date_of_birth = db.get(Record, record_id).date_of_birth
     assert photo.age_at_photo == pytest.approx((photo.taken_at - date_of_birth).days / 365.2425, abs=0.01)
     storage_key, wrapped_key = photo.storage_key, photo.wrapped_key
+    thumbnail_key, thumbnail_wrapped_key = photo.thumbnail_key, photo.thumbnail_wrapped_key
     db.rollback()
 
-    [stored] = stored_files(settings)
-    blob = stored.read_bytes()
-    assert stored.name == storage_key
+    stored = {path.name: path for path in stored_files(settings)}
+    assert set(stored) == {storage_key, thumbnail_key}  # the photo and its thumbnail, nothing else
+    blob = stored[storage_key].read_bytes()
     assert data not in blob and data[:64] not in blob and data[1000:1100] not in blob  # encrypted at rest
     assert app.state.vault.open(storage_key, wrapped_key) == data
+    thumbnail = app.state.vault.open(thumbnail_key, thumbnail_wrapped_key)
+    assert thumbnail not in stored[thumbnail_key].read_bytes()  # encrypted at rest too
+    with Image.open(io.BytesIO(thumbnail)) as small:
+        assert small.format == "JPEG" and max(small.size) <= 320
     assert app.state.dispatcher.sent == [(PROCESS_RECORD_PHOTO, photo_id)]
 
     status = client.get(f"{API}/records/{record_id}/photos/{photo_id}", headers=headers)
@@ -70,11 +75,15 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     image = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
     assert image.status_code == 200 and image.content == data
     assert image.headers["cache-control"] == "no-store" and image.headers["content-type"] == "image/jpeg"
+    small = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image?size=thumbnail", headers=headers)
+    assert small.status_code == 200 and small.content == thumbnail
+    assert small.headers["cache-control"] == "no-store"
 
     actor, org = people.caseworker.user_id, people.caseworker.organisation_id
     assert audit_trail(db, head) == [
         ("photo_uploaded", actor, org, "photo", str(photo_id), {"record_id": record_id}),
-        ("photo_viewed", actor, org, "photo", str(photo_id), {"record_id": record_id}),
+        ("photo_viewed", actor, org, "photo", str(photo_id), {"record_id": record_id, "size": "full"}),
+        ("photo_viewed", actor, org, "photo", str(photo_id), {"record_id": record_id, "size": "thumbnail"}),
     ]
 
 

@@ -117,7 +117,7 @@ def add_photo(session: Session, *, vault: PhotoVault, settings: Settings, data: 
 def add_unchecked_photo(session: Session, *, vault: PhotoVault, data: bytes, organisation_id: int, user_id: int,
                         record_id: int | None = None, case_id: int | None = None) -> Photo:
     """A photo stored without the upload check, as if a damaged file got past it."""
-    image = CheckedImage(data=data, width=1, height=1, source_format="JPEG")
+    image = CheckedImage(data=data, width=1, height=1, source_format="JPEG", thumbnail=b"")
     return store_photo(session, vault=vault, image=image, organisation_id=organisation_id, uploaded_by=user_id,
                        record_id=record_id, case_id=case_id)
 
