@@ -185,8 +185,11 @@ class VectorIndex:
     def compact(self) -> None:
         """Rebuild the FAISS index from live vectors only, reclaiming removed ones.
 
-        Costs a full rebuild (minutes for a 1M HNSW index); search results may differ
-        slightly afterwards for HNSW because the graph is new.
+        Costs a full rebuild, about 50 minutes for a 1M HNSW index (M=48) on the 2-core
+        machine (docs/performance.md), and it runs inside the `remove` that crosses the
+        threshold. A replica that must not stall can pass compact_threshold=1.0 and load a
+        snapshot rebuilt elsewhere instead. HNSW results may differ slightly afterwards
+        because the graph is new.
         """
         live_ids = self._labels[: self._size]
         fresh = self._new_faiss_index()
