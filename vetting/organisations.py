@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from vetting.refusal import PolicyRefused
 from vetting.roles import OPERATOR_ROLES, ORGANISATION_ROLES, Role
 
 
@@ -72,13 +73,8 @@ _PARTICIPLES = {
 }
 
 
-class TransitionRefused(Exception):
+class TransitionRefused(PolicyRefused):
     """The decision is not possible from the organisation's status; `code` names why."""
-
-    def __init__(self, message: str, *, code: str):
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -175,13 +171,8 @@ def _not_possible(status: Status, decision: Decision) -> TransitionRefused:
 # --- granting roles inside an organisation ------------------------------------------------
 
 
-class GrantRefused(Exception):
+class GrantRefused(PolicyRefused):
     """A role grant is refused; `code` is unknown_role, operator_role or not_held."""
-
-    def __init__(self, message: str, *, code: str):
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 def check_grant(*, granter_roles: Iterable[str], requested_roles: Iterable[str]) -> frozenset[Role]:

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from vetting.refusal import PolicyRefused
+
 
 class Decision(StrEnum):
     CONFIRM = "confirm"
@@ -52,17 +54,12 @@ UNDER_REVIEW = "under_review"
 CONFIRMATIONS_REQUIRED = 2
 
 
-class ReviewRefused(Exception):
+class ReviewRefused(PolicyRefused):
     """The reviewer may not record this decision; `code` names the rule that refused.
 
     Codes: `not_yours` (neither organisation is the reviewer's: report "not found"),
     `redacted`, `decided`, `own_case`, `already_reviewed`.
     """
-
-    def __init__(self, message: str, *, code: str):
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 @dataclass(frozen=True)
