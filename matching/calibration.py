@@ -75,10 +75,7 @@ def threshold_for_fmr(genuine: Any, impostor: Any, target_fmr: float) -> Calibra
     impostor = _as_distances(impostor, "impostor")
     if not 0.0 < target_fmr < 1.0:
         raise ValueError(f"target_fmr must be in (0, 1), got {target_fmr!r}")
-    ordered = np.sort(impostor)
-    # At most `allowed` impostor distances may be <= t; the (allowed+1)-th smallest must not.
-    allowed = min(math.floor(target_fmr * len(ordered)), len(ordered) - 1)
-    threshold = float(np.nextafter(ordered[allowed], -np.inf))
+    threshold = _impostor_threshold(np.sort(impostor), target_fmr)
     fmr, fnmr = error_rates(genuine, impostor, threshold)
     return Calibration(
         threshold=threshold,
@@ -90,6 +87,13 @@ def threshold_for_fmr(genuine: Any, impostor: Any, target_fmr: float) -> Calibra
         # Tolerance so that e.g. 1000 pairs count as enough for 0.001 despite float rounding.
         reliable=len(impostor) * target_fmr >= 1.0 - 1e-9,
     )
+
+
+def _impostor_threshold(ordered: np.ndarray, target_fmr: float) -> float:
+    """Largest t with at most floor(target_fmr * n) of the sorted impostor distances <= t."""
+    # At most `allowed` impostor distances may be <= t; the (allowed+1)-th smallest must not.
+    allowed = min(math.floor(target_fmr * len(ordered)), len(ordered) - 1)
+    return float(np.nextafter(ordered[allowed], -np.inf))
 
 
 def error_rates(genuine: Any, impostor: Any, threshold: float) -> tuple[float, float]:
@@ -115,13 +119,47 @@ def _as_distances(values: Any, what: str) -> np.ndarray:
     return array
 
 
-def distance_band(distance: float | None) -> str | None:
-    """The band ("strong", "possible", "weak") a Euclidean distance falls in; None for None."""
+def distance_band(distance: float | None,
+                  bands: Sequence[tuple[str, float]] = DISTANCE_BANDS) -> str | None:
+    """The band ("strong", "possible", "weak") a Euclidean distance falls in; None for None.
+
+    `bands` are (name, upper edge) pairs, strongest first: a calibration's, or the placeholders.
+    """
     if distance is None:
         return None
     if math.isnan(distance) or distance < 0:
         raise ValueError(f"a distance must be a non-negative number, got {distance!r}")
-    for band, upper_edge in DISTANCE_BANDS:
+    for band, upper_edge in bands:
         if distance <= upper_edge:
             return band
     return WEAKEST_BAND
+
+
+# Bands are cut where the false-match rate is this many times lower than the review
+# threshold's: "strong" means 100x fewer impostor pairs that close, "possible" 10x.
+BAND_FMR_DIVISORS: tuple[tuple[str, int], ...] = (("strong", 100), ("possible", 10))
+
+
+@dataclass(frozen=True)
+class BandEdge:
+    band: str
+    upper: float  # largest distance in the band
+    fmr: float  # the false-match rate the edge was cut at
+    reliable: bool  # False when the impostor pairs were too few to show that rate
+
+
+def calibrated_bands(impostor: Any, target_fmr: float, threshold: float) -> list[BandEdge]:
+    """Band edges below `threshold`, each at a false-match rate a fixed factor below the target.
+
+    Distances beyond the last edge are WEAKEST_BAND. An edge never exceeds the threshold,
+    and a stronger band's edge never exceeds a weaker one's.
+    """
+    impostor = _as_distances(impostor, "impostor")
+    edges, ceiling = [], threshold
+    for band, divisor in reversed(BAND_FMR_DIVISORS):  # weakest first, so each caps the next
+        fmr = target_fmr / divisor
+        upper = min(_impostor_threshold(np.sort(impostor), fmr), ceiling)
+        edges.append(BandEdge(band=band, upper=upper, fmr=fmr,
+                              reliable=len(impostor) * fmr >= 1.0 - 1e-9))
+        ceiling = upper
+    return edges[::-1]

@@ -2,6 +2,7 @@
 
 from service.audit.models import AuditCheckpoint, AuditEvent
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
+from service.calibration.models import Calibration, EvaluationReport
 from service.cases.models import Case
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.photos.models import Embedding, IndexChange, Photo
@@ -11,11 +12,13 @@ from service.reviews.models import Candidate, Notification, Review
 __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
+    "Calibration",
     "Candidate",
     "Case",
     "Consent",
     "DenylistDomain",
     "Embedding",
+    "EvaluationReport",
     "IndexChange",
     "Notification",
     "Photo",

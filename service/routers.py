@@ -10,5 +10,6 @@ def api_routers() -> list[APIRouter]:
     from service.reviews.routes import router as reviews
     from service.records.routes import router as records
     from service.cases.routes import router as cases
+    from service.calibration.routes import router as model
 
-    return [auth, organisations, audit, reviews, records, cases]
+    return [auth, organisations, audit, reviews, records, cases, model]

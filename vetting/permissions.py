@@ -28,9 +28,10 @@ class Action(StrEnum):
     REVIEW_CANDIDATES = "review_candidates"
     VIEW_PHOTOS = "view_photos"
     READ_NOTIFICATIONS = "read_notifications"  # an organisation's confirmed-match notices (and marking them read)
+    READ_MODEL_CARD = "read_model_card"  # the model in use, its calibration and measured limits
 
 
-_EVERY_ROLE = {Action.READ_SELF}
+_EVERY_ROLE = {Action.READ_SELF, Action.READ_MODEL_CARD}
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.CASEWORKER: frozenset(

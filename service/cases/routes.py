@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
+from service.calibration.service import band_lookup
 from service.cases import service
 from service.cases.models import Case
 from service.cases.schemas import CandidateOut, CaseAccepted, CaseOut, CasePage, CaseSummary
@@ -20,7 +21,6 @@ from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.service import UploadRefused
 from service.records.routes import dispatch_after_commit, read_upload, refusal_route
-from matching.calibration import distance_band
 from service.reviews.models import Candidate
 from vetting.permissions import Action
 
@@ -62,7 +62,7 @@ def get_case(case_id: int, user: CurrentUser, session: DbSession) -> CaseOut:
     """A case's progress and outcome, in words, with its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
     return CaseOut(**_summary(case).model_dump(), searched_at=case.searched_at,
-                   candidates=[_candidate(candidate, status) for candidate, status in candidates])
+                   candidates=[_candidate(candidate, status, band_lookup(session)) for candidate, status in candidates])
 
 
 def _summary(case: Case) -> CaseSummary:
@@ -71,6 +71,6 @@ def _summary(case: Case) -> CaseSummary:
                        retention_until=case.retention_until, purged_at=case.purged_at)
 
 
-def _candidate(candidate: Candidate, status: str) -> CandidateOut:
-    return CandidateOut(id=candidate.id, record_id=candidate.record_id, rank=candidate.rank,
-                        distance=candidate.distance, distance_band=distance_band(candidate.distance), status=status)
+def _candidate(candidate: Candidate, status: str, band) -> CandidateOut:
+    return CandidateOut(id=candidate.id, record_id=candidate.record_id, rank=candidate.rank, distance=candidate.distance,
+                        distance_band=band(candidate.model_id, candidate.distance), status=status)

@@ -27,9 +27,10 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from matching.calibration import distance_band
 from service.audit.service import record_event
 from service.auth.models import User
+from service.calibration.card import standing_notice
+from service.calibration.service import active_calibration, band_lookup, latest_evaluation, review_policy
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
@@ -45,14 +46,6 @@ from service.reviews.schemas import (
 )
 from vetting import review as rule
 
-# Shown with every candidate. Issue 5 replaces it with the limits measured on calibration data.
-MODEL_LIMITS_NOTICE = (
-    "The face-matching model was trained mostly on adults. Its authors report that it confuses "
-    "children with one another more often than adults, and its error rates on children of each age "
-    "have not yet been measured for this service. Faces change quickly in childhood: the longer "
-    "between the two photos, the less a close distance means. A candidate is only a suggestion; "
-    "decide from the photos and the facts of the case, never from the band alone."
-)
 NOTIFICATION_MATCH_CONFIRMED = "match_confirmed"
 WEBHOOK_PENDING = "pending"  # set at confirmation; webhooks.deliver makes it sent or failed
 QUALITY_FIGURES = ("box_px", "sharpness", "asymmetry", "detection_score")
@@ -92,6 +85,7 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
         .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
         .where(*conditions).order_by(Candidate.created_at, Candidate.id).limit(limit)
     ).all()
+    band = band_lookup(session)
     counted = select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id) \
         .join(Record, Record.id == Candidate.record_id).where(*conditions)
     return ReviewQueue(
@@ -99,7 +93,7 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
         waiting_second_review=session.scalar(counted.where(reviewed_by_anyone)) or 0,
         items=[
             QueueItem(candidate_id=candidate.id, case_id=candidate.case_id, rank=candidate.rank,
-                      distance_band=distance_band(candidate.distance), created_at=candidate.created_at,
+                      distance_band=band(candidate.model_id, candidate.distance), created_at=candidate.created_at,
                       your_organisation=_involvement(organisation_id, case_org, record_org),
                       reviewed_by_others=bool(reviewed))
             for candidate, case_org, record_org, reviewed in rows
@@ -142,7 +136,7 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> C
         id=candidate.id,
         status=rule.visible_status(candidate.status, has_reviewed=mine is not None),
         rank=candidate.rank,
-        distance_band=distance_band(candidate.distance),
+        distance_band=review_policy(session, candidate.model_id).band(candidate.distance),
         model=ModelOut(id=candidate.model_id, version=candidate.model_version),
         created_at=candidate.created_at,
         probe=CaseSide(case_id=case.id, photo=probe_photo,
@@ -152,7 +146,8 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> C
         record=None if redacted else _record_side(session, viewer=viewer, candidate=candidate, record=record),
         can_decide=_can_decide(session, loaded=loaded, reviewer=viewer),
         your_review=review_out(mine) if mine else None,
-        notice=MODEL_LIMITS_NOTICE,
+        notice=standing_notice(active_calibration(session, candidate.model_id),
+                               latest_evaluation(session, candidate.model_id)),
     )
 
 

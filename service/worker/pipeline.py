@@ -44,10 +44,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image
 from matching.images import DecodedImage, InputRejected, decode_image
 from matching.search import rank_candidates
+from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
 from service.db import transaction, utcnow
 from service.organisations.models import Organisation
@@ -93,7 +93,7 @@ class Pipeline:
         replica: IndexReplica,
         face_settings: FaceSettings | None = None,
         send_search: Callable[[int], None] | None = None,
-        threshold: float = DEFAULT_REVIEW_THRESHOLD,
+        threshold: float | None = None,
     ):
         self.settings = settings
         self.sessions = sessions
@@ -102,7 +102,7 @@ class Pipeline:
         self.face_settings = face_settings or FaceSettings(max_faces=settings.max_faces_per_photo)
         # How process_case hands over to search_case; None searches at once in this process.
         self.send_search = send_search
-        self.threshold = threshold
+        self.threshold = threshold  # None: the active calibration's, read at every search
 
     # ----- record photos -----------------------------------------------------------------
 
@@ -180,9 +180,10 @@ class Pipeline:
             return 0
         probes = np.stack([vector_from_bytes(row.vector) for row in rows])
         distances = np.linalg.norm(probes - vector, axis=1)
+        threshold = self._policy(session, embedding.model_id).threshold
         candidates = []
         for row, distance in zip(rows, distances.tolist()):
-            if distance > self.threshold:
+            if distance > threshold:
                 continue
             closer = session.scalar(
                 select(func.count()).select_from(Candidate)
@@ -298,8 +299,9 @@ class Pipeline:
                 # valid consent of approved organisations, locked until we commit.
                 allowed = eligible_gallery_embeddings(session, [int(i) for i in ids if i >= 0],
                                                       model_id=probe.model_id, now=now)
-                for candidate in rank_candidates(distances, ids, record_of=allowed, threshold=self.threshold,
-                                                 top_k=self.settings.review_top_k):
+                policy = self._policy(session, probe.model_id)
+                for candidate in rank_candidates(distances, ids, record_of=allowed, threshold=policy.threshold,
+                                                 top_k=policy.top_k or self.settings.review_top_k):
                     rows.append(_candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
                                                gallery_id=candidate.embedding_id, distance=candidate.distance,
                                                rank=candidate.rank, model_id=probe.model_id,
@@ -312,6 +314,13 @@ class Pipeline:
         return "searched"
 
     # ----- shared steps ------------------------------------------------------------------
+
+    def _policy(self, session: Session, model_id: str) -> ReviewPolicy:
+        """The threshold in force for `model_id`: a fixed one given to this pipeline, else the calibration's."""
+        if self.threshold is not None:
+            return ReviewPolicy(threshold=self.threshold, bands=(), top_k=None, calibration_id=None,
+                                calibration_version=None)
+        return review_policy(session, model_id)
 
     def _decode(self, storage_key: str | None, wrapped_key: bytes | None) -> DecodedImage:
         return decode_image(self.vault.open(storage_key, wrapped_key), image_limits(self.settings))
