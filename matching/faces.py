@@ -7,6 +7,10 @@ embeddings of different models are never compared and a model change can be
 migrated. Detection runs on the downscaled working copy (bounded cost); landmarks
 and embeddings run on the full-resolution pixels (best detail).
 
+The vectors come from an embedder (`matching.embedders`): the default dlib ResNet
+unless another is passed; `embed_again` gives already-found faces another model's
+vectors without detecting them again (a model migration embeds with both).
+
 Choices, measured on the shared faces (see docs/performance.md):
 - Landmarks: faces are aligned for the network with the 5-point model, the
   alignment dlib's reference pipeline and face_recognition's default use (68-point
@@ -20,10 +24,8 @@ Choices, measured on the shared faces (see docs/performance.md):
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import metadata
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -36,12 +38,13 @@ from matching.images import DecodedImage, InputRejected
 _truncated_setting = ImageFile.LOAD_TRUNCATED_IMAGES
 import dlib  # noqa: E402
 import face_recognition  # noqa: E402
-import face_recognition_models  # noqa: E402
 from face_recognition import api as fr_api  # noqa: E402
 
 ImageFile.LOAD_TRUNCATED_IMAGES = _truncated_setting
 
-MODEL_ID = "dlib_face_recognition_resnet_model_v1"
+from matching.embedders import DEFAULT_MODEL_ID, Embedder, default_embedder, model_version  # noqa: E402
+
+MODEL_ID = DEFAULT_MODEL_ID
 EMBEDDING_DIM = 128
 Purpose = Literal["enrol", "probe"]
 
@@ -124,20 +127,9 @@ class Face:
         return not self.quality.problems(settings)
 
 
-@cache
-def model_version() -> str:
-    """Package version plus a digest of the weights file: changes whenever the model does."""
-    weights = face_recognition_models.face_recognition_model_location()
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    package = metadata.version("face-recognition-models")
-    return f"{package}+sha256.{digest.hexdigest()[:16]}"
-
-
-def analyse_image(image: DecodedImage, purpose: Purpose, settings: FaceSettings = FaceSettings()) -> list[Face]:
-    """Detect, measure and embed every face; refuse photos with none or too many."""
+def analyse_image(image: DecodedImage, purpose: Purpose, settings: FaceSettings = FaceSettings(),
+                  embedder: Embedder | None = None) -> list[Face]:
+    """Detect, measure and embed every face (default embedder unless given); refuse none or too many."""
     detections = detect(image, settings)
     if not detections:
         raise NoFaceFound("No face was found in this photo. Please send a photo where the face is clearly visible.")
@@ -146,7 +138,7 @@ def analyse_image(image: DecodedImage, purpose: Purpose, settings: FaceSettings 
             f"This photo shows {len(detections)} faces; at most {settings.max_faces} are searched. "
             "Please crop the photo to the person concerned."
         )
-    return embed(image, detections, purpose, settings)
+    return embed(image, detections, purpose, settings, embedder)
 
 
 def detect(image: DecodedImage, settings: FaceSettings) -> list[tuple[Box, float]]:
@@ -160,9 +152,12 @@ def detect(image: DecodedImage, settings: FaceSettings) -> list[tuple[Box, float
 
 
 def embed(
-    image: DecodedImage, detections: list[tuple[Box, float]], purpose: Purpose, settings: FaceSettings
+    image: DecodedImage, detections: list[tuple[Box, float]], purpose: Purpose, settings: FaceSettings,
+    embedder: Embedder | None = None,
 ) -> list[Face]:
     """Landmarks, quality and embeddings for known boxes, all faces in one network batch."""
+    embedder = embedder or default_embedder()
+    # Quality is measured the same way whatever the embedder: on the 5-point chip and 68-point pose.
     shapes = dlib.full_object_detections()
     poses = []
     for box, _ in detections:
@@ -170,9 +165,9 @@ def embed(
         shapes.append(fr_api.pose_predictor_5_point(image.pixels, rect))
         poses.append(fr_api.pose_predictor_68_point(image.pixels, rect))
     jitters = settings.jitters(purpose)
-    vectors = fr_api.face_encoder.compute_face_descriptor(image.pixels, shapes, jitters)
+    vectors = embedder.embed(image.pixels, [box for box, _ in detections], jitters=jitters)
     chips = dlib.get_face_chips(image.pixels, shapes, size=150)
-    version = model_version()
+    version = embedder.version
     faces = []
     for (box, score), pose, vector, chip in zip(detections, poses, vectors, chips):
         quality = FaceQuality(
@@ -186,12 +181,23 @@ def embed(
                 box=box,
                 quality=quality,
                 embedding=np.asarray(vector, dtype=np.float32),
-                model_id=MODEL_ID,
+                model_id=embedder.id,
                 model_version=version,
                 jitters=jitters,
             )
         )
     return faces
+
+
+def embed_again(image: DecodedImage, faces: Sequence[Face], embedder: Embedder) -> list[Face]:
+    """The same faces (boxes, quality, jitters) with `embedder`'s vectors, without detecting again."""
+    faces = list(faces)
+    if not faces:
+        return []
+    jitters = faces[0].jitters
+    vectors = embedder.embed(image.pixels, [face.box for face in faces], jitters=jitters)
+    return [replace(face, embedding=vector, model_id=embedder.id, model_version=embedder.version)
+            for face, vector in zip(faces, vectors)]
 
 
 def _to_original(rect: dlib.rectangle, image: DecodedImage) -> Box:

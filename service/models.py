@@ -4,12 +4,14 @@ from service.audit.models import AuditCheckpoint, AuditEvent
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
 from service.calibration.models import Calibration, EvaluationReport
 from service.cases.models import Case
+from service.embedding.models import ActiveEmbeddingModel, ReembedFailure, ReembedJob
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.photos.models import Embedding, IndexChange, Photo
 from service.records.models import Consent, Record
 from service.reviews.models import Candidate, Notification, Review
 
 __all__ = [
+    "ActiveEmbeddingModel",
     "AuditCheckpoint",
     "AuditEvent",
     "Calibration",
@@ -22,6 +24,8 @@ __all__ = [
     "IndexChange",
     "Notification",
     "Photo",
+    "ReembedFailure",
+    "ReembedJob",
     "Record",
     "Review",
     "LoginAttempt",

@@ -1,8 +1,14 @@
-"""`reunite match ...`: enrol a folder of identities into an index file and search it.
+"""`reunite match ...`: enrol a folder of identities into an index file and search it; re-embed the gallery.
 
-These commands run the same matching pipeline as the service, without a database:
-they are how a developer checks the matcher on real photos and the basis of the
-benchmarks under bench/.
+`enrol` and `search` run the same matching pipeline as the service, without a
+database: they are how a developer checks the matcher on real photos and the basis
+of the benchmarks under bench/.
+
+`reembed` works on the service's database (the `REUNITE_*` settings, as `reunite
+admin` does): `--model ID` starts re-embedding every gallery photo with another
+model in the background, and the workers switch the service over to it only when
+every photo is done (service.embedding); `--status` shows the progress, `--cancel`
+stops it, `--resume` hands a job whose message was lost to the workers again.
 """
 
 from __future__ import annotations
@@ -209,3 +215,152 @@ def _print_search(report: list[dict], threshold: float) -> None:
         if not face["candidates"]:
             table.add_row("-", "no candidate within the threshold", "", "")
         console.print(table)
+
+
+# --- re-embedding the service's gallery ---------------------------------------------------------
+
+
+@match_app.command("reembed")
+def reembed(
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model id to re-embed the gallery with (--status lists them).")] = None,
+    operator: Annotated[str | None, typer.Option(
+        help="Email of the platform admin starting or cancelling; recorded in the audit trail.")] = None,
+    status: Annotated[bool, typer.Option("--status", help="Show the active model and the latest job.")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Stop the job in progress; the model stays.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Send the job in progress to the workers again.")] = False,
+) -> None:
+    """Re-embed the gallery from the stored photos in the background; switch models only when complete."""
+    chosen = [name for name, given in (("--model", model is not None), ("--status", status), ("--cancel", cancel),
+                                       ("--resume", resume)) if given]
+    if len(chosen) != 1:
+        raise fail("give exactly one of --model ID, --status, --cancel or --resume")
+    if (model is not None or cancel) and not operator:
+        raise fail("--operator EMAIL is required: the audit trail records who started or cancelled a job")
+    from service.cli.serve import prepare
+    from service.settings import Settings
+
+    settings = Settings()
+    engine, sessions = prepare(settings)
+    try:
+        if status:
+            _show_status(sessions)
+        elif model is not None:
+            _start_reembed(settings, sessions, model, operator)
+        elif cancel:
+            _cancel_reembed(sessions, operator)
+        else:
+            _resume_reembed(settings, sessions)
+    finally:
+        engine.dispose()
+
+
+def _start_reembed(settings, sessions, model: str, operator: str) -> None:
+    from service.calibration.service import review_policy
+    from service.db import transaction, utcnow
+    from service.embedding.service import ReembedRefused, start_reembed
+
+    try:
+        with transaction(sessions) as session:
+            job = start_reembed(session, target_model_id=model, actor=_operator(session, operator), now=utcnow())
+            calibrated = review_policy(session, model).calibrated
+    except ReembedRefused as refusal:
+        raise fail(refusal.message) from refusal
+    console.print(f"Re-embedding job {job.id} started: {job.total} photo(s) to embed with {model}.")
+    _send_batch(settings, job.id)
+    console.print("The workers embed them in the background; the service switches to the new model only when "
+                  "every photo is done. Follow it with `reunite match reembed --status`.")
+    if not calibrated:
+        errors.print(f"[yellow]note:[/yellow] {model} has no calibration: after the switch, searches use the "
+                     f"placeholder review threshold until one is stored (`reunite calibrate MANIFEST --model {model}`).")
+
+
+def _cancel_reembed(sessions, operator: str) -> None:
+    from service.db import transaction, utcnow
+    from service.embedding.service import ReembedRefused, cancel_reembed
+
+    try:
+        with transaction(sessions) as session:
+            job = cancel_reembed(session, actor=_operator(session, operator), now=utcnow())
+    except ReembedRefused as refusal:
+        raise fail(refusal.message) from refusal
+    console.print(f"Re-embedding job {job.id} cancelled after {job.done} of {job.total} photo(s); "
+                  "the active model is unchanged.")
+
+
+def _resume_reembed(settings, sessions) -> None:
+    from service.embedding.service import current_job
+
+    session = sessions()
+    try:
+        job = current_job(session)
+    finally:
+        session.close()
+    if job is None:
+        raise fail("no re-embedding job is in progress")
+    _send_batch(settings, job.id)
+    console.print(f"Re-embedding job {job.id} sent to the workers again (a duplicate message is harmless).")
+
+
+def _send_batch(settings, job_id: int) -> None:
+    from service.worker.celery_app import make_celery
+    from service.worker.tasks import AppDispatcher
+
+    try:
+        AppDispatcher(make_celery(settings)).reembed(job_id)
+    except Exception as exc:  # the job is recorded; the scheduler re-sends a job that does not move
+        errors.print(f"[yellow]warning:[/yellow] the job is recorded but could not be sent to the workers "
+                     f"({type(exc).__name__}). The scheduler sends it again within "
+                     f"{settings.processing_timeout_minutes} minutes, or run `reunite match reembed --resume`.")
+        raise typer.Exit(PARTLY_REFUSED) from exc
+
+
+def _operator(session, email: str):
+    from sqlalchemy import select
+
+    from service.auth.models import User
+    from service.auth.service import normalise_email
+
+    user = session.scalars(select(User).where(User.email == normalise_email(email))).first()
+    if user is None:
+        raise fail(f"there is no account {email}; create one with `reunite admin create`")
+    return user
+
+
+def _show_status(sessions) -> None:
+    from matching.embedders import available_embedders
+    from service.auth.models import User
+    from service.embedding.service import active_model, failure_reasons, latest_job
+
+    session = sessions()
+    try:
+        model_id, version = active_model(session)
+        job = latest_job(session)
+        reasons = failure_reasons(session, job_id=job.id) if job is not None else {}
+        people = (session.get(User, i) for i in ((job.started_by_id, job.finished_by_id) if job else ()) if i)
+        emails = {user.id: user.email for user in people if user is not None}
+    finally:
+        session.close()
+    console.print(f"Active model: [bold]{model_id}[/bold] (version {version})")
+    console.print(f"Available models: {', '.join(available_embedders())}")
+    if job is None:
+        console.print("No re-embedding job has been run.")
+        return
+    table = Table(title=f"Re-embedding job {job.id}", show_header=False)
+    share = f" ({100 * job.done / job.total:.0f}%)" if job.total else ""
+    rows = [("status", job.status), ("model", f"{job.source_model_id} -> {job.target_model_id}"),
+            ("photos", f"{job.done} of {job.total} done{share}, {job.failed} failed"),
+            ("started", f"{_when(job.created_at)} by {emails.get(job.started_by_id, '-')}"),
+            ("finished", _when(job.finished_at) + (f" by {emails[job.finished_by_id]}"
+                                                   if job.finished_by_id in emails else ""))]
+    if reasons:
+        rows.append(("failures", ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))))
+    if job.message:
+        rows.append(("note", job.message))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"

@@ -27,6 +27,12 @@ the probe faces already stored, so candidate keys stay the same and a repeated
 search inserts nothing twice (unique probe face + record, INSERT ... ON CONFLICT DO
 NOTHING).
 
+Models: photos are embedded with the active model, and also with a re-embedding's
+target while one is in progress; the write transaction re-reads the active model
+under the lock the switch-over takes and starts the step again if it changed
+meanwhile (service.embedding.service). Searches and two-way matching compare the
+active model's embeddings only.
+
 Status messages are plain sentences for a caseworker; nothing here writes a face,
 a vector or a name into a message or a log.
 """
@@ -42,14 +48,16 @@ import numpy as np
 import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image
+from matching.embedders import Embedder, get_embedder
+from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image, embed_again
 from matching.images import DecodedImage, InputRejected, decode_image
 from matching.search import rank_candidates
 from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
 from service.db import transaction, utcnow
+from service.embedding.service import active_model, active_model_for_write, models_to_embed
 from service.organisations.models import Organisation
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo
@@ -71,6 +79,7 @@ OVERSAMPLE = 4
 DUPLICATE = "duplicate"  # another delivery holds the row
 SUPERSEDED = "superseded"  # the row stopped being ours while we worked
 NOT_PENDING = "not_pending"  # nothing to search for this case
+MODEL_CHANGED = "model_changed"  # the active model was switched while we embedded: embed again
 
 APPROVED = "approved"
 
@@ -117,10 +126,12 @@ class Pipeline:
         with transaction(self.sessions) as session:
             photo = session.get(Photo, claim.row_id)
             storage_key, wrapped_key, record_id = photo.storage_key, photo.wrapped_key, photo.record_id
+            embedders = _embedders(session)
         if record_id is None:
             return self._finish(Photo, claim, "failed", "This photo does not belong to a record.")
         try:
-            faces = analyse_image(self._decode(storage_key, wrapped_key), "enrol", self.face_settings)
+            image = self._decode(storage_key, wrapped_key)
+            faces = analyse_image(image, "enrol", self.face_settings, embedders[0])
         except PhotoUnavailable:
             return self._finish(Photo, claim, "failed", UNREADABLE_PHOTO)
         except NoFaceFound:
@@ -136,9 +147,12 @@ class Pipeline:
         problems = faces[0].quality.problems(self.face_settings)
         if problems:
             return self._finish(Photo, claim, "low_quality", low_quality_message(problems), faces_found=1)
-        return self._enrol(claim, record_id, faces[0])
+        # While a re-embedding is in progress, also with its target model (see service.embedding).
+        others = [embed_again(image, faces, embedder)[0] for embedder in embedders[1:]]
+        outcome = self._enrol(claim, record_id, faces[0], others)
+        return self._record_photo(claim) if outcome == MODEL_CHANGED else outcome
 
-    def _enrol(self, claim: Claim, record_id: int, face: Face) -> str:
+    def _enrol(self, claim: Claim, record_id: int, face: Face, others: list[Face]) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             record_ok = lock_searchable_records(session, [record_id], now=now, require_approved=False)
@@ -148,11 +162,18 @@ class Pipeline:
             if not record_ok:
                 _set_outcome(photo, "failed", CONSENT_NOT_VALID, now)
                 return "failed"
+            if active_model_for_write(session) != face.model_id:
+                return MODEL_CHANGED
             embedding = _embedding_row(photo.id, 0, face)
             session.add(embedding)
             session.flush()
             # Takes the index log lock; the open cases are read after it (see _match_open_cases).
             append_index_change(session, op="add", embedding_id=embedding.id, model_id=face.model_id)
+            for other in others:
+                extra = _embedding_row(photo.id, 0, other)
+                session.add(extra)
+                session.flush()
+                append_index_change(session, op="add", embedding_id=extra.id, model_id=other.model_id)
             matched = self._match_open_cases(session, embedding, face.embedding, record_id, now)
             _set_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
         log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
@@ -167,6 +188,11 @@ class Pipeline:
         searched after it waits for this commit and finds the new face in the index, so
         no pairing falls between the two.
         """
+        # A case face already proposed this record (through its embedding of an earlier model) is skipped.
+        earlier = aliased(Embedding)
+        proposed = (select(Candidate.id).join(earlier, earlier.id == Candidate.probe_embedding_id)
+                    .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
+                           earlier.face_index == Embedding.face_index).exists())
         rows = session.execute(
             select(Embedding.id, Embedding.vector, Photo.case_id)
             .join(Photo, Photo.id == Embedding.photo_id)
@@ -174,7 +200,7 @@ class Pipeline:
             .join(Organisation, Organisation.id == Case.organisation_id)
             .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
                    Case.purged_at.is_(None), Organisation.status == APPROVED,
-                   Embedding.model_id == embedding.model_id)
+                   Embedding.model_id == embedding.model_id, ~proposed)
         ).all()
         if not rows:
             return 0
@@ -217,14 +243,17 @@ class Pipeline:
                 facts = None
             else:
                 facts = (photo.id, photo.storage_key, photo.wrapped_key)
-                stored = session.scalar(select(func.count()).where(Embedding.photo_id == photo.id))
+                embedders = _embedders(session)
+                stored = session.scalar(select(func.count()).where(Embedding.photo_id == photo.id,
+                                                                   Embedding.model_id == embedders[0].id))
         if facts is None:
             return self._finish(Case, claim, "failed", "This case has no photo to search.")
         if stored:
             return "embedded"  # an earlier attempt stored the faces: search them again
         photo_id, storage_key, wrapped_key = facts
         try:
-            faces = analyse_image(self._decode(storage_key, wrapped_key), "probe", self.face_settings)
+            image = self._decode(storage_key, wrapped_key)
+            faces = analyse_image(image, "probe", self.face_settings, embedders[0])
         except PhotoUnavailable:
             return self._finish(Case, claim, "failed", UNREADABLE_PHOTO)
         except NoFaceFound:
@@ -234,17 +263,23 @@ class Pipeline:
         usable = [face for face in faces if face.usable(self.face_settings)]
         if not usable:
             return self._finish(Case, claim, "no_face", no_usable_face_message(faces, self.face_settings), faces=0)
-        return self._store_probe_faces(claim, photo_id, faces, usable)
+        others = [embed_again(image, usable, embedder) for embedder in embedders[1:]]
+        outcome = self._store_probe_faces(claim, photo_id, faces, usable, others)
+        return self._embed_case(claim) if outcome == MODEL_CHANGED else outcome
 
-    def _store_probe_faces(self, claim: Claim, photo_id: int, faces: list[Face], usable: list[Face]) -> str:
+    def _store_probe_faces(self, claim: Claim, photo_id: int, faces: list[Face], usable: list[Face],
+                           others: list[list[Face]]) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = _ours(session, Case, claim)
             if case is None:
                 return SUPERSEDED
-            for number, face in enumerate(usable):
-                # Probe faces are stored but never indexed: the gallery holds record photos only.
-                session.add(_embedding_row(photo_id, number, face))
+            if active_model_for_write(session) != usable[0].model_id:
+                return MODEL_CHANGED
+            for faces_of_model in (usable, *others):
+                for number, face in enumerate(faces_of_model):
+                    # Probe faces are stored but never indexed: the gallery holds record photos only.
+                    session.add(_embedding_row(photo_id, number, face))
             photo = session.get(Photo, photo_id)
             _set_outcome(photo, "embedded", None, now, faces_found=len(faces))
             case.faces = len(usable)
@@ -260,9 +295,11 @@ class Pipeline:
             if case is None or case.status != "processing":
                 return NOT_PENDING
             photo = _case_photo(session, case_id)
+            # Only the active model's faces: embeddings of different models are never compared.
             probes = [] if photo is None else session.execute(
                 select(Embedding.id, Embedding.vector, Embedding.model_id, Embedding.model_version)
-                .where(Embedding.photo_id == photo.id).order_by(Embedding.face_index)
+                .where(Embedding.photo_id == photo.id, Embedding.model_id == active_model(session)[0])
+                .order_by(Embedding.face_index)
             ).all()
         if not probes:
             return NOT_PENDING  # not embedded yet (or purged): process_case owns it
@@ -468,6 +505,11 @@ def _embedding_row(photo_id: int, face_index: int, face: Face) -> Embedding:
         quality=json.dumps(quality, sort_keys=True), vector=vector_to_bytes(face.embedding),
         model_id=face.model_id, model_version=face.model_version,
     )
+
+
+def _embedders(session: Session) -> list[Embedder]:
+    """The active model's embedder, then a re-embedding's target while one is in progress."""
+    return [get_embedder(model_id) for model_id in models_to_embed(session)]
 
 
 def _case_photo(session: Session, case_id: int) -> Photo | None:

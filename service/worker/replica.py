@@ -26,13 +26,14 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from matching.embedders import UnknownEmbedder, get_embedder
 from matching.index import IndexFileError, VectorIndex
 from service.photos.index_log import read_lock
 from service.photos.models import Embedding, IndexChange
 
 log = structlog.get_logger("reunite.worker.replica")
 
-EMBEDDING_DIM = 128
+EMBEDDING_DIM = 128  # of a model id no embedder is registered under (an old or foreign log entry)
 CHANGES_PER_READ = 5_000
 DEFAULT_SNAPSHOT_EVERY = 1_000
 
@@ -99,7 +100,7 @@ class IndexReplica:
         if index.sequence > _last_sequence(session, model_id):
             # Restored from a backup older than the snapshot, or another database's file.
             log.warning("index_snapshot_ahead_of_database", model_id=model_id, snapshot_sequence=index.sequence)
-            index = self._indexes[model_id] = VectorIndex(dim=EMBEDDING_DIM)
+            index = self._indexes[model_id] = VectorIndex(dim=dimension(model_id))
         self._checked.add(model_id)
         return index
 
@@ -116,17 +117,26 @@ class IndexReplica:
 
     def _load_snapshot(self, model_id: str) -> VectorIndex:
         path = self.snapshot_path(model_id)
+        dim = dimension(model_id)
         try:
             index = VectorIndex.load(path)
         except FileNotFoundError:
-            return VectorIndex(dim=EMBEDDING_DIM)
+            return VectorIndex(dim=dim)
         except IndexFileError:
             # A damaged snapshot costs only time: the log rebuilds the same index.
             log.warning("index_snapshot_unreadable", model_id=model_id)
-            return VectorIndex(dim=EMBEDDING_DIM)
-        if index.dim != EMBEDDING_DIM:
-            return VectorIndex(dim=EMBEDDING_DIM)
+            return VectorIndex(dim=dim)
+        if index.dim != dim:
+            return VectorIndex(dim=dim)
         return index
+
+
+def dimension(model_id: str) -> int:
+    """Vector length of the model's embeddings (each model has its own index)."""
+    try:
+        return get_embedder(model_id).dimension
+    except UnknownEmbedder:
+        return EMBEDDING_DIM
 
 
 def _last_sequence(session: Session, model_id: str) -> int:

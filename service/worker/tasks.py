@@ -2,6 +2,8 @@
 
 Tasks receive row ids only, never objects or photos: the database holds the state,
 so any worker can pick up any message and a message carries nothing personal.
+`reembed_batch` (queue `embed`) runs one batch of a re-embedding job and sends the
+next (service.embedding.reembed); the reaper also re-sends a job whose message was lost.
 
 Each worker process owns one `WorkerRuntime` and one `Pipeline`, created on first use
 in that process (never inherited through a fork). `install_worker_hooks` makes a
@@ -26,6 +28,9 @@ from service.worker.runtime import TRANSIENT_ERRORS, WorkerRuntime, limit_native
 
 log = structlog.get_logger("reunite.worker")
 
+# Re-embedding the gallery with another model, one batch per message (service.embedding.reembed).
+REEMBED_BATCH = "reunite.reembed_batch"
+
 
 @dataclass
 class _ProcessState:
@@ -49,6 +54,9 @@ class AppDispatcher:
     def search(self, case_id: int) -> None:
         self._app.send_task(SEARCH_CASE, args=[case_id], queue=SEARCH_QUEUE)
 
+    def reembed(self, job_id: int) -> None:
+        self._app.send_task(REEMBED_BATCH, args=[job_id], queue=EMBED_QUEUE)
+
 
 def process_state(app: Celery) -> _ProcessState:
     """This process's runtime and pipeline for `app`, created on first use."""
@@ -65,7 +73,9 @@ def process_state(app: Celery) -> _ProcessState:
 
 
 def register_tasks(app: Celery) -> None:
-    retrying = dict(autoretry_for=TRANSIENT_ERRORS, **RETRY_POLICY)
+    # Not shared: a shared task would also be bound to every other app made in this process
+    # (tests make one per database), and calls by name could reach another app's database.
+    retrying = dict(autoretry_for=TRANSIENT_ERRORS, shared=False, **RETRY_POLICY)
 
     @app.task(name=PROCESS_RECORD_PHOTO, **retrying)
     def process_record_photo(photo_id: int) -> str:
@@ -79,16 +89,31 @@ def register_tasks(app: Celery) -> None:
     def search_case(case_id: int) -> str:
         return process_state(app).pipeline.search_case(case_id)
 
-    @app.task(name=REAP)
+    @app.task(name=REEMBED_BATCH, **retrying)
+    def reembed_batch(job_id: int) -> str:
+        from service.embedding.reembed import Reembedder
+
+        runtime = process_state(app).runtime
+        return Reembedder(settings=runtime.settings, sessions=runtime.sessions, vault=runtime.vault,
+                          replica=runtime.replica, send_next=AppDispatcher(app).reembed).run_batch(job_id)
+
+    @app.task(name=REAP, shared=False)
     def reap() -> dict:
         # Not retried: the next run comes within a minute anyway.
+        from service.db import transaction, utcnow
+        from service.embedding.service import stalled_jobs
         from service.worker.reaper import reap as reap_rows
 
         state = process_state(app)
         timeout = timedelta(minutes=state.runtime.settings.processing_timeout_minutes)
-        return reap_rows(state.runtime.sessions, dispatcher=AppDispatcher(app), processing_timeout=timeout).counts()
+        counts = reap_rows(state.runtime.sessions, dispatcher=AppDispatcher(app), processing_timeout=timeout).counts()
+        with transaction(state.runtime.sessions) as session:
+            stalled = stalled_jobs(session, now=utcnow(), stalled_after=timeout)
+        for job_id in stalled:  # a re-embedding whose message was lost resumes where it stopped
+            AppDispatcher(app).reembed(job_id)
+        return {**counts, "reembed_jobs_sent": len(stalled)}
 
-    @app.task(name=MAINTENANCE)
+    @app.task(name=MAINTENANCE, shared=False)
     def maintenance() -> dict:
         # Each job catches its own errors (see run_maintenance); tomorrow's run retries.
         from service.worker.maintenance import run_maintenance
@@ -109,11 +134,11 @@ def install_worker_hooks(app: Celery) -> None:
         limit_native_threads()  # per process: OpenMP settings are not inherited through fork reliably
         state = process_state(app)
         try:
-            from matching.faces import MODEL_ID
+            from service.embedding.service import active_model
 
             session = state.runtime.sessions()
             try:
-                state.runtime.replica.catch_up(session, MODEL_ID)
+                state.runtime.replica.catch_up(session, active_model(session)[0])
             finally:
                 session.close()
         except TRANSIENT_ERRORS:

@@ -53,10 +53,10 @@ pytestmark = pytest.mark.faces
 _ANALYSES: dict[tuple, list] = {}
 
 
-def remembered_analysis(image, purpose, settings):
-    key = (hashlib.sha256(image.pixels.tobytes()).hexdigest(), purpose, settings)
+def remembered_analysis(image, purpose, settings, embedder=None):
+    key = (hashlib.sha256(image.pixels.tobytes()).hexdigest(), purpose, settings, embedder and embedder.id)
     if key not in _ANALYSES:
-        _ANALYSES[key] = real_analyse_image(image, purpose, settings)
+        _ANALYSES[key] = real_analyse_image(image, purpose, settings, embedder)
     return _ANALYSES[key]
 
 
