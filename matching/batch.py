@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from matching.embedders import get_embedder
 from matching.faces import Face, FaceSettings, Purpose, analyse_image
 from matching.images import ImageLimits, InputRejected, load_image_file
 
@@ -37,13 +38,14 @@ class BatchJob:
     purpose: Purpose
     settings: FaceSettings = FaceSettings()
     limits: ImageLimits = ImageLimits()
+    model_id: str | None = None  # a registered embedder's id; None: the default model
 
 
 def analyse_file(path: Path, job: BatchJob) -> FileResult:
     """Decode and analyse one file; refusals become results, not exceptions."""
     try:
         image = load_image_file(path, job.limits)
-        faces = analyse_image(image, job.purpose, job.settings)
+        faces = analyse_image(image, job.purpose, job.settings, get_embedder(job.model_id) if job.model_id else None)
     except InputRejected as refusal:
         return FileResult(path=path, refusal_code=refusal.code, refusal=refusal.message)
     except OSError as exc:

@@ -8,7 +8,8 @@ threshold whose FMR on the impostor pairs does not exceed the target and reports
 false-non-match rate (FNMR) it costs; `error_rates` measures both at any threshold. Estimating
 an FMR of f needs at least 1/f impostor pairs (many more for a tight estimate), so a
 calibration on fewer is flagged as not reliable. `distance_band` turns a distance into the
-coarse band reviewers are shown instead of the raw number.
+coarse band reviewers are shown instead of the raw number. `det_curve` and `equal_error_rate`
+describe the whole trade-off, for evaluation reports.
 """
 
 from __future__ import annotations
@@ -163,3 +164,25 @@ def calibrated_bands(impostor: Any, target_fmr: float, threshold: float) -> list
                               reliable=len(impostor) * fmr >= 1.0 - 1e-9))
         ceiling = upper
     return edges[::-1]
+
+
+def det_curve(genuine: Any, impostor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FMR, FNMR) at every distinct distance, thresholds ascending: a DET curve."""
+    genuine = np.sort(_as_distances(genuine, "genuine"))
+    impostor = np.sort(_as_distances(impostor, "impostor"))
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    fmr = np.searchsorted(impostor, thresholds, side="right") / len(impostor)
+    fnmr = (len(genuine) - np.searchsorted(genuine, thresholds, side="right")) / len(genuine)
+    return thresholds, fmr, fnmr
+
+
+def equal_error_rate(genuine: Any, impostor: Any) -> tuple[float, float]:
+    """(EER, threshold): the smallest rate r that some threshold keeps both FMR and FNMR within.
+
+    On finite data the two rates move in steps and rarely meet exactly; taking the threshold
+    that minimises the larger of the two gives the conservative, well-defined value.
+    """
+    thresholds, fmr, fnmr = det_curve(genuine, impostor)
+    worse = np.maximum(fmr, fnmr)
+    best = int(np.argmin(worse))
+    return float(worse[best]), float(thresholds[best])

@@ -1,0 +1,157 @@
+"""`reunite evaluate MANIFEST --out DIR`: measure the matcher's accuracy on labelled photos.
+
+Embeds every photo with the service's own pipeline and settings (cached by file digest, so a
+second run embeds nothing), then writes report.json, a self-contained report.html and PNG
+plots: failure to enrol, verification and identification figures with bootstrap intervals,
+overall, per group, by age band and by years between photos. Exit codes: 0 written, 2 nothing
+could be done (unusable manifest, no usable photo, unwritable output); nothing is written then.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from matching.calibration import DEFAULT_REVIEW_THRESHOLD
+
+if TYPE_CHECKING:
+    from matching.dataset import EmbeddedDataset
+    from service.settings import Settings
+
+console = Console(soft_wrap=True, highlight=False)
+errors = Console(stderr=True, soft_wrap=True, highlight=False)
+FAILED = 2
+
+
+def evaluate(
+    manifest: Annotated[Path, typer.Argument(help="CSV manifest (path, identity, set, age_at_photo, taken_at, "
+                                                  "group:<name>) or a folder of one sub-folder per identity.")],
+    out: Annotated[Path, typer.Option(help="Folder to write report.json, report.html and the plots into.")],
+    threshold: Annotated[float, typer.Option(min=0.0, help="The service's review threshold (Euclidean distance).")]
+    = DEFAULT_REVIEW_THRESHOLD,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap rounds for the 95 % intervals (0: none).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
+    model: Annotated[str | None, typer.Option(help="Embedding model id (default: the default model).")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = one per core).")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: ~/.cache/reunite/embeddings).")]
+    = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Also store the report in the service's database, "
+                                                            "for the model card and the reviewers' notice.")] = False,
+) -> None:
+    """Measure the matcher on labelled photos, the way NIST FRTE reports it."""
+    from matching.evaluation import evaluate as measure
+    from matching.report import write_report
+
+    if out.exists() and not out.is_dir():
+        raise _fail(f"{out} exists and is not a folder")
+    dataset = _embed_or_fail(manifest, model_id=model, workers=workers or None, cache=cache, use_cache=not no_cache)
+    if not dataset.templates:
+        raise _fail("no photo gave a usable face; nothing was written")
+    report = _with_provenance(measure(dataset.samples, threshold=threshold, bootstrap_rounds=bootstrap, seed=seed),
+                              dataset)
+    try:
+        written = write_report(report, out)
+    except OSError as exc:
+        raise _fail(f"cannot write the report into {out}: {exc.strerror or exc}") from exc
+    _summary(report, dataset, written)
+    if publish:
+        _publish(report)
+
+
+def embed_with_progress(manifest: Path, *, settings: Settings, model_id: str | None = None,
+                        workers: int | None = None, cache: Path | None = None,
+                        use_cache: bool = True) -> EmbeddedDataset:
+    """Read MANIFEST and embed its photos as the service would, with a progress bar on stderr.
+
+    The service's face settings and image limits come from `settings`; `cache` defaults to
+    `matching.dataset.default_cache_dir()`. Raises `matching.dataset.ManifestError` and
+    `matching.embedders.UnknownEmbedder`.
+    """
+    from matching.dataset import default_cache_dir, embed_dataset, load_manifest
+    from matching.faces import FaceSettings
+    from service.photos.service import image_limits
+
+    entries = load_manifest(manifest)
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task("embed", total=len(entries))
+        return embed_dataset(entries, face_settings=FaceSettings(max_faces=settings.max_faces_per_photo),
+                             limits=image_limits(settings), workers=workers, model_id=model_id,
+                             cache_dir=(cache or default_cache_dir()) if use_cache else None,
+                             progress_callback=lambda done, total: progress.update(task, completed=done))
+
+
+def _embed_or_fail(manifest: Path, **options: Any) -> EmbeddedDataset:
+    from pydantic import ValidationError
+
+    from matching.dataset import ManifestError
+    from matching.embedders import UnknownEmbedder
+    from service.settings import Settings
+
+    try:
+        settings = Settings()
+    except (ValidationError, ValueError) as exc:
+        raise _fail(f"the service settings are not valid: {exc}") from exc
+    try:
+        return embed_with_progress(manifest, settings=settings, **options)
+    except ManifestError as exc:
+        raise _fail(f"{manifest}: {exc}") from exc
+    except UnknownEmbedder as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _publish(report: dict[str, Any]) -> None:
+    from service.calibration.service import publish_evaluation
+    from service.cli.serve import prepare
+    from service.db import transaction
+    from service.settings import Settings
+
+    engine, sessions = prepare(Settings())
+    try:
+        with transaction(sessions) as session:
+            row_id = publish_evaluation(session, report=report, actor_id=None).id
+    finally:
+        engine.dispose()
+    console.print(f"Published as evaluation report {row_id}: the model card now shows these figures.")
+
+
+def _with_provenance(report: dict[str, Any], dataset: EmbeddedDataset) -> dict[str, Any]:
+    """Model, data digest and time first: what the figures were measured with and on."""
+    return {
+        "model": {"id": dataset.model_id, "version": dataset.model_version},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **report,
+        "dataset": {"manifest_sha256": dataset.manifest_sha256, **report["dataset"]},
+    }
+
+
+def _summary(report: dict[str, Any], dataset: EmbeddedDataset, written: list[Path]) -> None:
+    from matching.report import caveats
+
+    identification = report["identification"]["overall"]
+    verification = report["verification"]["overall"]
+    fte = report["failure_to_enrol"]
+    console.print(f"Embeddings: {dataset.computed} computed, {dataset.cache_hits} from the cache.")
+    console.print(f"{report['dataset']['photos']} photos of {report['dataset']['identities']} people; "
+                  f"failure to enrol: gallery {_pct(fte['gallery']['rate'])}, probe {_pct(fte['probe']['rate'])}.")
+    console.print(f"Rank 1: {_pct(identification['rank_1'])} of {identification['mated_searches']} mated searches; "
+                  f"at threshold {report['threshold']:.3f}: FNMR {_pct(verification['at_threshold']['fnmr'])}, "
+                  f"FMR {_pct(verification['at_threshold']['fmr'])}.")
+    for sentence in caveats(report)[1:]:
+        console.print(f"[yellow]note:[/yellow] {sentence}")
+    console.print(f"Wrote {len(written)} files into {written[0].parent}")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}")
+    return typer.Exit(FAILED)
