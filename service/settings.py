@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     daily_cases_per_user: int = Field(50, ge=1)
     daily_cases_per_organisation: int = Field(500, ge=1)
     review_top_k: int = Field(10, ge=1, le=100)
+    # `reunite calibrate` sets the review threshold where this share of impostor pairs match.
+    calibration_target_fmr: float = Field(1e-3, gt=0, lt=1)
 
     # Celery: a broker that needs no server by default (files in data_dir/broker).
     broker_url: str | None = None

@@ -33,7 +33,8 @@ def model_card(session: Session, *, model_id: str, model_version: str) -> dict[s
     return {
         "model": {"id": model_id, "version": model_version},
         "review_threshold": policy.threshold,
-        "distance_bands": [{"band": band, "upper": upper} for band, upper in policy.bands],
+        "distance_bands": calibration.bands if calibration else [
+            {"band": band, "upper": upper, "reliable": False} for band, upper in policy.bands],
         "calibration": _calibration_out(calibration),
         "evaluation": _evaluation_out(evaluation),
         "notice": standing_notice(calibration, evaluation),
@@ -48,7 +49,7 @@ def _calibration_out(row: Calibration | None) -> dict[str, Any] | None:
         "target_fmr": row.target_fmr, "achieved_fmr": row.achieved_fmr, "fnmr": row.fnmr,
         "top_k": row.top_k, "genuine_pairs": row.genuine_pairs, "impostor_pairs": row.impostor_pairs,
         "reliable": row.reliable, "bands": row.bands, "dataset": row.dataset,
-        "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+        "activated_at": row.activated_at,
     }
 
 
@@ -57,7 +58,7 @@ def _evaluation_out(row: EvaluationReport | None) -> dict[str, Any] | None:
         return None
     report = row.report
     return {
-        "published_at": row.published_at.isoformat(),
+        "published_at": row.published_at,
         "model_version": row.model_version,
         "dataset": report.get("dataset", {}),
         "identification": report.get("identification", {}).get("overall"),

@@ -3,6 +3,8 @@
 import typer
 
 from service.cli.audit import audit_app
+from service.cli.calibrate import calibrate
+from service.cli.evaluate import evaluate
 from service.cli.match import match_app
 from service.cli.ops import api, migrate
 from service.cli.serve import admin_app, serve
@@ -17,3 +19,5 @@ app.command("api")(api)
 app.command("migrate")(migrate)
 app.command("worker")(worker)
 app.command("beat")(beat)
+app.command("evaluate")(evaluate)
+app.command("calibrate")(calibrate)

@@ -1,0 +1,125 @@
+"""`reunite calibrate`: set the review threshold from a target false-match rate, on labelled photos.
+
+The photos are embedded exactly as `reunite evaluate` embeds them (the service's decoding,
+detection, quality gate and model), the genuine and impostor pair distances are formed the
+same way, and the threshold for the target FMR is stored in the database as the next
+version for the model in use, with the bands reviewers see and counts of the data it came
+from. It takes effect for the next search; `--activate N` puts an earlier version back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from service.settings import Settings
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+FAILED = 2
+
+
+def calibrate(
+    manifest: Annotated[Path | None, typer.Argument(help="Manifest CSV, or a folder of one sub-folder per identity.")] = None,
+    target_fmr: Annotated[float | None, typer.Option(help="False-match rate to allow [default: REUNITE_CALIBRATION_TARGET_FMR].")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Candidates per probe face [default: REUNITE_REVIEW_TOP_K].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes for embedding [default: every core].")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id to calibrate (default: the model in use); "
+                                                   "calibrate a new model before `reunite match reembed` to it.")] = None,
+    activate: Annotated[int | None, typer.Option(help="Put calibration version N of the model in use back in force.")] = None,
+    list_all: Annotated[bool, typer.Option("--list", help="List the calibrations and which one is in force.")] = False,
+) -> None:
+    """Calibrate the review threshold for a target false-match rate (or list / re-activate calibrations)."""
+    from service.cli.serve import prepare
+
+    settings = Settings()
+    engine, sessions = prepare(settings)
+    try:
+        if list_all:
+            _list(sessions)
+        elif activate is not None:
+            _activate(sessions, activate, model)
+        elif manifest is not None:
+            _calibrate(sessions, settings, manifest, model=model, target_fmr=target_fmr or settings.calibration_target_fmr,
+                       top_k=top_k or settings.review_top_k, workers=workers, cache=cache)
+        else:
+            _fail("give a MANIFEST to calibrate on, --list, or --activate N")
+    finally:
+        engine.dispose()
+
+
+def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | None, target_fmr: float, top_k: int,
+               workers: int | None, cache: Path | None) -> None:
+    from matching.dataset import ManifestError
+    from matching.embedders import UnknownEmbedder
+    from matching.evaluation import verification_distances
+    from service.calibration.service import CalibrationError, model_in_use, store_calibration
+    from service.cli.evaluate import embed_with_progress
+    from service.db import transaction
+
+    with transaction(sessions) as session:
+        active_id, active_version = model_in_use(session)
+    model_id = model or active_id
+    try:
+        embedded = embed_with_progress(manifest, settings=settings, model_id=model_id, workers=workers, cache=cache)
+    except (ManifestError, UnknownEmbedder) as exc:
+        _fail(str(exc))
+    if model_id == active_id and embedded.model_version != active_version:
+        _fail(f"the photos were embedded with {model_id} {embedded.model_version}, but the service uses "
+              f"{active_version}: install the same model version as the workers")
+    model_version = embedded.model_version
+    genuine, impostor = verification_distances(embedded.samples)
+    try:
+        with transaction(sessions) as session:
+            row = store_calibration(session, model_id=model_id, model_version=model_version, genuine=genuine,
+                                    impostor=impostor, target_fmr=target_fmr, top_k=top_k,
+                                    dataset=embedded.summary(), actor_id=None)
+            version, threshold, reliable, fnmr = row.version, row.threshold, row.reliable, row.fnmr
+    except CalibrationError as exc:
+        _fail(str(exc))
+    console.print(f"Calibration {version} of {model_id} is now in force: threshold {threshold:.4f} for a "
+                  f"false-match rate of {target_fmr:g} ({len(impostor)} impostor and {len(genuine)} genuine "
+                  f"pairs; same-person pairs missed: {fnmr:.1%}).")
+    if not reliable:
+        console.print(f"[yellow]warning:[/yellow] {len(impostor)} impostor pairs cannot show a false-match rate "
+                      f"of {target_fmr:g}; it needs at least {round(1 / target_fmr)}. Calibrate on more photos.")
+
+
+def _activate(sessions, version: int, model: str | None) -> None:
+    from service.calibration.service import CalibrationError, activate_calibration, model_in_use
+    from service.db import transaction
+
+    try:
+        with transaction(sessions) as session:
+            model_id = model or model_in_use(session)[0]
+            row = activate_calibration(session, model_id=model_id, version=version, actor_id=None)
+            threshold = row.threshold
+    except CalibrationError as exc:
+        _fail(str(exc))
+    console.print(f"Calibration {version} of {model_id} is in force again: threshold {threshold:.4f}.")
+
+
+def _list(sessions) -> None:
+    from service.calibration.service import active_calibration, list_calibrations
+
+    session = sessions()
+    try:
+        table = Table("model", "version", "threshold", "target FMR", "FNMR", "pairs (gen/imp)", "reliable", "in force")
+        for row in list_calibrations(session):
+            in_force = active_calibration(session, row.model_id)
+            table.add_row(row.model_id, str(row.version), f"{row.threshold:.4f}", f"{row.target_fmr:g}",
+                          f"{row.fnmr:.1%}", f"{row.genuine_pairs}/{row.impostor_pairs}",
+                          "yes" if row.reliable else "no", "yes" if in_force and in_force.id == row.id else "")
+        console.print(table)
+    finally:
+        session.close()
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(FAILED)
