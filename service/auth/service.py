@@ -110,7 +110,7 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
                      organisation_id=user.organisation_id, details={"family": stored.family_id})
         session.commit()
         raise AuthRefused(401, "This sign-in was ended for safety. Please sign in again.")
-    if user is None or user.status != "active":
+    if user is None or user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
         raise AuthRefused(401, "Please sign in again.")
     stored.used_at = now
     record_event(session, action="token_refreshed", actor_id=user.id, organisation_id=user.organisation_id)
@@ -119,13 +119,18 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
     return pair
 
 
-def sign_out(session: Session, *, user: User) -> None:
-    """End every session of the user: older access tokens and all refresh tokens stop working."""
+def end_sessions(session: Session, *, user: User) -> None:
+    """Every access token issued so far and every refresh token of the user stop working."""
     user.token_version += 1
     session.execute(
         update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+def sign_out(session: Session, *, user: User) -> None:
+    """End every session of the user: older access tokens and all refresh tokens stop working."""
+    end_sessions(session, user=user)
     record_event(session, action="logout", actor_id=user.id, organisation_id=user.organisation_id)
     session.commit()
 

@@ -18,14 +18,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.audit.service import record_event
-from service.auth.models import RefreshToken, User
+from service.auth.models import User
 from service.auth.passwords import WeakPassword
-from service.auth.service import create_user, normalise_email
+from service.auth.service import create_user, end_sessions, normalise_email
 from service.db import utcnow
 from service.organisations.denylist import current_denylist
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
@@ -266,9 +266,7 @@ def remove_user(session: Session, *, organisation_id: int, actor: User, user_id:
     if Role.ORG_ADMIN in user.roles and _active_admin_count(session, organisation_id=organisation.id) <= 1:
         raise Conflict("This is the organisation's last org_admin; add another org_admin first.")
     user.status = "removed"
-    user.token_version += 1
-    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+    end_sessions(session, user=user)
     record_event(session, action="user_removed", actor_id=actor.id, organisation_id=organisation.id,
                  target_type="user", target_id=user.id, details={"user_id": user.id, "roles": sorted(user.roles)})
     session.commit()
@@ -408,5 +406,5 @@ def _sign_out_users_of(session: Session, *, denylist: Denylist) -> int:
     users = session.scalars(select(User).where(User.status == "active")).all()
     refused = [user for user in users if denylist.refuses(user.email.rpartition("@")[2])]
     for user in refused:
-        user.token_version += 1
+        end_sessions(session, user=user)
     return len(refused)

@@ -336,6 +336,8 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
     db.commit()
     sheriff_id, organisation_id = sheriff.user.id, organisation.id
     sheriff_token = sign_in(client, sheriff)
+    sheriff_refresh = client.post(f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD}
+                                  ).json()["refresh_token"]
     admin, org_admin = people(db, (("platform_admin",), None), (("org_admin", "caseworker"), organisation))
     as_admin = bearer(settings, admin)
     domains = f"{API}/denylist/domains"
@@ -364,6 +366,7 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
     assert client.get(f"{API}/me", headers=sheriff_token).status_code == 401
     refused = client.post(f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD})
     assert refused.status_code == 403
+    assert client.post(f"{API}/auth/refresh", json={"refresh_token": sheriff_refresh}).status_code == 401
     new_user = client.post(f"{API}/organisations/{organisation_id}/users", headers=bearer(settings, org_admin),
                            json={"email": "chief@sheriff.example.com", "password": PASSWORD, "roles": ["caseworker"]})
     assert new_user.status_code == 422 and new_user.json()["rule"] == "email_domain"
