@@ -1,4 +1,4 @@
-"""`create_app(settings)`: the FastAPI application, its routers, health and metrics.
+"""`create_app(settings)`: the FastAPI application, its API routers, web pages, health and metrics.
 
 Nothing is read from the environment at import time: the settings object passed
 in is the whole configuration, which is what lets the tests build an app per
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import asynccontextmanager
 
 import structlog
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,8 +29,10 @@ from service.db import make_engine, make_session_factory
 from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
 from service.photos.storage import PhotoVault
-from service.routers import api_routers
+from service.routers import api_routers, web_routers
 from service.settings import Settings
+from service.web.render import STATIC_DIR
+from service.web.security import WebSecurityMiddleware
 from service.worker.dispatch import CeleryDispatcher
 
 log = structlog.get_logger("reunite.http")
@@ -56,10 +60,14 @@ def create_app(settings: Settings) -> FastAPI:
     enable_checkpoints(app.state.session_factory, settings)  # periodic signed audit checkpoints
     for router in api_routers():
         app.include_router(router, prefix="/api/v1")
+    for router in web_routers():
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_health(app)
     _add_metrics(app)
     _add_error_handlers(app)
     _check_every_route_is_marked(app)
+    app.add_middleware(WebSecurityMiddleware)  # outermost: headers and cookies on every answer
     return app
 
 
@@ -126,10 +134,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
 
+def api_routes(routes) -> Iterator[APIRoute]:
+    """Every APIRoute, including those of included routers (which FastAPI keeps nested)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from api_routes(route.original_router.routes)
+
+
 def _check_every_route_is_marked(app: FastAPI) -> None:
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for route in api_routes(app.routes):
         extra = route.openapi_extra or {}
         if ACTION_KEY not in extra and not extra.get(PUBLIC_KEY):
             raise UnmarkedRoute(f"{sorted(route.methods)} {route.path} has neither a permission nor PUBLIC")

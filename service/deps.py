@@ -66,6 +66,17 @@ def unauthenticated(message: str = "Please sign in again.") -> HTTPException:
 def get_current_user(
     session: DbSession, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
+    user = user_for_token(session, settings, token)
+    if user.organisation_id is not None:
+        check_organisation_active(session.get(Organisation, user.organisation_id))
+    return user
+
+
+def user_for_token(session: Session, settings: Settings, token: str | None) -> User:
+    """The active user an access token names, at its current token version; 401 otherwise.
+
+    Shared by the API's bearer header and the web pages' session cookie.
+    """
     if not token:
         raise unauthenticated("Sign-in is required.")
     try:
@@ -75,23 +86,30 @@ def get_current_user(
     user = session.get(User, claims.user_id)
     if user is None or user.status != "active" or user.token_version != claims.token_version:
         raise unauthenticated()
-    if user.organisation_id is not None:
-        check_organisation_active(session.get(Organisation, user.organisation_id))
     return user
+
+
+def organisation_standing(organisation: Organisation | None) -> str | None:
+    """Why the organisation cannot use Reunite now (a status name, or "none"); None when it can."""
+    if organisation is None:
+        return "none"
+    if organisation.status == "approved" and organisation.vetting_expires_at and organisation.vetting_expires_at <= utcnow():
+        return "expired"
+    if organisation.status != "approved":
+        return organisation.status
+    return None
 
 
 def check_organisation_active(organisation: Organisation | None) -> None:
     """Refuse (403) anyone whose organisation is not approved and in date."""
-    if organisation is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Your account belongs to no organisation.")
-    if organisation.status == "approved" and organisation.vetting_expires_at and organisation.vetting_expires_at <= utcnow():
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Your organisation's vetting has expired and must be renewed.")
-    if organisation.status != "approved":
+    standing = organisation_standing(organisation)
+    if standing is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, ORGANISATION_STATUS_MESSAGES.get(
-            organisation.status, "Your organisation cannot use Reunite at present."))
+            standing, "Your organisation cannot use Reunite at present."))
 
 
 ORGANISATION_STATUS_MESSAGES = {
+    "none": "Your account belongs to no organisation.",
     "applied": "Your organisation's application is still being vetted.",
     "rejected": "Your organisation's application was not approved.",
     "suspended": "Your organisation is suspended; contact the Reunite operators.",

@@ -1,4 +1,4 @@
-"""The list of API routers, one per domain, mounted under /api/v1 by create_app."""
+"""The routers create_app mounts: the API (one per domain, under /api/v1) and the web pages (at /)."""
 
 from fastapi import APIRouter
 
@@ -13,3 +13,10 @@ def api_routers() -> list[APIRouter]:
     from service.calibration.routes import router as model
 
     return [auth, organisations, audit, reviews, records, cases, model]
+
+
+def web_routers() -> list[APIRouter]:
+    """The page routers, one per area (see service/web/routes)."""
+    from service.web.routes import page_routers
+
+    return page_routers()

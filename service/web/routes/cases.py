@@ -1,0 +1,121 @@
+"""Caseworker pages for cases: list and search, submitting a photo with its purpose, and a case
+page that follows the search until it is done and says how many candidates await review.
+
+Submitting needs `submit_cases`; reading needs `read_cases` (caseworkers and
+reviewers of the submitting organisation). The pages call `service.cases.service`
+like `/api/v1/cases`: the same daily quotas, upload checks and audit event. The
+case is handed to the workers once it has committed; the case page polls
+`/cases/{id}/status` and reloads itself when the search has finished. People
+decide on candidates in the review pages, never here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+
+from service.calibration.service import band_lookup
+from service.cases import service as cases
+from service.cases.models import Case
+from service.db import utcnow
+from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
+from service.photos.service import UploadRefused
+from service.records.routes import dispatch_after_commit, read_upload
+from service.web.pages import page_router
+from service.web.render import add_nav, band_words, redirect, render
+from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
+from vetting.permissions import Action, allowed
+
+router = page_router(tags=["pages: cases"])
+add_nav("Cases", "/cases", Action.READ_CASES, order=20,
+        description="Search the records with a photo, and follow each search.")
+PAGE_SIZE = 25
+SEARCHING = ("queued", "processing")
+AWAITING_REVIEW = ("under_review", "pending_review", "awaiting_second_review")
+CANDIDATE_WORDS = {
+    "under_review": "Waiting for two reviewers",
+    "pending_review": "Waiting for two reviewers",
+    "awaiting_second_review": "Waiting for a second reviewer",
+    "confirmed": "Confirmed by two reviewers; the organisation that registered the child has been told",
+    "rejected": "Not the same child, a reviewer decided",
+    "redacted": "Withdrawn: the family withdrew consent, so the record and its photos are gone",
+}
+
+
+@router.get("/cases", **page_permission(Action.READ_CASES))
+def case_list(request: Request, user: PageUser, session: DbSession,
+              case_reference: Annotated[str, Query(max_length=100)] = "",
+              page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    wanted = case_reference.strip()
+    found, total = cases.list_cases(session, actor=user, case_reference=wanted or None, limit=PAGE_SIZE,
+                                    offset=(page - 1) * PAGE_SIZE)
+    return render(request, "cases/list.html", {
+        "title": "Cases", "cases": [(case, cases.case_words(case)) for case in found], "total": total,
+        "case_reference": wanted, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+        "can_submit": allowed(user.roles, Action.SUBMIT_CASES),
+    })
+
+
+@router.get("/cases/new", **page_permission(Action.SUBMIT_CASES))
+def new_case_form(request: Request, user: PageUser) -> Response:
+    return _new_case_page(request, {"case_reference": "", "purpose": ""})
+
+
+@router.post("/cases/new", **page_permission(Action.SUBMIT_CASES))
+def submit_case(request: Request, user: PageUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
+                dispatcher: DispatcherDep,
+                file: Annotated[UploadFile | None, File()] = None,
+                case_reference: Annotated[str, Form(max_length=200)] = "",
+                purpose: Annotated[str, Form(max_length=4000)] = "") -> Response:
+    """Store the photo and queue its search; the case page follows it."""
+    typed = {"case_reference": case_reference, "purpose": purpose}
+    if file is None or not file.filename:
+        return _new_case_page(request, typed, status_code=400, error="Choose the photo to search with.")
+    if len(case_reference.strip()) > 100 or len(purpose.strip()) > 2000:
+        return _new_case_page(request, typed, status_code=422,
+                              error="The case reference may have up to 100 characters and the purpose up to 2,000.")
+    try:
+        case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
+                                 purpose=purpose, now=utcnow(),
+                                 read_file=lambda: read_upload(file, max_bytes=settings.max_upload_bytes))
+    except (cases.CaseError, UploadRefused) as refused:
+        return _new_case_page(request, typed, status_code=refused.status, error=refused.message)
+    dispatch_after_commit(dispatcher.case, case.id)
+    return redirect(request, f"/cases/{case.id}",
+                    flash="The photo was received. The search has started; this page shows when it is done.")
+
+
+@router.get("/cases/{case_id}", **page_permission(Action.READ_CASES))
+def case_page(request: Request, case_id: int, user: PageUser, session: DbSession) -> Response:
+    case, candidates = cases.case_details(session, actor=user, case_id=case_id)
+    band = band_lookup(session)
+    shown = [{"candidate": candidate, "status": status, "words": CANDIDATE_WORDS.get(status, status),
+              "band": band_words(band(candidate.model_id, candidate.distance))}
+             for candidate, status in candidates]
+    return render(request, "cases/detail.html", {
+        "title": f"Case {case.case_reference}", "case": case, "words": cases.case_words(case),
+        "searching": case.status in SEARCHING, "candidates": shown,
+        "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
+        "tone": _tone(case),
+    })
+
+
+@router.get("/cases/{case_id}/status", **photo_permission(Action.READ_CASES))
+def case_progress(case_id: int, user: PhotoUser, session: DbSession) -> dict:
+    """For the case page's poller: whether the search has finished, in words (no personal data)."""
+    case = cases.own_case(session, actor=user, case_id=case_id)
+    return {"done": case.status not in SEARCHING, "status": case.status, "message": cases.case_words(case)}
+
+
+def _tone(case: Case) -> str:
+    if case.status == "searched":
+        return "ok"
+    return "wait" if case.status in SEARCHING else "bad"
+
+
+def _new_case_page(request: Request, typed: dict, *, status_code: int = 200, error: str | None = None) -> Response:
+    return render(request, "cases/new.html", {"title": "Search with a photo", "form": typed, "error": error},
+                  status_code=status_code)
+

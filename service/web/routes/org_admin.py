@@ -1,0 +1,100 @@
+"""Organisation admin pages: the organisation's users, adding one with roles, removing one.
+
+Thin over `service.organisations.service`, as the API's user routes: an admin adds a
+colleague with an email, a first password and roles they hold themselves (the policy
+refuses the rest), and removing a user ends their sessions at once; the last
+org_admin cannot be removed. Refusals are shown on the page, next to the form.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Form, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from service.auth.models import User
+from service.auth.passwords import MIN_PASSWORD_LENGTH
+from service.deps import DbSession
+from service.organisations import service
+from service.organisations.models import Organisation
+from service.organisations.schemas import NewUser
+from service.organisations.service import ServiceError
+from service.web.pages import page_router
+from service.web.render import add_nav, redirect, render
+from service.web.session import PageUser, page_permission
+from vetting.permissions import Action
+from vetting.roles import Role
+
+router = page_router(tags=["pages: organisation admin"])
+add_nav("Users", "/organisation/users", Action.MANAGE_USERS, order=50,
+        description="Your organisation's users and their roles.")
+
+ROLE_CHOICES = (
+    (Role.CASEWORKER.value, "Caseworker", "registers records and photos, submits case photos"),
+    (Role.REVIEWER.value, "Reviewer", "compares candidate matches and records decisions"),
+    (Role.ORG_ADMIN.value, "Organisation admin", "adds and removes users"),
+)
+ROLE_WORDS = {value: words for value, words, _ in ROLE_CHOICES}
+
+
+@router.get("/organisation/users", **page_permission(Action.MANAGE_USERS))
+def users(request: Request, user: PageUser, session: DbSession) -> Response:
+    return _users_page(request, session, user)
+
+
+@router.post("/organisation/users", **page_permission(Action.MANAGE_USERS))
+def add_user(request: Request, user: PageUser, session: DbSession,
+             email: Annotated[str, Form(max_length=320)] = "",
+             password: Annotated[str, Form(max_length=1024)] = "",
+             roles: Annotated[list[str], Form()] = []) -> Response:  # noqa: B006 (FastAPI copies defaults)
+    """Create a colleague's account with the roles ticked."""
+    try:
+        body = NewUser(email=email, password=password, roles=roles)
+    except ValidationError as invalid:
+        return _users_page(request, session, user, error=_form_problem(invalid), email=email, roles=roles,
+                           status_code=422)
+    try:
+        added = service.add_user(session, organisation_id=user.organisation_id, actor=user, email=body.email,
+                                 password=body.password, roles=body.roles)
+    except ServiceError as refused:
+        session.rollback()
+        return _users_page(request, session, user, error=refused.message, email=email, roles=roles,
+                           status_code=refused.status)
+    return redirect(request, "/organisation/users",
+                    flash=f"User {added.id} was added and can sign in now. Give them their first password by a "
+                          "safe route.")
+
+
+@router.post("/organisation/users/{user_id}/remove", **page_permission(Action.MANAGE_USERS))
+def remove_user(request: Request, user_id: int, user: PageUser, session: DbSession) -> Response:
+    """Remove a user: their sessions end at once."""
+    try:
+        service.remove_user(session, organisation_id=user.organisation_id, actor=user, user_id=user_id)
+    except ServiceError as refused:
+        if refused.status == 404:
+            raise
+        session.rollback()
+        return _users_page(request, session, user, error=refused.message, status_code=refused.status)
+    return redirect(request, "/organisation/users", flash="The user was removed; they can no longer sign in.")
+
+
+def _users_page(request: Request, session, actor: User, *, error: str | None = None, email: str = "",
+                roles: list[str] | None = None, status_code: int = 200) -> Response:
+    members = service.list_users(session, organisation_id=actor.organisation_id, actor=actor)
+    organisation = session.get(Organisation, actor.organisation_id)
+    return render(request, "org_admin/users.html", {
+        "title": "Users", "organisation": organisation, "members": members, "role_choices": ROLE_CHOICES,
+        "role_words": ROLE_WORDS, "actor_roles": actor.roles, "error": error, "email": email,
+        "chosen_roles": set(roles or []), "min_password": MIN_PASSWORD_LENGTH,
+    }, status_code=status_code)
+
+
+def _form_problem(invalid: ValidationError) -> str:
+    fields = {str(error["loc"][0]) for error in invalid.errors() if error.get("loc")}
+    if "email" in fields:
+        return "Enter the person's email address, such as name@your-organisation.org."
+    if "password" in fields:
+        return f"Give a first password of at least {MIN_PASSWORD_LENGTH} characters."
+    return "Tick at least one role."
