@@ -12,8 +12,9 @@ renaming it into `processed/`, which only one process can do). Production sets
 is no result backend: the database holds every outcome.
 
 Queues:
-- `embed`: `process_record_photo` and `process_case` — decoding and dlib detection and
-  embedding, CPU-bound (about half a second a photo); scaled with processes per core.
+- `embed`: `process_record_photo`, `process_case` and `reembed_batch` (a batch of a
+  re-embedding job) — decoding and dlib detection and embedding, CPU-bound (about half
+  a second a photo); scaled with processes per core.
 - `search`: `search_case` (needs the index replica, milliseconds of work), the reaper
   and the daily maintenance. Kept apart so searches and the reaper are not stuck
   behind a backlog of uploads, and so only processes that search hold a replica.
