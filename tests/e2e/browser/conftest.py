@@ -15,8 +15,8 @@ context (no cookies) at 1280x800; `browser_context` makes more for a second pers
 A test fails if the page logs a Content-Security-Policy violation or an
 uncaught script error, so inline script or style slipping into a template is caught.
 
-`screenshot(page, "name")` saves docs/screenshots/name.png, for the README; only
-test data ever appears in them.
+`screenshot(page, "name")` checks the page with axe-core (`assert_accessible`) and
+saves docs/screenshots/name.png, for the README; only test data ever appears in them.
 """
 
 from __future__ import annotations
@@ -252,8 +252,18 @@ def register_record(page, *, case_reference: str, label: str, guardian: str = "G
     return int(page.url.rstrip("/").split("/")[-1].split("#")[0])
 
 
+def assert_accessible(page) -> None:
+    """axe-core finds no accessibility violation on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    assert results.response["passes"], "axe did not run"
+    assert results.violations_count == 0, f"{page.url}\n{results.generate_report()}"
+
+
 def screenshot(page, name: str, *, full_page: bool = True) -> Path:
-    """Save docs/screenshots/<name>.png (test data only)."""
+    """Check the page with axe-core, then save docs/screenshots/<name>.png (test data only)."""
+    assert_accessible(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page, animations="disabled")
@@ -265,4 +275,4 @@ def wait_for_text(page, text: str, *, timeout_ms: int = WAIT_MS) -> None:
     page.get_by_text(text).first.wait_for(timeout=timeout_ms)
 
 
-__all__ = ["Live", "poll", "register_record", "screenshot", "sign_in", "sign_in_with", "wait_for_text", "WAIT_MS"]
+__all__ = ["Live", "assert_accessible", "poll", "register_record", "screenshot", "sign_in", "sign_in_with", "wait_for_text", "WAIT_MS"]
