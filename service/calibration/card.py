@@ -95,13 +95,15 @@ def _children_sentence(evaluation: EvaluationReport | None) -> str:
     for band, figures in bands.items():
         if band in ADULT_BANDS or not isinstance(figures, dict):
             continue
-        rank_1 = _value((figures.get("identification") or {}).get("rank_1"))
+        identification = figures.get("identification") or {}
+        rank_1 = _value(identification.get("rank_1"))
         if rank_1 is not None:
-            measured.append(f"aged {band}: {_percent(rank_1)}")
+            searches = identification.get("mated_searches")
+            measured.append(f"aged {band}: {_percent(rank_1)}" + (f" of {searches} searches" if searches else ""))
     if not measured:
         return UNMEASURED_CHILDREN
-    return ("Ranked first for children " + "; ".join(measured) + ". These come from few photos; "
-            "treat them as rough.")
+    return ("Ranked first for children " + "; ".join(measured) + ". Few searches make these figures "
+            "uncertain; the model card gives their intervals.")
 
 
 def _threshold_sentence(calibration: Calibration | None) -> str:

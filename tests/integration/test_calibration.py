@@ -135,7 +135,7 @@ def test_the_model_card_shows_calibration_and_latest_evaluation(client, db):
                 if figures["identification"]["rank_1"] is not None}
     assert measured == {"6-9", "18+"}
     assert f"{report['dataset']['photos']} photos of 16 people" in card["notice"]
-    assert "aged 6-9: 100 %" in card["notice"] and "18+" not in card["notice"]
+    assert "aged 6-9: 100 % of 16 searches" in card["notice"] and "18+" not in card["notice"]
     assert client.get("/api/v1/model").status_code == 401
     assert [e.target_id for e in events(db, "evaluation.published")] == [
         str(db.scalars(select(EvaluationReport.id)).one())]

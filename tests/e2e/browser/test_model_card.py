@@ -24,7 +24,7 @@ def test_a_reviewer_reads_the_model_card(live, page):
     sign_in(page, reviewer)
     page.get_by_role("link", name="Model card").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Model card")
-    expect(page.get_by_role("note")).to_contain_text("aged 6-9: 100 %")
+    expect(page.get_by_role("note")).to_contain_text("aged 6-9: 100 % of 16 searches")
     ages = page.get_by_role("table", name="Right person ranked first, by age at photo")
     expect(ages.get_by_role("row", name="Aged 6-9")).to_contain_text("100 %")
     expect(ages.get_by_role("row", name="Aged 0-2")).to_contain_text("not measurable")
