@@ -5,6 +5,7 @@ from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
 from service.calibration.models import Calibration, EvaluationReport
 from service.cases.models import Case
 from service.embedding.models import ActiveEmbeddingModel, ReembedFailure, ReembedJob
+from service.invitations.models import Invitation
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.photos.models import Embedding, IndexChange, Photo
 from service.records.models import Consent, Record
@@ -22,6 +23,7 @@ __all__ = [
     "Embedding",
     "EvaluationReport",
     "IndexChange",
+    "Invitation",
     "Notification",
     "Photo",
     "ReembedFailure",

@@ -11,8 +11,9 @@ def api_routers() -> list[APIRouter]:
     from service.records.routes import router as records
     from service.cases.routes import router as cases
     from service.calibration.routes import router as model
+    from service.invitations.routes import router as invitations
 
-    return [auth, organisations, audit, reviews, records, cases, model]
+    return [auth, organisations, audit, reviews, records, cases, model, invitations]
 
 
 def web_routers() -> list[APIRouter]:

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = "admin@reunite.local"
 
     vetting_period_days: int = Field(365, ge=1)
+    invitation_days: int = Field(7, ge=1, le=30)  # how long an invitation link can be accepted
     denylist_path: Path | None = None  # extra law-enforcement domains, one per line
 
     audit_key_path: Path | None = None  # Ed25519 signing key; default in data_dir

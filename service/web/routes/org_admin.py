@@ -1,9 +1,12 @@
-"""Organisation admin pages: the organisation's users, adding one with roles, removing one.
+"""Organisation admin pages: the organisation's users, invitations, adding one with roles, removing one.
 
-Thin over `service.organisations.service`, as the API's user routes: an admin adds a
-colleague with an email, a first password and roles they hold themselves (the policy
-refuses the rest), and removing a user ends their sessions at once; the last
-org_admin cannot be removed. Refusals are shown on the page, next to the form.
+Thin over `service.organisations.service` and `service.invitations.service`, as the
+API's routes. The usual way in is an invitation: the admin gives an email address
+and roles they hold themselves (the policy refuses the rest) and is shown, once, a
+link to pass on; the colleague chooses their own password on it (see
+`routes/invitations.py`). Creating an account with a first password stays available
+for when a link cannot be passed on. Removing a user ends their sessions at once;
+the last org_admin cannot be removed. Refusals are shown on the page, next to the form.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from pydantic import ValidationError
 
 from service.auth.models import User
 from service.auth.passwords import MIN_PASSWORD_LENGTH
-from service.deps import DbSession
+from service.db import utcnow
+from service.deps import DbSession, SettingsDep
+from service.invitations import service as invitations
+from service.invitations.schemas import NewInvitation
 from service.organisations import service
 from service.organisations.models import Organisation
 from service.organisations.schemas import NewUser
@@ -34,7 +40,7 @@ add_nav("Users", "/organisation/users", Action.MANAGE_USERS, order=50,
 ROLE_CHOICES = (
     (Role.CASEWORKER.value, "Caseworker", "registers records and photos, submits case photos"),
     (Role.REVIEWER.value, "Reviewer", "compares candidate matches and records decisions"),
-    (Role.ORG_ADMIN.value, "Organisation admin", "adds and removes users"),
+    (Role.ORG_ADMIN.value, "Organisation admin", "invites, adds and removes users"),
 )
 ROLE_WORDS = {value: words for value, words, _ in ROLE_CHOICES}
 
@@ -54,17 +60,53 @@ def add_user(request: Request, user: PageUser, session: DbSession,
         body = NewUser(email=email, password=password, roles=roles)
     except ValidationError as invalid:
         return _users_page(request, session, user, error=_form_problem(invalid), email=email, roles=roles,
-                           status_code=422)
+                           add_open=True, status_code=422)
     try:
         added = service.add_user(session, organisation_id=user.organisation_id, actor=user, email=body.email,
                                  password=body.password, roles=body.roles)
     except ServiceError as refused:
         session.rollback()
         return _users_page(request, session, user, error=refused.message, email=email, roles=roles,
-                           status_code=refused.status)
+                           add_open=True, status_code=refused.status)
     return redirect(request, "/organisation/users",
                     flash=f"User {added.id} was added and can sign in now. Give them their first password by a "
                           "safe route.")
+
+
+@router.post("/organisation/invitations", **page_permission(Action.MANAGE_USERS))
+def invite(request: Request, user: PageUser, session: DbSession, settings: SettingsDep,
+           email: Annotated[str, Form(max_length=320)] = "",
+           roles: Annotated[list[str], Form()] = []) -> Response:  # noqa: B006 (FastAPI copies defaults)
+    """Invite a colleague; the page shows the link once (it is never stored, so never shown again)."""
+    try:
+        body = NewInvitation(email=email, roles=roles)
+    except ValidationError as invalid:
+        return _users_page(request, session, user, invite_error=_form_problem(invalid), invite_email=email,
+                           invite_roles=roles, status_code=422)
+    try:
+        invitation, token = invitations.invite_user(session, organisation_id=user.organisation_id, actor=user,
+                                                    email=body.email, roles=body.roles, settings=settings,
+                                                    now=utcnow())
+    except ServiceError as refused:
+        session.rollback()
+        return _users_page(request, session, user, invite_error=refused.message, invite_email=email,
+                           invite_roles=roles, status_code=refused.status)
+    link = str(request.base_url).rstrip("/") + invitations.accept_path(token)
+    return _users_page(request, session, user, created=invitation, link=link)
+
+
+@router.post("/organisation/invitations/{invitation_id}/revoke", **page_permission(Action.MANAGE_USERS))
+def revoke_invitation(request: Request, invitation_id: int, user: PageUser, session: DbSession) -> Response:
+    """Withdraw a waiting invitation: its link stops working at once."""
+    try:
+        invitations.revoke_invitation(session, organisation_id=user.organisation_id, actor=user,
+                                      invitation_id=invitation_id, now=utcnow())
+    except ServiceError as refused:
+        if refused.status == 404:
+            raise
+        session.rollback()
+        return _users_page(request, session, user, invite_error=refused.message, status_code=refused.status)
+    return redirect(request, "/organisation/users", flash="The invitation was withdrawn; its link no longer works.")
 
 
 @router.post("/organisation/users/{user_id}/remove", **page_permission(Action.MANAGE_USERS))
@@ -81,13 +123,22 @@ def remove_user(request: Request, user_id: int, user: PageUser, session: DbSessi
 
 
 def _users_page(request: Request, session, actor: User, *, error: str | None = None, email: str = "",
-                roles: list[str] | None = None, status_code: int = 200) -> Response:
+                roles: list[str] | None = None, invite_error: str | None = None, invite_email: str = "",
+                invite_roles: list[str] | None = None, created=None, link: str | None = None,
+                add_open: bool = False, status_code: int = 200) -> Response:
     members = service.list_users(session, organisation_id=actor.organisation_id, actor=actor)
+    now = utcnow()
+    waiting = [invitation for invitation in
+               invitations.list_invitations(session, organisation_id=actor.organisation_id, actor=actor)
+               if invitation.state(now) == "pending"]
     organisation = session.get(Organisation, actor.organisation_id)
     return render(request, "org_admin/users.html", {
         "title": "Users", "organisation": organisation, "members": members, "role_choices": ROLE_CHOICES,
         "role_words": ROLE_WORDS, "actor_roles": actor.roles, "error": error, "email": email,
         "chosen_roles": set(roles or []), "min_password": MIN_PASSWORD_LENGTH,
+        "invitations": waiting, "invite_error": invite_error, "invite_email": invite_email,
+        "invite_roles": set(invite_roles or []), "created": created, "link": link,
+        "add_open": add_open,
     }, status_code=status_code)
 
 

@@ -165,3 +165,50 @@
     document.querySelectorAll("form[data-download]").forEach(setUpDownload);
   });
 })();
+
+/* === invitations === */
+/* button[data-copy=ID] (hidden in the markup, shown here) copies the value of input#ID and says so
+ * in [data-copy-status=ID]; input[data-select-on-focus] selects its whole value when focused, so the
+ * link can be copied by hand where the clipboard is not available. */
+(function () {
+  function say(id, text) {
+    var status = document.querySelector('[data-copy-status="' + id + '"]');
+    if (status) status.textContent = text;
+  }
+
+  function copyByHand(field) {
+    field.focus();
+    field.select();
+    try {
+      return document.execCommand("copy");
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function setUpCopy(button) {
+    var id = button.getAttribute("data-copy");
+    var field = document.getElementById(id);
+    if (!field) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var done = function () { say(id, "Link copied. Paste it into your message to your colleague."); };
+      var failed = function () {
+        if (copyByHand(field)) done();
+        else say(id, "Copying did not work here: the link is selected, copy it with your keyboard.");
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(field.value).then(done, failed);
+      } else {
+        failed();
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("button[data-copy]").forEach(setUpCopy);
+    document.querySelectorAll("input[data-select-on-focus]").forEach(function (field) {
+      field.addEventListener("focus", function () { field.select(); });
+    });
+  });
+})();

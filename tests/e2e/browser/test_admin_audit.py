@@ -103,11 +103,14 @@ def test_an_org_admin_adds_a_colleague_and_removes_them(live, browser_context):
     sign_in(page, admin)
     nav(page, "Users").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Users of")
-    page.get_by_label("Their email address").fill(newcomer_email)
-    page.get_by_label("First password").fill(PASSWORD)
-    expect(page.get_by_role("checkbox", name=re.compile("^Caseworker"))).to_be_disabled()  # not the admin's role
-    page.get_by_role("checkbox", name=re.compile("^Reviewer")).check()
-    page.get_by_role("button", name="Add user").click()
+    # Invitations come first (test_invitations.py); creating the account directly is folded away.
+    page.get_by_text("Or create the account yourself, with a first password").click()
+    direct = page.locator("details.add-directly")
+    direct.get_by_label("Their email address").fill(newcomer_email)
+    direct.get_by_label("First password").fill(PASSWORD)
+    expect(direct.get_by_role("checkbox", name=re.compile("^Caseworker"))).to_be_disabled()  # not the admin's role
+    direct.get_by_role("checkbox", name=re.compile("^Reviewer")).check()
+    direct.get_by_role("button", name="Add user").click()
     expect(page.get_by_text(re.compile(r"^User \d+ was added and can sign in now."))).to_be_visible()
     row = page.get_by_role("row").filter(has_text=newcomer_email)
     expect(row).to_contain_text("Reviewer")

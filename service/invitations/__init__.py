@@ -1,0 +1,1 @@
+"""Invitations: an organisation admin invites a colleague, who chooses their own password."""
