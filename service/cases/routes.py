@@ -19,9 +19,10 @@ from service.cases.models import Case
 from service.cases.schemas import CandidateOut, CaseAccepted, CaseOut, CasePage, CaseSummary
 from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
-from service.photos.service import UploadRefused
-from service.records.routes import dispatch_after_commit, read_upload, refusal_route
+from service.photos.service import UploadRefused, read_upload
+from service.records.routes import refusal_route
 from service.reviews.models import Candidate
+from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
 
 router = APIRouter(tags=["cases"], route_class=refusal_route(service.CaseError, UploadRefused))
@@ -41,7 +42,7 @@ def submit_case(file: Annotated[UploadFile, File()],
     """Search the records for the face(s) in a photo; the search runs in the background."""
     case = service.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
                                purpose=purpose, now=utcnow(),
-                               read_file=lambda: read_upload(file, max_bytes=settings.max_upload_bytes))
+                               read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     dispatch_after_commit(dispatcher.case, case.id)
     return CaseAccepted(id=case.id, status=case.status)
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from PIL import Image
-
 from sqlalchemy.orm import Session
 
 from matching.images import (
@@ -53,6 +52,18 @@ class CheckedImage:
     height: int
     source_format: str
     thumbnail: bytes  # JPEG, upright, at most THUMBNAIL_SIDE on its long side
+
+
+def read_upload(file: BinaryIO, *, max_bytes: int) -> bytes:
+    """An uploaded file's bytes; a file over the cap is refused from its size, without reading it."""
+    file.seek(0, 2)
+    size = file.tell()
+    file.seek(0)
+    if size > max_bytes:
+        raise UploadRefused(413, f"The file is {size / 1_048_576:.1f} MB; photos up to "
+                                 f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
+                            "file_too_large")
+    return file.read()
 
 
 def image_limits(settings: Settings) -> ImageLimits:

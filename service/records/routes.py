@@ -14,7 +14,6 @@ from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -22,16 +21,15 @@ from fastapi.routing import APIRoute
 from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.models import Photo
-from service.photos.service import Size, UploadRefused
+from service.photos.service import Size, UploadRefused, read_upload
 from service.records import service
 from service.records.models import Consent, Record
 from service.records.schemas import (
     ConsentDetails, ConsentSummary, NewRecord, PhotoAccepted, PhotoOut, RecordOut, RecordPage, RecordSummary,
     WithdrawalOut,
 )
+from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
-
-log = structlog.get_logger("reunite.records")
 
 
 def refusal_route(*refusals: type[Exception]) -> type[APIRoute]:
@@ -52,26 +50,6 @@ def refusal_route(*refusals: type[Exception]) -> type[APIRoute]:
             return answer
 
     return RefusalRoute
-
-
-def read_upload(upload: UploadFile, *, max_bytes: int) -> bytes:
-    """The uploaded bytes; a file over the cap is refused from its size, without reading it."""
-    upload.file.seek(0, 2)
-    size = upload.file.tell()
-    upload.file.seek(0)
-    if size > max_bytes:
-        raise UploadRefused(413, f"The file is {size / 1_048_576:.1f} MB; photos up to "
-                                 f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
-                            "file_too_large")
-    return upload.file.read()
-
-
-def dispatch_after_commit(send: Callable[[int], None], row_id: int) -> None:
-    """Hand committed work to the workers; if the broker is down, the reaper re-queues it later."""
-    try:
-        send(row_id)
-    except Exception as error:  # the row is committed as queued: nothing is lost
-        log.warning("dispatch_failed", row_id=row_id, error=type(error).__name__)
 
 
 router = APIRouter(tags=["records"], route_class=refusal_route(service.RecordError, UploadRefused))
@@ -117,7 +95,7 @@ def upload_photo(record_id: int, file: Annotated[UploadFile, File()], user: Curr
                  taken_at: Annotated[date | None, Form()] = None) -> PhotoAccepted:
     """Add a photo of the child; it is processed in the background (see its status)."""
     photo = service.add_record_photo(session, vault=vault, settings=settings, actor=user, record_id=record_id,
-                                     read_file=lambda: read_upload(file, max_bytes=settings.max_upload_bytes),
+                                     read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
                                      taken_at=taken_at, now=utcnow())
     dispatch_after_commit(dispatcher.record_photo, photo.id)
     return PhotoAccepted(photo_id=photo.id, status=photo.status)

@@ -9,9 +9,14 @@ re-queues rows left `queued` or stuck `processing`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
+import structlog
+
 from service.settings import Settings
+
+log = structlog.get_logger("reunite.dispatch")
 
 PROCESS_RECORD_PHOTO = "reunite.process_record_photo"
 PROCESS_CASE = "reunite.process_case"
@@ -52,3 +57,11 @@ class RecordingDispatcher:
 
     def case(self, case_id: int) -> None:
         self.sent.append((PROCESS_CASE, case_id))
+
+
+def dispatch_after_commit(send: Callable[[int], None], row_id: int) -> None:
+    """Hand committed work to the workers; if the broker is down, the reaper re-queues it later."""
+    try:
+        send(row_id)
+    except Exception as error:  # the row is committed as queued: nothing is lost
+        log.warning("dispatch_failed", row_id=row_id, error=type(error).__name__)

@@ -21,11 +21,11 @@ from service.cases import service as cases
 from service.cases.models import Case
 from service.db import utcnow
 from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
-from service.photos.service import UploadRefused
-from service.records.routes import dispatch_after_commit, read_upload
+from service.photos.service import UploadRefused, read_upload
 from service.web.pages import page_router
 from service.web.render import add_nav, band_words, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
+from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action, allowed
 
 router = page_router(tags=["pages: cases"])
@@ -79,7 +79,7 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
     try:
         case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
                                  purpose=purpose, now=utcnow(),
-                                 read_file=lambda: read_upload(file, max_bytes=settings.max_upload_bytes))
+                                 read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     except (cases.CaseError, UploadRefused) as refused:
         return _new_case_page(request, typed, status_code=refused.status, error=refused.message)
     dispatch_after_commit(dispatcher.case, case.id)

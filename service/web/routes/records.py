@@ -20,15 +20,15 @@ from pydantic import ValidationError
 from service.db import utcnow
 from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.models import Photo
-from service.photos.service import Size, UploadRefused
+from service.photos.service import Size, UploadRefused, read_upload
 from service.records import service as records
 from service.records.models import Record
-from service.records.routes import dispatch_after_commit, read_upload
 from service.records.schemas import LawfulBasis, NewRecord
 from service.web.forms import field_errors, validation_message
 from service.web.pages import page_router
 from service.web.render import add_nav, image_response, plural, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
+from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
 
 router = page_router(tags=["pages: records"])
@@ -185,7 +185,7 @@ def upload_photo(request: Request, record_id: int, user: PageUser, session: DbSe
     try:
         photo = records.add_record_photo(
             session, vault=vault, settings=settings, actor=user, record_id=record_id, taken_at=taken, now=utcnow(),
-            read_file=lambda: read_upload(file, max_bytes=settings.max_upload_bytes))
+            read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     except (records.RecordError, UploadRefused) as refused:
         if refused.status == 404:
             raise
