@@ -32,8 +32,9 @@ def evaluate(
     manifest: Annotated[Path, typer.Argument(help="CSV manifest (path, identity, set, age_at_photo, taken_at, "
                                                   "group:<name>) or a folder of one sub-folder per identity.")],
     out: Annotated[Path, typer.Option(help="Folder to write report.json, report.html and the plots into.")],
-    threshold: Annotated[float, typer.Option(min=0.0, help="The service's review threshold (Euclidean distance).")]
-    = DEFAULT_REVIEW_THRESHOLD,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, help="Review threshold to measure at [default: the service's active calibration for the model, "
+                      "else the provisional one].")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap rounds for the 95 % intervals (0: none).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
     model: Annotated[str | None, typer.Option(help="Embedding model id (default: the default model).")] = None,
@@ -53,6 +54,8 @@ def evaluate(
     dataset = _embed_or_fail(manifest, model_id=model, workers=workers or None, cache=cache, use_cache=not no_cache)
     if not dataset.templates:
         raise _fail("no photo gave a usable face; nothing was written")
+    if threshold is None:
+        threshold = _service_threshold(dataset.model_id)
     report = _with_provenance(measure(dataset.samples, threshold=threshold, bootstrap_rounds=bootstrap, seed=seed),
                               dataset)
     try:
@@ -104,6 +107,35 @@ def _embed_or_fail(manifest: Path, **options: Any) -> EmbeddedDataset:
         raise _fail(f"{manifest}: {exc}") from exc
     except UnknownEmbedder as exc:
         raise _fail(str(exc)) from exc
+
+
+def _service_threshold(model_id: str) -> float:
+    """The threshold the service searches with now: its database's active calibration, if it has one.
+
+    Only read, never created or migrated: evaluating works without a service at all.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from service.calibration.service import review_policy
+    from service.db import make_engine
+    from service.settings import Settings
+
+    settings = Settings()
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return DEFAULT_REVIEW_THRESHOLD
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            policy = review_policy(session, model_id)
+    except SQLAlchemyError:
+        return DEFAULT_REVIEW_THRESHOLD  # no reachable or migrated service database
+    finally:
+        engine.dispose()
+    if policy.calibrated:
+        console.print(f"Threshold {policy.threshold:.4f}: the service's calibration {policy.calibration_version}.")
+    return policy.threshold
 
 
 def _publish(report: dict[str, Any]) -> None:

@@ -132,3 +132,16 @@ def test_a_new_model_is_calibrated_before_the_gallery_moves_to_it(environment, p
     assert review_policy(db, other).calibrated and not review_policy(db, MODEL_ID).calibrated
     unknown = calibrate(str(photos), "--model", "no_such_model")
     assert unknown.exit_code == 2
+
+
+def test_evaluate_measures_at_the_threshold_the_service_uses(environment, photos, db, tmp_path):
+    import json
+
+    cache = str(tmp_path / "cache")
+    assert calibrate(str(photos), "--target-fmr", "0.5", "--cache", cache).exit_code == 0
+    db.rollback()
+    in_force = review_policy(db, MODEL_ID).threshold
+    result = runner.invoke(app, ["evaluate", str(photos), "--out", str(tmp_path / "report"), "--bootstrap", "0",
+                                 "--cache", cache])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["threshold"] == in_force
