@@ -1,14 +1,15 @@
-"""Search speed: single-query latency, memory and recall of the exact and HNSW indexes.
+"""Search speed: single-query latency, memory and recall of the exact and approximate indexes.
 
-For each gallery size it builds `matching.index.VectorIndex` twice, exact ("flat") and
-approximate ("hnsw"), and times single queries through the same `search` call the service
-makes (one FAISS thread): p50/p95 latency, resident-memory growth (psutil RSS delta while
-building), HNSW build time, and HNSW recall against the exact answers, both recall@10 and
-recall of the exact top-10 neighbours that lie within DEFAULT_REVIEW_THRESHOLD (the ones a
-reviewer could be shown). HNSW `ef_search` is tuned on separate queries (smallest value
-reaching the recall@10 target), then measured on fresh ones. As a floor for exact search it
-also times one pass over the same float32 matrix (`X @ q`, best of several) and reports exact
-p50 as a multiple of it.
+For each gallery size it builds `matching.index.VectorIndex` exact ("flat") and then each
+approximate kind asked for (--approx: "hnsw", "pq-refine"), and times single queries
+through the same `search` call the service makes (one FAISS thread): p50/p95 latency,
+resident-memory growth (psutil RSS delta while building), build time, and recall against
+the exact answers, both recall@10 and recall of the exact top-10 neighbours that lie within
+DEFAULT_REVIEW_THRESHOLD (the ones a reviewer could be shown). HNSW `ef_search` is tuned on
+separate queries (smallest value reaching the recall@10 target), then measured on fresh ones.
+As a floor for exact search it also times one pass over the same float32 matrix (`X @ q`,
+best of several) and reports exact p50 as a multiple of it. "pq-refine" uses --pq-m and
+--k-factor as given (bench/pq_refine.py sweeps them); it trains on one thread.
 
 The vectors are synthetic but shaped like dlib embeddings, fitted at start-up to real
 embeddings of the photos in --faces (one folder per person): their mean, and their covariance
@@ -20,6 +21,7 @@ figures are printed). Queries are fresh photos of gallery identities. Without th
 folder, FALLBACK_* constants stand in.
 
 Usage: .venv/bin/python bench/search_speed.py [--sizes 100000,1000000] [--queries 1000] [--seed 0]
+           [--approx hnsw,pq-refine]
 """
 
 from __future__ import annotations
@@ -314,8 +316,11 @@ def bench_size(size: int, model: EmbeddingModel, args: argparse.Namespace,
                         exact_rss, settings="2 threads, 200 queries"))
         set_search_threads(1)
     tuning_truth = exact.search(tuning, K)[1]
-    # `exact` stays alive while HNSW is built so its freed memory cannot mask HNSW's growth.
-    rows.append(bench_hnsw(size, ids, vectors, queries, truth, tuning, tuning_truth, args))
+    # `exact` stays alive while the others are built: its freed memory would mask their growth.
+    if "hnsw" in args.approx:
+        rows.append(bench_hnsw(size, ids, vectors, queries, truth, tuning, tuning_truth, args))
+    if "pq-refine" in args.approx:
+        rows.append(bench_pq_refine(size, ids, vectors, queries, truth, args))
     del exact
     return rows
 
@@ -338,6 +343,22 @@ def bench_hnsw(size: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndar
     settings = f"M={args.hnsw_m}, efC={args.ef_construction}, ef_search={approx.ef_search}"
     return Row(size, "hnsw", timings, hnsw_rss, recall_at_k(timings.found, truth.found),
                recall_within(timings.found, truth.found, truth.distances), build_s, settings)
+
+
+def bench_pq_refine(size: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray,
+                    truth: Timings, args: argparse.Namespace) -> Row:
+    before = rss_mb()
+    set_search_threads(1)  # training runs on one thread anyway (see matching.index)
+    started = time.perf_counter()
+    approx = VectorIndex.rebuild((ids, vectors), kind="pq-refine", pq_m=args.pq_m,
+                                 k_factor=args.k_factor)
+    build_s = time.perf_counter() - started
+    pq_rss = rss_mb() - before
+    print(f"  pq-refine: trained and built in {build_s:.1f} s (pq_m={args.pq_m}, 1 thread)")
+    timings = time_single_queries(approx, queries)
+    return Row(size, "pq-refine", timings, pq_rss, recall_at_k(timings.found, truth.found),
+               recall_within(timings.found, truth.found, truth.distances), build_s,
+               f"pq_m={args.pq_m} (4-bit fast scan), k_factor={args.k_factor}")
 
 
 def report_data_shape(vectors: np.ndarray, identity: np.ndarray) -> None:
@@ -425,6 +446,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hnsw-m", type=int, default=48)
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--ef-search", type=int, default=0, help="skip tuning and use this")
+    parser.add_argument("--approx", default="hnsw,pq-refine", type=lambda text: text.split(","),
+                        help="approximate kinds to measure besides exact search")
+    parser.add_argument("--pq-m", type=int, default=64, help="pq-refine sub-quantizers")
+    parser.add_argument("--k-factor", type=int, default=100, help="pq-refine short list / k")
     parser.add_argument("--faces", type=Path, default=FACES)
     return parser.parse_args()
 

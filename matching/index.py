@@ -1,11 +1,14 @@
 """FAISS vector index keyed by 64-bit embedding ids, with removal, snapshots and threads.
 
-`VectorIndex` stores float32 face embeddings (128-d by default) in either an exact flat
-index ("flat", the default) or an approximate HNSW graph ("hnsw"), and answers k-nearest
-searches with true Euclidean distances and embedding ids. Both kinds hold vectors at FAISS
-positions and map positions to ids here; a removal marks the position dead and every later
-search filters dead positions with a FAISS `IDSelector`, so a withdrawn embedding is never
-returned, even by HNSW, which cannot delete. Dead positions are reclaimed by `compact()`,
+`VectorIndex` stores float32 face embeddings (128-d by default) in an exact flat index
+("flat", the default), an approximate HNSW graph ("hnsw"), or an exact flat index paired
+with 4-bit product-quantisation codes ("pq-refine": a fast scan of every code proposes a
+short list, re-ranked with the exact vectors), and answers k-nearest searches with true
+Euclidean distances and embedding ids. Every kind holds vectors at FAISS positions and maps
+positions to ids here; a removal marks the position dead and every later search filters
+dead positions, with a FAISS `IDSelector` (the PQ fast scan accepts none, so "pq-refine"
+drops dead positions from its short list before re-ranking), so a withdrawn embedding is
+never returned, even by HNSW, which cannot delete. Dead positions are reclaimed by `compact()`,
 run automatically once they exceed `compact_threshold` of the stored vectors. The index is a
 cache of the database: `sequence` records the last `IndexChange` it contains, `save()` writes
 an atomic snapshot and `load()` restores it exactly or raises `IndexFileError`.
@@ -26,9 +29,16 @@ import faiss
 import numpy as np
 
 FORMAT_VERSION = 1
-KINDS = ("flat", "hnsw")
+KINDS = ("flat", "hnsw", "pq-refine")
 DEFAULT_COMPACT_THRESHOLD = 0.2
 _COMPACT_CHUNK = 65_536  # vectors copied per step when compacting, to bound extra memory
+# "pq-refine": the PQ codebooks are trained on at most this many live vectors (a seeded
+# random sample); FAISS's k-means samples at most 4,096 per sub-quantizer anyway.
+PQ_TRAIN_SAMPLE = 65_536
+PQ_MIN_TRAIN = 1_000  # smallest allowed train_min: 16 centroids need a few hundred points
+# Codes are scanned in blocks of this many vectors; 64 rather than FAISS's default 32 cut
+# the 1M single-query p50 by a fifth to a third here (docs/performance.md).
+PQ_BLOCK = 64
 
 # Threads FAISS uses for searches; None leaves FAISS's default (all cores).
 _search_threads: int | None = None
@@ -76,13 +86,21 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_construction: int = 200,
         ef_search: int = 128,
+        pq_m: int = 64,
+        k_factor: int = 100,
+        train_min: int = 10_000,
         compact_threshold: float = DEFAULT_COMPACT_THRESHOLD,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         for name, value in (("dim", dim), ("hnsw_m", hnsw_m),
-                            ("ef_construction", ef_construction), ("ef_search", ef_search)):
+                            ("ef_construction", ef_construction), ("ef_search", ef_search),
+                            ("pq_m", pq_m), ("k_factor", k_factor), ("train_min", train_min)):
             _require_positive_int(name, value)
+        if kind == "pq-refine" and dim % pq_m:
+            raise ValueError(f"pq_m must divide dim {dim}, got {pq_m}")
+        if train_min < PQ_MIN_TRAIN:
+            raise ValueError(f"train_min must be at least {PQ_MIN_TRAIN}, got {train_min}")
         if not 0.0 < compact_threshold <= 1.0:
             raise ValueError(f"compact_threshold must be in (0, 1], got {compact_threshold!r}")
         self._dim = dim
@@ -90,9 +108,14 @@ class VectorIndex:
         self._hnsw_m = hnsw_m
         self._ef_construction = ef_construction
         self._ef_search = ef_search
+        self._pq_m = pq_m
+        self._k_factor = k_factor
+        self._train_min = train_min
         self._compact_threshold = compact_threshold
         self._sequence = 0
         self._faiss = self._new_faiss_index()
+        # "pq-refine" only: codes aligned with self._faiss positions; None until trained.
+        self._codes: Any = None
         self._labels = np.empty(0, dtype=np.int64)  # position -> id; -1 = removed; spare capacity
         self._size = 0  # positions in use in the FAISS index
         self._positions: dict[int, int] = {}  # live id -> position
@@ -115,7 +138,7 @@ class VectorIndex:
 
     @property
     def ef_search(self) -> int:
-        """HNSW search breadth: higher is slower and more accurate. Unused by "flat"."""
+        """HNSW search breadth: higher is slower and more accurate. Unused by other kinds."""
         return self._ef_search
 
     @ef_search.setter
@@ -128,6 +151,32 @@ class VectorIndex:
     @property
     def hnsw_m(self) -> int:
         return self._hnsw_m
+
+    @property
+    def pq_m(self) -> int:
+        """For "pq-refine": 4-bit sub-quantizers per vector, so codes take pq_m / 2 bytes."""
+        return self._pq_m
+
+    @property
+    def train_min(self) -> int:
+        """For "pq-refine": live vectors needed before codes are trained; below, search is exact."""
+        return self._train_min
+
+    @property
+    def trained(self) -> bool:
+        """For "pq-refine": whether searches use the PQ short list (False: exact flat search)."""
+        return self._codes is not None
+
+    @property
+    def k_factor(self) -> int:
+        """For "pq-refine": the short list holds k * k_factor candidates; higher is slower and
+        more accurate. Unused by the other kinds."""
+        return self._k_factor
+
+    @k_factor.setter
+    def k_factor(self, value: int) -> None:
+        _require_positive_int("k_factor", value)
+        self._k_factor = value
 
     @property
     def removed_count(self) -> int:
@@ -163,7 +212,10 @@ class VectorIndex:
         new_sequence = self._checked_sequence(sequence)
         if len(ids):
             self._faiss.add(vectors)
+            if self._codes is not None:
+                self._codes.add(vectors)  # encoded with the existing codebooks
             self._append_labels(ids)
+            self._train_if_due()
         self._sequence = new_sequence
 
     def remove(self, ids: Any, *, sequence: int | None = None) -> int:
@@ -189,7 +241,8 @@ class VectorIndex:
         machine (docs/performance.md), and it runs inside the `remove` that crosses the
         threshold. A replica that must not stall can pass compact_threshold=1.0 and load a
         snapshot rebuilt elsewhere instead. HNSW results may differ slightly afterwards
-        because the graph is new.
+        because the graph is new. "pq-refine" retrains its codebooks on the live vectors
+        (seconds at 1M), or returns to exact search if fewer than `train_min` remain.
         """
         live_ids = self._labels[: self._size]
         fresh = self._new_faiss_index()
@@ -200,7 +253,9 @@ class VectorIndex:
                 fresh.add(np.ascontiguousarray(self._faiss.reconstruct_n(start, stop - start)[keep]))
         labels = live_ids[live_ids >= 0].copy()
         self._faiss = fresh
+        self._codes = None
         self._reset_labels(labels)
+        self._train_if_due()
 
     # ----- search -------------------------------------------------------------------------
 
@@ -216,7 +271,10 @@ class VectorIndex:
             return (np.full((len(queries), k), np.inf, dtype=np.float32),
                     np.full((len(queries), k), -1, dtype=np.int64))
         _apply_search_threads()
-        squared, positions = self._faiss.search(queries, k, params=self._search_params())
+        if self._codes is not None:
+            squared, positions = self._search_short_list(queries, k)
+        else:
+            squared, positions = self._faiss.search(queries, k, params=self._search_params())
         found = positions >= 0
         ids = np.where(found, self._labels[np.where(found, positions, 0)], -1)
         distances = np.where(ids >= 0, np.sqrt(np.maximum(squared, 0.0)), np.inf)
@@ -232,6 +290,8 @@ class VectorIndex:
             "labels": self._labels[: self._size],
             "faiss": faiss.serialize_index(self._faiss),
         }
+        if self._codes is not None:
+            payload["codes"] = faiss.serialize_index(self._codes)
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -253,7 +313,9 @@ class VectorIndex:
                 meta = json.loads(bytes(data["meta"]).decode())
                 labels = np.asarray(data["labels"])
                 raw = np.asarray(data["faiss"])
-            index = cls._from_parts(meta, labels, faiss.deserialize_index(raw))
+                codes = np.asarray(data["codes"]) if "codes" in data.files else None
+            index = cls._from_parts(meta, labels, faiss.deserialize_index(raw),
+                                    None if codes is None else faiss.deserialize_index(codes))
         except FileNotFoundError:
             raise
         except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError,
@@ -284,12 +346,64 @@ class VectorIndex:
     # ----- internals ----------------------------------------------------------------------
 
     def _new_faiss_index(self) -> Any:
-        if self._kind == "flat":
+        if self._kind in ("flat", "pq-refine"):
             return faiss.IndexFlatL2(self._dim)
         index = faiss.IndexHNSWFlat(self._dim, self._hnsw_m)
         index.hnsw.efConstruction = self._ef_construction
         index.hnsw.efSearch = self._ef_search
         return index
+
+    def _train_if_due(self) -> None:
+        """For "pq-refine": train codebooks once `train_min` vectors are live, and encode all.
+
+        Trained on a seeded sample of live vectors; every stored position (dead ones too,
+        to stay aligned with self._faiss) is encoded. Later additions are encoded with these
+        codebooks; only the short list depends on how well they fit, never the distances.
+        Runs on one thread (about 3 s at 1M): with two, k-means slowed down 10-20x while
+        another process held the second core, as OpenMP threads wait on each other.
+        """
+        if self._kind != "pq-refine" or self._codes is not None:
+            return
+        if len(self._positions) < self._train_min:
+            return
+        live = np.flatnonzero(self._labels[: self._size] >= 0)
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(live, size=min(len(live), PQ_TRAIN_SAMPLE), replace=False))
+        codes = faiss.IndexPQFastScan(self._dim, self._pq_m, 4, faiss.METRIC_L2, PQ_BLOCK)
+        previous_threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            codes.train(self._faiss.reconstruct_batch(sample))
+            for start in range(0, self._size, _COMPACT_CHUNK):
+                stop = min(start + _COMPACT_CHUNK, self._size)
+                codes.add(self._faiss.reconstruct_n(start, stop - start))
+        finally:
+            faiss.omp_set_num_threads(previous_threads)
+        self._codes = codes
+
+    def _search_short_list(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """For "pq-refine": (squared distances, positions) from a PQ short list re-ranked exactly.
+
+        The fast scan takes no IDSelector, so dead positions are dropped from its short
+        list, which is enlarged by the dead share to keep about k * k_factor live ones.
+        """
+        wanted = k * self._k_factor * self._size / max(1, len(self._positions))
+        length = min(self._size, max(k, int(np.ceil(wanted))))
+        positions = self._codes.search(queries, length)[1]
+        if self.removed_count:
+            dead = self._labels[np.where(positions >= 0, positions, 0)] < 0
+            positions[dead] = -1
+        squared = np.empty(positions.shape, dtype=np.float32)  # inf where position is -1
+        self._faiss.compute_distance_subset(len(queries), faiss.swig_ptr(queries), length,
+                                            faiss.swig_ptr(squared), faiss.swig_ptr(positions))
+        order = np.argsort(squared, axis=1, kind="stable")[:, :k]
+        squared = np.take_along_axis(squared, order, axis=1)
+        positions = np.where(np.isfinite(squared), np.take_along_axis(positions, order, axis=1), -1)
+        if length < k:  # fewer stored vectors than k: pad like FAISS does
+            pad = ((0, 0), (0, k - length))
+            squared = np.pad(squared, pad, constant_values=np.inf)
+            positions = np.pad(positions, pad, constant_values=-1)
+        return squared, positions
 
     def _search_params(self) -> Any:
         """FAISS search parameters that hide removed positions, or None when there are none."""
@@ -357,28 +471,38 @@ class VectorIndex:
             "format_version": FORMAT_VERSION, "kind": self._kind, "dim": self._dim,
             "sequence": self._sequence, "hnsw_m": self._hnsw_m,
             "ef_construction": self._ef_construction, "ef_search": self._ef_search,
+            "pq_m": self._pq_m, "k_factor": self._k_factor, "train_min": self._train_min,
             "compact_threshold": self._compact_threshold,
         }
 
     @classmethod
-    def _from_parts(cls, meta: dict[str, Any], labels: np.ndarray, raw_index: Any) -> VectorIndex:
+    def _from_parts(cls, meta: dict[str, Any], labels: np.ndarray, raw_index: Any,
+                    codes: Any = None) -> VectorIndex:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported format version {meta.get('format_version')!r}")
+        pq_options = {key: meta[key] for key in ("pq_m", "k_factor", "train_min") if key in meta}
         index = cls(meta["dim"], meta["kind"], hnsw_m=meta["hnsw_m"],
                     ef_construction=meta["ef_construction"], ef_search=meta["ef_search"],
-                    compact_threshold=meta["compact_threshold"])
-        expected_type = faiss.IndexFlatL2 if index.kind == "flat" else faiss.IndexHNSWFlat
+                    compact_threshold=meta["compact_threshold"], **pq_options)
+        expected_type = faiss.IndexHNSWFlat if index.kind == "hnsw" else faiss.IndexFlatL2
         if not isinstance(raw_index, expected_type) or raw_index.d != index.dim:
             raise ValueError("FAISS index does not match the recorded kind or dimension")
         if labels.dtype != np.int64 or labels.ndim != 1 or len(labels) != raw_index.ntotal:
             raise ValueError("id table does not match the FAISS index")
+        if codes is not None and (
+                index.kind != "pq-refine" or not isinstance(codes, faiss.IndexPQFastScan)
+                or codes.d != index.dim or codes.pq.M != index.pq_m or codes.pq.nbits != 4
+                or codes.ntotal != raw_index.ntotal):
+            raise ValueError("PQ codes do not match the recorded kind or the FAISS index")
         live = labels[labels >= 0]
         if len(np.unique(live)) != len(live):
             raise ValueError("id table has duplicate ids")
         index._faiss = raw_index
+        index._codes = codes
         if index.kind == "hnsw":
             raw_index.hnsw.efSearch = index.ef_search
         index._reset_labels(labels)
+        index._train_if_due()  # only a file written without codes above train_min
         index._sequence = int(meta["sequence"])
         return index
 

@@ -52,7 +52,7 @@ def fail(message: str) -> typer.Exit:
 def enrol(
     folder: Annotated[Path, typer.Argument(help="Folder with one sub-folder of photos per identity.")],
     index: Annotated[Path, typer.Option(help="Index file to write (labels go beside it).")],
-    kind: Annotated[str, typer.Option(help="Index type: flat (exact) or hnsw (approximate).")] = "flat",
+    kind: Annotated[str, typer.Option(help="Index type: flat (exact), hnsw or pq-refine (approximate).")] = "flat",
     workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
 ) -> None:
     """Embed every photo, one face per photo, and save the index with its id->label map."""
