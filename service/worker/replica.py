@@ -18,6 +18,7 @@ start-up, since a replica without one rebuilds from the whole log.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,8 +49,11 @@ def vector_to_bytes(vector: np.ndarray) -> bytes:
 
 
 class IndexReplica:
-    def __init__(self, snapshot_dir: Path, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY):
+    def __init__(self, snapshot_dir: Path, *, index_kind: str = "flat", index_options: dict | None = None,
+                 snapshot_every: int = DEFAULT_SNAPSHOT_EVERY):
         self.snapshot_dir = Path(snapshot_dir)
+        self.index_kind = index_kind
+        self.index_options = index_options or {}
         self.snapshot_every = snapshot_every
         self._indexes: dict[str, VectorIndex] = {}
         self._unsaved: dict[str, int] = {}  # changes applied since the last load or save
@@ -100,7 +104,7 @@ class IndexReplica:
         if index.sequence > _last_sequence(session, model_id):
             # Restored from a backup older than the snapshot, or another database's file.
             log.warning("index_snapshot_ahead_of_database", model_id=model_id, snapshot_sequence=index.sequence)
-            index = self._indexes[model_id] = VectorIndex(dim=dimension(model_id))
+            index = self._indexes[model_id] = self._new_index(model_id)
         self._checked.add(model_id)
         return index
 
@@ -115,19 +119,26 @@ class IndexReplica:
     def model_ids(self) -> list[str]:
         return sorted(self._indexes)
 
+    def _new_index(self, model_id: str) -> VectorIndex:
+        dim = dimension(model_id)
+        options = dict(self.index_options)
+        if self.index_kind == "pq-refine":
+            options.setdefault("pq_m", math.gcd(dim, 64))  # sub-vectors must divide the dimension
+        return VectorIndex(dim=dim, kind=self.index_kind, **options)
+
     def _load_snapshot(self, model_id: str) -> VectorIndex:
         path = self.snapshot_path(model_id)
-        dim = dimension(model_id)
         try:
             index = VectorIndex.load(path)
         except FileNotFoundError:
-            return VectorIndex(dim=dim)
+            return self._new_index(model_id)
         except IndexFileError:
             # A damaged snapshot costs only time: the log rebuilds the same index.
             log.warning("index_snapshot_unreadable", model_id=model_id)
-            return VectorIndex(dim=dim)
-        if index.dim != dim:
-            return VectorIndex(dim=dim)
+            return self._new_index(model_id)
+        if index.dim != dimension(model_id) or index.kind != self.index_kind:
+            # Another model's size, or the index kind was changed in the settings: rebuild from the log.
+            return self._new_index(model_id)
         return index
 
 

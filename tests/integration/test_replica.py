@@ -188,6 +188,34 @@ def test_a_damaged_snapshot_is_rebuilt_from_the_log(app, gallery, tmp_path):
 # --- many processes -------------------------------------------------------------------------
 
 
+def test_a_pq_refine_replica_trains_finds_and_never_returns_a_removal(app, gallery, tmp_path):
+    sessions = app.state.session_factory
+    vectors = random_vectors(1200, seed=7)
+    ids = add_embeddings(sessions, gallery, vectors)
+    replica = IndexReplica(tmp_path / "index", index_kind="pq-refine", index_options={"train_min": 1000})
+    assert catch_up(replica, sessions) == 1200
+    index = replica.index(MODEL)
+    assert (index.kind, index.dim, index.trained) == ("pq-refine", 128, True)
+    assert nearest(replica, vectors[42]) == [ids[42]]
+
+    remove_embedding(sessions, ids[42])
+    catch_up(replica, sessions)
+    assert ids[42] not in nearest(replica, vectors[42], k=10)
+
+
+def test_a_snapshot_of_another_kind_is_rebuilt_as_the_configured_kind(app, gallery, tmp_path):
+    sessions = app.state.session_factory
+    ids = add_embeddings(sessions, gallery, random_vectors(3, seed=8))
+    exact = IndexReplica(tmp_path / "index")
+    catch_up(exact, sessions)
+    exact.save_snapshot(MODEL)
+
+    approximate = IndexReplica(tmp_path / "index", index_kind="pq-refine")
+    assert approximate.index(MODEL).kind == "pq-refine" and len(approximate.index(MODEL)) == 0
+    assert catch_up(approximate, sessions) == 3
+    assert sorted(approximate.index(MODEL).ids().tolist()) == sorted(ids)
+
+
 def search_until(database_url: str, index_dir: str, vector: np.ndarray, ready, stop, results) -> None:
     """In a separate process: catch up and search in a loop, noting when each search started."""
     engine = make_engine(database_url)
