@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from typing import NoReturn
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +34,9 @@ from service.auth.service import create_user, normalise_email
 from service.invitations.models import Invitation
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
-from service.organisations.service import Conflict, Forbidden, NotFound, Refused, ServiceError
+from service.organisations.service import (
+    Conflict, Forbidden, NotFound, Refused, ServiceError, check_email_free, check_new_member, email_taken,
+)
 from service.settings import Settings
 from vetting import organisations as policy
 from vetting.exclusion import check_email
@@ -78,15 +80,8 @@ def invite_user(session: Session, *, organisation_id: int, actor: User, email: s
     organisation = _admins_organisation(session, actor=actor, organisation_id=organisation_id)
     if not _is_open(organisation, now):
         raise Conflict(ORGANISATION_CLOSED)
-    try:
-        granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)
-    except policy.GrantRefused as refused:
-        error = Refused if refused.code == "unknown_role" else Forbidden
-        raise error(refused.message, rule=refused.code) from refused
-    if refusal := check_email(email, current_denylist(session)):
-        raise Refused(refusal.message, rule=refusal.rule)
+    granted = check_new_member(session, actor=actor, email=email, roles=roles)
     email = normalise_email(email)
-    _check_email_free(session, email)
     if _pending_for(session, organisation_id=organisation.id, email=email, now=now) is not None:
         raise Conflict("This address already has an invitation waiting; withdraw it first to make a new one.")
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -153,7 +148,7 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
     """Create the invited user with the password they chose; the link cannot be used again."""
     invitation, organisation = _usable(session, token=token, settings=settings, address=address, now=now,
                                        lock=True)
-    _check_email_free(session, invitation.email)
+    check_email_free(session, invitation.email)
     # Claimed by a conditional UPDATE: of two acceptances at once, exactly one changes the row.
     claimed = session.execute(
         update(Invitation)
@@ -170,7 +165,7 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
         raise Refused(str(weak), rule="weak_password") from weak
     except IntegrityError as clash:  # the address was taken by a concurrent request
         session.rollback()
-        raise _email_taken() from clash
+        raise email_taken() from clash
     invitation.accepted_user_id = user.id
     session.add(LoginAttempt(email=ATTEMPT_MARK, address=address, succeeded=True))
     record_event(session, action="invitation_accepted", actor_id=user.id, organisation_id=organisation.id,
@@ -253,10 +248,3 @@ def _pending_for(session: Session, *, organisation_id: int, email: str, now: dat
     )).first()
 
 
-def _check_email_free(session: Session, email: str) -> None:
-    if session.scalar(select(User.id).where(User.email == normalise_email(email))) is not None:
-        raise _email_taken()
-
-
-def _email_taken() -> Conflict:
-    return Conflict("An account with this email address already exists.")

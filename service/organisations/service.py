@@ -84,7 +84,7 @@ def apply(session: Session, *, application: Application) -> Organisation:
         record_event(session, action="application_refused", details={"rule": refusal.rule, "field": field})
         session.commit()
         raise Refused(refusal.message, rule=refusal.rule)
-    _check_email_free(session, application.admin_email)
+    check_email_free(session, application.admin_email)
     organisation = Organisation(
         name=application.name, org_type=application.org_type, country=application.country,
         registration_number=application.registration_number, website=application.website,
@@ -239,14 +239,7 @@ def add_user(session: Session, *, organisation_id: int, actor: User, email: str,
              roles: Iterable[str]) -> User:
     """Add a user to the actor's organisation with roles the actor holds themselves."""
     organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
-    try:
-        granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)
-    except policy.GrantRefused as refused:
-        error = Refused if refused.code == "unknown_role" else Forbidden
-        raise error(refused.message, rule=refused.code) from refused
-    if refusal := check_email(email, current_denylist(session)):
-        raise Refused(refusal.message, rule=refusal.rule)
-    _check_email_free(session, email)
+    granted = check_new_member(session, actor=actor, email=email, roles=roles)
     user = _create_member(session, organisation=organisation, email=email, password=password, roles=granted)
     record_event(session, action="user_added", actor_id=actor.id, organisation_id=organisation.id,
                  target_type="user", target_id=user.id,
@@ -341,15 +334,29 @@ def _create_member(session: Session, *, organisation: Organisation, email: str, 
         raise Refused(str(weak), rule="weak_password") from weak
     except IntegrityError as clash:  # a concurrent request took the address first
         session.rollback()
-        raise _email_taken() from clash
+        raise email_taken() from clash
 
 
-def _check_email_free(session: Session, email: str) -> None:
+def check_new_member(session: Session, *, actor: User, email: str, roles: Iterable[str]) -> frozenset[str]:
+    """The checks every newcomer passes, added or invited: roles the actor may grant, an email
+    address that is not a law-enforcement body's and not in use. Returns the roles to grant."""
+    try:
+        granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)
+    except policy.GrantRefused as refused:
+        error = Refused if refused.code == "unknown_role" else Forbidden
+        raise error(refused.message, rule=refused.code) from refused
+    if refusal := check_email(email, current_denylist(session)):
+        raise Refused(refusal.message, rule=refusal.rule)
+    check_email_free(session, email)
+    return granted
+
+
+def check_email_free(session: Session, email: str) -> None:
     if session.scalar(select(User.id).where(User.email == normalise_email(email))) is not None:
-        raise _email_taken()
+        raise email_taken()
 
 
-def _email_taken() -> Conflict:
+def email_taken() -> Conflict:
     return Conflict("An account with this email address already exists.")
 
 
