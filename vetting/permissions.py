@@ -29,6 +29,7 @@ class Action(StrEnum):
     VIEW_PHOTOS = "view_photos"
     READ_NOTIFICATIONS = "read_notifications"  # an organisation's confirmed-match notices (and marking them read)
     READ_MODEL_CARD = "read_model_card"  # the model in use, its calibration and measured limits
+    MANAGE_MODELS = "manage_models"  # start or cancel re-embedding the gallery with another model
 
 
 _EVERY_ROLE = {Action.READ_SELF, Action.READ_MODEL_CARD}
@@ -47,7 +48,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     ),
     Role.PLATFORM_ADMIN: frozenset(
         _EVERY_ROLE
-        | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.DECIDE_ORGANISATION, Action.MANAGE_DENYLIST}
+        | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.DECIDE_ORGANISATION, Action.MANAGE_DENYLIST,
+           Action.MANAGE_MODELS}
     ),
     Role.AUDITOR: frozenset(
         _EVERY_ROLE | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.READ_AUDIT, Action.EXPORT_AUDIT}

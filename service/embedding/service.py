@@ -48,7 +48,7 @@ from service.cases.models import Case
 from service.embedding.models import ACTIVE_ROW_ID, ActiveEmbeddingModel, ReembedFailure, ReembedJob
 from service.photos.models import Embedding, Photo
 from service.records.models import Consent, Record
-from vetting.roles import Role
+from vetting.permissions import Action, allowed
 
 IN_PROGRESS = ("queued", "running")
 OPEN_CASE_STATUSES = ("processing", "searched")
@@ -368,5 +368,5 @@ def _end_job(job: ReembedJob, status: str, message: str | None, now: datetime) -
 
 
 def _check_operator(actor: User) -> None:
-    if actor.status != "active" or Role.PLATFORM_ADMIN not in actor.roles:
+    if actor.status != "active" or not allowed(actor.roles, Action.MANAGE_MODELS):
         raise ReembedRefused("Only an active platform admin can start or cancel a re-embedding.", "not_allowed")
