@@ -54,4 +54,9 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(30))  # match_confirmed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    webhook_status: Mapped[str | None] = mapped_column(String(20))  # sent | failed | None (no webhook)
+    # pending | sent | failed | None (no webhook); see service.reviews.webhooks for the retry schedule.
+    webhook_status: Mapped[str | None] = mapped_column(String(20))
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the delivery may next be claimed: a failure's backoff, or the lease of an attempt in flight.
+    webhook_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    webhook_last_error: Mapped[str | None] = mapped_column(String(30))  # a short code: timeout, http_503, ...

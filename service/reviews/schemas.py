@@ -46,6 +46,7 @@ class NotificationOut(BaseModel):
     created_at: datetime
     read_at: datetime | None
     webhook_status: str | None
+    webhook_next_attempt_at: datetime | None = None  # a failed delivery is tried again then
 
 
 class QueueItem(BaseModel):

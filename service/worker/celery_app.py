@@ -15,9 +15,10 @@ Queues:
 - `embed`: `process_record_photo`, `process_case` and `reembed_batch` (a batch of a
   re-embedding job) — decoding and dlib detection and embedding, CPU-bound (about half
   a second a photo); scaled with processes per core.
-- `search`: `search_case` (needs the index replica, milliseconds of work), the reaper
-  and the daily maintenance. Kept apart so searches and the reaper are not stuck
-  behind a backlog of uploads, and so only processes that search hold a replica.
+- `search`: `search_case` (needs the index replica, milliseconds of work), the reaper,
+  the webhook retries and the daily maintenance. Kept apart so searches and the reaper
+  are not stuck behind a backlog of uploads, and so only processes that search hold a
+  replica.
   One worker may consume both queues (the embedded `reunite serve` does).
 
 Delivery: acks late, prefetch 1 and reject-on-worker-lost, so a message is
@@ -42,6 +43,7 @@ SEARCH_QUEUE = "search"
 SEARCH_CASE = "reunite.search_case"
 REAP = "reunite.reap"
 MAINTENANCE = "reunite.maintenance"
+RETRY_WEBHOOKS = "reunite.retry_webhooks"
 
 ROUTES = {
     PROCESS_RECORD_PHOTO: EMBED_QUEUE,
@@ -49,6 +51,7 @@ ROUTES = {
     SEARCH_CASE: SEARCH_QUEUE,
     REAP: SEARCH_QUEUE,
     MAINTENANCE: SEARCH_QUEUE,
+    RETRY_WEBHOOKS: SEARCH_QUEUE,
 }
 
 REAP_EVERY_SECONDS = 60.0
@@ -108,6 +111,9 @@ def _configuration(settings: Settings) -> dict:
         beat_schedule={
             "reap": {"task": REAP, "schedule": REAP_EVERY_SECONDS,
                      "options": {"queue": SEARCH_QUEUE, "expires": 2 * REAP_EVERY_SECONDS}},
+            # Apart from the reaper: a run waits on receivers, and must not hold re-sends back.
+            "retry-webhooks": {"task": RETRY_WEBHOOKS, "schedule": REAP_EVERY_SECONDS,
+                               "options": {"queue": SEARCH_QUEUE, "expires": 2 * REAP_EVERY_SECONDS}},
             "maintenance": {"task": MAINTENANCE, "schedule": crontab(hour=3, minute=15),
                             "options": {"queue": SEARCH_QUEUE, "expires": 6 * 3600}},
         },

@@ -22,7 +22,7 @@ import structlog
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-from service.worker.celery_app import MAINTENANCE, REAP, RETRY_POLICY, SEARCH_CASE, SEARCH_QUEUE
+from service.worker.celery_app import MAINTENANCE, REAP, RETRY_POLICY, RETRY_WEBHOOKS, SEARCH_CASE, SEARCH_QUEUE
 from service.worker.dispatch import EMBED_QUEUE, PROCESS_CASE, PROCESS_RECORD_PHOTO
 from service.worker.runtime import TRANSIENT_ERRORS, WorkerRuntime, limit_native_threads
 
@@ -112,6 +112,13 @@ def register_tasks(app: Celery) -> None:
         for job_id in stalled:  # a re-embedding whose message was lost resumes where it stopped
             AppDispatcher(app).reembed(job_id)
         return {**counts, "reembed_jobs_sent": len(stalled)}
+
+    @app.task(name=RETRY_WEBHOOKS, shared=False)
+    def retry_webhooks() -> dict:
+        # Not retried: each delivery keeps its own schedule in the database, and the next run is a minute away.
+        from service.reviews.webhooks import retry_due
+
+        return retry_due(process_state(app).runtime.sessions)
 
     @app.task(name=MAINTENANCE, shared=False)
     def maintenance() -> dict:
