@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+from datetime import UTC, datetime
+
 import pyotp
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -38,6 +41,16 @@ def totp_uri(secret: str, *, email: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
 
 
-def verify_totp(secret: str, code: str | None) -> bool:
-    """Accept the current code or the one either side of it (clock drift)."""
-    return bool(code) and pyotp.TOTP(secret).verify(code.strip(), valid_window=1)
+def totp_step(secret: str, code: str | None, *, now: datetime | None = None) -> int | None:
+    """The time step whose code this is: the current one or either side of it (clock drift); else None.
+
+    Callers refuse a step at or before the last one used, so a code works once.
+    """
+    if not code:
+        return None
+    totp, now = pyotp.TOTP(secret), now or datetime.now(UTC)
+    current = totp.timecode(now)
+    for step in (current - 1, current, current + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code.strip()):
+            return step
+    return None

@@ -13,12 +13,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
-from service.auth.passwords import hash_password, new_totp_secret, verify_password, verify_totp
+from service.auth.passwords import hash_password, new_totp_secret, totp_step, verify_password
 from service.auth.tokens import issue_access_token
 from service.db import utcnow
 from service.organisations.denylist import current_denylist
@@ -145,9 +145,21 @@ def _refusal_for(session: Session, user: User | None, *, password: str, otp: str
     if user.totp_secret or user.roles & TOTP_REQUIRED_ROLES:
         if not otp:
             return ("otp_missing", 401, "Enter the 6-digit code from your authenticator app.")
-        if not user.totp_secret or not verify_totp(user.totp_secret, otp):
+        step = totp_step(user.totp_secret, otp) if user.totp_secret else None
+        if step is None:
             return ("otp_wrong", 401, "The code from your authenticator app is not right.")
+        if not _use_totp_step(session, user, step):
+            return ("otp_reused", 401, "That code has been used already. Wait for the next code from your "
+                    "authenticator app.")
     return None
+
+
+def _use_totp_step(session: Session, user: User, step: int) -> bool:
+    """Record the code's step as used, unless it or a later one was: of two uses at once, one wins."""
+    claimed = session.execute(
+        update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step).execution_options(synchronize_session=False))
+    return claimed.rowcount == 1
 
 
 def _check_rate_limits(session: Session, *, settings: Settings, email: str, address: str) -> None:

@@ -57,7 +57,29 @@ def test_operators_need_their_second_factor(client, db):
     form = {"username": admin.email, "password": PASSWORD}
     assert client.post("/api/v1/auth/token", data=form).status_code == 401
     assert client.post("/api/v1/auth/token", data={**form, "otp": "000000"}).status_code == 401
-    assert client.post("/api/v1/auth/token", data={**form, "otp": admin.otp()}).status_code == 200
+    code = admin.otp()
+    assert client.post("/api/v1/auth/token", data={**form, "otp": code}).status_code == 200
+    replayed = client.post("/api/v1/auth/token", data={**form, "otp": code})
+    assert replayed.status_code == 401 and "used already" in replayed.json()["detail"]
+    assert client.post("/api/v1/auth/token", data={**form, "otp": admin.otp()}).status_code == 200  # a newer code
+
+
+def test_of_two_sign_ins_with_one_code_at_once_one_is_refused(app, db):
+    """The step is claimed by a conditional UPDATE, so racing requests cannot both use a code."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    admin = make_user(db, "platform_admin")
+    db.commit()
+    form = {"username": admin.email, "password": PASSWORD, "otp": admin.otp()}
+
+    def attempt(_):
+        with TestClient(app) as client:
+            return client.post("/api/v1/auth/token", data=form).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(attempt, range(2))) == [200, 401]
 
 
 def test_repeated_failures_are_rate_limited_per_account(client, db, caseworker):
