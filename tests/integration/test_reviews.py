@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -37,6 +36,7 @@ from service.reviews import service as reviews_service
 from service.reviews.models import Candidate, Notification, Review
 from service.reviews.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.support.service import make_organisation, make_user
+from tests.support.webhooks import Receiver
 
 API = "/api/v1"
 LABEL = "Pseudonym-Kestrel"  # the record's label: must never appear in a review response
@@ -327,36 +327,6 @@ def test_photos_are_gone_once_erased_or_redacted(client, db, world, as_user):
 
 # --- decisions, notification and webhook -------------------------------------------------------
 
-class WebhookReceiver:
-    """A tiny HTTP server on 127.0.0.1 that keeps what it receives and answers `status`."""
-
-    def __init__(self, status: int = 204):
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/reunite"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def set_webhook(db, organisation_id: int, url: str, secret: str) -> None:
     organisation = db.get(Organisation, organisation_id)
     organisation.webhook_url, organisation.webhook_secret = url, secret
@@ -366,7 +336,7 @@ def set_webhook(db, organisation_id: int, url: str, secret: str) -> None:
 def test_two_confirmations_confirm_notify_and_send_a_signed_webhook(client, db, world, as_user):
     candidate = add_candidate(db, world, "main")
     secret = "s3cret-for-keepers"
-    with WebhookReceiver() as receiver:
+    with Receiver() as receiver:
         set_webhook(db, world.orgs["B"], receiver.url, secret)
         mark = audit_mark(db)
         first = review(client, as_user("a1"), candidate, "confirm")
@@ -424,7 +394,7 @@ def test_two_confirmations_confirm_notify_and_send_a_signed_webhook(client, db, 
 
 def test_a_failed_webhook_is_recorded_and_does_not_undo_the_review(client, db, world, as_user):
     candidate = add_candidate(db, world, "main")
-    with WebhookReceiver(status=500) as receiver:
+    with Receiver([500]) as receiver:
         set_webhook(db, world.orgs["B"], receiver.url, "another-secret")
         assert review(client, as_user("b1"), candidate, "confirm").status_code == 201
         confirmed = review(client, as_user("b2"), candidate, "confirm")

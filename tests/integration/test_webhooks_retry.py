@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import structlog
@@ -39,58 +38,15 @@ from service.reviews.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAM
 from service.worker.celery_app import RETRY_WEBHOOKS, ROUTES, SEARCH_QUEUE, make_celery
 from service.worker.tasks import process_state
 from tests.support.service import make_organisation, make_user
+from tests.support.webhooks import RECEIVER_NOTE, Receiver
 
 LABEL = "Pseudonym-Wren"
 GUARDIAN = "Guardian Applethwaite"
 SECRET = "first-secret-0a1b2c3d"
-RECEIVER_NOTE = "receiver-private-detail-7Q"  # in every failing answer's body: must never be kept
 TIMEOUT = 0.5
 MINUTE = timedelta(minutes=1)
 LEASE_END = timedelta(minutes=5)
 PROBE_FACES = itertools.count(1)  # one candidate per probe face and record
-
-
-# --- a receiver that fails as scripted ---------------------------------------------------------
-
-class Receiver:
-    """Answers each POST with the next status of `script` (then 204); "hang" answers too late."""
-
-    def __init__(self, script: list[int | str] | None = None, *, delay: float = 0.0):
-        self.script, self.received = list(script or []), []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver._lock:
-                    receiver.received.append((dict(self.headers), body))
-                    answer = receiver.script.pop(0) if receiver.script else 204
-                time.sleep(delay)
-                if answer == "hang":
-                    time.sleep(TIMEOUT * 3)
-                    answer = 204
-                note = RECEIVER_NOTE.encode() if answer >= 300 else b""
-                self.send_response(answer)
-                self.send_header("Content-Length", str(len(note)))
-                self.end_headers()
-                self.wfile.write(note)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda *args: None  # a client that gave up (a timeout) is expected
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/reunite"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def closed_port_url() -> str:
