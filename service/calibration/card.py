@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.calibration.models import Calibration, EvaluationReport
-from service.calibration.service import active_calibration, latest_evaluation, review_policy
+from service.calibration.service import active_calibration, latest_evaluation, policy_of
 
 ADULT_BANDS = {"18+"}
 ALWAYS = (
@@ -29,7 +29,7 @@ UNMEASURED_CHILDREN = (
 def model_card(session: Session, *, model_id: str, model_version: str) -> dict[str, Any]:
     calibration = active_calibration(session, model_id)
     evaluation = latest_evaluation(session, model_id)
-    policy = review_policy(session, model_id)
+    policy = policy_of(calibration)
     return {
         "model": {"id": model_id, "version": model_version},
         "review_threshold": policy.threshold,
@@ -117,9 +117,7 @@ def _threshold_sentence(calibration: Calibration | None) -> str:
 
 
 def _value(figure: Any) -> float | None:
-    """A figure stored either as a number or as {"value": ..., "ci": [...]}."""
-    if isinstance(figure, dict):
-        figure = figure.get("value")
+    """A report's rate, or None where the data could not measure it (stored as null)."""
     return float(figure) if isinstance(figure, (int, float)) else None
 
 

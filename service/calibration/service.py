@@ -117,7 +117,11 @@ def list_calibrations(session: Session, model_id: str | None = None) -> list[Cal
 
 def review_policy(session: Session, model_id: str) -> ReviewPolicy:
     """The threshold and bands in force for `model_id` (placeholders when never calibrated)."""
-    row = active_calibration(session, model_id)
+    return policy_of(active_calibration(session, model_id))
+
+
+def policy_of(row: Calibration | None) -> ReviewPolicy:
+    """The policy a calibration sets; the placeholders for None."""
     if row is None:
         return PLACEHOLDER_POLICY
     return ReviewPolicy(threshold=row.threshold, bands=tuple((edge["band"], edge["upper"]) for edge in row.bands),

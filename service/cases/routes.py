@@ -62,8 +62,9 @@ def list_cases(user: CurrentUser, session: DbSession,
 def get_case(case_id: int, user: CurrentUser, session: DbSession) -> CaseOut:
     """A case's progress and outcome, in words, with its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
+    band = band_lookup(session)  # one policy read per model, not per candidate
     return CaseOut(**_summary(case).model_dump(), searched_at=case.searched_at,
-                   candidates=[_candidate(candidate, status, band_lookup(session)) for candidate, status in candidates])
+                   candidates=[_candidate(candidate, status, band) for candidate, status in candidates])
 
 
 def _summary(case: Case) -> CaseSummary:

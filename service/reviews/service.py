@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from service.audit.service import record_event
 from service.auth.models import User
 from service.calibration.card import standing_notice
-from service.calibration.service import active_calibration, band_lookup, latest_evaluation, review_policy
+from service.calibration.service import active_calibration, band_lookup, latest_evaluation, policy_of
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
@@ -132,11 +132,12 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> C
     redacted = candidate.status == rule.Status.REDACTED or record is None
     probe_photo = _photo_side(session, candidate=candidate, embedding_id=candidate.probe_embedding_id,
                               side="probe", date_of_birth=None, show_image=not redacted)
+    calibration = active_calibration(session, candidate.model_id)
     return CandidateOut(
         id=candidate.id,
         status=rule.visible_status(candidate.status, has_reviewed=mine is not None),
         rank=candidate.rank,
-        distance_band=review_policy(session, candidate.model_id).band(candidate.distance),
+        distance_band=policy_of(calibration).band(candidate.distance),
         model=ModelOut(id=candidate.model_id, version=candidate.model_version),
         created_at=candidate.created_at,
         probe=CaseSide(case_id=case.id, photo=probe_photo,
@@ -146,8 +147,7 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> C
         record=None if redacted else _record_side(session, viewer=viewer, candidate=candidate, record=record),
         can_decide=_can_decide(session, loaded=loaded, reviewer=viewer),
         your_review=review_out(mine) if mine else None,
-        notice=standing_notice(active_calibration(session, candidate.model_id),
-                               latest_evaluation(session, candidate.model_id)),
+        notice=standing_notice(calibration, latest_evaluation(session, candidate.model_id)),
     )
 
 
