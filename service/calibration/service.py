@@ -161,10 +161,3 @@ def latest_evaluation(session: Session, model_id: str) -> EvaluationReport | Non
     return session.scalars(select(EvaluationReport).where(EvaluationReport.model_id == model_id)
                            .order_by(EvaluationReport.published_at.desc(), EvaluationReport.id.desc())
                            .limit(1)).first()
-
-
-def model_in_use(session: Session) -> tuple[str, str]:
-    """(model id, version) of the active embedding model."""
-    from service.embedding.service import active_model
-
-    return active_model(session)

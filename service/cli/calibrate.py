@@ -58,12 +58,13 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
     from matching.dataset import ManifestError
     from matching.embedders import UnknownEmbedder
     from matching.evaluation import verification_distances
-    from service.calibration.service import CalibrationError, model_in_use, store_calibration
+    from service.calibration.service import CalibrationError, store_calibration
     from service.cli.evaluate import embed_with_progress
     from service.db import transaction
+    from service.embedding.service import active_model
 
     with transaction(sessions) as session:
-        active_id, active_version = model_in_use(session)
+        active_id, active_version = active_model(session)
     model_id = model or active_id
     try:
         embedded = embed_with_progress(manifest, settings=settings, model_id=model_id, workers=workers, cache=cache)
@@ -91,12 +92,13 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
 
 
 def _activate(sessions, version: int, model: str | None) -> None:
-    from service.calibration.service import CalibrationError, activate_calibration, model_in_use
+    from service.calibration.service import CalibrationError, activate_calibration
     from service.db import transaction
+    from service.embedding.service import active_model
 
     try:
         with transaction(sessions) as session:
-            model_id = model or model_in_use(session)[0]
+            model_id = model or active_model(session)[0]
             row = activate_calibration(session, model_id=model_id, version=version, actor_id=None)
             threshold = row.threshold
     except CalibrationError as exc:

@@ -11,8 +11,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from service.calibration.card import model_card
-from service.calibration.service import model_in_use
 from service.deps import DbSession
+from service.embedding.service import active_model
 from service.web.pages import page_router
 from service.web.render import add_nav, render
 from service.web.session import PageUser, page_permission
@@ -25,6 +25,6 @@ add_nav("Model card", "/model", Action.READ_MODEL_CARD, order=80,
 
 @router.get("/model", **page_permission(Action.READ_MODEL_CARD))
 def card(request: Request, user: PageUser, session: DbSession) -> Response:
-    model_id, model_version = model_in_use(session)
+    model_id, model_version = active_model(session)
     figures = model_card(session, model_id=model_id, model_version=model_version)
     return render(request, "model/card.html", {"title": "Model card", "card": figures})
