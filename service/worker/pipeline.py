@@ -331,12 +331,13 @@ class Pipeline:
                 _set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
                 return "failed"
             rows = []
+            policies = {model_id: self._policy(session, model_id) for model_id in {probe.model_id for probe in probes}}
             for probe, (distances, ids) in zip(probes, found):
                 # The database has the last word after the index: only active records with
                 # valid consent of approved organisations, locked until we commit.
                 allowed = eligible_gallery_embeddings(session, [int(i) for i in ids if i >= 0],
                                                       model_id=probe.model_id, now=now)
-                policy = self._policy(session, probe.model_id)
+                policy = policies[probe.model_id]
                 for candidate in rank_candidates(distances, ids, record_of=allowed, threshold=policy.threshold,
                                                  top_k=policy.top_k or self.settings.review_top_k):
                     rows.append(_candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
