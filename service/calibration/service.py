@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from matching.ages import gap_band
 from matching.calibration import (
     DEFAULT_REVIEW_THRESHOLD, DISTANCE_BANDS, calibrated_bands, distance_band, threshold_for_fmr,
 )
@@ -38,6 +39,9 @@ class ReviewPolicy:
     top_k: int | None  # None: the service's review_top_k setting
     calibration_id: int | None
     calibration_version: int | None
+    # Thresholds calibrated for an age-gap band (matching.ages.AGE_GAPS label -> threshold), only
+    # for bands whose data could show the target FMR; other gaps, and unknown ones, use `threshold`.
+    gap_thresholds: tuple[tuple[str, float], ...] = ()
 
     @property
     def calibrated(self) -> bool:
@@ -45,6 +49,15 @@ class ReviewPolicy:
 
     def band(self, distance: float | None) -> str | None:
         return distance_band(distance, self.bands)
+
+    def threshold_for(self, gap_years: float | None) -> float:
+        """The review threshold for two photos `gap_years` apart (None: unknown gap)."""
+        return dict(self.gap_thresholds).get(gap_band(gap_years), self.threshold)
+
+    @property
+    def widest_threshold(self) -> float:
+        """The largest threshold any gap may use: how far an index search must reach."""
+        return max([self.threshold, *(threshold for _, threshold in self.gap_thresholds)])
 
 
 PLACEHOLDER_POLICY = ReviewPolicy(threshold=DEFAULT_REVIEW_THRESHOLD, bands=DISTANCE_BANDS, top_k=None,
