@@ -3,34 +3,41 @@
 Input: one `Sample` per photo (identity label, embedding or why it failed to enrol, the roles
 it plays, optional groups, age and date). `evaluate` returns a JSON-ready dict of figures in
 which identities appear only as counts: no label, path or vector ever leaves this module.
-`verification_distances` gives the genuine and impostor distances of the same pairs, for
-calibrating a threshold on exactly what is evaluated.
+`verification_distances` (and `verification_distances_by_gap`) give the genuine and impostor
+distances of the same pairs, for calibrating a threshold on exactly what is evaluated.
 
-- Failure to enrol (FTE): the share of each set's photos that gave no usable template. The
-  other figures are over enrolled photos only (NIST folds FTE into FNMR and FNIR instead;
-  here it is reported beside them).
-- Verification (1:1): every unordered pair of enrolled photos in which one photo can be a
-  gallery photo and the other a probe; genuine pairs show one identity, impostor pairs two.
-  FNMR at a fixed FMR uses ONE global threshold per FMR, computed on all impostor pairs and
-  applied unchanged to every group, so that group figures show how the one setting treats
-  each group. Also FMR and FNMR at the service's threshold, and the EER.
-- Identification (1:N): every enrolled probe searches the gallery; a gallery identity's
-  distance is that of its closest photo, ties ranked by identity order (as the service ranks
-  records by their best photo, ties by record id). A photo is never compared with itself.
-  Mated searches (the probe's identity has another gallery photo) give rank-k hit rates.
-  Non-mated searches: every probe searches the gallery with its own identity left out.
-  FPIR(T) is the share of non-mated searches whose best candidate is within T, FNIR(T) the
-  share of mated searches whose mate is farther than T (at any rank); the FPIR thresholds are
-  global too.
+- Failure to enrol (FTE): the share of each set's photos that gave no usable template.
+- End to end, the headline: every trial the data set defines counts, as NIST FRTE and
+  ISO/IEC 19795-1's generalised rates count them. A photo that failed to enrol has no
+  template, so a comparison involving it has no distance (held as +inf) and matches nothing
+  at any threshold: a false non-match or a missed search when it is mated, a correct
+  non-match or rejection when it is not. The same figures over enrolled photos only are kept
+  beside the headline under "enrolled_only".
+- Verification (1:1): every unordered pair of photos in which one photo can be a gallery
+  photo and the other a probe; genuine pairs show one identity, impostor pairs two. FNMR at
+  a fixed FMR uses ONE global threshold per FMR, computed on all impostor pairs that have a
+  distance and applied unchanged to every group and to both views, so that group figures
+  show how the one setting treats each group. Also FMR and FNMR at the service's threshold,
+  and the EER.
+- Identification (1:N): every probe searches the gallery of enrolled photos; a gallery
+  identity's distance is that of its closest photo, ties ranked by identity order (as the
+  service ranks records by their best photo, ties by record id). A photo is never compared
+  with itself. Mated searches (the probe's identity has another gallery photo) give rank-k
+  hit rates. Non-mated searches: every probe searches the gallery with its own identity left
+  out. FPIR(T) is the share of non-mated searches whose best candidate is within T, FNIR(T)
+  the share of mated searches whose mate is farther than T (at any rank); the FPIR
+  thresholds are global too.
 - Groups, age bands and age gaps: a pair belongs to a group value when both photos have it,
-  a search when its probe has it. Age gaps come from the two photos' ages, else their dates.
+  a search when its probe has it. Age gaps follow `matching.ages` (ages, else dates).
 - Bootstrap: identities are drawn with replacement; pairs and searches count as often as
   their identities were drawn (an impostor pair as the product; the gallery a search runs
   against stays whole, so ranks need no recomputing); every figure, the global
   thresholds included, is recomputed per round; the 2.5th and 97.5th percentiles give the
   95 % interval, stored beside each rate under "ci95".
-- A rate f cannot be shown by fewer than 1/f trials: such figures are null, with their
-  counts and "reliable": false, never a number the data cannot support.
+- A rate that has no trial at all cannot exist: it is null, marked "no_trials" under
+  "unavailable" (shown as N/A). A rate f that fewer than 1/f trials cannot show is null too,
+  marked "too_few_trials" (shown as not reliable), with its counts and "reliable": false,
+  never a number the data cannot support.
 """
 
 from __future__ import annotations
@@ -44,40 +51,63 @@ from typing import Any
 
 import numpy as np
 
-from matching.calibration import det_curve, equal_error_rate, error_rates, pair_distances, threshold_for_fmr
+from matching.ages import AGE_GAPS, DAYS_PER_YEAR
+from matching.calibration import pair_distances, threshold_for_fmr
 
 ROLES = ("gallery", "probe")
 # (label, lower edge, upper edge) in whole years: a photo at 2.9 years is in "0-2".
 AGE_BANDS = (("0-2", 0, 3), ("3-5", 3, 6), ("6-9", 6, 10), ("10-13", 10, 14), ("14-17", 14, 18),
              ("18+", 18, math.inf))
-AGE_GAPS = (("0-1", 0, 2), ("2-4", 2, 5), ("5-9", 5, 10), ("10+", 10, math.inf))
 BAND_EDGES = [upper for _, _, upper in AGE_BANDS[:-1]]
-GAP_EDGES = [upper for _, _, upper in AGE_GAPS[:-1]]
-DAYS_PER_YEAR = 365.2425
+GAP_EDGES = [upper for _, _, upper in AGE_GAPS[:-1]]  # the bins of matching.ages.gap_band
 CMC_MAX_RANK = 50
 DET_POINTS = 200
 SCORE_BINS = 60
 TOLERANCE = 1e-9  # so that 100 trials count as enough for a rate of 0.01 despite rounding
+MISSED = np.iinfo(np.int64).max  # the rank of a mate that was never found: beyond every rank
+END_TO_END, ENROLLED_ONLY = "end_to_end", "enrolled_only"
+NO_TRIALS, TOO_FEW_TRIALS = "no_trials", "too_few_trials"  # why a rate is null: N/A, not reliable
 
 METHOD = {
     "failure_to_enrol": "A gallery photo enrols when exactly one face is detected and it passes the "
                         "quality gate (the service's rule for record photos); a probe photo when "
-                        "exactly one detected face passes the gate. Other figures use enrolled photos only.",
-    "verification": "All unordered pairs of enrolled photos where one can be a gallery photo and the "
-                    "other a probe. One global threshold per target FMR, computed on all impostor "
-                    "pairs and applied to every group.",
-    "identification": "Each probe searches the gallery, best photo per identity; a photo never matches "
-                      "itself. Non-mated searches: each probe searches the gallery with its own "
-                      "identity left out. FNIR counts a mated search as missed when its mate is "
-                      "farther than the threshold, at any rank.",
+                        "exactly one detected face passes the gate. Any other outcome (no face, several "
+                        "faces, low quality, refused input) is a failure to enrol in that role.",
+    "end_to_end": "The headline rates count failures to enrol, as NIST FRTE and ISO/IEC 19795-1 "
+                  "(generalised rates) do: a photo that failed to enrol has no template, so every "
+                  "comparison involving it has no distance and matches nothing at any threshold. "
+                  "FNMR: a same-person pair with a failed photo is a false non-match. FMR: a "
+                  "different-person pair with a failed photo is a correct non-match and stays in the "
+                  "denominator, so the end-to-end FMR is never above the enrolled-only one. Rank-k hit "
+                  "rates and FNIR: every probe photo is a search; a mated search whose probe failed, or "
+                  "whose person has no enrolled gallery photo besides the probe, is a miss at every rank "
+                  "and beyond every threshold. FPIR: a non-mated search whose probe failed returns no "
+                  "candidate, a correct rejection that stays in the denominator. The thresholds for a "
+                  "target FMR or FPIR are set on the trials that have a distance (as `reunite calibrate` "
+                  "sets the service's), so failures never move a threshold; both views use the same "
+                  "thresholds.",
+    "enrolled_only": "Beside the headline, under enrolled_only: the same figures over enrolled photos "
+                     "only (every trial involving a failed photo left out). They describe the model given "
+                     "a template, not what the service finds.",
+    "verification": "All unordered pairs of photos where one can be a gallery photo and the other a "
+                    "probe. One global threshold per target FMR, computed on all impostor pairs that "
+                    "have a distance and applied to every group.",
+    "identification": "Each probe searches the gallery of enrolled photos, best photo per identity; a "
+                      "photo never matches itself. A search is mated when the probe's identity has "
+                      "another gallery photo. Non-mated searches: each probe searches the gallery with its "
+                      "own identity left out. FNIR counts a mated search as missed when its mate is "
+                      "farther than the threshold, at any rank; FPIR counts a non-mated search whose best "
+                      "candidate is within it.",
     "groups": "A pair is in a group when both photos are; a search when its probe is.",
-    "age_gaps": "Years between the two photos, from ages at photo, else from photo dates; "
-                "whole years (a gap of 1.9 years is in 0-1).",
+    "age_gaps": "Years between the two photos, from ages at photo, else from photo dates "
+                "(matching.ages); whole years (a gap of 1.9 years is in 0-1). Non-mated searches have "
+                "no gap, so FPIR by gap is N/A.",
     "bootstrap": "Identities resampled with replacement, seeded; pairs and searches weighted by how often "
                  "their identities were drawn (the gallery searched stays whole); every figure and the "
                  "global thresholds recomputed per round; 95 % percentile intervals.",
-    "estimability": "A rate f needs at least 1/f impostor pairs (or non-mated searches); otherwise "
-                    "the figure is null and marked reliable: false.",
+    "estimability": "A rate with no trial at all is N/A (null, unavailable: no_trials). A rate f needs at "
+                    "least 1/f impostor pairs (or non-mated searches); with fewer, the figure is null, "
+                    "marked reliable: false (unavailable: too_few_trials).",
 }
 
 
@@ -122,7 +152,12 @@ class _Config:
 
 @dataclass(frozen=True)
 class _Trials:
-    """Every comparison the figures are made of, computed once; identities as indices."""
+    """Every comparison the figures are made of, computed once; identities as indices.
+
+    Trials are end to end: every pair and search the data set defines. A distance is +inf
+    where a photo failed to enrol (no template, so no match at any threshold); the
+    enrolled-only view keeps the trials that have a distance.
+    """
 
     subject: np.ndarray  # identity index of each sample
     identities: int
@@ -133,14 +168,19 @@ class _Trials:
     bands: dict[str, np.ndarray]  # age band -> its samples; empty when no sample has an age
     pair_a: np.ndarray  # sample indices of each verification pair
     pair_b: np.ndarray
-    distance: np.ndarray
+    distance: np.ndarray  # +inf when either photo has no template for its role
     genuine: np.ndarray
+    scored: np.ndarray  # the pair has a distance (both photos enrolled in their roles)
     pair_gap: np.ndarray  # age-gap bin index per pair, -1 unknown
-    probe: np.ndarray  # sample index of each search
-    mate: np.ndarray  # distance of the mate identity's best photo; inf when not a mated search
-    rank: np.ndarray  # rank of the mate, 0 when not mated
-    nonmate: np.ndarray  # best distance with the probe's identity left out; inf when none
-    mate_by_gap: np.ndarray  # (searches, age gaps): the mate's best photo within each gap
+    probe: np.ndarray  # sample index of each search: every photo of the probe set
+    probe_enrolled: np.ndarray
+    mated: np.ndarray  # the probe's identity has another gallery photo (enrolled or not)
+    mate: np.ndarray  # distance of the mate identity's best enrolled photo; inf when none or no probe template
+    rank: np.ndarray  # rank of the mate; MISSED when it has no distance
+    non_mated: np.ndarray  # the gallery holds another identity than the probe's
+    nonmate: np.ndarray  # best distance with the probe's identity left out; inf without a probe template
+    mated_by_gap: np.ndarray  # (searches, age gaps): a mate's gallery photo at that gap exists
+    mate_by_gap: np.ndarray  # the mate's best enrolled photo within each gap
     rank_by_gap: np.ndarray
     gallery_identities: int
 
@@ -167,7 +207,7 @@ def evaluate(
     return {
         "threshold": config.threshold,
         "settings": {"fmr_targets": list(config.fmr_targets), "fpir_targets": list(config.fpir_targets),
-                     "ranks": list(config.ranks),
+                     "ranks": list(config.ranks), "headline": END_TO_END,
                      "bootstrap": {"rounds": bootstrap_rounds, "seed": seed, "unit": "identity",
                                    "confidence": 0.95}},
         "dataset": _dataset_counts(trials),
@@ -178,11 +218,27 @@ def evaluate(
 
 
 def verification_distances(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) distances of exactly the pairs `evaluate` compares: to calibrate on."""
+    """(genuine, impostor) distances of exactly the pairs `evaluate` compares that have a distance:
+    to calibrate on."""
     _check_samples(samples)
-    subject, enrolled, vectors = _templates(samples)
-    _, _, distance, genuine = _pairs(vectors, subject, enrolled)
-    return distance[genuine], distance[~genuine]
+    subject, wanted, enrolled, vectors = _templates(samples)
+    _, _, distance, genuine, scored = _pairs(vectors, subject, wanted, enrolled)
+    return distance[genuine & scored], distance[~genuine & scored]
+
+
+def verification_distances_by_gap(samples: Sequence[Sample]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The same pairs split by years between the two photos: AGE_GAPS label -> (genuine, impostor).
+
+    Every label is present (with empty arrays when no pair is that far apart); pairs whose gap
+    is unknown are in none.
+    """
+    _check_samples(samples)
+    subject, wanted, enrolled, vectors = _templates(samples)
+    ages, days = _ages_and_days(samples)
+    a, b, distance, genuine, scored = _pairs(vectors, subject, wanted, enrolled)
+    gap = _bins(_gap_years(ages, days, a, b), GAP_EDGES)
+    return {label: (distance[genuine & scored & (gap == index)], distance[~genuine & scored & (gap == index)])
+            for index, (label, _, _) in enumerate(AGE_GAPS)}
 
 
 # ----- validation --------------------------------------------------------------------------
@@ -214,32 +270,41 @@ def _check(samples: Sequence[Sample], config: _Config, bootstrap_rounds: int) ->
 # ----- the comparisons -----------------------------------------------------------------------
 
 
-def _templates(samples: Sequence[Sample]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Identity index per sample (labels in sorted order), enrolled roles, vectors (zeros where none)."""
+def _templates(samples: Sequence[Sample]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray],
+                                                   np.ndarray]:
+    """Identity index per sample (labels in sorted order), wanted and enrolled roles, vectors (zeros where none)."""
     labels = {label: index for index, label in enumerate(sorted({s.identity for s in samples}))}
     subject = np.array([labels[s.identity] for s in samples], dtype=np.int64)
+    wanted = {"gallery": np.array([s.gallery for s in samples], dtype=bool),
+              "probe": np.array([s.probe for s in samples], dtype=bool)}
     enrolled = {role: np.array([s.enrolled(role) for s in samples], dtype=bool) for role in ROLES}
     dim = next((len(s.vector) for s in samples if s.vector is not None), 1)
     vectors = np.array([s.vector if s.vector is not None else np.zeros(dim) for s in samples], dtype=np.float64)
-    return subject, enrolled, vectors
+    return subject, wanted, enrolled, vectors
+
+
+def _ages_and_days(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    """Age at photo and date taken (as a day number) per sample; NaN where unknown."""
+    ages = np.array([np.nan if s.age is None else float(s.age) for s in samples])
+    days = np.array([np.nan if s.taken_at is None else float(s.taken_at.toordinal()) for s in samples])
+    return ages, days
 
 
 def _trials(samples: Sequence[Sample]) -> _Trials:
-    subject, enrolled, vectors = _templates(samples)
-    ages = np.array([np.nan if s.age is None else float(s.age) for s in samples])
-    days = np.array([np.nan if s.taken_at is None else float(s.taken_at.toordinal()) for s in samples])
+    subject, wanted, enrolled, vectors = _templates(samples)
+    ages, days = _ages_and_days(samples)
     band = _bins(ages, BAND_EDGES)
-    pair_a, pair_b, distance, genuine = _pairs(vectors, subject, enrolled)
-    searches = _searches(vectors, subject, enrolled, ages, days)
+    pair_a, pair_b, distance, genuine, scored = _pairs(vectors, subject, wanted, enrolled)
+    searches = _searches(vectors, subject, wanted, enrolled, ages, days)
     return _Trials(
         subject=subject,
         identities=int(subject.max()) + 1,
-        wanted={"gallery": np.array([s.gallery for s in samples]), "probe": np.array([s.probe for s in samples])},
+        wanted=wanted,
         enrolled=enrolled,
         failures={role: [s.failure(role) for s in samples] for role in ROLES},
         groups=_group_members(samples),
         bands={label: band == i for i, (label, _, _) in enumerate(AGE_BANDS)} if (band >= 0).any() else {},
-        pair_a=pair_a, pair_b=pair_b, distance=distance, genuine=genuine,
+        pair_a=pair_a, pair_b=pair_b, distance=distance, genuine=genuine, scored=scored,
         pair_gap=_bins(_gap_years(ages, days, pair_a, pair_b), GAP_EDGES),
         **searches,
     )
@@ -254,35 +319,51 @@ def _group_members(samples: Sequence[Sample]) -> dict[str, dict[str, np.ndarray]
     return members
 
 
-def _pairs(vectors: np.ndarray, subject: np.ndarray, enrolled: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Verification pairs: unordered, one photo usable as gallery and the other as probe."""
-    usable = np.flatnonzero(enrolled["gallery"] | enrolled["probe"])
-    if len(usable) < 2:
+def _pairs(vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.ndarray],
+           enrolled: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Verification pairs: unordered, one photo wanted as gallery and the other as probe.
+
+    (a, b, distance, genuine, scored): a pair is scored when one photo enrolled as gallery and
+    the other as probe; any other pair has no distance (+inf): it matches at no threshold.
+    """
+    if len(subject) < 2:
         empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0), np.empty(0, dtype=bool)
-    genuine_d, impostor_d = pair_distances(vectors[usable], subject[usable])
-    first, second = np.triu_indices(len(usable), 1)  # the order pair_distances walks the pairs in
-    same = subject[usable][first] == subject[usable][second]
-    distance = np.empty(len(first))
+        return empty, empty, np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=bool)
+    # Row by row as calibration computes them, so a scored pair has exactly the same distance.
+    genuine_d, impostor_d = pair_distances(vectors, subject)
+    a, b = np.triu_indices(len(subject), 1)  # the order pair_distances walks the pairs in
+    same = subject[a] == subject[b]
+    distance = np.empty(len(a))
     distance[same], distance[~same] = genuine_d, impostor_d
-    a, b = usable[first], usable[second]
-    gallery, probe = enrolled["gallery"], enrolled["probe"]
-    keep = (gallery[a] & probe[b]) | (gallery[b] & probe[a])
-    return a[keep], b[keep], distance[keep], same[keep]
+    keep = (wanted["gallery"][a] & wanted["probe"][b]) | (wanted["gallery"][b] & wanted["probe"][a])
+    scored = (enrolled["gallery"][a] & enrolled["probe"][b]) | (enrolled["gallery"][b] & enrolled["probe"][a])
+    distance = np.where(scored, distance, np.inf)
+    return a[keep], b[keep], distance[keep], same[keep], scored[keep]
 
 
-def _searches(vectors: np.ndarray, subject: np.ndarray, enrolled: dict[str, np.ndarray],
-              ages: np.ndarray, days: np.ndarray) -> dict[str, Any]:
-    """Each enrolled probe against the gallery, best photo per identity, overall and per age gap."""
+def _searches(vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.ndarray],
+              enrolled: dict[str, np.ndarray], ages: np.ndarray, days: np.ndarray) -> dict[str, Any]:
+    """Each probe photo against the gallery of enrolled photos, best photo per identity, overall and
+    per age gap. A probe without a template finds nobody: its mate and non-mate distances stay inf."""
     gallery = np.flatnonzero(enrolled["gallery"])
     gallery = gallery[np.argsort(subject[gallery], kind="stable")]
-    probes = np.flatnonzero(enrolled["probe"])
+    wanted_gallery = np.flatnonzero(wanted["gallery"])
+    probes = np.flatnonzero(wanted["probe"])
     ids, starts = np.unique(subject[gallery], return_index=True)
     ends = np.append(starts[1:], len(gallery)).astype(np.int64)
     mate = np.full((len(probes), 1 + len(AGE_GAPS)), np.inf)  # column 0: any gap
-    rank = np.zeros(mate.shape, dtype=np.int64)
+    rank = np.full(mate.shape, MISSED, dtype=np.int64)
+    mated = np.zeros(mate.shape, dtype=bool)
     nonmate = np.full(len(probes), np.inf)
-    for row, probe in enumerate(probes if len(gallery) else ()):
+    non_mated = np.array([bool(np.any(ids != subject[probe])) for probe in probes], dtype=bool)
+    for row, probe in enumerate(probes):
+        # Mated end to end: the probe's identity has another gallery photo, whether it enrolled or not.
+        own_wanted = wanted_gallery[(subject[wanted_gallery] == subject[probe]) & (wanted_gallery != probe)]
+        mated[row, 0] = len(own_wanted) > 0
+        wanted_gaps = _bins(_gap_years(ages, days, probe, own_wanted), GAP_EDGES)
+        mated[row, 1:][wanted_gaps[wanted_gaps >= 0]] = True
+        if not enrolled["probe"][probe] or not len(gallery):
+            continue
         distances = np.linalg.norm(vectors[gallery] - vectors[probe], axis=1)
         distances[gallery == probe] = np.inf  # a photo is never its own mate
         best = np.minimum.reduceat(distances, starts)
@@ -295,8 +376,11 @@ def _searches(vectors: np.ndarray, subject: np.ndarray, enrolled: dict[str, np.n
             gaps = _bins(_gap_years(ages, days, probe, gallery[mates]), GAP_EDGES)
             mate[row] = [best[column], *_best_by_gap(distances[mates], gaps)]
             rank[row] = [_rank(others, ids, m, subject[probe]) for m in mate[row]]
-    return {"probe": probes, "mate": mate[:, 0], "rank": rank[:, 0], "nonmate": nonmate,
-            "mate_by_gap": mate[:, 1:], "rank_by_gap": rank[:, 1:], "gallery_identities": len(ids)}
+    return {"probe": probes, "probe_enrolled": enrolled["probe"][probes],
+            "mated": mated[:, 0], "mate": mate[:, 0], "rank": rank[:, 0],
+            "non_mated": non_mated, "nonmate": nonmate,
+            "mated_by_gap": mated[:, 1:], "mate_by_gap": mate[:, 1:], "rank_by_gap": rank[:, 1:],
+            "gallery_identities": len(ids)}
 
 
 def _best_by_gap(distances: np.ndarray, gaps: np.ndarray) -> np.ndarray:
@@ -309,11 +393,12 @@ def _best_by_gap(distances: np.ndarray, gaps: np.ndarray) -> np.ndarray:
 def _rank(others: np.ndarray, ids: np.ndarray, mate: float, own: int) -> int:
     """1 + identities closer than the mate, ties going to the lower identity, as the service sorts."""
     if not math.isfinite(mate):
-        return 0
+        return MISSED
     return 1 + int(np.count_nonzero(others < mate)) + int(np.count_nonzero((others == mate) & (ids < own)))
 
 
 def _gap_years(ages: np.ndarray, days: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`matching.ages.years_between` for arrays of pairs: from the two ages, else the two dates; NaN unknown."""
     by_age = np.abs(ages[a] - ages[b])
     by_date = np.abs(days[a] - days[b]) / DAYS_PER_YEAR
     return np.where(np.isnan(by_age), by_date, by_age)
@@ -343,10 +428,13 @@ def _figures(t: _Trials, config: _Config, weights: np.ndarray) -> dict[str, Any]
         return _subset(t, config, weights, thresholds, members)
 
     overall = subset(np.ones(len(t.subject), dtype=bool))
+    enrolled = overall["enrolled_only"]
     return {
         "failure_to_enrol": overall["failure_to_enrol"],
         "verification": {"overall": overall["verification"]},
         "identification": {"overall": overall["identification"]},
+        "enrolled_only": {"verification": {"overall": enrolled["verification"]},
+                          "identification": {"overall": enrolled["identification"]}},
         "groups": {name: {value: subset(members) for value, members in values.items()}
                    for name, values in t.groups.items()},
         "age_bands": {band: subset(members) for band, members in t.bands.items()},
@@ -360,8 +448,9 @@ def _gap_labels(t: _Trials) -> list[tuple[int, str]]:
 
 
 def _global_thresholds(t: _Trials, config: _Config, weights: np.ndarray) -> dict[str, dict[float, float | None]]:
-    """One threshold per target rate, from all impostor pairs / all non-mated searches."""
-    genuine, impostor, mate, _, nonmate = _subset_trials(t, np.ones(len(t.subject), dtype=bool), weights)
+    """One threshold per target rate, from all impostor pairs / all non-mated searches with a distance."""
+    everyone = np.ones(len(t.subject), dtype=bool)
+    genuine, impostor, mate, _, nonmate = _subset_trials(t, everyone, weights, ENROLLED_ONLY)
     return {"fmr": _thresholds_for(genuine, impostor, config.fmr_targets),
             "fpir": _thresholds_for(mate, nonmate, config.fpir_targets)}
 
@@ -378,37 +467,57 @@ def _thresholds_for(genuine: np.ndarray, impostor: np.ndarray, targets: tuple[fl
 
 def _subset(t: _Trials, config: _Config, weights: np.ndarray, thresholds: dict, members: np.ndarray) -> dict[str, Any]:
     """Figures for the photos in `members`: pairs with both photos in it, searches by its probes."""
-    genuine, impostor, mate, rank, nonmate = _subset_trials(t, members, weights)
+
+    def view(name: str) -> dict[str, Any]:
+        genuine, impostor, mate, rank, nonmate = _subset_trials(t, members, weights, name)
+        return {"verification": _verification(genuine, impostor, thresholds["fmr"], config),
+                "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config,
+                                                  t.gallery_identities)}
+
     return {
         "photos": int(members.sum()),
         "identities": int(len(np.unique(t.subject[members]))),
         "failure_to_enrol": _failure_to_enrol(t, members, weights),
-        "verification": _verification(genuine, impostor, thresholds["fmr"], config),
-        "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config, t.gallery_identities),
+        **view(END_TO_END),
+        "enrolled_only": view(ENROLLED_ONLY),
     }
 
 
 def _gap(t: _Trials, config: _Config, weights: np.ndarray, thresholds: dict, index: int) -> dict[str, Any]:
-    genuine, impostor, mate, rank, nonmate = _gap_trials(t, index, weights)
-    return {
-        "verification": _verification(genuine, impostor, thresholds["fmr"], config),
-        "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config, t.gallery_identities),
-    }
+    def view(name: str) -> dict[str, Any]:
+        genuine, impostor, mate, rank, nonmate = _gap_trials(t, index, weights, name)
+        return {"verification": _verification(genuine, impostor, thresholds["fmr"], config),
+                "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config,
+                                                  t.gallery_identities)}
+
+    return {**view(END_TO_END), "enrolled_only": view(ENROLLED_ONLY)}
 
 
-def _subset_trials(t: _Trials, members: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(genuine, impostor, mate distances, mate ranks, non-mate distances) of a set of photos."""
-    genuine, impostor = _weighted_pairs(t, members[t.pair_a] & members[t.pair_b], weights)
-    return genuine, impostor, *_weighted_searches(t, members[t.probe], weights, t.mate, t.rank)
+def _subset_trials(t: _Trials, members: np.ndarray, weights: np.ndarray, view: str) -> tuple[np.ndarray, ...]:
+    """(genuine, impostor, mate distances, mate ranks, non-mate distances) of a set of photos, in a view."""
+    pairs = members[t.pair_a] & members[t.pair_b]
+    genuine, impostor = _weighted_pairs(t, pairs if view == END_TO_END else pairs & t.scored, weights)
+    mated, non_mated = _searched(t, t.mated, t.mate, view)
+    return genuine, impostor, *_weighted_searches(t, members[t.probe], weights, mated, non_mated, t.mate, t.rank)
 
 
-def _gap_trials(t: _Trials, index: int, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+def _gap_trials(t: _Trials, index: int, weights: np.ndarray, view: str) -> tuple[np.ndarray, ...]:
     """The same for one age gap: pairs that far apart; mated searches against the mate's photos
     at that gap only (a non-mated search has no gap)."""
-    genuine, impostor = _weighted_pairs(t, t.pair_gap == index, weights)
-    everyone = np.ones(len(t.probe), dtype=bool)
-    mate, rank, _ = _weighted_searches(t, everyone, weights, t.mate_by_gap[:, index], t.rank_by_gap[:, index])
-    return genuine, impostor, mate, rank, np.empty(0)
+    pairs = t.pair_gap == index
+    genuine, impostor = _weighted_pairs(t, pairs if view == END_TO_END else pairs & t.scored, weights)
+    mate, rank = t.mate_by_gap[:, index], t.rank_by_gap[:, index]
+    mated, _ = _searched(t, t.mated_by_gap[:, index], mate, view)
+    everyone, nobody = np.ones(len(t.probe), dtype=bool), np.zeros(len(t.probe), dtype=bool)
+    return genuine, impostor, *_weighted_searches(t, everyone, weights, mated, nobody, mate, rank)
+
+
+def _searched(t: _Trials, mated: np.ndarray, mate: np.ndarray, view: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which searches count as mated and as non-mated in a view: end to end, all of them;
+    enrolled only, those whose probe and mate have templates."""
+    if view == END_TO_END:
+        return mated, t.non_mated
+    return mated & np.isfinite(mate), t.non_mated & t.probe_enrolled
 
 
 def _weighted_pairs(t: _Trials, mask: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -421,12 +530,11 @@ def _weighted_pairs(t: _Trials, mask: np.ndarray, weights: np.ndarray) -> tuple[
     return distance[genuine], distance[~genuine]
 
 
-def _weighted_searches(t: _Trials, mask: np.ndarray, weights: np.ndarray, mate: np.ndarray,
-                       rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _weighted_searches(t: _Trials, mask: np.ndarray, weights: np.ndarray, mated: np.ndarray, non_mated: np.ndarray,
+                       mate: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mate distances, mate ranks) of mated searches and best distances of non-mated ones."""
     repeats = weights[t.subject[t.probe]]
-    mated = mask & np.isfinite(mate)
-    non_mated = mask & np.isfinite(t.nonmate)
+    mated, non_mated = mask & mated, mask & non_mated
     return (np.repeat(mate[mated], repeats[mated]), np.repeat(rank[mated], repeats[mated]),
             np.repeat(t.nonmate[non_mated], repeats[non_mated]))
 
@@ -442,19 +550,22 @@ def _failure_to_enrol(t: _Trials, members: np.ndarray, weights: np.ndarray) -> d
                 reasons[t.failures[role][index]] += int(count)
         photos, failed = int(counts.sum()), sum(reasons.values())
         out[role] = {"photos": photos, "failed": failed, "rate": failed / photos if photos else None,
-                     "reasons": dict(sorted(reasons.items()))}
+                     "reasons": dict(sorted(reasons.items())),
+                     "unavailable": {} if photos else {"rate": NO_TRIALS}}
     return out
 
 
 def _verification(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict, config: _Config) -> dict[str, Any]:
     fmr, fnmr = _rates(genuine, impostor, config.threshold)
-    eer, eer_threshold = equal_error_rate(genuine, impostor) if len(genuine) and len(impostor) else (None, None)
+    eer, eer_threshold = _equal_error_rate(genuine, impostor)
     return {
         "genuine_pairs": len(genuine),
         "impostor_pairs": len(impostor),
         "eer": eer,
         "eer_threshold": eer_threshold,
-        "at_threshold": {"threshold": config.threshold, "fmr": fmr, "fnmr": fnmr},
+        "unavailable": {"eer": NO_TRIALS} if eer is None else {},
+        "at_threshold": {"threshold": config.threshold, "fmr": fmr, "fnmr": fnmr,
+                         "unavailable": _no_trials(fmr=impostor, fnmr=genuine)},
         "at_fmr": {_key(target): _at_target(genuine, impostor, thresholds[target], target, "fmr", "fnmr")
                    for target in config.fmr_targets},
     }
@@ -463,14 +574,17 @@ def _verification(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict, c
 def _identification(mate: np.ndarray, rank: np.ndarray, nonmate: np.ndarray, thresholds: dict,
                     config: _Config, gallery_identities: int) -> dict[str, Any]:
     fpir, fnir = _rates(mate, nonmate, config.threshold)
+    ranks = {f"rank_{k}": float(np.mean(rank <= k)) if len(rank) else None for k in config.ranks}
     return {
         "mated_searches": len(mate),
         "non_mated_searches": len(nonmate),
         "gallery_identities": gallery_identities,
-        **{f"rank_{k}": float(np.mean(rank <= k)) if len(rank) else None for k in config.ranks},
-        # With no more identities than k in the gallery, every mate is within rank k.
+        **ranks,
+        # With no more identities than k in the gallery, every enrolled mate is within rank k.
         "uninformative_ranks": [k for k in config.ranks if k >= gallery_identities],
-        "at_threshold": {"threshold": config.threshold, "fnir": fnir, "fpir": fpir},
+        "unavailable": {key: NO_TRIALS for key, value in ranks.items() if value is None},
+        "at_threshold": {"threshold": config.threshold, "fnir": fnir, "fpir": fpir,
+                         "unavailable": _no_trials(fpir=nonmate, fnir=mate)},
         "at_fpir": {_key(target): _at_target(mate, nonmate, thresholds[target], target, "fpir", "fnir")
                     for target in config.fpir_targets},
     }
@@ -478,9 +592,23 @@ def _identification(mate: np.ndarray, rank: np.ndarray, nonmate: np.ndarray, thr
 
 def _at_target(genuine: np.ndarray, impostor: np.ndarray, threshold: float | None, target: float,
                false_match: str, false_non_match: str) -> dict[str, Any]:
-    """Rates at a global threshold; the false-match side only where the trials can show `target`."""
+    """Rates at a global threshold; the false-match side only where the trials can show `target`.
+
+    A side without any trial is N/A (no_trials); a side the data cannot show, because the
+    global threshold could not be set or this subset has fewer than 1/target impostor
+    trials, is not reliable (too_few_trials).
+    """
     enough = len(impostor) * target >= 1.0 - TOLERANCE
     fm, fnm = _rates(genuine, impostor, threshold) if threshold is not None else (None, None)
+    unavailable = {}
+    if not len(genuine):
+        unavailable[false_non_match] = NO_TRIALS
+    elif threshold is None:
+        unavailable[false_non_match] = TOO_FEW_TRIALS
+    if not len(impostor):
+        unavailable[false_match] = NO_TRIALS
+    elif threshold is None or not enough:
+        unavailable[false_match] = TOO_FEW_TRIALS
     return {
         f"target_{false_match}": target,
         "threshold": threshold,
@@ -488,18 +616,48 @@ def _at_target(genuine: np.ndarray, impostor: np.ndarray, threshold: float | Non
         false_match: fm if enough else None,
         "reliable": threshold is not None and enough and fnm is not None,
         "trials_needed": math.ceil(1.0 / target - TOLERANCE),
+        "unavailable": unavailable,
     }
 
 
+def _no_trials(**trials: np.ndarray) -> dict[str, str]:
+    return {key: NO_TRIALS for key, values in trials.items() if not len(values)}
+
+
 def _rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float | None) -> tuple[float | None, float | None]:
-    """(false-match, false-non-match) rate at `threshold`; None for a side without trials."""
+    """(false-match, false-non-match) rate at `threshold`; None for a side without trials.
+
+    A trial without a distance (+inf) is beyond every threshold: never a match.
+    """
     if threshold is None:
         return None, None
-    if len(genuine) and len(impostor):
-        return error_rates(genuine, impostor, threshold)
-    fm = float(np.mean(impostor <= threshold)) if len(impostor) else None
-    fnm = float(np.mean(genuine > threshold)) if len(genuine) else None
+    fm = np.count_nonzero(impostor <= threshold) / len(impostor) if len(impostor) else None
+    fnm = np.count_nonzero(genuine > threshold) / len(genuine) if len(genuine) else None
     return fm, fnm
+
+
+def _det(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FMR, FNMR) at every distinct finite distance: `matching.calibration.det_curve`,
+    with trials without a distance (+inf) counted as beyond every threshold."""
+    genuine, impostor = np.sort(genuine), np.sort(impostor)
+    both = np.concatenate([genuine, impostor])
+    thresholds = np.unique(both[np.isfinite(both)])
+    fmr = np.searchsorted(impostor, thresholds, side="right") / len(impostor)
+    fnmr = (len(genuine) - np.searchsorted(genuine, thresholds, side="right")) / len(genuine)
+    return thresholds, fmr, fnmr
+
+
+def _equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float | None, float | None]:
+    """`matching.calibration.equal_error_rate` (the smallest rate some threshold keeps both FMR and
+    FNMR within), over trials that may lack a distance; (None, None) without both kinds of trial."""
+    if not len(genuine) or not len(impostor):
+        return None, None
+    thresholds, fmr, fnmr = _det(genuine, impostor)
+    if not len(thresholds):  # no trial has a distance: every pair is a non-match
+        return 1.0, None
+    worse = np.maximum(fmr, fnmr)
+    best = int(np.argmin(worse))
+    return float(worse[best]), float(thresholds[best])
 
 
 def _key(target: float) -> str:
@@ -527,22 +685,24 @@ def _add_intervals(point: dict[str, Any], rounds: list[dict[str, Any]], keys: fr
 
 
 def _curves(t: _Trials) -> dict[str, Any]:
-    """DET and CMC curves per subset, and the score distributions: rates and counts only."""
+    """DET and CMC curves per subset, end to end like the headline, and the distances of the pairs
+    that have one: rates and counts only."""
     ones = np.ones(t.identities, dtype=np.int64)
+    everyone = np.ones(len(t.subject), dtype=bool)
 
     def curves(genuine, impostor, mate, rank, nonmate) -> dict[str, Any]:
         return {"det": _det_points(genuine, impostor), "cmc": _cmc(rank, t.gallery_identities)}
 
     def subset(members: np.ndarray) -> dict[str, Any]:
-        return curves(*_subset_trials(t, members, ones))
+        return curves(*_subset_trials(t, members, ones, END_TO_END))
 
-    genuine, impostor, *_ = _subset_trials(t, np.ones(len(t.subject), dtype=bool), ones)
+    genuine, impostor, *_ = _subset_trials(t, everyone, ones, ENROLLED_ONLY)
     return {
-        "overall": subset(np.ones(len(t.subject), dtype=bool)),
+        "overall": subset(everyone),
         "groups": {name: {value: subset(members) for value, members in values.items()}
                    for name, values in t.groups.items()},
         "age_bands": {band: subset(members) for band, members in t.bands.items()},
-        "age_gaps": {label: curves(*_gap_trials(t, index, ones)) for index, label in _gap_labels(t)},
+        "age_gaps": {label: curves(*_gap_trials(t, index, ones, END_TO_END)) for index, label in _gap_labels(t)},
         "scores": _histograms(genuine, impostor),
     }
 
@@ -551,7 +711,9 @@ def _det_points(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, list[flo
     """At most DET_POINTS points of the DET curve, dense at both ends where the log axes need them."""
     if not len(genuine) or not len(impostor):
         return None
-    thresholds, fmr, fnmr = det_curve(genuine, impostor)
+    thresholds, fmr, fnmr = _det(genuine, impostor)
+    if not len(thresholds):
+        return None
     if len(thresholds) > DET_POINTS:
         ends = np.geomspace(1, len(thresholds), DET_POINTS // 2).astype(np.int64)
         keep = np.unique(np.concatenate([ends - 1, len(thresholds) - ends]))
@@ -581,6 +743,7 @@ def _rounded(values: np.ndarray) -> list[float]:
 
 
 def _dataset_counts(t: _Trials) -> dict[str, Any]:
+    mated, non_mated = _searched(t, t.mated, t.mate, ENROLLED_ONLY)
     return {
         "photos": len(t.subject),
         "identities": t.identities,
@@ -589,10 +752,14 @@ def _dataset_counts(t: _Trials) -> dict[str, Any]:
         "enrolled_gallery_photos": int(t.enrolled["gallery"].sum()),
         "enrolled_probe_photos": int(t.enrolled["probe"].sum()),
         "gallery_identities": t.gallery_identities,
+        # End to end, as the headline counts them; the trials with a distance under enrolled_only.
         "genuine_pairs": int(t.genuine.sum()),
         "impostor_pairs": int((~t.genuine).sum()),
-        "mated_searches": int(np.isfinite(t.mate).sum()),
-        "non_mated_searches": int(np.isfinite(t.nonmate).sum()),
+        "mated_searches": int(t.mated.sum()),
+        "non_mated_searches": int(t.non_mated.sum()),
+        "enrolled_only": {"genuine_pairs": int((t.genuine & t.scored).sum()),
+                          "impostor_pairs": int((~t.genuine & t.scored).sum()),
+                          "mated_searches": int(mated.sum()), "non_mated_searches": int(non_mated.sum())},
         "photos_with_age": int(sum(members.sum() for members in t.bands.values())),
         "group_names": sorted(t.groups),
     }

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from matching.calibration import det_curve, equal_error_rate, error_rates, pair_distances
-from matching.evaluation import Sample, evaluate, verification_distances
+from matching.evaluation import Sample, evaluate, verification_distances, verification_distances_by_gap
 from matching.search import rank_candidates
 
 LINE = {"a": (0, 2), "b": (10, 15), "c": (30, 31), "d": (6,)}
@@ -72,7 +72,8 @@ def test_equal_error_rate_by_hand() -> None:
 def test_pair_counts_and_rates_at_the_service_threshold(report) -> None:
     overall = report["verification"]["overall"]
     assert (overall["genuine_pairs"], overall["impostor_pairs"]) == (3, 18)
-    assert overall["at_threshold"] == {"threshold": 4.5, "fmr": pytest.approx(2 / 18), "fnmr": pytest.approx(1 / 3)}
+    assert overall["at_threshold"] == {"threshold": 4.5, "fmr": pytest.approx(2 / 18), "fnmr": pytest.approx(1 / 3),
+                                       "unavailable": {}}
 
 
 def test_equal_error_rate(report) -> None:
@@ -91,7 +92,7 @@ def test_fnmr_at_fmr_uses_the_largest_threshold_within_the_target(report) -> Non
 def test_a_rate_the_pairs_cannot_show_is_null_and_unreliable(report) -> None:
     at = report["verification"]["overall"]["at_fmr"]["0.01"]
     assert at == {"target_fmr": 0.01, "threshold": None, "fnmr": None, "fmr": None, "reliable": False,
-                  "trials_needed": 100}
+                  "trials_needed": 100, "unavailable": {"fnmr": "too_few_trials", "fmr": "too_few_trials"}}
 
 
 def test_pairs_are_exactly_those_of_calibration_pair_distances() -> None:
@@ -177,7 +178,7 @@ def test_ties_are_ranked_as_the_service_ranks_them() -> None:
 # ----- failure to enrol ------------------------------------------------------------------------
 
 
-def test_failures_to_enrol_per_set_and_their_pairs_left_out() -> None:
+def test_failures_to_enrol_per_set_count_as_misses_end_to_end() -> None:
     samples = line_samples() + [
         Sample(identity="a", gallery_failure="no_face", probe_failure="no_face"),
         Sample(identity="b", vector=np.array([11.0]), gallery_failure="several_faces"),  # a probe only
@@ -186,13 +187,115 @@ def test_failures_to_enrol_per_set_and_their_pairs_left_out() -> None:
     report = run(samples)
     fte = report["failure_to_enrol"]
     assert fte["gallery"] == {"photos": 9, "failed": 2, "rate": pytest.approx(2 / 9),
-                              "reasons": {"no_face": 1, "several_faces": 1}}
+                              "reasons": {"no_face": 1, "several_faces": 1}, "unavailable": {}}
     assert fte["probe"] == {"photos": 10, "failed": 2, "rate": pytest.approx(2 / 10),
-                            "reasons": {"low_quality": 1, "no_face": 1}}
-    overall = report["verification"]["overall"]
+                            "reasons": {"low_quality": 1, "no_face": 1}, "unavailable": {}}
+    enrolled = report["enrolled_only"]["verification"]["overall"]
     # The extra b photo at 11 pairs with every enrolled photo (it can be a probe for any gallery photo).
-    assert (overall["genuine_pairs"], overall["impostor_pairs"]) == (3 + 2, 18 + 5)
-    assert report["identification"]["overall"]["mated_searches"] == 7
+    assert (enrolled["genuine_pairs"], enrolled["impostor_pairs"]) == (3 + 2, 18 + 5)
+    assert enrolled["at_threshold"]["fnmr"] == pytest.approx(1 / 5)  # b10-b15; b11 is 1 and 4 from them
+    # End to end every pair of the ten photos counts (the c probe pairs with all nine gallery photos):
+    # a0-X, a2-X, c30-X, c31-X are same-person pairs without a distance, so four more misses.
+    overall = report["verification"]["overall"]
+    assert (overall["genuine_pairs"], overall["impostor_pairs"]) == (9, 36)
+    assert overall["at_threshold"]["fnmr"] == pytest.approx(5 / 9)
+    assert overall["at_threshold"]["fmr"] == pytest.approx(enrolled["at_threshold"]["fmr"] * 23 / 36)
+    assert report["enrolled_only"]["identification"]["overall"]["mated_searches"] == 7
+    identification = report["identification"]["overall"]
+    assert identification["mated_searches"] == 9  # the a and c probes without a template are searches too
+    assert identification["rank_1"] == pytest.approx(6 / 9)
+    assert report["enrolled_only"]["identification"]["overall"]["rank_1"] == pytest.approx(6 / 7)
+
+
+def failure_samples() -> list[Sample]:
+    """a: 0, 1; b: 10 and a photo with no face; c: 3, alone. Ages put b's two photos 8 years apart."""
+    return [
+        Sample("a", np.array([0.0]), age=4), Sample("a", np.array([1.0]), age=5),
+        Sample("b", np.array([10.0]), age=4), Sample("b", gallery_failure="no_face", probe_failure="no_face", age=12),
+        Sample("c", np.array([3.0]), age=6),
+    ]
+
+
+def test_end_to_end_by_hand() -> None:
+    report = run(failure_samples(), fmr_targets=(0.2,), fpir_targets=(0.5,))
+    e2e, enrolled = report["verification"]["overall"], report["enrolled_only"]["verification"]["overall"]
+    # Genuine: a0-a1 at 1, b10-b? without a distance. Impostor with a distance: 10 3 9 2 7; three more without.
+    assert (e2e["genuine_pairs"], e2e["impostor_pairs"], enrolled["genuine_pairs"], enrolled["impostor_pairs"]) \
+        == (2, 8, 1, 5)
+    assert (e2e["at_threshold"]["fnmr"], enrolled["at_threshold"]["fnmr"]) == (0.5, 0.0)
+    # A pair without a distance never matches, and stays in the FMR denominator.
+    assert (e2e["at_threshold"]["fmr"], enrolled["at_threshold"]["fmr"]) == (2 / 8, 2 / 5)
+    # One threshold per target, set on the pairs with a distance, shared by both views.
+    at, at_enrolled = e2e["at_fmr"]["0.2"], enrolled["at_fmr"]["0.2"]
+    assert at["threshold"] == at_enrolled["threshold"] == np.nextafter(3.0, -np.inf)
+    assert (at["fmr"], at["fnmr"], at["reliable"]) == (1 / 8, 0.5, True)
+    assert (at_enrolled["fmr"], at_enrolled["fnmr"]) == (1 / 5, 0.0)
+    assert (e2e["eer"], enrolled["eer"]) == (0.5, 0.0)
+    search, search_enrolled = report["identification"]["overall"], report["enrolled_only"]["identification"]["overall"]
+    # Mated: a0, a1 found first; b10 (its mate never enrolled) and the faceless b probe missed at every rank.
+    assert (search["mated_searches"], search["rank_1"], search["rank_5"]) == (4, 0.5, 0.5)
+    assert (search_enrolled["mated_searches"], search_enrolled["rank_1"]) == (2, 1.0)
+    assert (search["at_threshold"]["fnir"], search_enrolled["at_threshold"]["fnir"]) == (0.5, 0.0)
+    # Non-mated: a0 (c at 3), a1 (c at 2), c3 (a1 at 2) are false positives; b10 (7) is not, nor is
+    # the faceless probe, which returns nobody and stays in the FPIR denominator.
+    assert (search["non_mated_searches"], search["at_threshold"]["fpir"]) == (5, 3 / 5)
+    assert (search_enrolled["non_mated_searches"], search_enrolled["at_threshold"]["fpir"]) == (4, 3 / 4)
+    assert report["dataset"]["enrolled_only"] == {"genuine_pairs": 1, "impostor_pairs": 5, "mated_searches": 2,
+                                                  "non_mated_searches": 4}
+    assert report["curves"]["overall"]["cmc"][0] == 0.5  # curves follow the headline
+
+
+def test_end_to_end_by_years_between_photos() -> None:
+    gaps = run(failure_samples())["age_gaps"]
+    near, far = gaps["0-1"], gaps["5-9"]
+    assert near["identification"]["rank_1"] == 1.0 and near["identification"]["mated_searches"] == 2
+    # b's photos are 8 years apart: end to end two missed searches and a missed pair; enrolled only, none.
+    assert (far["identification"]["mated_searches"], far["identification"]["rank_1"]) == (2, 0.0)
+    assert (far["verification"]["genuine_pairs"], far["verification"]["at_threshold"]["fnmr"]) == (1, 1.0)
+    assert far["enrolled_only"]["identification"]["rank_1"] is None
+    assert far["enrolled_only"]["identification"]["unavailable"]["rank_1"] == "no_trials"
+    # A non-mated search has no gap: FPIR by gap cannot exist.
+    assert far["identification"]["at_threshold"]["fpir"] is None
+    assert far["identification"]["at_threshold"]["unavailable"] == {"fpir": "no_trials"}
+
+
+def test_cells_that_cannot_exist_are_told_apart_from_unreliable_ones() -> None:
+    # Group "g" holds gallery photos only: its probes make no search, mated or not.
+    samples = [Sample(s.identity, s.vector, gallery=s.identity in "ab", probe=s.identity not in "ab",
+                      groups={"set": "g" if s.identity in "ab" else "p"}) for s in line_samples()]
+    report = run(samples)
+    gallery_only = report["groups"]["set"]["g"]["identification"]
+    assert gallery_only["non_mated_searches"] == 0 and gallery_only["rank_1"] is None
+    assert gallery_only["unavailable"] == {"rank_1": "no_trials", "rank_5": "no_trials"}
+    assert gallery_only["at_threshold"]["unavailable"] == {"fpir": "no_trials", "fnir": "no_trials"}
+    assert gallery_only["at_fpir"]["0.5"]["unavailable"] == {"fnir": "no_trials", "fpir": "no_trials"}
+    # Overall, 18 impostor pairs exist but cannot show an FMR of 0.01: not reliable, not N/A.
+    one_percent = run(line_samples())["verification"]["overall"]["at_fmr"]["0.01"]
+    assert one_percent["unavailable"] == {"fnmr": "too_few_trials", "fmr": "too_few_trials"}
+    # A group with too few different-person pairs for FMR 0.1 of its own, but a measured FNMR.
+    x = run(line_samples())["groups"]["tone"]["x"]["verification"]["at_fmr"]["0.1"]
+    assert x["unavailable"] == {"fmr": "too_few_trials"} and x["fnmr"] == 0.5
+
+
+def test_verification_distances_by_gap_follow_the_shared_age_rule() -> None:
+    from matching.ages import AGE_GAPS, gap_band, years_between
+
+    rng = np.random.default_rng(11)
+    samples = [Sample(identity=f"p{rng.integers(0, 6)}", vector=rng.normal(size=3),
+                      age=float(rng.uniform(0, 20)) if rng.random() < 0.6 else None,
+                      taken_at=date(2000 + int(rng.integers(0, 20)), int(rng.integers(1, 13)), 1)
+                      if rng.random() < 0.6 else None) for _ in range(40)]
+    by_gap = verification_distances_by_gap(samples)
+    assert list(by_gap) == [label for label, _, _ in AGE_GAPS]
+    expected = {label: [[], []] for label, _, _ in AGE_GAPS}
+    for i, one in enumerate(samples):
+        for other in samples[i + 1:]:
+            band = gap_band(years_between(age_a=one.age, taken_a=one.taken_at, age_b=other.age, taken_b=other.taken_at))
+            if band is not None:
+                expected[band][one.identity != other.identity].append(float(np.linalg.norm(one.vector - other.vector)))
+    for label, (genuine, impostor) in by_gap.items():
+        assert sorted(genuine) == sorted(expected[label][0]) and sorted(impostor) == sorted(expected[label][1])
+    assert sum(len(g) + len(i) for g, i in by_gap.values()) > 100  # most pairs have a known gap
 
 
 # ----- groups and ages -------------------------------------------------------------------------
@@ -306,8 +409,8 @@ def test_report_is_json_and_names_no_identity() -> None:
 
 
 def report_keys_present(report: dict) -> bool:
-    return {"threshold", "settings", "dataset", "failure_to_enrol", "verification", "identification", "groups",
-            "age_bands", "age_gaps", "curves", "method"} <= set(report)
+    return {"threshold", "settings", "dataset", "failure_to_enrol", "verification", "identification", "enrolled_only",
+            "groups", "age_bands", "age_gaps", "curves", "method"} <= set(report)
 
 
 def test_dataset_counts(report) -> None:
@@ -337,3 +440,10 @@ def test_one_identity_gives_nulls_not_errors() -> None:
     assert overall["impostor_pairs"] == 0 and overall["eer"] is None
     assert overall["at_threshold"]["fmr"] is None and overall["at_threshold"]["fnmr"] == 0.0
     assert report["identification"]["overall"]["non_mated_searches"] == 0
+
+
+def test_without_failures_both_views_agree(report) -> None:
+    for kind in ("verification", "identification"):
+        assert report["enrolled_only"][kind]["overall"] == report[kind]["overall"]
+    x = report["groups"]["tone"]["x"]
+    assert x["enrolled_only"]["identification"] == x["identification"]
