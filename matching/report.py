@@ -139,7 +139,7 @@ def _slug(name: str) -> str:
 def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(pct=_percent, num=_number, ci=_interval)
+    environment.filters.update(pct=percent, num=_number, ci=_interval)
     images = {name: "data:image/png;base64," + base64.b64encode(data).decode() for name, data in plots.items()}
     template = environment.get_template("report.html.j2")
     return template.render(report=report, images=images, caveats=caveats(report),
@@ -165,8 +165,9 @@ def caveats(report: dict[str, Any]) -> list[str]:
     identification = report["identification"]["overall"]
     if identification["uninformative_ranks"]:
         ranks = ", ".join(str(k) for k in identification["uninformative_ranks"])
-        found.append(f"The gallery holds {identification['gallery_identities']} people, so the hit rate at "
-                     f"rank {ranks} is 100 % by construction and says nothing about the matcher.")
+        found.append(f"The gallery holds {identification['gallery_identities']} people, so every enrolled "
+                     f"person is found by rank {ranks} by construction: the hit rate there says nothing about "
+                     "the matcher, only about failures to enrol.")
     small = [f"{name} = {value}" for name, values in report["groups"].items()
              for value, figures in values.items() if figures["identities"] < FEW_IDENTITIES]
     if small:
@@ -201,13 +202,24 @@ def _zero_error_caveats(report: dict[str, Any]) -> list[str]:
 def _rule_of_three(what: str, error: str, trials: int) -> str:
     return (f"No {what} were {error} at the service threshold, and the bootstrap interval is then 0–0: "
             f"resampling cannot show errors that never happened. With {trials} {what}, the true rate "
-            f"could still be up to about {_percent(min(1.0, 3 / trials))} (95 % upper bound, rule of three).")
+            f"could still be up to about {percent(min(1.0, 3 / trials))} (95 % upper bound, rule of three).")
 
 
-def _percent(value: Any, digits: int = 1) -> str:
+def percent(value: Any) -> str:
+    """A rate as a percentage with enough digits to tell it from 0 % and 100 %.
+
+    Between 1 % and 99 %: one decimal (83.3 %). Closer to 0 % or 100 %: two significant
+    digits of the distance to it (0.012 %, 99.95 %), so that a rate of 0.00012 never reads
+    as 0.0 %. Exactly 0 and 1 read 0 % and 100 %.
+    """
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         return "—"
-    return f"{value * 100:.{digits}f} %"
+    share = value * 100
+    if share in (0, 100):
+        return f"{share:.0f} %"
+    nearest = min(share, 100 - share)
+    decimals = 1 if nearest >= 1 else 1 - math.floor(math.log10(nearest))
+    return f"{share:.{decimals}f} %"
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -220,5 +232,5 @@ def _interval(block: dict[str, Any], key: str) -> str:
     bounds = (block.get("ci95") or {}).get(key)
     if not bounds:
         return ""
-    return f"{_percent(bounds[0])} – {_percent(bounds[1])}"
+    return f"{percent(bounds[0])} – {percent(bounds[1])}"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from matching.evaluation import Sample, evaluate
-from matching.report import caveats, write_report
+from matching.report import caveats, percent, render_html, write_report
 
 SECRET_LABELS = ("Zebulon Quartermaine", "Philippa Oyelaran-Smith")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -127,3 +127,43 @@ def test_nothing_is_written_when_the_report_cannot_be_rendered(tmp_path) -> None
     with pytest.raises(ValueError):
         write_report(report, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("rate, shown", [
+    (0.00012, "0.012 %"), (0.0000012, "0.00012 %"), (0.0095, "0.95 %"), (0.5, "50.0 %"), (5 / 6, "83.3 %"),
+    (0.99988, "99.988 %"), (0.0, "0 %"), (1.0, "100 %"), (None, "—"),
+])
+def test_small_rates_keep_their_significant_digits(rate, shown) -> None:
+    assert percent(rate) == shown
+
+
+def test_end_to_end_is_the_headline_and_enrolled_only_stands_beside_it(written) -> None:
+    report, out, _ = written
+    html = (out / "report.html").read_text()
+    summary = html[html.index("<h2>Summary</h2>"):html.index("<h2>Failure to enrol</h2>")]
+    assert "end to end (95 % interval)" in summary and "enrolled only" in summary
+    # person-3's faceless photo is a missed search end to end: 36 enrolled mated searches, 37 in all.
+    e2e, enrolled = report["identification"]["overall"], report["enrolled_only"]["identification"]["overall"]
+    assert (e2e["mated_searches"], enrolled["mated_searches"]) == (37, 36)
+    assert f'<td class="headline">{percent(e2e["rank_1"])}' in summary
+    assert "37 / 36 mated searches" in summary
+    # The false-candidate rate at the service threshold, next to FNIR at it.
+    assert "(FPIR)" in summary and "(FNIR)" in summary
+    assert "FPIR at the service threshold" in html
+
+
+def test_not_applicable_and_not_reliable_cells_are_told_apart(written) -> None:
+    report, out, _ = written
+    html = (out / "report.html").read_text()
+    gaps = html[html.index("<h2>By years between photos</h2>"):html.index("<h2>Method</h2>")]
+    # A non-mated search has no gap: every FPIR cell there is N/A, never "not reliable".
+    assert gaps.count(">N/A</span>") >= 2 * len(report["age_gaps"])
+    verification = html[html.index("<h2>Verification"):html.index("<h2>Identification")]
+    assert "not reliable" in verification and "N/A" not in verification  # FMR 1e-4: pairs exist, too few
+
+
+def test_a_tiny_rate_is_not_printed_as_zero(tmp_path) -> None:
+    report = full_report()
+    report["verification"]["overall"]["at_threshold"]["fmr"] = 0.00012
+    html = render_html(report, {})
+    assert "0.012 %" in html
