@@ -5,7 +5,9 @@ folder, never leaving it), `identity`, optional `set` (`gallery`, `probe`, or em
 both roles), optional `age_at_photo` (years), optional `taken_at` (ISO date) and any number of
 `group:<name>` columns (an empty cell means the photo's value is unknown). A folder with one
 sub-folder of photos per identity works too: every photo in both roles. `load_manifest`
-refuses anything else with a `ManifestError` naming the line.
+refuses anything else with a `ManifestError` naming the line. The same photo listed twice (the
+same path, or the same file content) is counted once, as first listed, and reported in
+`EmbeddedDataset.duplicates`; the same photo labelled as two people is refused.
 
 `embed_dataset` runs the service's own pipeline on every photo (`matching.batch.embed_files`:
 the same decoding limits, detector, quality gate and embedding model, the default one unless
@@ -96,6 +98,21 @@ class EmbeddedPhoto:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """An entry whose photo (same path or same file content) was already listed: counted once, as `first`."""
+
+    entry: Entry
+    first: Entry
+
+    def describe(self) -> str:
+        return f"{_where(self.entry)} is the same photo as {_where(self.first)}; counted once, as listed there"
+
+
+def _where(entry: Entry) -> str:
+    return f"line {entry.line} ({entry.relative!r})" if entry.line is not None else repr(entry.relative)
+
+
+@dataclass(frozen=True)
 class EmbeddedDataset:
     """Every photo's outcome, the model that made the templates and a digest of the data set."""
 
@@ -105,6 +122,7 @@ class EmbeddedDataset:
     manifest_sha256: str  # digest of every entry (path, identity, set, age, date, groups) and photo sha256
     cache_hits: int
     computed: int
+    duplicates: tuple[Duplicate, ...] = ()  # entries left out because their photo was already listed
 
     @property
     def samples(self) -> list[Sample]:
@@ -121,7 +139,8 @@ class EmbeddedDataset:
         """What the data set was, in counts and digests only: for stored calibrations and reports."""
         return {"manifest_sha256": self.manifest_sha256, "photos": len(self.photos),
                 "identities": len({p.entry.identity for p in self.photos}), "photos_with_template": self.templates,
-                "model_id": self.model_id, "model_version": self.model_version}
+                "duplicates_ignored": len(self.duplicates), "model_id": self.model_id,
+                "model_version": self.model_version}
 
 
 @dataclass(frozen=True)
@@ -156,8 +175,7 @@ def load_manifest(path: str | Path) -> list[Entry]:
         raise ManifestError(f"not a valid CSV file ({exc})", reader.line_num) from exc
     if not entries:
         raise ManifestError(f"{path} lists no photos")
-    _refuse_duplicates(entries)
-    return entries
+    return entries  # the same photo twice is counted once by embed_dataset, with a warning
 
 
 def _folder_entries(root: Path) -> list[Entry]:
@@ -257,14 +275,6 @@ def _taken_at(value: str, line: int) -> date | None:
     return taken
 
 
-def _refuse_duplicates(entries: Sequence[Entry]) -> None:
-    first_line: dict[Path, int | None] = {}
-    for entry in entries:
-        if entry.path in first_line:
-            raise ManifestError(f"{entry.relative!r} is already listed on line {first_line[entry.path]}", entry.line)
-        first_line[entry.path] = entry.line
-
-
 # ----- embedding ---------------------------------------------------------------------------
 
 
@@ -289,15 +299,18 @@ def embed_dataset(
     `face_settings` and `limits`: the service's (`FaceSettings(max_faces=settings.max_faces_per_photo)`
     and `service.photos.service.image_limits(settings)`). `workers`: processes (None = every core).
     `cache_dir`: None disables the cache. `progress_callback(done, total)` is called as photos are
-    resolved. `model_id`: a registered embedder (None: the default model). Raises `ManifestError`
-    when two entries are the same file content (they would pose as a perfect genuine pair), and
-    `matching.embedders.UnknownEmbedder` for an unknown model id.
+    resolved. `model_id`: a registered embedder (None: the default model). An entry whose file
+    content was already listed is counted once, as first listed (two copies would pose as a
+    perfect genuine pair), and returned in `duplicates`. Raises `ManifestError` when the same
+    content is labelled as two identities, and `matching.embedders.UnknownEmbedder` for an
+    unknown model id.
     """
     from matching.embedders import DEFAULT_MODEL_ID, get_embedder
 
     embedder = get_embedder(model_id or DEFAULT_MODEL_ID)
-    hashes = [_file_sha256(entry.path) for entry in entries]
-    _refuse_identical_files(entries, hashes)
+    listed = [_file_sha256(entry.path) for entry in entries]
+    digest = _dataset_digest(entries, listed)  # of every entry as read, duplicates included
+    entries, hashes, duplicates = _without_duplicates(entries, listed)
     job = _Job(face_settings, limits, embedder.id, embedder.version, embedder.dimension)
     keys = [_cache_key(h, e, job) if h else None for e, h in zip(entries, hashes)]
     analyses: dict[str, _Analysis] = {}
@@ -313,8 +326,8 @@ def embed_dataset(
     photos = tuple(_photo(entry, file_hash, analyses.get(key) if key else None, key not in computed)
                    for entry, file_hash, key in zip(entries, hashes, keys))
     return EmbeddedDataset(photos=photos, model_id=job.model_id, model_version=job.model_version,
-                           manifest_sha256=_dataset_digest(entries, hashes),
-                           cache_hits=sum(1 for p in photos if p.from_cache), computed=len(computed))
+                           manifest_sha256=digest, cache_hits=sum(1 for p in photos if p.from_cache),
+                           computed=len(computed), duplicates=duplicates)
 
 
 @dataclass(frozen=True)
@@ -398,16 +411,26 @@ def _file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _refuse_identical_files(entries: Sequence[Entry], hashes: Sequence[str | None]) -> None:
-    seen: dict[str, Entry] = {}
+def _without_duplicates(entries: Sequence[Entry], hashes: Sequence[str | None]
+                        ) -> tuple[list[Entry], list[str | None], tuple[Duplicate, ...]]:
+    """Each photo once, as first listed: the same file content (or, unreadable, the same path) again
+    is left out and reported. The same photo labelled as another identity is refused: a photo
+    shows one person, and counting it once would pick one label silently."""
+    first: dict[str | Path, Entry] = {}
+    kept: list[tuple[Entry, str | None]] = []
+    duplicates = []
     for entry, file_hash in zip(entries, hashes):
-        if file_hash is None:
+        key = file_hash or entry.path
+        if key not in first:
+            first[key] = entry
+            kept.append((entry, file_hash))
             continue
-        if file_hash in seen:
-            first = seen[file_hash]
-            where = f"line {first.line}" if first.line is not None else repr(first.relative)
-            raise ManifestError(f"{entry.relative!r} is the same file content as {where}", entry.line)
-        seen[file_hash] = entry
+        earlier = first[key]
+        if earlier.identity != entry.identity:
+            raise ManifestError(f"{entry.relative!r} is the same photo as {_where(earlier)}, labelled as "
+                                "another person; a photo must show one person", entry.line)
+        duplicates.append(Duplicate(entry=entry, first=earlier))
+    return [e for e, _ in kept], [h for _, h in kept], tuple(duplicates)
 
 
 def _cache_key(file_hash: str, entry: Entry, job: _Job) -> str:

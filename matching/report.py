@@ -156,11 +156,12 @@ def caveats(report: dict[str, Any]) -> list[str]:
     ]
     found += _children_caveats(report)
     verification = report["verification"]["overall"]
+    scored = report["enrolled_only"]["verification"]["overall"]["impostor_pairs"]  # what thresholds are set on
     for target, figures in verification["at_fmr"].items():
         if figures["threshold"] is None:
             found.append(f"FNMR at FMR {target} is not reported: showing a false-match rate of {target} needs "
-                         f"at least {figures['trials_needed']} impostor pairs, and this data has "
-                         f"{verification['impostor_pairs']}.")
+                         f"at least {figures['trials_needed']} impostor pairs with a distance, and this data has "
+                         f"{scored}.")
     found += _zero_error_caveats(report)
     identification = report["identification"]["overall"]
     if identification["uninformative_ranks"]:

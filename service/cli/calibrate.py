@@ -21,16 +21,22 @@ from service.settings import Settings
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 FAILED = 2
+# Shown in --help: the settings the options fall back to, with their built-in defaults.
+DEFAULT_TARGET_FMR = f"REUNITE_CALIBRATION_TARGET_FMR, {Settings.model_fields['calibration_target_fmr'].default:g} unless set"
+DEFAULT_TOP_K = f"REUNITE_REVIEW_TOP_K, {Settings.model_fields['review_top_k'].default} unless set"
 
 
 def calibrate(
     manifest: Annotated[Path | None, typer.Argument(help="Manifest CSV, or a folder of one sub-folder per identity.")] = None,
-    target_fmr: Annotated[float | None, typer.Option(help="False-match rate to allow [default: REUNITE_CALIBRATION_TARGET_FMR].")] = None,
-    top_k: Annotated[int | None, typer.Option(help="Candidates per probe face [default: REUNITE_REVIEW_TOP_K].")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes for embedding [default: every core].")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model id to calibrate (default: the model in use); "
-                                                   "calibrate a new model before `reunite match reembed` to it.")] = None,
+    target_fmr: Annotated[float | None, typer.Option(help="False-match rate to allow.",
+                                                     show_default=DEFAULT_TARGET_FMR)] = None,
+    top_k: Annotated[int | None, typer.Option(help="Candidates per probe face.",
+                                              show_default=DEFAULT_TOP_K)] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes for embedding.", show_default="one per core")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.",
+                                               show_default="~/.cache/reunite/embeddings")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id to calibrate; calibrate a new model before "
+                                                   "`reunite match reembed` to it.", show_default="the model in use")] = None,
     activate: Annotated[int | None, typer.Option(help="Put calibration version N of the model in use back in force.")] = None,
     list_all: Annotated[bool, typer.Option("--list", help="List the calibrations and which one is in force.")] = False,
 ) -> None:

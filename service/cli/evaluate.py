@@ -33,14 +33,15 @@ def evaluate(
                                                   "group:<name>) or a folder of one sub-folder per identity.")],
     out: Annotated[Path, typer.Option(help="Folder to write report.json, report.html and the plots into.")],
     threshold: Annotated[float | None, typer.Option(
-        min=0.0, help="Review threshold to measure at [default: the service's active calibration for the model, "
-                      "else the provisional one].")] = None,
+        min=0.0, show_default="the service's active calibration for the model, else the provisional "
+                              f"{DEFAULT_REVIEW_THRESHOLD}",
+        help="Review threshold to measure at.")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap rounds for the 95 % intervals (0: none).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
-    model: Annotated[str | None, typer.Option(help="Embedding model id (default: the default model).")] = None,
+    model: Annotated[str | None, typer.Option(help="Embedding model id.", show_default="the default model")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = one per core).")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: ~/.cache/reunite/embeddings).")]
-    = None,
+    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.",
+                                               show_default="~/.cache/reunite/embeddings")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")] = False,
     publish: Annotated[bool, typer.Option("--publish", help="Also store the report in the service's database, "
                                                             "for the model card and the reviewers' notice.")] = False,
@@ -84,10 +85,13 @@ def embed_with_progress(manifest: Path, *, settings: Settings, model_id: str | N
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True) as progress:
         task = progress.add_task("embed", total=len(entries))
-        return embed_dataset(entries, face_settings=FaceSettings(max_faces=settings.max_faces_per_photo),
-                             limits=image_limits(settings), workers=workers, model_id=model_id,
-                             cache_dir=(cache or default_cache_dir()) if use_cache else None,
-                             progress_callback=lambda done, total: progress.update(task, completed=done))
+        embedded = embed_dataset(entries, face_settings=FaceSettings(max_faces=settings.max_faces_per_photo),
+                                 limits=image_limits(settings), workers=workers, model_id=model_id,
+                                 cache_dir=(cache or default_cache_dir()) if use_cache else None,
+                                 progress_callback=lambda done, total: progress.update(task, completed=done))
+    for duplicate in embedded.duplicates:
+        errors.print(f"[yellow]warning:[/yellow] {duplicate.describe()}.")
+    return embedded
 
 
 def _embed_or_fail(manifest: Path, **options: Any) -> EmbeddedDataset:
@@ -159,29 +163,32 @@ def _with_provenance(report: dict[str, Any], dataset: EmbeddedDataset) -> dict[s
         "model": {"id": dataset.model_id, "version": dataset.model_version},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,
-        "dataset": {"manifest_sha256": dataset.manifest_sha256, **report["dataset"]},
+        "dataset": {"manifest_sha256": dataset.manifest_sha256, "duplicates_ignored": len(dataset.duplicates),
+                    **report["dataset"]},
     }
 
 
 def _summary(report: dict[str, Any], dataset: EmbeddedDataset, written: list[Path]) -> None:
-    from matching.report import caveats
+    from matching.report import caveats, percent
 
-    identification = report["identification"]["overall"]
-    verification = report["verification"]["overall"]
+    search, search_enrolled = report["identification"]["overall"], report["enrolled_only"]["identification"]["overall"]
+    pairs, pairs_enrolled = report["verification"]["overall"], report["enrolled_only"]["verification"]["overall"]
     fte = report["failure_to_enrol"]
     console.print(f"Embeddings: {dataset.computed} computed, {dataset.cache_hits} from the cache.")
     console.print(f"{report['dataset']['photos']} photos of {report['dataset']['identities']} people; "
-                  f"failure to enrol: gallery {_pct(fte['gallery']['rate'])}, probe {_pct(fte['probe']['rate'])}.")
-    console.print(f"Rank 1: {_pct(identification['rank_1'])} of {identification['mated_searches']} mated searches; "
-                  f"at threshold {report['threshold']:.3f}: FNMR {_pct(verification['at_threshold']['fnmr'])}, "
-                  f"FMR {_pct(verification['at_threshold']['fmr'])}.")
+                  f"failure to enrol: gallery {percent(fte['gallery']['rate'])}, probe {percent(fte['probe']['rate'])}.")
+    console.print("End to end (a photo that failed to enrol counts as a miss), enrolled photos only in brackets:")
+    console.print(f"  rank 1: {percent(search['rank_1'])} of {search['mated_searches']} mated searches "
+                  f"({percent(search_enrolled['rank_1'])} of {search_enrolled['mated_searches']})")
+    at, at_enrolled = search["at_threshold"], search_enrolled["at_threshold"]
+    console.print(f"  at threshold {report['threshold']:.3f}: FNIR {percent(at['fnir'])} "
+                  f"({percent(at_enrolled['fnir'])}), FPIR {percent(at['fpir'])} ({percent(at_enrolled['fpir'])}) of "
+                  f"{search['non_mated_searches']} non-mated searches; FNMR {percent(pairs['at_threshold']['fnmr'])} "
+                  f"({percent(pairs_enrolled['at_threshold']['fnmr'])}), FMR {percent(pairs['at_threshold']['fmr'])} "
+                  f"({percent(pairs_enrolled['at_threshold']['fmr'])}).")
     for sentence in caveats(report)[1:]:
         console.print(f"[yellow]note:[/yellow] {sentence}")
     console.print(f"Wrote {len(written)} files into {written[0].parent}")
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f} %"
 
 
 def _fail(message: str) -> typer.Exit:

@@ -94,7 +94,7 @@ def test_html_explains_the_figures_and_their_limits(written) -> None:
     for heading in ("What this data can and cannot show", "Failure to enrol", "Verification", "Identification",
                     "By group", "By age at photo", "By years between photos", "Method"):
         assert heading in html
-    assert "needs at least 10000 impostor pairs" in html  # FMR 1e-4 from a few hundred pairs
+    assert "needs at least 10000 impostor pairs with a distance" in html  # FMR 1e-4 from a few hundred pairs
     assert "&lt;script&gt;" in html  # a group value is shown as text, never as markup
 
 
