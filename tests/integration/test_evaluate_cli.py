@@ -40,32 +40,60 @@ def manifest(sdist_images, tmp_path_factory) -> Path:
     return root / "manifest.csv"
 
 
-def evaluate(*args: str):
-    return runner.invoke(app, ["evaluate", *args, "--bootstrap", "30", "--workers", "2"])
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One embedding cache for the module: the first test fills it, later ones embed nothing."""
+    return tmp_path_factory.mktemp("cache")
 
 
-def test_evaluates_real_faces_and_reuses_the_cache(manifest, tmp_path) -> None:
-    cache = tmp_path / "cache"
+def evaluate(*args: str, bootstrap: int = 30):
+    return runner.invoke(app, ["evaluate", *args, "--bootstrap", str(bootstrap), "--workers", "2"])
+
+
+def test_evaluates_real_faces_and_reuses_the_cache(manifest, cache, tmp_path) -> None:
     first = evaluate(str(manifest), "--out", str(tmp_path / "one"), "--cache", str(cache))
     assert first.exit_code == 0, first.output
     assert "6 computed, 0 from the cache" in first.output
     report = json.loads((tmp_path / "one" / "report.json").read_text())
-    overall = report["identification"]["overall"]
+    enrolled = report["enrolled_only"]["identification"]["overall"]
     # Gallery: obama.jpg, obama_partial_face.jpg, biden.jpg; every obama probe must find obama first.
-    assert overall["mated_searches"] == 3 and overall["rank_1"] == 1.0
+    assert enrolled["mated_searches"] == 3 and enrolled["rank_1"] == 1.0
+    # End to end the faceless probe of b is a fourth mated search (biden.jpg is in the gallery), missed.
+    overall = report["identification"]["overall"]
+    assert (overall["mated_searches"], overall["rank_1"], overall["at_threshold"]["fnir"]) == (4, 0.75, 0.25)
+    assert overall["non_mated_searches"] == 5 and overall["at_threshold"]["fpir"] is not None
+    assert "rank 1: 75.0 % of 4 mated searches (100 % of 3)" in first.output
+    assert "FNIR 25.0 % (0 %), FPIR" in first.output
     assert report["failure_to_enrol"]["probe"] == {"photos": 5, "failed": 1, "rate": 0.2, "reasons": {"no_face": 1},
+                                                   "unavailable": {},
                                                    "ci95": report["failure_to_enrol"]["probe"]["ci95"]}
-    assert report["verification"]["overall"]["at_threshold"]["fnmr"] == 0.0
+    # Same-person pairs: five of o, and biden.jpg with blank.png, which has no face: a miss end to end.
+    assert report["verification"]["overall"]["genuine_pairs"] == 6
+    assert report["verification"]["overall"]["at_threshold"]["fnmr"] == pytest.approx(1 / 6)
+    assert report["enrolled_only"]["verification"]["overall"]["at_threshold"]["fnmr"] == 0.0
     assert report["model"]["id"] == "dlib_face_recognition_resnet_model_v1"
     assert report["groups"]["sex"]["m"]["photos"] == 5
     assert report["age_gaps"]["5-9"]["verification"]["genuine_pairs"] == 1  # obama at 40 and at 47
     assert_no_label_or_path(tmp_path / "one", manifest)
 
-    second = evaluate(str(manifest), "--out", str(tmp_path / "two"), "--cache", str(cache))
+    # The same manifest again, with one photo listed twice and a copy of another under a new name:
+    # accepted with a warning naming the lines, each photo counted once, nothing embedded again.
+    shutil.copy(manifest.parent / "obama2.jpg", manifest.parent / "obama2-copy.jpg")
+    doubled = manifest.parent / "doubled.csv"
+    doubled.write_text(manifest.read_text() + "obama.jpg,o,gallery,40,2001-05-01,m\nobama2-copy.jpg,o,probe,,,m\n")
+    second = evaluate(str(doubled), "--out", str(tmp_path / "two"), "--cache", str(cache))
     assert second.exit_code == 0, second.output
     assert "0 computed, 6 from the cache" in second.output
+    assert "line 8 ('obama.jpg') is the same photo as line 2 ('obama.jpg'); counted once, as listed there" \
+        in second.output
+    assert "line 9 ('obama2-copy.jpg') is the same photo as line 3 ('obama2.jpg')" in second.output
     again = json.loads((tmp_path / "two" / "report.json").read_text())
-    assert {**again, "created_at": None} == {**report, "created_at": None}  # same templates, same figures
+    assert (again["dataset"]["duplicates_ignored"], report["dataset"]["duplicates_ignored"]) == (2, 0)
+    assert again["dataset"]["manifest_sha256"] != report["dataset"]["manifest_sha256"]  # the lines as read
+    same = ("created_at", "dataset")
+    assert {**again, **dict.fromkeys(same)} == {**report, **dict.fromkeys(same)}  # same templates, same figures
+    assert {**again["dataset"], "manifest_sha256": None, "duplicates_ignored": None} == \
+        {**report["dataset"], "manifest_sha256": None, "duplicates_ignored": None}
 
 
 def assert_no_label_or_path(out: Path, manifest: Path) -> None:
@@ -75,6 +103,17 @@ def assert_no_label_or_path(out: Path, manifest: Path) -> None:
             assert secret not in text, path.name
         if path.suffix == ".json":
             assert not re.search(rb'"(identity|path|label)"\s*:', text)  # no such field anywhere
+
+
+def test_help_shows_the_defaults() -> None:
+    wide = {"COLUMNS": "250"}
+    evaluate_help = runner.invoke(app, ["evaluate", "--help"], env=wide).output
+    assert "[default: 200]" in evaluate_help
+    assert "[default: (the service's active calibration for the model, else the provisional 0.6)]" in evaluate_help
+    assert "[default: (~/.cache/reunite/embeddings)]" in evaluate_help
+    calibrate_help = runner.invoke(app, ["calibrate", "--help"], env=wide).output
+    assert "[default: (REUNITE_CALIBRATION_TARGET_FMR, 0.001 unless set)]" in calibrate_help
+    assert "[default: (REUNITE_REVIEW_TOP_K, 10 unless set)]" in calibrate_help
 
 
 def test_a_bad_manifest_writes_nothing(manifest, tmp_path) -> None:
@@ -104,6 +143,9 @@ def test_shared_faces_in_folder_mode(shared_images, tmp_path) -> None:
     assert report["identification"]["overall"]["rank_1"] == 1.0
     verification = report["verification"]["overall"]
     assert (verification["genuine_pairs"], verification["impostor_pairs"]) == (23, 113)
+    # Every photo enrols, so both countings agree; the false-candidate rate is measured beside FNIR.
+    assert report["enrolled_only"]["verification"]["overall"] == verification
+    assert report["identification"]["overall"]["at_threshold"]["fpir"] == 0.0
     assert verification["at_fmr"]["0.0001"]["reliable"] is False and verification["at_fmr"]["0.0001"]["fnmr"] is None
     assert report["age_bands"] == {}
     assert "No photo has an age" in (tmp_path / "out" / "report.html").read_text()
