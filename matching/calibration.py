@@ -9,17 +9,21 @@ false-non-match rate (FNMR) it costs; `error_rates` measures both at any thresho
 an FMR of f needs at least 1/f impostor pairs (many more for a tight estimate), so a
 calibration on fewer is flagged as not reliable. `distance_band` turns a distance into the
 coarse band reviewers are shown instead of the raw number. `det_curve` and `equal_error_rate`
-describe the whole trade-off, for evaluation reports.
+describe the whole trade-off, for evaluation reports. `thresholds_by_gap` sets one threshold per
+band of years between the two photos (`matching.ages.AGE_GAPS`), only where that band's
+impostor pairs can show the target.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from matching.ages import AGE_GAPS
 
 # Placeholder used until a calibration exists (issue 5 replaces it with a calibrated value).
 # 0.6 is the face_recognition folklore default; the model's authors say it mixes up
@@ -164,6 +168,48 @@ def calibrated_bands(impostor: Any, target_fmr: float, threshold: float) -> list
                               reliable=len(impostor) * fmr >= 1.0 - 1e-9))
         ceiling = upper
     return edges[::-1]
+
+
+@dataclass(frozen=True)
+class GapThreshold:
+    """The threshold for one band of years between two photos, or why it has none."""
+
+    band: str  # a matching.ages.AGE_GAPS label
+    threshold: float | None  # None: not calibrated, the global threshold applies
+    genuine_pairs: int
+    impostor_pairs: int
+    achieved_fmr: float | None
+    fnmr: float | None  # None without genuine pairs in the band
+    calibrated: bool
+    trials_needed: int  # impostor pairs it takes to show the target
+
+
+def thresholds_by_gap(pairs: Mapping[str, tuple[Any, Any]], target_fmr: float) -> list[GapThreshold]:
+    """One threshold per age-gap band (AGE_GAPS order) from that band's (genuine, impostor) distances.
+
+    As `threshold_for_fmr`, on the band's own impostor pairs, but only where they can show
+    the target (at least 1/target_fmr of them); a band with fewer is not calibrated and keeps
+    the global threshold. A band without genuine pairs still gets its threshold (set by
+    impostors alone), with its FNMR unknown.
+    """
+    if not 0.0 < target_fmr < 1.0:
+        raise ValueError(f"target_fmr must be in (0, 1), got {target_fmr!r}")
+    needed = math.ceil(1.0 / target_fmr - 1e-9)
+    found = []
+    for band, _, _ in AGE_GAPS:
+        genuine, impostor = (np.asarray(values, dtype=np.float64) for values in pairs.get(band, ([], [])))
+        calibrated = len(impostor) * target_fmr >= 1.0 - 1e-9
+        threshold = achieved = fnmr = None
+        if calibrated:
+            impostor = _as_distances(impostor, "impostor")
+            threshold = _impostor_threshold(np.sort(impostor), target_fmr)
+            achieved = float(np.count_nonzero(impostor <= threshold)) / len(impostor)
+            if len(genuine):
+                fnmr = float(np.count_nonzero(_as_distances(genuine, "genuine") > threshold)) / len(genuine)
+        found.append(GapThreshold(band=band, threshold=threshold, genuine_pairs=len(genuine),
+                                  impostor_pairs=len(impostor), achieved_fmr=achieved, fnmr=fnmr,
+                                  calibrated=calibrated, trials_needed=needed))
+    return found
 
 
 def det_curve(genuine: Any, impostor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -38,6 +38,12 @@ def shared_images() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def faces_cache(tmp_path_factory) -> Path:
+    """An embedding cache shared by the tests that embed the shared faces: embedded once per run."""
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
 # --- the service on each database backend ------------------------------------------------
 
 import base64  # noqa: E402

@@ -49,6 +49,9 @@ def _calibration_out(row: Calibration | None) -> dict[str, Any] | None:
         "target_fmr": row.target_fmr, "achieved_fmr": row.achieved_fmr, "fnmr": row.fnmr,
         "top_k": row.top_k, "genuine_pairs": row.genuine_pairs, "impostor_pairs": row.impostor_pairs,
         "reliable": row.reliable, "bands": row.bands, "dataset": row.dataset,
+        # Per age-gap band: its own threshold where its data could show the target, else null (the
+        # review threshold applies); empty when the calibration data had no ages or dates.
+        "gap_thresholds": row.gap_thresholds or [],
         "activated_at": row.activated_at,
     }
 
@@ -60,6 +63,8 @@ def _evaluation_out(row: EvaluationReport | None) -> dict[str, Any] | None:
     return {
         "published_at": row.published_at,
         "model_version": row.model_version,
+        # Reports from before end-to-end counting hold enrolled-only figures in the same places.
+        "counting": report.get("settings", {}).get("headline", "enrolled_only"),
         "dataset": report.get("dataset", {}),
         "identification": report.get("identification", {}).get("overall"),
         "verification": report.get("verification", {}).get("overall"),

@@ -29,6 +29,10 @@ class Calibration(Base):
     genuine_pairs: Mapped[int] = mapped_column(Integer)
     impostor_pairs: Mapped[int] = mapped_column(Integer)
     reliable: Mapped[bool] = mapped_column(Boolean)
+    # One entry per age-gap band (matching.calibration.GapThreshold as a dict): the band's threshold,
+    # or null where its impostor pairs could not show the target; empty when no pair had a known gap
+    # (NULL on calibrations stored before per-band thresholds existed).
+    gap_thresholds: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     # What it was computed on: manifest sha256 and counts, never paths or identities.
     dataset: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

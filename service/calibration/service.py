@@ -9,7 +9,7 @@ audit event in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from matching.ages import gap_band
 from matching.calibration import (
-    DEFAULT_REVIEW_THRESHOLD, DISTANCE_BANDS, calibrated_bands, distance_band, threshold_for_fmr,
+    DEFAULT_REVIEW_THRESHOLD, DISTANCE_BANDS, calibrated_bands, distance_band, threshold_for_fmr, thresholds_by_gap,
 )
 from service.audit.service import record_event
 from service.calibration.models import Calibration, EvaluationReport
@@ -75,11 +75,19 @@ def store_calibration(
     top_k: int,
     dataset: dict[str, Any],
     actor_id: int | None,
+    gap_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Calibration:
-    """Compute the threshold for `target_fmr` from labelled pair distances, store it and activate it."""
+    """Compute the threshold for `target_fmr` from labelled pair distances, store it and activate it.
+
+    `gap_pairs` (AGE_GAPS label -> (genuine, impostor), e.g. from
+    `matching.evaluation.verification_distances_by_gap`) adds a threshold per age-gap band
+    wherever that band's impostor pairs can show the target; the other bands are stored as not
+    calibrated and use the global threshold.
+    """
     try:
         figures = threshold_for_fmr(genuine, impostor, target_fmr)
         edges = calibrated_bands(impostor, target_fmr, figures.threshold)
+        by_gap = _gap_thresholds(gap_pairs, target_fmr)
     except ValueError as exc:
         raise CalibrationError(str(exc)) from exc
     version = (session.scalar(select(func.max(Calibration.version)).where(Calibration.model_id == model_id)) or 0) + 1
@@ -87,13 +95,21 @@ def store_calibration(
         model_id=model_id, model_version=model_version, version=version, threshold=figures.threshold,
         target_fmr=target_fmr, top_k=top_k, bands=[asdict(edge) for edge in edges],
         achieved_fmr=figures.achieved_fmr, fnmr=figures.fnmr, genuine_pairs=figures.genuine_pairs,
-        impostor_pairs=figures.impostor_pairs, reliable=figures.reliable, dataset=dataset,
+        impostor_pairs=figures.impostor_pairs, reliable=figures.reliable, gap_thresholds=by_gap, dataset=dataset,
         created_by_id=actor_id, activated_at=utcnow(),
     )
     session.add(row)
     session.flush()
     _audit_activation(session, row, actor_id=actor_id, action="calibration.created")
     return row
+
+
+def _gap_thresholds(gap_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+                    target_fmr: float) -> list[dict[str, Any]]:
+    """Every band's threshold or why it has none; nothing when no pair had a known gap."""
+    if not gap_pairs or not any(len(genuine) or len(impostor) for genuine, impostor in gap_pairs.values()):
+        return []
+    return [asdict(found) for found in thresholds_by_gap(gap_pairs, target_fmr)]
 
 
 def activate_calibration(session: Session, *, model_id: str, version: int, actor_id: int | None) -> Calibration:
@@ -112,7 +128,17 @@ def _audit_activation(session: Session, row: Calibration, *, actor_id: int | Non
     record_event(session, action=action, actor_id=actor_id, target_type="calibration", target_id=row.id,
                  details={"model_id": row.model_id, "version": row.version, "threshold": round(row.threshold, 6),
                           "target_fmr": row.target_fmr, "impostor_pairs": row.impostor_pairs,
-                          "genuine_pairs": row.genuine_pairs, "reliable": row.reliable})
+                          "genuine_pairs": row.genuine_pairs, "reliable": row.reliable,
+                          **_gap_details(row.gap_thresholds or [])})
+
+
+def _gap_details(gaps: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Per-band thresholds for the audit trail, as parallel lists of codes and numbers (details are
+    flat): the band, its threshold (null: not calibrated, the global one applies) and pair counts."""
+    return {"gap_bands": [gap["band"] for gap in gaps],
+            "gap_thresholds": [None if gap["threshold"] is None else round(gap["threshold"], 6) for gap in gaps],
+            "gap_genuine_pairs": [gap["genuine_pairs"] for gap in gaps],
+            "gap_impostor_pairs": [gap["impostor_pairs"] for gap in gaps]}
 
 
 def active_calibration(session: Session, model_id: str) -> Calibration | None:
@@ -137,8 +163,10 @@ def policy_of(row: Calibration | None) -> ReviewPolicy:
     """The policy a calibration sets; the placeholders for None."""
     if row is None:
         return PLACEHOLDER_POLICY
+    gaps = tuple((gap["band"], gap["threshold"]) for gap in row.gap_thresholds or [] if gap["calibrated"])
     return ReviewPolicy(threshold=row.threshold, bands=tuple((edge["band"], edge["upper"]) for edge in row.bands),
-                        top_k=row.top_k, calibration_id=row.id, calibration_version=row.version)
+                        top_k=row.top_k, calibration_id=row.id, calibration_version=row.version,
+                        gap_thresholds=gaps)
 
 
 def band_lookup(session: Session) -> Callable[[str, float | None], str | None]:

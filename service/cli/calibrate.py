@@ -63,7 +63,7 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
                workers: int | None, cache: Path | None) -> None:
     from matching.dataset import ManifestError
     from matching.embedders import UnknownEmbedder
-    from matching.evaluation import verification_distances
+    from matching.evaluation import verification_distances, verification_distances_by_gap
     from service.calibration.service import CalibrationError, store_calibration
     from service.cli.evaluate import embed_with_progress
     from service.db import transaction
@@ -85,8 +85,10 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
         with transaction(sessions) as session:
             row = store_calibration(session, model_id=model_id, model_version=model_version, genuine=genuine,
                                     impostor=impostor, target_fmr=target_fmr, top_k=top_k,
-                                    dataset=embedded.summary(), actor_id=None)
+                                    dataset=embedded.summary(), actor_id=None,
+                                    gap_pairs=verification_distances_by_gap(embedded.samples))
             version, threshold, reliable, fnmr = row.version, row.threshold, row.reliable, row.fnmr
+            gaps = list(row.gap_thresholds or [])
     except CalibrationError as exc:
         _fail(str(exc))
     console.print(f"Calibration {version} of {model_id} is now in force: threshold {threshold:.4f} for a "
@@ -95,6 +97,15 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
     if not reliable:
         console.print(f"[yellow]warning:[/yellow] {len(impostor)} impostor pairs cannot show a false-match rate "
                       f"of {target_fmr:g}; it needs at least {round(1 / target_fmr)}. Calibrate on more photos.")
+    if not gaps:
+        console.print("No pair of photos has both ages or both dates: every gap between photos uses that threshold.")
+    for gap in gaps:
+        pairs = f"{gap['impostor_pairs']} impostor and {gap['genuine_pairs']} genuine pairs"
+        if gap["calibrated"]:
+            console.print(f"  {gap['band']} years apart: threshold {gap['threshold']:.4f} ({pairs}).")
+        else:
+            console.print(f"  {gap['band']} years apart: not calibrated, uses {threshold:.4f} ({pairs}; needs "
+                          f"{gap['trials_needed']} impostor pairs).")
 
 
 def _activate(sessions, version: int, model: str | None) -> None:
@@ -113,19 +124,30 @@ def _activate(sessions, version: int, model: str | None) -> None:
 
 
 def _list(sessions) -> None:
+    from matching.report import percent
     from service.calibration.service import active_calibration, list_calibrations
 
     session = sessions()
     try:
-        table = Table("model", "version", "threshold", "target FMR", "FNMR", "pairs (gen/imp)", "reliable", "in force")
+        table = Table("model", "version", "threshold", "target FMR", "FNMR", "pairs (gen/imp)", "reliable",
+                      "by years apart", "in force")
         for row in list_calibrations(session):
             in_force = active_calibration(session, row.model_id)
             table.add_row(row.model_id, str(row.version), f"{row.threshold:.4f}", f"{row.target_fmr:g}",
-                          f"{row.fnmr:.1%}", f"{row.genuine_pairs}/{row.impostor_pairs}",
-                          "yes" if row.reliable else "no", "yes" if in_force and in_force.id == row.id else "")
+                          percent(row.fnmr), f"{row.genuine_pairs}/{row.impostor_pairs}",
+                          "yes" if row.reliable else "no", _gaps_cell(row.gap_thresholds),
+                          "yes" if in_force and in_force.id == row.id else "")
         console.print(table)
     finally:
         session.close()
+
+
+def _gaps_cell(gaps: list[dict] | None) -> str:
+    """One line per age-gap band: its threshold, or that it uses the global one, with its pair counts."""
+    if not gaps:
+        return "none (no ages or dates)"
+    return "\n".join(f"{gap['band']}: {gap['threshold']:.4f}" if gap["calibrated"] else
+                     f"{gap['band']}: global ({gap['impostor_pairs']} < {gap['trials_needed']} imp.)" for gap in gaps)
 
 
 def _fail(message: str) -> None:

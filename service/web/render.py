@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from matching.report import percent
 from service.auth.models import User
 from service.web.csrf import FORM_FIELD, csrf_token, sign
 from service.web.cookies import queue_cookie
@@ -95,7 +96,7 @@ def band_words(band: str | None) -> str:
 def _environment() -> Environment:
     environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(when=format_when, day=format_day, band=band_words)
+    environment.filters.update(when=format_when, day=format_day, band=band_words, percent=percent)
     environment.globals.update(plural=plural, csrf_field_name=FORM_FIELD)
     return environment
 

@@ -145,3 +145,68 @@ def test_evaluate_measures_at_the_threshold_the_service_uses(environment, photos
                                  "--cache", cache])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "report" / "report.json").read_text())["threshold"] == in_force
+
+
+def aged_shared_faces(shared_images, root):
+    """The 17 shared photos copied beside a manifest giving every photo age 30 but one of Obama's, aged 45.
+
+    Pairs at 0-1 years apart: 120 (18 same-person, 102 different), enough for a target of 0.05;
+    pairs 15 years apart (10+): 16 (5 same-person, 11 different), not enough (20 needed).
+    """
+    lines = ["path,identity,age_at_photo"]
+    for person in sorted((shared_images / "identities").iterdir()):
+        for number, photo in enumerate(sorted(person.iterdir())):
+            (root / person.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(photo, root / person.name / photo.name)
+            age = 45 if person.name == "obama" and number == 0 else 30
+            lines.append(f"{person.name}/{photo.name},{person.name},{age}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def test_a_threshold_per_age_gap_only_where_the_data_can_show_the_target(environment, shared_images, faces_cache,
+                                                                        db, tmp_path):
+    import json
+
+    from matching.calibration import threshold_for_fmr
+    from matching.dataset import embed_dataset, load_manifest
+    from service.calibration.card import model_card
+
+    manifest = aged_shared_faces(shared_images, tmp_path / "aged")
+    result = calibrate(str(manifest), "--target-fmr", "0.05", "--cache", str(faces_cache), "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "0-1 years apart: threshold" in result.output
+    assert "10+ years apart: not calibrated" in result.output and "needs 20 impostor pairs" in result.output
+
+    db.rollback()
+    row = db.scalars(select(Calibration)).one()
+    near, two, five, far = row.gap_thresholds
+    assert [gap["band"] for gap in row.gap_thresholds] == ["0-1", "2-4", "5-9", "10+"]
+    assert (near["calibrated"], near["genuine_pairs"], near["impostor_pairs"]) == (True, 18, 102)
+    assert (far["calibrated"], far["threshold"], far["genuine_pairs"], far["impostor_pairs"]) == (False, None, 5, 11)
+    assert not two["calibrated"] and not five["calibrated"] and two["impostor_pairs"] == 0
+    # The band's threshold is exactly threshold_for_fmr on the real distances of the pairs 0-1 years apart.
+    samples = embed_dataset(load_manifest(manifest), workers=1, cache_dir=faces_cache).samples
+    same_age = [(a, b) for i, a in enumerate(samples) for b in samples[i + 1:] if a.age == b.age]
+    distances = {kind: [float(np.linalg.norm(a.vector - b.vector)) for a, b in same_age
+                        if (a.identity == b.identity) == kind] for kind in (True, False)}
+    expected = threshold_for_fmr(distances[True], distances[False], 0.05)
+    assert near["threshold"] == pytest.approx(expected.threshold) and near["fnmr"] == pytest.approx(expected.fnmr)
+
+    policy = review_policy(db, MODEL_ID)
+    assert policy.gap_thresholds == (("0-1", near["threshold"]),)
+    assert policy.threshold_for(0.5) == near["threshold"] and policy.threshold_for(15.0) == row.threshold
+    assert policy.threshold_for(None) == row.threshold
+
+    event = db.scalars(select(AuditEvent).where(AuditEvent.action == "calibration.created")).one()
+    details = json.loads(event.details)
+    assert {key: value for key, value in details.items() if key.startswith("gap_")} == {
+        "gap_bands": ["0-1", "2-4", "5-9", "10+"], "gap_thresholds": [round(near["threshold"], 6), None, None, None],
+        "gap_genuine_pairs": [18, 0, 0, 5], "gap_impostor_pairs": [102, 0, 0, 11]}
+
+    listed = runner.invoke(app, ["calibrate", "--list"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0
+    assert f"0-1: {near['threshold']:.4f}" in listed.output and "10+: global (11 < 20 imp.)" in listed.output
+
+    card = model_card(db, model_id=MODEL_ID, model_version=row.model_version)
+    assert card["calibration"]["gap_thresholds"] == row.gap_thresholds

@@ -162,3 +162,70 @@ def test_the_model_card_page_shows_the_figures_to_everyone_signed_in(app, db):
     assert "Version 1" in page and "Aged 6-9 100 %" in page and "Aged 18+ 100 %" in page
     assert "male" in page and "female" in page
     assert "not calibrated" not in page.lower()
+
+
+def gap_pairs() -> dict:
+    """0-1 years apart: 1000 impostor pairs, enough for 1e-3; 5-9: 400, too few; others none."""
+    return {"0-1": (GENUINE, impostors_from(0.45)), "2-4": (np.empty(0), np.empty(0)),
+            "5-9": (GENUINE + 0.2, impostors_from(0.8, count=400)), "10+": (np.empty(0), np.empty(0))}
+
+
+def test_thresholds_per_age_gap_are_stored_given_by_the_policy_shown_and_audited(client, db, app):
+    row = store_calibration(db, model_id=MODEL_ID, model_version="v-test", genuine=GENUINE, impostor=impostors_from(0.5),
+                            target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None, gap_pairs=gap_pairs())
+    db.commit()
+    near, _, far, _ = row.gap_thresholds
+    assert near["calibrated"] and near["threshold"] == pytest.approx(impostors_from(0.45)[1])
+    assert (near["genuine_pairs"], near["impostor_pairs"], near["trials_needed"]) == (50, 1000, 1000)
+    assert (far["calibrated"], far["threshold"], far["impostor_pairs"]) == (False, None, 400)
+    policy = review_policy(db, MODEL_ID)
+    assert policy.gap_thresholds == (("0-1", near["threshold"]),)
+    assert policy.threshold_for(1.0) == near["threshold"] < row.threshold
+    assert policy.threshold_for(7.0) == row.threshold == policy.widest_threshold  # 5-9: not calibrated
+    [event] = events(db, "calibration.created")
+    assert '"gap_bands":["0-1","2-4","5-9","10+"]' in event.details
+    assert '"gap_impostor_pairs":[1000,0,400,0]' in event.details
+
+    caseworker = make_user(db, "caseworker", organisation=make_organisation(db))
+    db.commit()
+    card = client.get("/api/v1/model", headers=sign_in(client, caseworker)).json()
+    assert [(gap["band"], gap["threshold"]) for gap in card["calibration"]["gap_thresholds"]] == [
+        ("0-1", near["threshold"]), ("2-4", None), ("5-9", None), ("10+", None)]
+    page = text_of(Person(app, caseworker).get("/model"))
+    assert "Threshold by years between the two photos" in page
+    assert f"0-1 {near['threshold']:.3f} 50 / 1000" in page
+    assert f"5-9 Not calibrated: needs 1000 different-person pairs; uses {row.threshold:.3f}" in page
+
+
+def test_without_ages_a_calibration_has_no_gap_thresholds(db):
+    row = calibrate(db, low=0.5)
+    assert row.gap_thresholds == [] and review_policy(db, MODEL_ID).gap_thresholds == ()
+    empty = {label: (np.empty(0), np.empty(0)) for label in ("0-1", "2-4", "5-9", "10+")}
+    again = store_calibration(db, model_id=MODEL_ID, model_version="v", genuine=GENUINE, impostor=impostors_from(0.5),
+                              target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None, gap_pairs=empty)
+    assert again.gap_thresholds == []
+
+
+def test_a_calibration_from_before_gap_thresholds_uses_the_global_one(db, database_url):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from service.db import make_engine
+    from service.migrate import alembic_config
+
+    row = calibrate(db, low=0.5)
+    db.execute(Calibration.__table__.update().values(gap_thresholds=None))  # as stored before 0009
+    db.commit()
+    db.expire_all()
+    assert review_policy(db, MODEL_ID).gap_thresholds == () and review_policy(db, MODEL_ID).threshold == row.threshold
+    db.close()
+    engine, config = make_engine(database_url), alembic_config(database_url)
+    try:
+        for step, revision, has_column in ((command.downgrade, "0008", False), (command.upgrade, "head", True)):
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                step(config, revision)
+                columns = {column["name"] for column in inspect(connection).get_columns("calibrations")}
+                assert ("gap_thresholds" in columns) is has_column
+    finally:
+        engine.dispose()

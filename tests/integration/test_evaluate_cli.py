@@ -134,9 +134,8 @@ def test_no_usable_photo_writes_nothing(manifest, tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_shared_faces_in_folder_mode(shared_images, tmp_path) -> None:
-    result = evaluate(str(shared_images / "identities"), "--out", str(tmp_path / "out"), "--cache",
-                      str(tmp_path / "cache"))
+def test_shared_faces_in_folder_mode(shared_images, faces_cache, tmp_path) -> None:
+    result = evaluate(str(shared_images / "identities"), "--out", str(tmp_path / "out"), "--cache", str(faces_cache))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert (report["dataset"]["photos"], report["dataset"]["identities"]) == (17, 6)

@@ -106,3 +106,29 @@ def test_pair_distances_refuses_mismatched_labels() -> None:
 
 def test_default_threshold_is_a_plausible_distance() -> None:
     assert isinstance(DEFAULT_REVIEW_THRESHOLD, float) and 0.0 < DEFAULT_REVIEW_THRESHOLD < 2.0
+
+
+def test_thresholds_by_gap_only_where_the_band_can_show_the_target() -> None:
+    from matching.calibration import thresholds_by_gap
+
+    pairs = {
+        "0-1": ([0.05, 0.25, 0.35], TENTHS),  # ten impostor pairs: enough for 0.2, as threshold_for_fmr
+        "2-4": ([0.3], [0.5, 0.6, 0.7, 0.8]),  # four: cannot show 0.2
+        "5-9": ([], [0.4, 0.9, 0.3, 0.7, 0.8]),  # five, no genuine pair: a threshold, FNMR unknown
+    }
+    near, middle, far, widest = thresholds_by_gap(pairs, target_fmr=0.2)
+    reference = threshold_for_fmr(*pairs["0-1"], target_fmr=0.2)
+    assert (near.band, near.threshold, near.achieved_fmr, near.fnmr) == (
+        "0-1", reference.threshold, reference.achieved_fmr, reference.fnmr)
+    assert (near.calibrated, near.genuine_pairs, near.impostor_pairs, near.trials_needed) == (True, 3, 10, 5)
+    assert (middle.calibrated, middle.threshold, middle.fnmr, middle.impostor_pairs) == (False, None, None, 4)
+    # One of five impostors may match: just below the second smallest, 0.4.
+    assert (far.calibrated, far.threshold, far.achieved_fmr, far.fnmr) == (True, np.nextafter(0.4, -np.inf), 0.2, None)
+    assert (widest.band, widest.calibrated, widest.impostor_pairs) == ("10+", False, 0)
+
+
+def test_thresholds_by_gap_refuse_a_bad_target() -> None:
+    from matching.calibration import thresholds_by_gap
+
+    with pytest.raises(ValueError, match="target_fmr"):
+        thresholds_by_gap({}, target_fmr=1.5)
