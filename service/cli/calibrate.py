@@ -64,6 +64,7 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
     from matching.dataset import ManifestError
     from matching.embedders import UnknownEmbedder
     from matching.evaluation import verification_distances, verification_distances_by_gap
+    from matching.report import percent
     from service.calibration.service import CalibrationError, store_calibration
     from service.cli.evaluate import embed_with_progress
     from service.db import transaction
@@ -93,7 +94,7 @@ def _calibrate(sessions, settings: Settings, manifest: Path, *, model: str | Non
         _fail(str(exc))
     console.print(f"Calibration {version} of {model_id} is now in force: threshold {threshold:.4f} for a "
                   f"false-match rate of {target_fmr:g} ({len(impostor)} impostor and {len(genuine)} genuine "
-                  f"pairs; same-person pairs missed: {fnmr:.1%}).")
+                  f"pairs; same-person pairs missed: {percent(fnmr)}).")
     if not reliable:
         console.print(f"[yellow]warning:[/yellow] {len(impostor)} impostor pairs cannot show a false-match rate "
                       f"of {target_fmr:g}; it needs at least {round(1 / target_fmr)}. Calibrate on more photos.")
