@@ -145,6 +145,8 @@ def _list(sessions) -> None:
 
 def _gaps_cell(gaps: list[dict] | None) -> str:
     """One line per age-gap band: its threshold, or that it uses the global one, with its pair counts."""
+    if gaps is None:
+        return "-"  # stored before calibrate set thresholds per age gap
     if not gaps:
         return "none (no ages or dates)"
     return "\n".join(f"{gap['band']}: {gap['threshold']:.4f}" if gap["calibrated"] else
