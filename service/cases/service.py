@@ -253,14 +253,15 @@ def review_load_words(load: ReviewLoad) -> dict[str, str]:
                           f"{load.days} days.")
     else:
         alerting_words = (f"Your organisation's alerting searches of the last {load.days} days proposed "
-                          f"{alerting.average_candidates:g} candidates per case on average "
+                          f"{_average(alerting.average_candidates, 'candidate')} per case on average "
                           f"({_count(alerting.recent_cases, 'case')}).")
     investigative_words = (f"Up to the number of leads you choose (1 to {MAX_LEADS}) for each face found in the "
                            f"photo, whether or not any is close; each lead needs {REVIEWS_PER_CANDIDATE} reviews, "
                            f"so 25 leads for one face need {25 * REVIEWS_PER_CANDIDATE} reviews.")
     if load.investigative.average_candidates is not None:
         investigative_words += (f" Your organisation's investigative searches of the last {load.days} days "
-                                f"proposed {load.investigative.average_candidates:g} leads per case on average.")
+                                f"proposed {_average(load.investigative.average_candidates, 'lead')} per case on "
+                                f"average.")
     queue_words = (f"Your organisation's review queue now: {_count(load.open_candidates, 'open candidate')}, "
                    f"needing at least {_count(load.reviews_needed, 'more review')}.")
     return {"alerting": alerting_words, "investigative": investigative_words, "queue": queue_words}
@@ -268,6 +269,10 @@ def review_load_words(load: ReviewLoad) -> dict[str, str]:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun if number == 1 else noun + 's'}"
+
+
+def _average(number: float, noun: str) -> str:
+    return f"{number:g} {noun if number == 1 else noun + 's'}"
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -103,25 +103,17 @@ def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(wo
     assert [rank for rank, _, _ in ranked(world, everyone)] == [1, 2, 3]
     assert gallery["kit"] not in [record for _, record, _ in ranked(world, everyone)]
 
-
-def test_two_way_matching_alerts_into_an_investigative_case_and_ranks_never_tie(world, client, sdist_images,
-                                                                                 shared_images):
-    obama = (sdist_images / "obama.jpg").read_bytes()
-    first = world.enrol(obama).record_id
-    lin = world.enrol((shared_images / "identities" / "lin_manuel_miranda" / "lin-manuel-miranda.png")
-                      .read_bytes()).record_id
-    leads = searched(world, (sdist_images / "obama2.jpg").read_bytes(), mode="investigative", limit=5)
-    assert ranked(world, leads) == [(1, first, "investigative"), (2, lin, "investigative")]
-
-    # A new record photo of the same face, exactly as close as the first record: proposed to
-    # the open case by the alerting rule, and the face's ranks numbered again, ties by record.
-    second = world.enrol(obama).record_id
-    assert ranked(world, leads) == [(1, first, "investigative"), (2, second, "alerting"), (3, lin, "investigative")]
-    # Another new record beyond the threshold is not proposed: two-way matching never adds leads.
-    world.enrol((sdist_images / "biden.jpg").read_bytes())
-    assert len(ranked(world, leads)) == 3
+    # Two-way matching: a new record photo of the same face, exactly as close as the first
+    # record, is proposed to the open cases by the alerting rule (as a possible match, not a
+    # lead), and each face's ranks are numbered again without a tie (equal distances go by record).
+    second = world.enrol((sdist_images / "obama.jpg").read_bytes()).record_id
+    world.enrol((sdist_images / "biden.jpg").read_bytes())  # beyond the threshold: two-way never adds leads
+    assert ranked(world, leads) == [(1, gallery["obama"], "investigative"), (2, second, "alerting"),
+                                    (3, gallery["lin"], "investigative"), (4, gallery["biden"], "investigative")]
+    assert ranked(world, alerting) == [(1, gallery["obama"], "alerting"), (2, second, "alerting")]
     shown = client.get(f"{API}/cases/{leads}", headers=headers_of(world)).json()["candidates"]
-    assert [c["lead_label"] for c in shown] == [f"Lead 1 of 3: {LEAD}", None, f"Lead 3 of 3: {LEAD}"]
+    assert [c["lead_label"] for c in shown] == [f"Lead 1 of 4: {LEAD}", None, f"Lead 3 of 4: {LEAD}",
+                                                f"Lead 4 of 4: {LEAD}"]
 
 
 def test_thresholds_per_age_gap_decide_which_records_are_proposed(world, client, sdist_images):
