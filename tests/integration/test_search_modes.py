@@ -4,6 +4,8 @@ The pipeline runs in this process on both databases (as in test_worker.py, whose
 remembered dlib analyses these tests share, so each photo is analysed once per run).
 What a caseworker and a reviewer then read comes through the API.
 
+The last test uses synthetic vectors, because it is about how far the index is asked.
+
 The gallery: obama.jpg (distance about 0.35 to the probe obama2.jpg), and three other
 people beyond the provisional threshold of 0.6 (Lin-Manuel Miranda about 0.71, Biden
 0.82, Kit Harington 0.83). The gap tests enrol the same obama.jpg under three records,
@@ -12,8 +14,10 @@ so every distance is equal and only the years between the photos differ.
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 
@@ -22,16 +26,16 @@ from service.auth import service as auth_service
 from service.calibration.service import ReviewPolicy
 from service.cases.models import Case
 from service.db import utcnow
-from service.photos.models import Photo
+from service.embedding.service import active_model
+from service.photos.index_log import append_index_change
+from service.photos.models import Embedding, Photo
 from service.records.models import Consent
 from service.reviews.models import Candidate
 from service.worker import pipeline as pipeline_module
 from tests.integration.test_records import API, Person, bearer
 from tests.integration.test_worker import remembered_analysis
-from tests.support.gallery import World, make_record
+from tests.support.gallery import World, make_case, make_record
 from tests.support.service import make_user
-
-pytestmark = pytest.mark.faces
 
 LEAD = "an investigative lead, not a match"
 
@@ -67,6 +71,7 @@ def ranked(world: World, case_id: int) -> list[tuple[int, int, str]]:
     return [(c.rank, c.record_id, c.search_mode) for c in rows]
 
 
+@pytest.mark.faces
 def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(world, client, sdist_images,
                                                                                shared_images):
     people = shared_images / "identities"
@@ -116,6 +121,7 @@ def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(wo
                                                 f"Lead 4 of 4: {LEAD}"]
 
 
+@pytest.mark.faces
 def test_thresholds_per_age_gap_decide_which_records_are_proposed(world, client, sdist_images):
     """One photo under three records; the case photo shows a 40-year-old, taken on 1 January 2023."""
     obama, probe = (sdist_images / "obama.jpg").read_bytes(), (sdist_images / "obama2.jpg").read_bytes()
@@ -162,3 +168,47 @@ def test_thresholds_per_age_gap_decide_which_records_are_proposed(world, client,
         c["id"]: c["years_between"] for c in shown}
     for candidate, years in zip(shown, (7.0, 0.5, None)):
         assert client.get(f"{API}/candidates/{candidate['id']}", headers=as_reviewer).json()["years_between"] == years
+
+
+def test_an_investigative_search_asks_the_index_for_more_until_it_has_n_records(world):
+    """Ten photos of one record sit closer than anyone else: 4 neighbours per lead would find one record."""
+    model_id, version = active_model(world.db)
+    rng = np.random.default_rng(5)
+    probe = rng.normal(size=128).astype(np.float32)
+    direction = rng.normal(size=128).astype(np.float32)
+    direction /= np.linalg.norm(direction)
+
+    def face(photo: Photo, distance: float, *, indexed: bool = True) -> None:
+        embedding = Embedding(photo_id=photo.id, face_index=0, box_top=0, box_right=9, box_bottom=9, box_left=0,
+                              quality=json.dumps({}), vector=(probe + distance * direction).astype(np.float32)
+                              .tobytes(), model_id=model_id, model_version=version)
+        world.db.add(embedding)
+        world.db.flush()
+        if indexed:
+            append_index_change(world.db, op="add", embedding_id=embedding.id, model_id=model_id)
+
+    def record(*distances: float) -> int:
+        row = make_record(world.db, organisation_id=world.organisation.id, user_id=world.user.id)
+        for distance in distances:
+            photo = Photo(organisation_id=world.organisation.id, uploaded_by=world.user.id, record_id=row.id,
+                          status="embedded", attempts=1)
+            world.db.add(photo)
+            world.db.flush()
+            face(photo, distance)
+        return row.id
+
+    crowded = record(*(0.10 + i / 100 for i in range(10)))
+    expired = record(0.30)
+    world.db.execute(update(Consent).where(Consent.record_id == expired).values(expires_at=utcnow()))
+    far = record(0.90)
+    case = make_case(world.db, organisation_id=world.organisation.id, user_id=world.user.id)
+    case.status, case.search_mode, case.candidate_limit = "processing", "investigative", 2
+    photo = Photo(organisation_id=world.organisation.id, uploaded_by=world.user.id, case_id=case.id,
+                  status="embedded", attempts=1)
+    world.db.add(photo)
+    world.db.flush()
+    face(photo, 0.0, indexed=False)  # the probe face, as process_case stores it
+    world.db.commit()
+
+    assert world.pipeline.search_case(case.id) == "searched"
+    assert [(rank, record) for rank, record, _ in ranked(world, case.id)] == [(1, crowded), (2, far)]
