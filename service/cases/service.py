@@ -13,9 +13,9 @@ photo's date and age at photo are checked before anything else, so a bad one sto
 nothing and uses no quota; `review_load` gives the figures a caseworker sees before
 choosing a mode. The file is decoded with no transaction open; the case, its photo
 and the `case_submitted` event (ids, the mode and counts only) then commit together,
-and the caller dispatches the case. Another organisation's case is "not found": reviewers of an
-organisation that owns a candidate record see that candidate through the review
-queue, not the case.
+and the caller dispatches the case. Another organisation's case is "not found":
+reviewers of an organisation that owns a candidate record see that candidate
+through the review queue, not the case.
 """
 
 from __future__ import annotations
