@@ -21,6 +21,10 @@ class Case(Base):
     # queued | processing | searched | no_face | rejected_input | failed
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     status_message: Mapped[str | None] = mapped_column(Text)
+    # alerting: the calibrated threshold and top-k; investigative: the best `candidate_limit`
+    # records per face with no threshold (service.cases.modes).
+    search_mode: Mapped[str] = mapped_column(String(20), default="alerting", server_default="alerting")
+    candidate_limit: Mapped[int | None] = mapped_column(Integer)  # investigative only: 1..50
     faces: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

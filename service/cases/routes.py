@@ -4,7 +4,10 @@ Submitting needs `submit_cases` (caseworkers); reading needs `read_cases`
 (caseworkers and reviewers of the submitting organisation). Refusals become
 `{"detail": sentence}` answers through `refusal_route` (a 429
 also carries Retry-After). The case is dispatched to the workers only after it
-has committed.
+has committed. The search mode, number of leads, date taken and age at photo are
+taken as text and checked by the service, so a bad one gets a sentence, not a
+list of field errors. `GET /cases/review-load` gives what each mode costs in review
+before a caseworker chooses.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from service.calibration.service import band_lookup
 from service.cases import service
 from service.cases.models import Case
-from service.cases.schemas import CandidateOut, CaseAccepted, CaseOut, CasePage, CaseSummary
+from service.cases.modes import MAX_LEADS, REVIEWS_PER_CANDIDATE
+from service.cases.schemas import (
+    CandidateOut, CaseAccepted, CaseOut, CasePage, CaseSummary, InvestigativeCost, ModeHistoryOut, OpenQueue,
+    ReviewLoadOut,
+)
 from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.service import UploadRefused, read_upload
 from service.records.routes import refusal_route
+from service.reviews.candidate_facts import CandidateFacts, candidate_facts
 from service.reviews.models import Candidate
 from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
@@ -30,6 +37,8 @@ REFUSALS = {404: {"description": "No such case in your organisation"}}
 SUBMIT_REFUSALS = {400: {"description": "Empty file"}, 413: {"description": "Too large"},
                    415: {"description": "Not a still image"}, 422: {"description": "Refused: {detail}"},
                    429: {"description": "Daily quota used; see Retry-After"}}
+MODE_HELP = ("alerting (the default): the records within the calibrated review threshold. investigative: the "
+             f"candidate_limit closest records per face (1 to {MAX_LEADS}), with no threshold; leads, not matches.")
 
 
 @router.post("/cases", status_code=202, response_model=CaseAccepted, responses=SUBMIT_REFUSALS,
@@ -38,10 +47,21 @@ def submit_case(file: Annotated[UploadFile, File()],
                 case_reference: Annotated[str, Form(min_length=1, max_length=100)],
                 purpose: Annotated[str, Form(min_length=1, max_length=2000)],
                 user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
-                dispatcher: DispatcherDep) -> CaseAccepted:
+                dispatcher: DispatcherDep,
+                search_mode: Annotated[str | None, Form(max_length=20, description=MODE_HELP)] = None,
+                candidate_limit: Annotated[str | None, Form(max_length=20, description="1 to 50; investigative "
+                                                                                       "only.")] = None,
+                taken_at: Annotated[str | None, Form(max_length=20, description="The case photo's date, "
+                                                                                "YYYY-MM-DD.")] = None,
+                age_at_photo: Annotated[str | None, Form(max_length=20, description="The age of the person in "
+                                                                                    "the case photo, in years.")]
+                = None) -> CaseAccepted:
     """Search the records for the face(s) in a photo; the search runs in the background."""
+    now = utcnow()
+    search = service.parse_search(search_mode, candidate_limit)
+    facts = service.parse_photo_facts(taken_at, age_at_photo, now=now)
     case = service.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
-                               purpose=purpose, now=utcnow(),
+                               purpose=purpose, now=now, search=search, photo_facts=facts,
                                read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     dispatch_after_commit(dispatcher.case, case.id)
     return CaseAccepted(id=case.id, status=case.status)
@@ -58,21 +78,39 @@ def list_cases(user: CurrentUser, session: DbSession,
     return CasePage(items=[_summary(case) for case in cases], total=total, limit=limit, offset=offset)
 
 
+@router.get("/cases/review-load", response_model=ReviewLoadOut, **permission(Action.SUBMIT_CASES))
+def get_review_load(user: CurrentUser, session: DbSession) -> ReviewLoadOut:
+    """What each search mode has cost your organisation in review lately, and its open review queue now."""
+    load = service.review_load(session, actor=user, now=utcnow())
+    words = service.review_load_words(load)
+    return ReviewLoadOut(
+        window_days=load.days,
+        alerting=ModeHistoryOut(**vars(load.alerting)),
+        investigative=InvestigativeCost(**vars(load.investigative), max_leads_per_face=MAX_LEADS,
+                                        reviews_per_candidate=REVIEWS_PER_CANDIDATE),
+        open_queue=OpenQueue(candidates=load.open_candidates, reviews_needed=load.reviews_needed),
+        summary=" ".join((f"Alerting: {words['alerting']}", f"Investigative: {words['investigative']}",
+                          words["queue"])),
+    )
+
+
 @router.get("/cases/{case_id}", response_model=CaseOut, responses=REFUSALS, **permission(Action.READ_CASES))
 def get_case(case_id: int, user: CurrentUser, session: DbSession) -> CaseOut:
     """A case's progress and outcome, in words, with its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
-    band = band_lookup(session)  # one policy read per model, not per candidate
+    facts = candidate_facts(session, [candidate for candidate, _ in candidates])  # a few queries, not per candidate
     return CaseOut(**_summary(case).model_dump(), searched_at=case.searched_at,
-                   candidates=[_candidate(candidate, status, band) for candidate, status in candidates])
+                   candidates=[_candidate(candidate, status, facts[candidate.id]) for candidate, status in candidates])
 
 
 def _summary(case: Case) -> CaseSummary:
     return CaseSummary(id=case.id, case_reference=case.case_reference, status=case.status,
-                       status_message=service.case_words(case), faces=case.faces, created_at=case.created_at,
+                       status_message=service.case_words(case), faces=case.faces, search_mode=case.search_mode,
+                       candidate_limit=case.candidate_limit, created_at=case.created_at,
                        retention_until=case.retention_until, purged_at=case.purged_at)
 
 
-def _candidate(candidate: Candidate, status: str, band) -> CandidateOut:
+def _candidate(candidate: Candidate, status: str, facts: CandidateFacts) -> CandidateOut:
     return CandidateOut(id=candidate.id, record_id=candidate.record_id, rank=candidate.rank, distance=candidate.distance,
-                        distance_band=band(candidate.model_id, candidate.distance), status=status)
+                        distance_band=facts.band, years_between=facts.years_between,
+                        search_mode=candidate.search_mode, lead_label=facts.lead_label, status=status)

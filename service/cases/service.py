@@ -8,18 +8,22 @@ oversight can see attempts at bulk use. The quota is counted again under a lock
 on the organisation's row when the case is stored, so two submissions at the same
 moment cannot both take the last place.
 
-The file is decoded with no transaction open; the case, its photo and the
-`case_submitted` event (ids only) then commit together, and the caller dispatches
-the case. Another organisation's case is "not found": reviewers of an
-organisation that owns a candidate record see that candidate through the review
-queue, not the case.
+The search mode (alerting, or investigative with its number of leads) and the case
+photo's date and age at photo are checked before anything else, so a bad one stores
+nothing and uses no quota; `review_load` gives the figures a caseworker sees before
+choosing a mode. The file is decoded with no transaction open; the case, its photo
+and the `case_submitted` event (ids, the mode and counts only) then commit together,
+and the caller dispatches the case. Another organisation's case is "not found":
+reviewers of an organisation that owns a candidate record see that candidate
+through the review queue, not the case.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,13 +31,18 @@ from sqlalchemy.orm import Session
 from service.audit.service import record_event
 from service.auth.models import User
 from service.cases.models import Case
+from service.cases.modes import (
+    ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, SearchChoiceError, parse_search_choice,
+)
 from service.organisations.models import Organisation
 from service.photos.service import check_upload, store_photo
 from service.photos.storage import PhotoVault
 from service.retention import files_erased_on_failure
+from service.records.models import Record
+from service.records.service import LATEST_TIME_ZONE
 from service.reviews.models import Candidate, Review
-from vetting.review import visible_status
 from service.settings import Settings
+from vetting.review import OPEN_STATUSES, Status, visible_status
 
 CASE_STATUS_WORDS = {
     "queued": "Waiting to be searched.",
@@ -44,6 +53,9 @@ CASE_STATUS_WORDS = {
     "failed": "The search failed; it will be retried. If it stays like this, submit the photo again.",
 }
 PURGED_WORDS = "The photo and its faces were erased when the retention period ended."
+# How far back "recently" reaches for the review load a caseworker sees before choosing a mode.
+REVIEW_LOAD_DAYS = 90
+OLDEST_AGE_AT_PHOTO = 120
 
 
 class CaseError(Exception):
@@ -63,12 +75,51 @@ def not_found() -> CaseError:
 # --- submitting --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CasePhotoFacts:
+    """What the caseworker knows about the case photo, so the years between photos can be worked out."""
+
+    taken_at: date | None = None
+    age_at_photo: float | None = None
+
+
+def parse_search(search_mode: str | None, candidate_limit: str | int | None) -> SearchChoice:
+    """The search mode and number of leads as typed; CaseError 422 with a sentence otherwise."""
+    try:
+        return parse_search_choice(search_mode, candidate_limit)
+    except SearchChoiceError as refused:
+        raise CaseError(422, str(refused)) from refused
+
+
+def parse_photo_facts(taken_at: str | date | None, age_at_photo: str | float | None, *,
+                      now: datetime) -> CasePhotoFacts:
+    """The case photo's date taken and age at photo as typed (both optional); CaseError 422 otherwise."""
+    if isinstance(taken_at, str):
+        try:
+            taken_at = date.fromisoformat(taken_at.strip()) if taken_at.strip() else None
+        except ValueError:
+            raise CaseError(422, "The date the photo was taken must be a date such as 2026-03-02.") from None
+    if taken_at is not None and taken_at > (now + LATEST_TIME_ZONE).date():
+        raise CaseError(422, "The date the photo was taken cannot be in the future.")
+    if isinstance(age_at_photo, str):
+        try:
+            age_at_photo = float(age_at_photo.strip()) if age_at_photo.strip() else None
+        except ValueError:
+            raise CaseError(422, "The age in the photo must be a number of years, such as 9 or 9.5.") from None
+    if age_at_photo is not None and not 0 <= age_at_photo <= OLDEST_AGE_AT_PHOTO:  # also refuses NaN
+        raise CaseError(422, f"The age in the photo must be from 0 to {OLDEST_AGE_AT_PHOTO} years.")
+    return CasePhotoFacts(taken_at=taken_at, age_at_photo=age_at_photo)
+
+
 def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, case_reference: str,
-                purpose: str, read_file: Callable[[], bytes], now: datetime) -> Case:
+                purpose: str, read_file: Callable[[], bytes], now: datetime,
+                search: SearchChoice = SearchChoice(), photo_facts: CasePhotoFacts = CasePhotoFacts()) -> Case:
     """Check quotas and the photo, then store the case and its photo (committed; caller dispatches).
 
-    Raises CaseError (404, 422, 429) or photos.service.UploadRefused (400-422);
-    a refused submission leaves neither a row nor a file.
+    `search` and `photo_facts` come from `parse_search` and `parse_photo_facts`, which
+    refuse bad input before anything is stored. Raises CaseError (404, 422, 429) or
+    photos.service.UploadRefused (400-422); a refused submission leaves neither a row
+    nor a file. Investigative cases count against the same daily quotas as alerting ones.
     """
     actor_id, organisation_id = actor.id, _organisation_of(actor)
     case_reference, purpose = case_reference.strip(), purpose.strip()
@@ -83,16 +134,27 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
         check_quota(session, settings=settings, actor_id=actor_id, organisation_id=organisation_id, now=now)
         case = Case(organisation_id=organisation_id, submitted_by=actor_id, case_reference=case_reference,
                     purpose=purpose, status="queued", attempts=0, created_at=now,
+                    search_mode=search.mode, candidate_limit=search.candidate_limit,
                     retention_until=now + timedelta(days=settings.case_retention_days))
         session.add(case)
         session.flush()
         photo = store_photo(session, vault=sealing_vault, image=image, organisation_id=organisation_id,
-                            uploaded_by=actor_id, case_id=case.id)
+                            uploaded_by=actor_id, case_id=case.id, taken_at=photo_facts.taken_at,
+                            age_at_photo=photo_facts.age_at_photo)
         photo.created_at = now
         record_event(session, action="case_submitted", actor_id=actor_id, organisation_id=organisation_id,
-                     target_type="case", target_id=case.id, details={"case_id": case.id, "photo_id": photo.id})
+                     target_type="case", target_id=case.id,
+                     details=_submitted_details(case.id, photo.id, search))
         session.commit()
     return case
+
+
+def _submitted_details(case_id: int, photo_id: int, search: SearchChoice) -> dict:
+    """Ids, the mode and the number of leads: nothing about the photo or the people."""
+    details = {"case_id": case_id, "photo_id": photo_id, "search_mode": search.mode}
+    if search.investigative:
+        details["candidate_limit"] = search.candidate_limit
+    return details
 
 
 def check_quota(session: Session, *, settings: Settings, actor_id: int, organisation_id: int,
@@ -125,6 +187,92 @@ def _count_since(session: Session, condition, *, since: datetime) -> int:
 def _duration(seconds: int) -> str:
     hours, minutes = divmod(math.ceil(seconds / 60), 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+# --- the review load, before choosing a mode ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModeHistory:
+    recent_cases: int  # searched cases of this mode in the last REVIEW_LOAD_DAYS
+    average_candidates: float | None  # per case; None with no history
+
+
+@dataclass(frozen=True)
+class ReviewLoad:
+    days: int
+    alerting: ModeHistory
+    investigative: ModeHistory
+    open_candidates: int  # candidates involving the organisation that are still open
+    reviews_needed: int  # at least this many reviews to decide them all
+
+
+def review_load(session: Session, *, actor: User, now: datetime) -> ReviewLoad:
+    """What each mode has cost the actor's organisation lately, and its open review queue now.
+
+    The queue counts the open candidates the organisation's reviewers may decide (of its
+    cases or its records, the case photo not yet purged); each still needs two reviews,
+    or one once a first reviewer has confirmed it.
+    """
+    organisation_id = _organisation_of(actor)
+    since = now - timedelta(days=REVIEW_LOAD_DAYS)
+    open_rows = session.execute(
+        select(Candidate.status, func.count(Candidate.id))
+        .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
+        .where(Candidate.status.in_([status.value for status in OPEN_STATUSES]), Case.purged_at.is_(None),
+               (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id))
+        .group_by(Candidate.status)
+    ).all()
+    waiting = dict(open_rows)
+    pending = waiting.get(Status.PENDING_REVIEW.value, 0)
+    second = waiting.get(Status.AWAITING_SECOND_REVIEW.value, 0)
+    return ReviewLoad(
+        days=REVIEW_LOAD_DAYS,
+        alerting=_mode_history(session, organisation_id, ALERTING, since),
+        investigative=_mode_history(session, organisation_id, INVESTIGATIVE, since),
+        open_candidates=pending + second, reviews_needed=REVIEWS_PER_CANDIDATE * pending + second,
+    )
+
+
+def _mode_history(session: Session, organisation_id: int, mode: str, since: datetime) -> ModeHistory:
+    searched = (Case.organisation_id == organisation_id, Case.search_mode == mode, Case.status == "searched",
+                Case.created_at >= since)
+    cases = session.scalar(select(func.count(Case.id)).where(*searched)) or 0
+    if not cases:
+        return ModeHistory(recent_cases=0, average_candidates=None)
+    candidates = session.scalar(select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id)
+                                .where(*searched)) or 0
+    return ModeHistory(recent_cases=cases, average_candidates=round(candidates / cases, 1))
+
+
+def review_load_words(load: ReviewLoad) -> dict[str, str]:
+    """The review load in sentences, for the case form and the API: alerting, investigative, queue."""
+    alerting = load.alerting
+    if alerting.average_candidates is None:
+        alerting_words = (f"No history yet: your organisation has had no alerting search in the last "
+                          f"{load.days} days.")
+    else:
+        alerting_words = (f"Your organisation's alerting searches of the last {load.days} days proposed "
+                          f"{_average(alerting.average_candidates, 'candidate')} per case on average "
+                          f"({_count(alerting.recent_cases, 'case')}).")
+    investigative_words = (f"Up to the number of leads you choose (1 to {MAX_LEADS}) for each face found in the "
+                           f"photo, whether or not any is close; each lead needs {REVIEWS_PER_CANDIDATE} reviews, "
+                           f"so 25 leads for one face need {25 * REVIEWS_PER_CANDIDATE} reviews.")
+    if load.investigative.average_candidates is not None:
+        investigative_words += (f" Your organisation's investigative searches of the last {load.days} days "
+                                f"proposed {_average(load.investigative.average_candidates, 'lead')} per case on "
+                                f"average.")
+    queue_words = (f"Your organisation's review queue now: {_count(load.open_candidates, 'open candidate')}, "
+                   f"needing at least {_count(load.reviews_needed, 'more review')}.")
+    return {"alerting": alerting_words, "investigative": investigative_words, "queue": queue_words}
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun if number == 1 else noun + 's'}"
+
+
+def _average(number: float, noun: str) -> str:
+    return f"{number:g} {noun if number == 1 else noun + 's'}"
 
 
 # --- reading -----------------------------------------------------------------------------------

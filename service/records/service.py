@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from matching.ages import age_at
 from service.audit.service import record_event
 from service.auth.models import User
 from service.photos.models import Photo
@@ -45,7 +46,6 @@ ADULT_AGE = 18
 CLOCK_SKEW = timedelta(minutes=5)
 # A date typed as "today" is accepted if it is today anywhere on Earth (UTC+14 is the furthest ahead).
 LATEST_TIME_ZONE = timedelta(hours=14)
-DAYS_PER_YEAR = 365.2425
 
 PHOTO_STATUS_WORDS = {
     "queued": "Waiting to be processed.",
@@ -221,9 +221,9 @@ def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings,
 
 
 def age_at_photo(date_of_birth: date | None, taken_at: date | None) -> float | None:
-    if date_of_birth is None or taken_at is None:
-        return None
-    return round((taken_at - date_of_birth).days / DAYS_PER_YEAR, 2)
+    """The age stored with a record photo: matching.ages' rule, to the hundredth of a year."""
+    age = age_at(date_of_birth, taken_at)
+    return None if age is None else round(age, 2)
 
 
 def _check_accepts_photos(record: Record, *, now: datetime) -> None:

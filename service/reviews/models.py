@@ -24,6 +24,9 @@ class Candidate(Base):
     rank: Mapped[int] = mapped_column(Integer)
     model_id: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str] = mapped_column(String(64))
+    # The mode it was found in (alerting | investigative), so queues and pages can call an
+    # investigative candidate a lead without joining its case.
+    search_mode: Mapped[str] = mapped_column(String(20), default="alerting", server_default="alerting")
     # pending_review | awaiting_second_review | confirmed | rejected | redacted
     status: Mapped[str] = mapped_column(String(30), default="pending_review", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

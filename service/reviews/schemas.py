@@ -53,7 +53,10 @@ class QueueItem(BaseModel):
     candidate_id: int
     case_id: int
     rank: int
-    distance_band: str | None
+    distance_band: str | None  # beyond_threshold: farther than the review threshold (investigative only)
+    years_between: float | None  # between the two photos, from ages or dates; None when unknown
+    search_mode: str  # alerting | investigative
+    lead_label: str | None  # investigative only: "Lead 7 of 25: ... not a match"
     created_at: datetime
     your_organisation: Involvement
     # Someone else has already recorded a decision (which one is not said).
@@ -115,7 +118,10 @@ class CandidateOut(BaseModel):
     id: int
     status: str  # `under_review` while open, until the viewer has decided
     rank: int
-    distance_band: str | None
+    distance_band: str | None  # beyond_threshold: farther than the review threshold (investigative only)
+    years_between: float | None  # between the two photos, from ages or dates; None when unknown
+    search_mode: str  # alerting | investigative
+    lead_label: str | None  # investigative only: "Lead 7 of 25: ... not a match"
     model: ModelOut
     created_at: datetime
     probe: CaseSide

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from service.audit.service import record_event
 from service.auth.models import User
 from service.calibration.card import standing_notice
-from service.calibration.service import active_calibration, band_lookup, latest_evaluation, policy_of
+from service.calibration.service import active_calibration, latest_evaluation, policy_of
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
@@ -39,6 +39,7 @@ from service.photos.models import Embedding, Photo
 from service.photos.service import Size, open_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Record
+from service.reviews.candidate_facts import age_of_photo, candidate_facts
 from service.reviews.models import Candidate, Notification, Review
 from service.reviews.schemas import (
     CandidateOut, CaseSide, FaceBox, FaceOut, ModelOut, NotificationOut, PhotoSide, QueueItem, RecordSide,
@@ -85,7 +86,7 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
         .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
         .where(*conditions).order_by(Candidate.created_at, Candidate.id).limit(limit)
     ).all()
-    band = band_lookup(session)
+    facts = candidate_facts(session, [candidate for candidate, *_ in rows])
     counted = select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id) \
         .join(Record, Record.id == Candidate.record_id).where(*conditions)
     return ReviewQueue(
@@ -93,7 +94,9 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
         waiting_second_review=session.scalar(counted.where(reviewed_by_anyone)) or 0,
         items=[
             QueueItem(candidate_id=candidate.id, case_id=candidate.case_id, rank=candidate.rank,
-                      distance_band=band(candidate.model_id, candidate.distance), created_at=candidate.created_at,
+                      distance_band=facts[candidate.id].band, years_between=facts[candidate.id].years_between,
+                      search_mode=candidate.search_mode, lead_label=facts[candidate.id].lead_label,
+                      created_at=candidate.created_at,
                       your_organisation=_involvement(organisation_id, case_org, record_org),
                       reviewed_by_others=bool(reviewed))
             for candidate, case_org, record_org, reviewed in rows
@@ -133,11 +136,15 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> C
     probe_photo = _photo_side(session, candidate=candidate, embedding_id=candidate.probe_embedding_id,
                               side="probe", date_of_birth=None, show_image=not redacted)
     calibration = active_calibration(session, candidate.model_id)
+    facts = candidate_facts(session, [candidate], policies={candidate.model_id: policy_of(calibration)})[candidate.id]
     return CandidateOut(
         id=candidate.id,
         status=rule.visible_status(candidate.status, has_reviewed=mine is not None),
         rank=candidate.rank,
-        distance_band=policy_of(calibration).band(candidate.distance),
+        distance_band=facts.band,
+        years_between=facts.years_between,
+        search_mode=candidate.search_mode,
+        lead_label=facts.lead_label,
         model=ModelOut(id=candidate.model_id, version=candidate.model_version),
         created_at=candidate.created_at,
         probe=CaseSide(case_id=case.id, photo=probe_photo,
@@ -178,12 +185,9 @@ def _photo_side(session: Session, *, candidate: Candidate, embedding_id: int | N
 
 
 def _age_at_photo(photo: Photo, date_of_birth: date | None) -> float | None:
-    """The age recorded with the photo, else worked out from the date of birth and date taken."""
-    if photo.age_at_photo is not None:
-        return round(photo.age_at_photo, 1)
-    if date_of_birth is None or photo.taken_at is None or photo.taken_at < date_of_birth:
-        return None
-    return round((photo.taken_at - date_of_birth).days / 365.25, 1)
+    """The age recorded with the photo, else worked out from the date of birth and date taken (matching.ages)."""
+    age = age_of_photo(photo.age_at_photo, photo.taken_at, date_of_birth)
+    return None if age is None else round(age, 1)
 
 
 def _quality_figures(stored: str | None) -> dict[str, float]:

@@ -86,7 +86,9 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 
 # What people read instead of a distance band's code (the bands come from the calibration).
-BAND_WORDS = {"strong": "Very similar", "possible": "Similar", "weak": "Somewhat similar"}
+# "beyond_threshold" is farther than the review threshold: only investigative leads are, never a match.
+BAND_WORDS = {"strong": "Very similar", "possible": "Similar", "weak": "Somewhat similar",
+              "beyond_threshold": "Beyond the review threshold"}
 
 
 def band_words(band: str | None) -> str:

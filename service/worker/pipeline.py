@@ -40,9 +40,10 @@ a vector or a name into a message or a log.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import structlog
@@ -50,12 +51,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from matching.ages import years_between
 from matching.embedders import Embedder, get_embedder
 from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image, embed_again
 from matching.images import DecodedImage, InputRejected, decode_image
 from matching.search import rank_candidates
 from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
+from service.cases.modes import ALERTING, SearchChoice, searched_message
 from service.db import transaction, utcnow
 from service.embedding.service import active_model, active_model_for_write, models_to_embed
 from service.organisations.models import Organisation
@@ -64,6 +67,7 @@ from service.photos.models import Embedding, Photo
 from service.photos.service import image_limits
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Consent, Record
+from service.reviews.candidate_facts import age_of_photo
 from service.reviews.models import Candidate
 from service.settings import Settings
 from service.worker.replica import IndexReplica, vector_from_bytes, vector_to_bytes
@@ -103,6 +107,7 @@ class Pipeline:
         face_settings: FaceSettings | None = None,
         send_search: Callable[[int], None] | None = None,
         threshold: float | None = None,
+        policy: ReviewPolicy | None = None,
     ):
         self.settings = settings
         self.sessions = sessions
@@ -112,6 +117,7 @@ class Pipeline:
         # How process_case hands over to search_case; None searches at once in this process.
         self.send_search = send_search
         self.threshold = threshold  # None: the active calibration's, read at every search
+        self.policy = policy  # a whole review policy to use instead of the calibration's (tests)
 
     # ----- record photos -----------------------------------------------------------------
 
@@ -187,6 +193,12 @@ class Pipeline:
         shared lock: a probe face committed before this read is matched here, and a case
         searched after it waits for this commit and finds the new face in the index, so
         no pairing falls between the two.
+
+        Alerting rules for every case, investigative ones too: a new record photo is
+        proposed only within the review threshold for the two photos' age gap, as an
+        alerting candidate. An investigative case's leads were the N closest records on
+        the day it was searched; a later record only joins them if it is close enough to
+        alert on. The probe faces' ranks are numbered again so the new one takes its place.
         """
         # A case face already proposed this record (through its embedding of an earlier model) is skipped.
         earlier = aliased(Embedding)
@@ -194,7 +206,7 @@ class Pipeline:
                     .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
                            earlier.face_index == Embedding.face_index).exists())
         rows = session.execute(
-            select(Embedding.id, Embedding.vector, Photo.case_id)
+            select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
             .join(Photo, Photo.id == Embedding.photo_id)
             .join(Case, Case.id == Photo.case_id)
             .join(Organisation, Organisation.id == Case.organisation_id)
@@ -206,20 +218,20 @@ class Pipeline:
             return 0
         probes = np.stack([vector_from_bytes(row.vector) for row in rows])
         distances = np.linalg.norm(probes - vector, axis=1)
-        threshold = self._policy(session, embedding.model_id).threshold
+        policy = self._policy(session, embedding.model_id)
+        gallery = gallery_photo_ages(session, [embedding.id])[embedding.id]
         candidates = []
         for row, distance in zip(rows, distances.tolist()):
-            if distance > threshold:
+            gap = years_between(age_a=row.age_at_photo, taken_a=row.taken_at, age_b=gallery[0], taken_b=gallery[1])
+            if distance > policy.threshold_for(gap):
                 continue
-            closer = session.scalar(
-                select(func.count()).select_from(Candidate)
-                .where(Candidate.probe_embedding_id == row.id, Candidate.distance < distance)
-            )
             candidates.append(_candidate_row(case_id=row.case_id, record_id=record_id, probe_id=row.id,
-                                             gallery_id=embedding.id, distance=distance, rank=closer + 1,
+                                             gallery_id=embedding.id, distance=distance, rank=0,
                                              model_id=embedding.model_id, model_version=embedding.model_version,
-                                             now=now))
-        return insert_candidates(session, candidates)
+                                             search_mode=ALERTING, now=now))
+        inserted = insert_candidates(session, candidates)
+        renumber_candidates(session, {row["probe_embedding_id"] for row in candidates})
+        return inserted
 
     # ----- cases: find the probe faces ----------------------------------------------------
 
@@ -294,7 +306,9 @@ class Pipeline:
             case = session.get(Case, case_id)
             if case is None or case.status != "processing":
                 return NOT_PENDING
+            choice = SearchChoice(mode=case.search_mode, candidate_limit=case.candidate_limit)
             photo = _case_photo(session, case_id)
+            probe_photo = None if photo is None else (photo.age_at_photo, photo.taken_at)
             # Only the active model's faces: embeddings of different models are never compared.
             probes = [] if photo is None else session.execute(
                 select(Embedding.id, Embedding.vector, Embedding.model_id, Embedding.model_version)
@@ -303,10 +317,10 @@ class Pipeline:
             ).all()
         if not probes:
             return NOT_PENDING  # not embedded yet (or purged): process_case owns it
-        found = self._search_index(probes)
-        return self._write_candidates(case_id, probes, found)
+        found = self._search_index(probes, choice)
+        return self._write_candidates(case_id, probes, found, choice, probe_photo)
 
-    def _search_index(self, probes: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _search_index(self, probes: list, choice: SearchChoice) -> list[tuple[np.ndarray, np.ndarray]]:
         for model_id in sorted({probe.model_id for probe in probes}):
             session = self.sessions()
             try:
@@ -316,11 +330,41 @@ class Pipeline:
         results = []
         for probe in probes:
             index = self.replica.index(probe.model_id)
-            distances, ids = index.search(vector_from_bytes(probe.vector), self.settings.review_top_k * OVERSAMPLE)
-            results.append((distances[0], ids[0]))
+            vector = vector_from_bytes(probe.vector)
+            if choice.investigative:
+                results.append(self._neighbours_for_leads(index, vector, probe.model_id, choice.candidate_limit))
+            else:
+                distances, ids = index.search(vector, self.settings.review_top_k * OVERSAMPLE)
+                results.append((distances[0], ids[0]))
         return results
 
-    def _write_candidates(self, case_id: int, probes: list, found: list) -> str:
+    def _neighbours_for_leads(self, index, vector: np.ndarray, model_id: str,
+                              wanted: int) -> tuple[np.ndarray, np.ndarray]:
+        """Enough neighbours for `wanted` records that may be proposed, or the whole gallery.
+
+        Starts at OVERSAMPLE neighbours per record and doubles while records with many
+        photos, or records that may not be proposed (consent expired, organisation
+        suspended: still in the index until the database says no), leave fewer than
+        `wanted` records; `_write_candidates` checks eligibility again under its locks.
+        """
+        k = wanted * OVERSAMPLE
+        while True:
+            distances, ids = index.search(vector, k)
+            found = [int(i) for i in ids[0] if i >= 0]
+            if len(found) < k or k >= len(index):
+                return distances[0], ids[0]  # the whole gallery is in the answer
+            session = self.sessions()
+            try:
+                records = set(eligible_gallery_embeddings(session, found, model_id=model_id, now=utcnow(),
+                                                          lock=False).values())
+            finally:
+                session.close()
+            if len(records) >= wanted:
+                return distances[0], ids[0]
+            k = min(k * 2, len(index))
+
+    def _write_candidates(self, case_id: int, probes: list, found: list, choice: SearchChoice,
+                          probe_photo: tuple | None) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
@@ -337,24 +381,51 @@ class Pipeline:
                 # valid consent of approved organisations, locked until we commit.
                 allowed = eligible_gallery_embeddings(session, [int(i) for i in ids if i >= 0],
                                                       model_id=probe.model_id, now=now)
-                policy = policies[probe.model_id]
-                for candidate in rank_candidates(distances, ids, record_of=allowed, threshold=policy.threshold,
-                                                 top_k=policy.top_k or self.settings.review_top_k):
+                ranked = self._rank(session, distances, ids, allowed, policies[probe.model_id], choice, probe_photo)
+                for candidate in ranked:
                     rows.append(_candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
                                                gallery_id=candidate.embedding_id, distance=candidate.distance,
                                                rank=candidate.rank, model_id=probe.model_id,
-                                               model_version=probe.model_version, now=now))
+                                               model_version=probe.model_version, search_mode=choice.mode, now=now))
             inserted = insert_candidates(session, rows)
+            # Two-way matching may have proposed records to these faces already.
+            renumber_candidates(session, {probe.id for probe in probes})
             total = session.scalar(select(func.count()).select_from(Candidate).where(Candidate.case_id == case_id))
-            _set_case_outcome(case, "searched", searched_message(total), now)
+            _set_case_outcome(case, "searched", searched_message(total, case.search_mode), now)
             case.searched_at = now
         log.info("case_searched", case_id=case_id, faces=len(probes), candidates=total, new_candidates=inserted)
         return "searched"
 
+    def _rank(self, session: Session, distances: np.ndarray, ids: np.ndarray, allowed: dict[int, int],
+              policy: ReviewPolicy, choice: SearchChoice, probe_photo: tuple | None) -> list:
+        """One probe face's candidates, ranked 1..k: the N closest records, or those within the threshold.
+
+        Investigative: no threshold (infinity), the case's number of leads. Alerting: the
+        calibrated top-k within the review threshold for each gallery photo's age gap to
+        the case photo (the index answer reaches the widest gap threshold); a photo beyond
+        its own gap's threshold is left out before records are ranked, so the ranks stay
+        1..k with no gaps.
+        """
+        if choice.investigative:
+            return rank_candidates(distances, ids, record_of=allowed, threshold=math.inf,
+                                   top_k=choice.candidate_limit)
+        if policy.gap_thresholds:
+            age, taken = probe_photo or (None, None)
+            ages = gallery_photo_ages(session, list(allowed))
+            distance_of = dict(zip(ids.tolist(), distances.tolist()))
+            allowed = {embedding_id: record_id for embedding_id, record_id in allowed.items()
+                       if distance_of[embedding_id] <= policy.threshold_for(
+                           years_between(age_a=age, taken_a=taken, age_b=ages[embedding_id][0],
+                                         taken_b=ages[embedding_id][1]))}
+        return rank_candidates(distances, ids, record_of=allowed, threshold=policy.widest_threshold,
+                               top_k=policy.top_k or self.settings.review_top_k)
+
     # ----- shared steps ------------------------------------------------------------------
 
     def _policy(self, session: Session, model_id: str) -> ReviewPolicy:
-        """The threshold in force for `model_id`: a fixed one given to this pipeline, else the calibration's."""
+        """The policy in force for `model_id`: one given to this pipeline, else the calibration's."""
+        if self.policy is not None:
+            return self.policy
         if self.threshold is not None:
             return ReviewPolicy(threshold=self.threshold, bands=(), top_k=None, calibration_id=None,
                                 calibration_version=None)
@@ -455,11 +526,15 @@ def lock_searchable_records(session: Session, record_ids: list[int], *, now: dat
 
 
 def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, model_id: str,
-                                now: datetime) -> dict[int, int]:
-    """Embedding id -> record id for the ids that may be proposed now, their records locked FOR SHARE."""
+                                now: datetime, lock: bool = True) -> dict[int, int]:
+    """Embedding id -> record id for the ids that may be proposed now, their records locked FOR SHARE.
+
+    `lock=False` only counts (how far an investigative search must reach); what is
+    written is always decided under the lock.
+    """
     if not embedding_ids:
         return {}
-    rows = session.execute(
+    query = (
         select(Embedding.id, Photo.record_id)
         .join(Photo, Photo.id == Embedding.photo_id)
         .join(Record, Record.id == Photo.record_id)
@@ -467,9 +542,23 @@ def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, m
         .join(Organisation, Organisation.id == Record.organisation_id)
         .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == "embedded",
                Organisation.status == APPROVED, *_consent_valid(now))
-        .with_for_update(read=True, of=Record)
+    )
+    if lock:
+        query = query.with_for_update(read=True, of=Record)
+    return {row.id: row.record_id for row in session.execute(query).all()}
+
+
+def gallery_photo_ages(session: Session, embedding_ids: list[int]) -> dict[int, tuple[float | None, date | None]]:
+    """Embedding id -> (age, date taken) of its record photo; the age from the date of birth when not recorded."""
+    if not embedding_ids:
+        return {}
+    rows = session.execute(
+        select(Embedding.id, Photo.age_at_photo, Photo.taken_at, Record.date_of_birth)
+        .join(Photo, Photo.id == Embedding.photo_id)
+        .join(Record, Record.id == Photo.record_id)
+        .where(Embedding.id.in_(embedding_ids))
     ).all()
-    return {row.id: row.record_id for row in rows}
+    return {row.id: (age_of_photo(row.age_at_photo, row.taken_at, row.date_of_birth), row.taken_at) for row in rows}
 
 
 def _consent_valid(now: datetime) -> tuple:
@@ -491,11 +580,40 @@ def insert_candidates(session: Session, rows: list[dict]) -> int:
     return len(session.execute(statement).all())  # rows skipped as duplicates return nothing
 
 
+def renumber_candidates(session: Session, probe_ids: set[int]) -> None:
+    """Number each probe face's candidates 1..n by distance, so that no two share a rank.
+
+    A search ranks its own candidates, but two-way matching adds records to faces that
+    were searched before (and a search may add to a face two-way matching reached
+    first), so a face's ranks are numbered again after every insert. Ties in distance go
+    by record id, as `rank_candidates` orders them; withdrawn (redacted) candidates have
+    no distance any more and keep their order after the others. On PostgreSQL the two
+    writers cannot interleave here: a search holds its case row FOR UPDATE, and a new
+    candidate's foreign key to that row waits for it.
+    """
+    if not probe_ids:
+        return
+    rows = session.execute(
+        select(Candidate.id, Candidate.probe_embedding_id, Candidate.rank)
+        .where(Candidate.probe_embedding_id.in_(probe_ids))
+        .order_by(Candidate.probe_embedding_id, Candidate.distance.is_(None), Candidate.distance,
+                  Candidate.record_id, Candidate.rank, Candidate.id)
+    ).all()
+    changes, position, face = [], 0, None
+    for row in rows:
+        position = position + 1 if row.probe_embedding_id == face else 1
+        face = row.probe_embedding_id
+        if row.rank != position:
+            changes.append({"id": row.id, "rank": position})
+    if changes:
+        session.execute(update(Candidate), changes)
+
+
 def _candidate_row(*, case_id: int, record_id: int, probe_id: int, gallery_id: int, distance: float, rank: int,
-                   model_id: str, model_version: str, now: datetime) -> dict:
+                   model_id: str, model_version: str, search_mode: str, now: datetime) -> dict:
     return dict(case_id=case_id, record_id=record_id, probe_embedding_id=probe_id, gallery_embedding_id=gallery_id,
                 distance=float(distance), rank=rank, model_id=model_id, model_version=model_version,
-                status="pending_review", created_at=now)
+                search_mode=search_mode, status="pending_review", created_at=now)
 
 
 def _embedding_row(photo_id: int, face_index: int, face: Face) -> Embedding:
@@ -556,10 +674,3 @@ def no_usable_face_message(faces: list[Face], settings: FaceSettings) -> str:
     problems = sorted({problem for face in faces for problem in face.quality.problems(settings)})
     reasons = "; ".join(problems) or "the faces are not clear enough"
     return f"Faces were found, but none can be searched: {reasons}. Please send a clearer photo."
-
-
-def searched_message(candidates: int) -> str:
-    if candidates == 0:
-        return "Searched the gallery: no record was close enough to propose for review."
-    noun = "possible match is" if candidates == 1 else "possible matches are"
-    return f"Searched the gallery: {candidates} {noun} waiting for human review."

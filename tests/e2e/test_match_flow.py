@@ -292,7 +292,7 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
             for e in trail if e["action"] in AUDITED_ACTIONS] == [
         event("photo_uploaded", u["a_caseworker"], o["a"], "photo", record_photo_id, record_id=record_id),
         event("case_submitted", u["b_caseworker"], o["b"], "case", case_id, case_id=case_id,
-              photo_id=probe_photo_id),
+              photo_id=probe_photo_id, search_mode="alerting"),
         event("photo_viewed", u["b_reviewer"], o["b"], "candidate", candidate_id, candidate_id=candidate_id,
               photo_id=probe_photo_id, side="probe", size="full"),
         event("photo_viewed", u["b_reviewer"], o["b"], "candidate", candidate_id, candidate_id=candidate_id,
@@ -304,9 +304,9 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
         event("review_recorded", u["a_reviewer"], o["a"], "candidate", candidate_id, candidate_id=candidate_id,
               decision="confirm", status="confirmed"),
         event("case_submitted", u["b_caseworker"], o["b"], "case", other_case_id, case_id=other_case_id,
-              photo_id=flow.case_photo_id(other_case_id)),
+              photo_id=flow.case_photo_id(other_case_id), search_mode="alerting"),
         event("case_submitted", u["b_caseworker"], o["b"], "case", late_case_id, case_id=late_case_id,
-              photo_id=flow.case_photo_id(late_case_id)),
+              photo_id=flow.case_photo_id(late_case_id), search_mode="alerting"),
     ]
     assert [e["action"] for e in trail].count("consent_withdrawn") == 1
     assert GUARDIAN not in json.dumps(trail) and "Child A-1" not in json.dumps(trail)

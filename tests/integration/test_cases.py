@@ -44,7 +44,8 @@ def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, d
     db.rollback()
     assert app.state.dispatcher.sent == [(PROCESS_CASE, case_id)]
     assert audit_trail(db) == [("case_submitted", people.caseworker.user_id, people.caseworker.organisation_id,
-                                "case", str(case_id), {"case_id": case_id, "photo_id": photo_id})]
+                                "case", str(case_id), {"case_id": case_id, "photo_id": photo_id,
+                                                         "search_mode": "alerting"})]
 
     shown = client.get(f"{API}/cases/{case_id}", headers=headers)
     assert shown.status_code == 200
@@ -63,7 +64,8 @@ def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, d
     # An open candidate reads under_review to anyone who has not decided it, so the
     # case page cannot tell a second reviewer what the first one decided.
     assert body["candidates"] == [{"id": candidate_id, "record_id": record_id, "rank": 1, "distance": 0.41,
-                                   "distance_band": "possible", "status": "under_review"}]
+                                   "distance_band": "possible", "years_between": None, "search_mode": "alerting",
+                                   "lead_label": None, "status": "under_review"}]
     # Reviewers of the submitting organisation may follow it too.
     assert client.get(f"{API}/cases/{case_id}", headers=bearer(settings, people.reviewer)).status_code == 200
 

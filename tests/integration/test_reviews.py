@@ -203,6 +203,7 @@ def test_each_reviewer_queues_what_they_may_decide_oldest_first(app, client, db,
     assert [item["your_organisation"] for item in first["items"]] == ["owns_record", "owns_record", "both"]
     assert first["items"][1] == {"candidate_id": main, "case_id": world.cases["main"], "rank": 1,
                                  "distance_band": "strong", "created_at": first["items"][1]["created_at"],
+                                 "years_between": 1.0, "search_mode": "alerting", "lead_label": None,
                                  "your_organisation": "owns_record", "reviewed_by_others": False}
 
     assert review(client, as_user("a2"), main, "inconclusive").status_code == 201
@@ -246,6 +247,7 @@ def test_the_candidate_view_gives_what_a_reviewer_needs_and_no_names(client, db,
     assert record_side["photo"]["taken_at"] == "2023-09-01"
     assert record_side["photo"]["age_at_photo"] == 8.5  # from the date of birth, 2015-03-01
     assert probe_side["photo"]["age_at_photo"] == 9.5
+    assert seen["years_between"] == 1.0  # from the two ages at photo (matching.ages)
     assert record_side["photo"]["face"] == {"box": {"top": 60, "right": 300, "bottom": 290, "left": 70},
                                             "quality": QUALITY}
     assert record_side["photo"]["image_url"] == f"{API}/candidates/{candidate}/record-image"

@@ -7,6 +7,11 @@ like `/api/v1/cases`: the same daily quotas, upload checks and audit event. The
 case is handed to the workers once it has committed; the case page polls
 `/cases/{id}/status` and reloads itself when the search has finished. People
 decide on candidates in the review pages, never here.
+
+The form offers the two search modes (alerting by default; investigative needs its
+number of leads) with what each has cost the organisation in review and its open
+review queue, before anything is sent; and the case photo's date or the age in it, so
+every candidate can show the years between its two photos.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from typing import Annotated
 from fastapi import File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from service.calibration.service import band_lookup
 from service.cases import service as cases
 from service.cases.models import Case
+from service.cases.modes import ALERTING, INVESTIGATIVE, MAX_LEADS
 from service.db import utcnow
 from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.service import UploadRefused, read_upload
+from service.reviews.candidate_facts import candidate_facts
 from service.web.pages import page_router
 from service.web.render import add_nav, band_words, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
@@ -59,8 +65,9 @@ def case_list(request: Request, user: PageUser, session: DbSession,
 
 
 @router.get("/cases/new", **page_permission(Action.SUBMIT_CASES))
-def new_case_form(request: Request, user: PageUser) -> Response:
-    return _new_case_page(request, {"case_reference": "", "purpose": ""})
+def new_case_form(request: Request, user: PageUser, session: DbSession) -> Response:
+    return _new_case_page(request, session, user, {"case_reference": "", "purpose": "", "search_mode": ALERTING,
+                                                   "candidate_limit": "", "taken_at": "", "age_at_photo": ""})
 
 
 @router.post("/cases/new", **page_permission(Action.SUBMIT_CASES))
@@ -68,20 +75,31 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
                 dispatcher: DispatcherDep,
                 file: Annotated[UploadFile | None, File()] = None,
                 case_reference: Annotated[str, Form(max_length=200)] = "",
-                purpose: Annotated[str, Form(max_length=4000)] = "") -> Response:
+                purpose: Annotated[str, Form(max_length=4000)] = "",
+                search_mode: Annotated[str, Form(max_length=40)] = ALERTING,
+                candidate_limit: Annotated[str, Form(max_length=40)] = "",
+                taken_at: Annotated[str, Form(max_length=40)] = "",
+                age_at_photo: Annotated[str, Form(max_length=40)] = "") -> Response:
     """Store the photo and queue its search; the case page follows it."""
-    typed = {"case_reference": case_reference, "purpose": purpose}
+    typed = {"case_reference": case_reference, "purpose": purpose, "search_mode": search_mode,
+             "candidate_limit": candidate_limit, "taken_at": taken_at, "age_at_photo": age_at_photo}
     if file is None or not file.filename:
-        return _new_case_page(request, typed, status_code=400, error="Choose the photo to search with.")
+        return _new_case_page(request, session, user, typed, status_code=400,
+                              error="Choose the photo to search with.")
     if len(case_reference.strip()) > 100 or len(purpose.strip()) > 2000:
-        return _new_case_page(request, typed, status_code=422,
+        return _new_case_page(request, session, user, typed, status_code=422,
                               error="The case reference may have up to 100 characters and the purpose up to 2,000.")
+    now = utcnow()
     try:
+        # The number of leads stays in the form when alerting is chosen after typing it; it is not used then.
+        search = cases.parse_search(search_mode, candidate_limit if search_mode.strip().lower() == INVESTIGATIVE else None)
+        facts = cases.parse_photo_facts(taken_at, age_at_photo, now=now)
         case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
-                                 purpose=purpose, now=utcnow(),
+                                 purpose=purpose, now=now, search=search, photo_facts=facts,
                                  read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     except (cases.CaseError, UploadRefused) as refused:
-        return _new_case_page(request, typed, status_code=refused.status, error=refused.message)
+        session.rollback()
+        return _new_case_page(request, session, user, typed, status_code=refused.status, error=refused.message)
     dispatch_after_commit(dispatcher.case, case.id)
     return redirect(request, f"/cases/{case.id}",
                     flash="The photo was received. The search has started; this page shows when it is done.")
@@ -90,13 +108,15 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
 @router.get("/cases/{case_id}", **page_permission(Action.READ_CASES))
 def case_page(request: Request, case_id: int, user: PageUser, session: DbSession) -> Response:
     case, candidates = cases.case_details(session, actor=user, case_id=case_id)
-    band = band_lookup(session)
+    facts = candidate_facts(session, [candidate for candidate, _ in candidates])
     shown = [{"candidate": candidate, "status": status, "words": CANDIDATE_WORDS.get(status, status),
-              "band": band_words(band(candidate.model_id, candidate.distance))}
+              "band": band_words(facts[candidate.id].band), "years_between": facts[candidate.id].years_between,
+              "lead_label": facts[candidate.id].lead_label}
              for candidate, status in candidates]
     return render(request, "cases/detail.html", {
         "title": f"Case {case.case_reference}", "case": case, "words": cases.case_words(case),
         "searching": case.status in SEARCHING, "candidates": shown,
+        "investigative": case.search_mode == INVESTIGATIVE,
         "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
         "tone": _tone(case),
     })
@@ -115,7 +135,12 @@ def _tone(case: Case) -> str:
     return "wait" if case.status in SEARCHING else "bad"
 
 
-def _new_case_page(request: Request, typed: dict, *, status_code: int = 200, error: str | None = None) -> Response:
-    return render(request, "cases/new.html", {"title": "Search with a photo", "form": typed, "error": error},
-                  status_code=status_code)
+def _new_case_page(request: Request, session, user, typed: dict, *, status_code: int = 200,
+                   error: str | None = None) -> Response:
+    """The form, with what each search mode costs in review, read now for the user's organisation."""
+    load = cases.review_load(session, actor=user, now=utcnow())
+    return render(request, "cases/new.html", {
+        "title": "Search with a photo", "form": typed, "error": error, "max_leads": MAX_LEADS,
+        "load": cases.review_load_words(load), "today": utcnow().date().isoformat(),
+    }, status_code=status_code)
 

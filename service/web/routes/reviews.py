@@ -10,7 +10,6 @@ webhook is sent after the answer, as the API does.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import BackgroundTasks, Form, Request
@@ -123,14 +122,14 @@ def _candidate_page(request: Request, details: CandidateOut, *, error: str | Non
     probe = details.probe.photo
     record = details.record.photo if details.record else None
     return render(request, "reviews/candidate.html", {
-        "title": f"Candidate match {details.id}",
+        "title": f"{'Investigative lead' if details.lead_label else 'Candidate match'} {details.id}",
         "c": details,
         "status_words": STATUS_WORDS.get(details.status, details.status),
         "status_class": STATUS_CLASSES.get(details.status, "status-wait"),
         "band": band_words(details.distance_band),
         "probe_src": _photo_src(details.id, "probe", probe),
         "record_src": _photo_src(details.id, "record", record),
-        "years_apart": _years_apart(probe, record),
+        "years_apart": details.years_between,
         "decisions": DECISIONS,
         "decision_words": DECISION_WORDS,
         "why_not": _why_not(details),
@@ -143,13 +142,6 @@ def _photo_src(candidate_id: int, side: str, photo: PhotoSide | None) -> str | N
     if photo is None or photo.image_url is None:
         return None
     return f"/reviews/candidates/{candidate_id}/photos/{side}"
-
-
-def _years_apart(probe: PhotoSide | None, record: PhotoSide | None) -> float | None:
-    dates: list[date | None] = [side.taken_at if side else None for side in (probe, record)]
-    if None in dates:
-        return None
-    return round(abs((dates[0] - dates[1]).days) / 365.25, 1)
 
 
 def _why_not(details: CandidateOut) -> str | None:

@@ -2,8 +2,10 @@
 
 Register a child with consent, upload a photo (previewed before upload) and watch
 it processed; submit a case photo of the same person and watch the case page
-refresh itself until the search is done with one candidate awaiting review; then
-withdraw consent and see what was erased. Screenshots of each main page go to
+refresh itself until the search is done with one candidate awaiting review; search
+again in investigative mode, having seen what each mode costs in review, and find
+the record as a lead with the years between the photos; then withdraw consent and
+see what was erased. Screenshots of each main page go to
 docs/screenshots/.
 """
 
@@ -47,6 +49,7 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
 
     # The photo is previewed in the browser before anything is sent.
     page.get_by_label("Photo of the child", exact=True).set_input_files(sdist_images / "obama.jpg")
+    page.get_by_label(re.compile("^Date the photo was taken")).fill("2019-06-01")
     preview = page.locator("#f-file-preview img")
     expect(preview).to_be_visible()
     expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
@@ -91,6 +94,28 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
     screenshot(page, "case")
     case_url = page.url
 
+    # Investigative: the form says what each mode costs in review before anything is sent.
+    page.goto("/cases/new")
+    expect(page.get_by_role("radio", name=re.compile("^Alerting"))).to_be_checked()  # the default
+    expect(page.get_by_text(re.compile(r"alerting searches of the last 90 days proposed 1 candidate per case"))
+           ).to_be_visible()
+    expect(page.get_by_text(re.compile(r"review queue now: 1 open candidate, needing at least 2 more reviews"))
+           ).to_be_visible()
+    page.get_by_label("Photo to search with", exact=True).set_input_files(sdist_images / "obama2.jpg")
+    page.get_by_label("Case reference", exact=True).fill("HL-CASE-8")
+    page.get_by_label("Why you are searching", exact=True).fill(
+        "The alerting search left one candidate; we want the closest records as leads too.")
+    page.get_by_label(re.compile("^Date the photo was taken")).fill("2025-03-02")
+    page.get_by_role("radio", name=re.compile("^Investigative")).check()
+    page.get_by_label(re.compile("^Number of leads per face")).fill("5")
+    screenshot(page, "case-mode")
+    page.get_by_role("button", name="Start the search").click()
+    expect(page.locator("#awaiting-count")).to_have_text("1", timeout=WAIT_MS)  # min(5, one record)
+    expect(page.get_by_text("investigative lead awaits review by two people")).to_be_visible()
+    expect(page.get_by_role("cell", name="Lead 1 of 1: an investigative lead, not a match")).to_be_visible()
+    expect(page.get_by_role("cell", name="5.8")).to_be_visible()  # years between the two photos' dates
+    screenshot(page, "case-leads")
+
     # Withdrawal says what it will erase, asks for confirmation, then reports what it erased.
     page.goto(f"/records/{record_id}")
     page.get_by_role("link", name="Withdraw consent…").click()
@@ -100,7 +125,7 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
     expect(page.get_by_text("Tick the box to confirm")).to_be_visible()  # nothing happens unconfirmed
     page.get_by_label("The child's guardian has asked to withdraw consent").check()
     page.get_by_role("button", name="Withdraw consent and erase the photos").click()
-    expect(page.get_by_text("Consent withdrawn. Erased: 1 photo, 1 face measurement; 1 possible match hidden "
+    expect(page.get_by_text("Consent withdrawn. Erased: 1 photo, 1 face measurement; 2 possible matches hidden "
                             "from reviewers.")).to_be_visible()
     expect(page.get_by_text("Photo 1: erased")).to_be_visible()
     page.goto(case_url)
