@@ -12,6 +12,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from service.photos.quality import FaceQualityOut
+
 
 class CaseAccepted(BaseModel):
     id: int
@@ -41,6 +43,8 @@ class CaseSummary(BaseModel):
 class CaseOut(CaseSummary):
     searched_at: datetime | None
     candidates: list[CandidateOut]
+    face_quality: list[FaceQualityOut] = Field(default_factory=list, description=(
+        "Each face found in the case photo, in order: all are searched; low-quality ones are flagged."))
 
 
 class CasePage(BaseModel):

@@ -21,6 +21,7 @@ from service.cases import service as cases
 from service.cases.models import Case
 from service.db import utcnow
 from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
+from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
 from service.web.pages import page_router
 from service.web.render import add_nav, band_words, redirect, render
@@ -88,7 +89,8 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
 
 
 @router.get("/cases/{case_id}", **page_permission(Action.READ_CASES))
-def case_page(request: Request, case_id: int, user: PageUser, session: DbSession) -> Response:
+def case_page(request: Request, case_id: int, user: PageUser, session: DbSession,
+              settings: SettingsDep) -> Response:
     case, candidates = cases.case_details(session, actor=user, case_id=case_id)
     band = band_lookup(session)
     shown = [{"candidate": candidate, "status": status, "words": CANDIDATE_WORDS.get(status, status),
@@ -98,6 +100,7 @@ def case_page(request: Request, case_id: int, user: PageUser, session: DbSession
         "title": f"Case {case.case_reference}", "case": case, "words": cases.case_words(case),
         "searching": case.status in SEARCHING, "candidates": shown,
         "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
+        "faces": case_faces(session, case.id, settings.quality_gates()),
         "tone": _tone(case),
     })
 
