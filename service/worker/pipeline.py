@@ -144,8 +144,9 @@ class Pipeline:
         if len(faces) > 1:  # which one is the child? A person must choose, by cropping.
             return self._finish(Photo, claim, "several_faces", several_faces_message(str(len(faces))),
                                 faces_found=len(faces))
-        # A small, blurry or turned face is enrolled all the same: flagged when shown (service.photos.quality),
-        # it can still be found; refused, it never could. While a re-embedding is in progress, also with its target model (see service.embedding).
+        # A small, blurry or turned face is enrolled all the same and flagged when shown
+        # (service.photos.quality): flagged, it can still be found; refused, it never could.
+        # While a re-embedding is in progress, also with its target model (see service.embedding).
         others = [embed_again(image, faces, embedder)[0] for embedder in embedders[1:]]
         outcome = self._enrol(claim, record_id, faces[0], others)
         return self._record_photo(claim) if outcome == MODEL_CHANGED else outcome
