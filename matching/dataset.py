@@ -10,16 +10,23 @@ same path, or the same file content) is counted once, as first listed, and repor
 `EmbeddedDataset.duplicates`; the same photo labelled as two people is refused.
 
 `embed_dataset` runs the service's own pipeline on every photo (`matching.batch.embed_files`:
-the same decoding limits, detector, quality gate and embedding model, the default one unless
-another registered model is named), in parallel, and keeps each outcome in a cache keyed by
-the file's sha256, the model and the face settings, so a second run embeds nothing. The cache holds face templates: it lives outside the repository
-(`default_cache_dir()`), readable by its owner only.
+the same decoding limits, detector and embedding model, the default one unless another
+registered model is named), in parallel, and keeps each outcome in a cache keyed by the
+file's sha256, the model and the detection settings, so a second run embeds nothing. The
+cache holds face templates: it lives outside the repository (`default_cache_dir()`),
+readable by its owner only. It stores the quality figures, not the flags: the quality gates
+are applied when the data set is read, so changing a gate recomputes nothing.
 
-Enrolment rule: a gallery photo enrols when exactly one face is detected and it passes the
-quality gate (`Face.usable`), as the service requires of record photos; a probe photo when
-exactly one of its detected faces passes the gate (the service searches every usable face
-of a case photo, but a probe for measurement must show one known person). Anything else is
-a failure to enrol, with a reason code. A photo in both sets is embedded once, for enrolment.
+Enrolment rule, the service's: a gallery photo enrols when exactly one face is detected,
+whatever its quality (a record photo with several faces is refused: which one is the
+child?). A probe photo enrols when at least one face is detected. The service searches
+every face of a case photo; a measurement follows one known person per probe, taken to be
+its largest face (the person the photo is of; smaller faces behind are searched by the
+service but not measured here). No face, or a file that cannot be used, is a failure to
+enrol, with a reason code. A photo in both sets is embedded once, for enrolment. Each
+photo's template is flagged low quality (`EmbeddedPhoto.quality_flags`) when its face is
+below a quality gate of the face settings, as the service flags it; nothing is refused for
+its quality.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import numpy as np
 from matching.evaluation import Sample
 from matching.faces import FaceSettings, Purpose
 from matching.images import ImageLimits
+from matching.quality import known_figures, quality_flags
 
 REQUIRED_COLUMNS = ("path", "identity")
 OPTIONAL_COLUMNS = ("set", "age_at_photo", "taken_at")
@@ -51,7 +59,9 @@ GROUP_PREFIX = "group:"
 GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 SETS = {"": (True, True), "gallery": (True, False), "probe": (False, True)}
 MAX_AGE = 130
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the largest face's vector and quality figures, no "usable" count
+# Face settings that only flag, never change what is detected or embedded: not part of the cache key.
+GATE_FIELDS = ("min_face_px", "min_sharpness", "max_asymmetry")
 
 ProgressCallback = Callable[[int, int], None]  # (photos done, photos in total)
 
@@ -89,6 +99,13 @@ class EmbeddedPhoto:
     gallery_failure: str | None
     probe_failure: str | None
     from_cache: bool
+    # Why the template's face is low quality under the face settings' gates (empty: not flagged).
+    quality_flags: tuple[str, ...] = ()
+
+    @property
+    def low_quality(self) -> bool:
+        """The photo gave a template, flagged low quality as the service would flag it."""
+        return self.vector is not None and bool(self.quality_flags)
 
     def sample(self) -> Sample:
         e = self.entry
@@ -131,15 +148,22 @@ class EmbeddedDataset:
 
     @property
     def templates(self) -> int:
-        """Photos that gave a usable template in at least one role."""
+        """Photos that gave a template in at least one role."""
         return sum(1 for p in self.photos if p.vector is not None
+                   and (p.gallery_failure is None or p.probe_failure is None))
+
+    @property
+    def low_quality(self) -> int:
+        """Photos whose template is flagged low quality (counted among `templates`)."""
+        return sum(1 for p in self.photos if p.low_quality
                    and (p.gallery_failure is None or p.probe_failure is None))
 
     def summary(self) -> dict[str, Any]:
         """What the data set was, in counts and digests only: for stored calibrations and reports."""
         return {"manifest_sha256": self.manifest_sha256, "photos": len(self.photos),
                 "identities": len({p.entry.identity for p in self.photos}), "photos_with_template": self.templates,
-                "duplicates_ignored": len(self.duplicates), "model_id": self.model_id,
+                "duplicates_ignored": len(self.duplicates), "photos_low_quality": self.low_quality,
+                "model_id": self.model_id,
                 "model_version": self.model_version}
 
 
@@ -149,8 +173,8 @@ class _Analysis:
 
     refusal: str | None  # reason code when the file gave no faces at all
     faces: int = 0  # faces detected
-    usable: int = 0  # faces passing the quality gate
-    vector: np.ndarray | None = None  # the one usable face's embedding, when exactly one
+    vector: np.ndarray | None = None  # the largest face's embedding (the only one when faces == 1)
+    quality: Mapping[str, float] = field(default_factory=dict)  # that face's quality figures
 
 
 # ----- reading a manifest ------------------------------------------------------------------
@@ -296,8 +320,8 @@ def embed_dataset(
 ) -> EmbeddedDataset:
     """Embed every entry with the service's pipeline; cached outcomes are reused, new ones stored.
 
-    `face_settings` and `limits`: the service's (`FaceSettings(max_faces=settings.max_faces_per_photo)`
-    and `service.photos.service.image_limits(settings)`). `workers`: processes (None = every core).
+    `face_settings` and `limits`: the service's (`Settings.face_settings()`, whose quality gates
+    flag templates, and `service.photos.service.image_limits(settings)`). `workers`: processes (None = every core).
     `cache_dir`: None disables the cache. `progress_callback(done, total)` is called as photos are
     resolved. `model_id`: a registered embedder (None: the default model). An entry whose file
     content was already listed is counted once, as first listed (two copies would pose as a
@@ -323,7 +347,7 @@ def embed_dataset(
         for key in computed:
             if analyses[key].refusal != "unreadable":  # may be readable next time
                 _write_cache(cache_dir, key, analyses[key])
-    photos = tuple(_photo(entry, file_hash, analyses.get(key) if key else None, key not in computed)
+    photos = tuple(_photo(entry, file_hash, analyses.get(key) if key else None, key not in computed, face_settings)
                    for entry, file_hash, key in zip(entries, hashes, keys))
     return EmbeddedDataset(photos=photos, model_id=job.model_id, model_version=job.model_version,
                            manifest_sha256=digest, cache_hits=sum(1 for p in photos if p.from_cache),
@@ -366,35 +390,40 @@ def _compute_missing(entries: Sequence[Entry], keys: Sequence[str | None], analy
                 if key and key not in analyses and _purpose(entry) == purpose}
         batch = BatchJob(purpose=purpose, settings=job.face_settings, limits=job.limits, model_id=job.model_id)
         for key, result in zip(todo, embed_files(list(todo.values()), batch, workers)):
-            analyses[key] = _analysis(result, job.face_settings)
+            analyses[key] = _analysis(result)
             computed.add(key)
             progress.advance()
     return computed
 
 
-def _analysis(result: Any, settings: FaceSettings) -> _Analysis:
-    """Keep what the enrolment rules need from a `matching.batch.FileResult`."""
+def _analysis(result: Any) -> _Analysis:
+    """Keep what the enrolment rule and the flags need from a `matching.batch.FileResult`."""
     if not result.ok:
         return _Analysis(refusal=result.refusal_code or "rejected_input")
-    usable = [face for face in result.faces if face.usable(settings)]
-    vector = usable[0].embedding if len(usable) == 1 else None
-    return _Analysis(refusal=None, faces=len(result.faces), usable=len(usable), vector=vector)
+    largest = max(result.faces, key=lambda face: face.quality.box_px)
+    return _Analysis(refusal=None, faces=len(result.faces), vector=largest.embedding,
+                     quality=known_figures(asdict(largest.quality)))
 
 
-def _photo(entry: Entry, file_hash: str | None, analysis: _Analysis | None, from_cache: bool) -> EmbeddedPhoto:
+def _photo(entry: Entry, file_hash: str | None, analysis: _Analysis | None, from_cache: bool,
+           settings: FaceSettings) -> EmbeddedPhoto:
     gallery, probe = _failures(analysis or _Analysis(refusal="unreadable"))
     vector = analysis.vector if analysis is not None and (gallery is None or probe is None) else None
+    flags = tuple(quality_flags(analysis.quality, settings)) if vector is not None else ()
     return EmbeddedPhoto(entry=entry, sha256=file_hash, vector=vector, gallery_failure=gallery,
-                         probe_failure=probe, from_cache=from_cache and analysis is not None)
+                         probe_failure=probe, from_cache=from_cache and analysis is not None, quality_flags=flags)
 
 
 def _failures(analysis: _Analysis) -> tuple[str | None, str | None]:
-    """(gallery, probe) reason codes under the enrolment rule; None where the photo enrols."""
+    """(gallery, probe) reason codes under the enrolment rule; None where the photo enrols.
+
+    Quality is never a failure: it only flags (`EmbeddedPhoto.quality_flags`).
+    """
     if analysis.refusal is not None:
         return analysis.refusal, analysis.refusal
-    gallery = "several_faces" if analysis.faces > 1 else "low_quality" if analysis.usable == 0 else None
-    probe = "several_faces" if analysis.usable > 1 else "low_quality" if analysis.usable == 0 else None
-    return gallery, probe
+    if analysis.faces == 0:  # not produced by the pipeline (no face is a refusal); kept safe
+        return "no_face", "no_face"
+    return ("several_faces" if analysis.faces > 1 else None), None
 
 
 # ----- hashing and the cache ---------------------------------------------------------------
@@ -434,9 +463,14 @@ def _without_duplicates(entries: Sequence[Entry], hashes: Sequence[str | None]
 
 
 def _cache_key(file_hash: str, entry: Entry, job: _Job) -> str:
-    """Everything that can change a file's outcome: its bytes, the model, the settings."""
+    """Everything that can change a file's outcome: its bytes, the model, the settings.
+
+    The quality gates are left out: they flag a template when the data set is read, from the
+    cached figures, and change nothing that is cached.
+    """
     settings = job.face_settings
-    face = {k: v for k, v in asdict(settings).items() if k not in ("enrol_jitters", "probe_jitters")}
+    face = {k: v for k, v in asdict(settings).items()
+            if k not in ("enrol_jitters", "probe_jitters", *GATE_FIELDS)}
     material = {"format": CACHE_FORMAT, "file": file_hash, "model_id": job.model_id,
                 "model_version": job.model_version, "jitters": settings.jitters(_purpose(entry)),
                 "face_settings": face, "limits": asdict(job.limits)}
@@ -456,8 +490,8 @@ def _read_cache(cache_dir: Path, key: str, dimension: int) -> _Analysis | None:
             vector = np.frombuffer(base64.b64decode(vector, validate=True), dtype="<f4").astype(np.float32)
             if vector.shape != (dimension,):
                 return None
-        return _Analysis(refusal=stored["refusal"], faces=int(stored["faces"]), usable=int(stored["usable"]),
-                         vector=vector)
+        return _Analysis(refusal=stored["refusal"], faces=int(stored["faces"]), vector=vector,
+                         quality=known_figures(stored["quality"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -468,7 +502,7 @@ def _write_cache(cache_dir: Path, key: str, analysis: _Analysis) -> None:
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     vector = analysis.vector
-    stored = {"refusal": analysis.refusal, "faces": analysis.faces, "usable": analysis.usable,
+    stored = {"refusal": analysis.refusal, "faces": analysis.faces, "quality": dict(analysis.quality),
               "vector": None if vector is None else base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()}
     handle, scratch = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # created 0600
     try:

@@ -69,10 +69,11 @@ END_TO_END, ENROLLED_ONLY = "end_to_end", "enrolled_only"
 NO_TRIALS, TOO_FEW_TRIALS = "no_trials", "too_few_trials"  # why a rate is null: N/A, not reliable
 
 METHOD = {
-    "failure_to_enrol": "A gallery photo enrols when exactly one face is detected and it passes the "
-                        "quality gate (the service's rule for record photos); a probe photo when "
-                        "exactly one detected face passes the gate. Any other outcome (no face, several "
-                        "faces, low quality, refused input) is a failure to enrol in that role.",
+    "failure_to_enrol": "A gallery photo enrols when exactly one face is detected, whatever its quality "
+                        "(the service's rule for record photos: low-quality faces are flagged, not "
+                        "refused); a probe photo when at least one face is detected, measured on its "
+                        "largest face. Any other outcome (no face, several faces in a gallery photo, "
+                        "refused input) is a failure to enrol in that role.",
     "end_to_end": "The headline rates count failures to enrol, as NIST FRTE and ISO/IEC 19795-1 "
                   "(generalised rates) do: a photo that failed to enrol has no template, so every "
                   "comparison involving it has no distance and matches nothing at any threshold. "

@@ -25,13 +25,16 @@ Choices, measured on the shared faces (see docs/performance.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 from PIL import ImageFile
 
 from matching.images import DecodedImage, InputRejected
+from matching.quality import (
+    DEFAULT_MAX_ASYMMETRY, DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS, Gates, quality_flags,
+)
 
 # face_recognition switches Pillow to accept truncated files for everyone on
 # import; Reunite refuses truncated photos, so the setting is put back.
@@ -67,10 +70,10 @@ class FaceSettings:
     max_faces: int = 8
     enrol_jitters: int = 1
     probe_jitters: int = 1
-    # Quality gate: faces smaller or blurrier than this are reported unusable.
-    min_face_px: int = 40
-    min_sharpness: float = 20.0
-    max_asymmetry: float = 0.6
+    # Quality gates (matching.quality): a face below one is flagged low quality, never refused.
+    min_face_px: int = DEFAULT_MIN_FACE_PX
+    min_sharpness: float = DEFAULT_MIN_SHARPNESS
+    max_asymmetry: float = DEFAULT_MAX_ASYMMETRY
 
     def jitters(self, purpose: Purpose) -> int:
         return self.enrol_jitters if purpose == "enrol" else self.probe_jitters
@@ -95,23 +98,16 @@ class Box:
 
 @dataclass(frozen=True)
 class FaceQuality:
-    """Figures a reviewer and the quality gate read; none of them identifies anyone."""
+    """Figures a reviewer and the quality gates read; none of them identifies anyone."""
 
     box_px: int  # shorter side of the face box, original pixels
     sharpness: float  # variance of the Laplacian of the aligned 150 px face chip
     asymmetry: float  # 0 frontal … 1 full profile, from eye-corner to nose distances
     detection_score: float  # HOG margin or CNN confidence
 
-    def problems(self, settings: FaceSettings) -> list[str]:
-        """Plain-language reasons this face is unusable (empty when usable)."""
-        found = []
-        if self.box_px < settings.min_face_px:
-            found.append(f"the face is too small ({self.box_px} px; at least {settings.min_face_px} px needed)")
-        if self.sharpness < settings.min_sharpness:
-            found.append("the face is too blurry")
-        if self.asymmetry > settings.max_asymmetry:
-            found.append("the face is turned too far from the camera")
-        return found
+    def flags(self, gates: Gates) -> list[str]:
+        """Plain-language reasons this face is low quality (empty when none); never a refusal."""
+        return quality_flags(asdict(self), gates)
 
 
 @dataclass(frozen=True)
@@ -123,8 +119,8 @@ class Face:
     model_version: str
     jitters: int
 
-    def usable(self, settings: FaceSettings) -> bool:
-        return not self.quality.problems(settings)
+    def low_quality(self, gates: Gates) -> bool:
+        return bool(self.quality.flags(gates))
 
 
 def analyse_image(image: DecodedImage, purpose: Purpose, settings: FaceSettings = FaceSettings(),

@@ -12,10 +12,15 @@ import base64
 import binascii
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from matching.quality import DEFAULT_MAX_ASYMMETRY, DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS, QualityGates
+
+if TYPE_CHECKING:
+    from matching.faces import FaceSettings
 
 INSECURE_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development"}
 MIN_SECRET_LENGTH = 32
@@ -61,6 +66,12 @@ class Settings(BaseSettings):
     daily_cases_per_user: int = Field(50, ge=1)
     daily_cases_per_organisation: int = Field(500, ge=1)
     review_top_k: int = Field(10, ge=1, le=100)
+    # Quality gates: a face below one is still enrolled and searched, and flagged low quality
+    # for reviewers. Defaults measured by bench/quality_gates.py (docs/accuracy.md, "Quality gates");
+    # flags are worked out from each face's stored figures when shown, so a change applies to all.
+    quality_min_face_px: int = Field(DEFAULT_MIN_FACE_PX, ge=0, le=10_000)
+    quality_min_sharpness: float = Field(DEFAULT_MIN_SHARPNESS, ge=0)
+    quality_max_asymmetry: float = Field(DEFAULT_MAX_ASYMMETRY, ge=0, le=1)
     # `reunite calibrate` sets the review threshold where this share of impostor pairs match.
     calibration_target_fmr: float = Field(1e-3, gt=0, lt=1)
 
@@ -105,6 +116,18 @@ class Settings(BaseSettings):
     @property
     def celery_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    def quality_gates(self) -> QualityGates:
+        return QualityGates(min_face_px=self.quality_min_face_px, min_sharpness=self.quality_min_sharpness,
+                            max_asymmetry=self.quality_max_asymmetry)
+
+    def face_settings(self) -> FaceSettings:
+        """The one place the service's face settings are made from these settings."""
+        # Imported here: matching.faces loads dlib, which most users of Settings never need.
+        from matching.faces import FaceSettings
+
+        return FaceSettings(max_faces=self.max_faces_per_photo, min_face_px=self.quality_min_face_px,
+                            min_sharpness=self.quality_min_sharpness, max_asymmetry=self.quality_max_asymmetry)
 
     def signing_secret(self) -> str:
         """The JWT secret; in development a random one is created once in data_dir."""

@@ -25,6 +25,7 @@ from service.cases.schemas import (
 )
 from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
+from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
 from service.records.routes import refusal_route
 from service.reviews.candidate_facts import CandidateFacts, candidate_facts
@@ -95,12 +96,13 @@ def get_review_load(user: CurrentUser, session: DbSession) -> ReviewLoadOut:
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, responses=REFUSALS, **permission(Action.READ_CASES))
-def get_case(case_id: int, user: CurrentUser, session: DbSession) -> CaseOut:
-    """A case's progress and outcome, in words, with its candidates."""
+def get_case(case_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep) -> CaseOut:
+    """A case's progress and outcome, in words, with its faces' quality flags and its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])  # a few queries, not per candidate
     return CaseOut(**_summary(case).model_dump(), searched_at=case.searched_at,
-                   candidates=[_candidate(candidate, status, facts[candidate.id]) for candidate, status in candidates])
+                   candidates=[_candidate(candidate, status, facts[candidate.id]) for candidate, status in candidates],
+                   face_quality=case_faces(session, case.id, settings.quality_gates()))
 
 
 def _summary(case: Case) -> CaseSummary:

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 SearchMode = Literal["alerting", "investigative"]
+from service.photos.quality import FaceQualityOut
 
 
 class CaseAccepted(BaseModel):
@@ -55,6 +56,8 @@ class CaseSummary(BaseModel):
 class CaseOut(CaseSummary):
     searched_at: datetime | None
     candidates: list[CandidateOut]
+    face_quality: list[FaceQualityOut] = Field(default_factory=list, description=(
+        "Each face found in the case photo, in order: all are searched; low-quality ones are flagged."))
 
 
 class CasePage(BaseModel):

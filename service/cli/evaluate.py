@@ -78,14 +78,13 @@ def embed_with_progress(manifest: Path, *, settings: Settings, model_id: str | N
     `matching.embedders.UnknownEmbedder`.
     """
     from matching.dataset import default_cache_dir, embed_dataset, load_manifest
-    from matching.faces import FaceSettings
     from service.photos.service import image_limits
 
     entries = load_manifest(manifest)
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True) as progress:
         task = progress.add_task("embed", total=len(entries))
-        embedded = embed_dataset(entries, face_settings=FaceSettings(max_faces=settings.max_faces_per_photo),
+        embedded = embed_dataset(entries, face_settings=settings.face_settings(),
                                  limits=image_limits(settings), workers=workers, model_id=model_id,
                                  cache_dir=(cache or default_cache_dir()) if use_cache else None,
                                  progress_callback=lambda done, total: progress.update(task, completed=done))

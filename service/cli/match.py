@@ -28,6 +28,7 @@ from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 
 if TYPE_CHECKING:
     from matching.batch import FileResult
+    from matching.faces import FaceSettings
     from matching.index import VectorIndex
 
 match_app = typer.Typer(no_args_is_help=True, help="Enrol photos into a local index and search it.")
@@ -55,22 +56,23 @@ def enrol(
     kind: Annotated[str, typer.Option(help="Index type: flat (exact), hnsw or pq-refine (approximate).")] = "flat",
     workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
 ) -> None:
-    """Embed every photo, one face per photo, and save the index with its id->label map."""
+    """Embed every photo, one face per photo (low-quality ones flagged), and save the index with its labels."""
     from matching.batch import photos_by_identity
 
+    face_settings = _face_settings()
     try:
         identities = photos_by_identity(folder)
     except (NotADirectoryError, OSError) as exc:
         raise fail(f"cannot read {folder}: {exc}") from exc
     if not identities:
         raise fail(f"{folder} has no sub-folders with photos (expected one folder per identity)")
-    results = _embed_with_progress(identities, workers)
+    results = _embed_with_progress(identities, workers, face_settings)
     gallery = _gallery_from(results, identities)
     if not gallery["embeddings"]:
-        _report(results)
+        _report(results, face_settings)
         raise fail("no usable face was found in any photo; nothing was saved")
     _save_gallery(index, kind, gallery)
-    _report(results)
+    _report(results, face_settings)
     enrolled = len(gallery["embeddings"])
     console.print(f"Enrolled {enrolled} faces of {len(gallery['records'])} identities into {index}")
     if enrolled < sum(len(p) for p in identities.values()):
@@ -86,13 +88,14 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print the ranked candidates for every face in IMAGE."""
-    from matching.faces import FaceSettings, analyse_image
+    from matching.faces import analyse_image
     from matching.images import InputRejected, load_image_file
     from matching.search import search_gallery
 
+    face_settings = _face_settings()
     vector_index, gallery = _load_gallery(index)
     try:
-        faces = analyse_image(load_image_file(image), "probe", FaceSettings())
+        faces = analyse_image(load_image_file(image), "probe", face_settings)
     except InputRejected as refusal:
         raise fail(f"{image}: {refusal.message}") from refusal
     except OSError as exc:
@@ -107,6 +110,7 @@ def search(
             {
                 "box": list(face.box.as_tuple()),
                 "quality": asdict(face.quality),
+                "quality_flags": face.quality.flags(face_settings),
                 "candidates": [
                     {**asdict(c), "label": gallery["records"][str(c.record_id)]} for c in candidates
                 ],
@@ -118,7 +122,20 @@ def search(
         _print_search(report, threshold)
 
 
-def _embed_with_progress(identities: dict[str, list[Path]], workers: int) -> list[FileResult]:
+def _face_settings() -> FaceSettings:
+    """The service's face settings (detection, face cap, quality gates) from the `REUNITE_*` settings."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        return Settings().face_settings()
+    except (ValidationError, ValueError) as exc:
+        raise fail(f"the service settings are not valid: {exc}") from exc
+
+
+def _embed_with_progress(identities: dict[str, list[Path]], workers: int,
+                         face_settings: FaceSettings) -> list[FileResult]:
     from matching.batch import BatchJob, embed_files
 
     paths = [p for photos in identities.values() for p in photos]
@@ -126,7 +143,7 @@ def _embed_with_progress(identities: dict[str, list[Path]], workers: int) -> lis
     results = []
     with Progress(*columns, console=errors, transient=True) as progress:
         task = progress.add_task("embed", total=len(paths))
-        for result in embed_files(paths, BatchJob(purpose="enrol"), workers or None):
+        for result in embed_files(paths, BatchJob(purpose="enrol", settings=face_settings), workers or None):
             results.append(result)
             progress.advance(task)
     return results
@@ -186,28 +203,34 @@ def _load_gallery(index_path: Path) -> tuple[VectorIndex, dict]:
     return vector_index, gallery
 
 
-def _report(results: list[FileResult]) -> None:
+def _report(results: list[FileResult], face_settings: FaceSettings) -> None:
     table = Table(title="Enrolment", show_lines=False)
     for column in ("file", "outcome"):
         table.add_column(column)
     for result in results:
-        table.add_row(f"{result.path.parent.name}/{result.path.name}", _outcome(result))
+        table.add_row(f"{result.path.parent.name}/{result.path.name}", _outcome(result, face_settings))
     console.print(table)
 
 
-def _outcome(result: FileResult) -> str:
+def _outcome(result: FileResult, face_settings: FaceSettings) -> str:
     if not result.ok:
         return f"[red]refused[/red]: {result.refusal}"
     if len(result.faces) > 1:
         return f"[yellow]refused[/yellow]: {len(result.faces)} faces; a gallery photo must show one person"
-    return f"[green]1 face[/green] ({result.faces[0].quality.box_px} px)"
+    face = result.faces[0]
+    flags = face.quality.flags(face_settings)
+    if flags:
+        return f"[yellow]1 face, low quality[/yellow] ({face.quality.box_px} px): {'; '.join(flags)}"
+    return f"[green]1 face[/green] ({face.quality.box_px} px)"
 
 
 def _print_search(report: list[dict], threshold: float) -> None:
     console.print(f"{len(report)} face(s); candidates within distance {threshold:.3f}")
     for number, face in enumerate(report, start=1):
         top, right, bottom, left = face["box"]
-        table = Table(title=f"Face {number}: x {left}–{right}, y {top}–{bottom}")
+        flags = face["quality_flags"]
+        caption = f"low quality: {'; '.join(flags)}" if flags else None
+        table = Table(title=f"Face {number}: x {left}–{right}, y {top}–{bottom}", caption=caption)
         for column in ("rank", "identity", "distance", "embedding"):
             table.add_column(column)
         for c in face["candidates"]:

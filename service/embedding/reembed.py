@@ -72,7 +72,7 @@ class Reembedder:
         self.replica = replica
         self.send_next = send_next  # None: the caller runs the next batch itself
         self.batch_size = batch_size
-        self.face_settings = face_settings or FaceSettings(max_faces=settings.max_faces_per_photo)
+        self.face_settings = face_settings or settings.face_settings()
         # A batch is at most batch_size photos; a claim older than the task time limit is dead.
         self.lease = timedelta(minutes=settings.processing_timeout_minutes)
 
@@ -156,12 +156,11 @@ class Reembedder:
         except Exception as error:  # one bad photo never stops the job
             log.error("reembed_analysis_failed", photo_id=photo.id, error=type(error).__name__)
             return [], "error"
-        usable = [face for face in faces if face.usable(self.face_settings)]
         if purpose == "enrol":
-            # The gallery photo was enrolled with exactly one usable face; the same detector finds it again.
-            return (usable, None) if len(faces) == 1 and usable else ([], "faces_changed")
-        # Case photos keep their usable faces, numbered as the pipeline numbers them.
-        return (usable, None) if usable else ([], "no_face")
+            # The gallery photo was enrolled with exactly one face (flagged or not); the same detector finds it again.
+            return (faces, None) if len(faces) == 1 else ([], "faces_changed")
+        # Case photos keep every detected face, numbered as the pipeline numbers them.
+        return faces, None
 
     def _write(self, claim: BatchClaim, photo: PhotoToEmbed, faces: list[Face]) -> str:
         with transaction(self.sessions) as session:

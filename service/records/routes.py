@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from service.db import utcnow
 from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.models import Photo
+from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, UploadRefused, read_upload
 from service.records import service
 from service.records.models import Consent, Record
@@ -65,7 +66,7 @@ def create_record(body: NewRecord, user: CurrentUser, session: DbSession, settin
     """Register a missing child's record with the guardian's consent."""
     record = service.create_record(session, actor=user, body=body, now=utcnow(),
                                    max_consent_days=settings.consent_max_days)
-    return _record_out(record, photos=[])
+    return _record_out(record, photos=[], faces={})
 
 
 @router.get("/records", response_model=RecordPage, **permission(Action.MANAGE_RECORDS))
@@ -82,10 +83,11 @@ def list_records(user: CurrentUser, session: DbSession,
 
 @router.get("/records/{record_id}", response_model=RecordOut, responses=REFUSALS,
             **permission(Action.MANAGE_RECORDS))
-def get_record(record_id: int, user: CurrentUser, session: DbSession) -> RecordOut:
-    """One record with its consent and photos (audited: it shows the guardian's name)."""
+def get_record(record_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep) -> RecordOut:
+    """One record with its consent and photos, each with its face's quality and flags (audited)."""
     record, photos = service.record_details(session, actor=user, record_id=record_id)
-    return _record_out(record, photos=photos)
+    faces = photo_faces(session, [photo.id for photo in photos], settings.quality_gates())
+    return _record_out(record, photos=photos, faces=faces)
 
 
 @router.post("/records/{record_id}/photos", status_code=202, response_model=PhotoAccepted,
@@ -103,9 +105,11 @@ def upload_photo(record_id: int, file: Annotated[UploadFile, File()], user: Curr
 
 @router.get("/records/{record_id}/photos/{photo_id}", response_model=PhotoOut, responses=REFUSALS,
             **permission(Action.MANAGE_RECORDS))
-def get_photo(record_id: int, photo_id: int, user: CurrentUser, session: DbSession) -> PhotoOut:
-    """A photo's processing status, in words."""
-    return photo_out(service.record_photo(session, actor=user, record_id=record_id, photo_id=photo_id))
+def get_photo(record_id: int, photo_id: int, user: CurrentUser, session: DbSession,
+              settings: SettingsDep) -> PhotoOut:
+    """A photo's processing status, in words, with its face's quality and flags."""
+    photo = service.record_photo(session, actor=user, record_id=record_id, photo_id=photo_id)
+    return photo_out(photo, photo_faces(session, [photo.id], settings.quality_gates())[photo.id])
 
 
 @router.get("/records/{record_id}/photos/{photo_id}/image", response_class=Response,
@@ -131,11 +135,14 @@ def withdraw_consent(record_id: int, user: CurrentUser, session: DbSession, vaul
 # --- response shapes -------------------------------------------------------------------------
 
 
-def photo_out(photo: Photo) -> PhotoOut:
+def photo_out(photo: Photo, faces: list[FaceQualityOut]) -> PhotoOut:
+    """The photo, with its enrolled face's quality (`faces`: the photo's stored faces, from photo_faces)."""
+    face = faces[0] if faces else None
     return PhotoOut(id=photo.id, record_id=photo.record_id, status=photo.status,
                     status_message=service.photo_words(photo), faces_found=photo.faces_found,
                     taken_at=photo.taken_at, age_at_photo=photo.age_at_photo, created_at=photo.created_at,
-                    processed_at=photo.processed_at, erased_at=photo.erased_at)
+                    processed_at=photo.processed_at, erased_at=photo.erased_at,
+                    low_quality=face is not None and face.low_quality, face=face)
 
 
 def _consent_summary(consent: Consent) -> dict[str, Any]:
@@ -155,11 +162,11 @@ def _summary(record: Record, *, photo_count: int) -> RecordSummary:
                          consent=ConsentSummary(**_consent_summary(record.consent)))
 
 
-def _record_out(record: Record, *, photos: list[Photo]) -> RecordOut:
+def _record_out(record: Record, *, photos: list[Photo], faces: dict[int, list[FaceQualityOut]]) -> RecordOut:
     consent = record.consent
     details = ConsentDetails(**_consent_summary(consent), guardian_name=consent.guardian_name,
                              guardian_relationship=consent.guardian_relationship,
                              responsibility_verified_by=consent.responsibility_verified_by,
                              purpose=consent.purpose)
     return RecordOut(**_record_fields(record, photo_count=len(photos)), consent=details,
-                     photos=[photo_out(photo) for photo in photos])
+                     photos=[photo_out(photo, faces.get(photo.id, [])) for photo in photos])

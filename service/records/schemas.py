@@ -32,6 +32,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
+from service.photos.quality import FaceQualityOut
+
 
 class LawfulBasis(StrEnum):
     CONSENT = "consent"
@@ -101,6 +103,10 @@ class PhotoOut(BaseModel):
     created_at: datetime
     processed_at: datetime | None
     erased_at: datetime | None
+    low_quality: bool = Field(False, description="The enrolled face is below a quality gate: it is in the gallery "
+                                                 "and searched, but matches may be missed. See face.quality_flags.")
+    face: FaceQualityOut | None = Field(None, description="The enrolled face's quality figures and flags; "
+                                                          "None until processed, or when no face was enrolled.")
 
 
 class PhotoAccepted(BaseModel):

@@ -53,7 +53,10 @@ PHOTO_STATUS_WORDS = {
     "embedded": "Ready: the face in this photo can be matched.",
     "no_face": "No face was found in this photo; upload one where the child's face is clearly visible.",
     "several_faces": "This photo shows several faces; upload one showing only the child.",
-    "low_quality": "The face is too small, blurred or turned away to be matched reliably.",
+    # Legacy: before quality became a flag, such photos were refused; none is refused for its quality now.
+    "low_quality": ("This photo was not added to the gallery: an earlier version of Reunite refused faces it "
+                    "judged too small, blurred or turned away. Upload it again: it will be added and flagged "
+                    "low quality instead."),
     "rejected_input": "This file could not be used as a photo.",
     "failed": "Processing failed; it will be retried. If it stays like this, upload the photo again.",
     "erased": "Erased.",
@@ -185,6 +188,8 @@ def own_record(session: Session, *, actor: User, record_id: int, lock: bool = Fa
 
 def photo_words(photo: Photo) -> str:
     """What the photo's status means, in words: the worker's own message when it left one."""
+    if photo.status == "low_quality":  # a legacy refusal: its stored message asks for another photo
+        return PHOTO_STATUS_WORDS["low_quality"]
     return photo.status_message or PHOTO_STATUS_WORDS.get(photo.status, photo.status)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
-from service.deps import CurrentUser, DbSession, VaultDep, permission
+from service.deps import CurrentUser, DbSession, SettingsDep, VaultDep, permission
 from service.organisations.routes import ServiceErrorRoute
 from service.photos.service import Size
 from service.reviews import service, webhooks
@@ -34,9 +34,10 @@ def queue(user: CurrentUser, session: DbSession,
 
 @router.get("/candidates/{candidate_id}", response_model=CandidateOut, responses=NOT_YOURS,
             **permission(Action.REVIEW_CANDIDATES))
-def candidate(candidate_id: int, user: CurrentUser, session: DbSession) -> CandidateOut:
-    """Probe and record side by side; no other reviewer's decision is shown."""
-    return service.candidate_details(session, viewer=user, candidate_id=candidate_id)
+def candidate(candidate_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep) -> CandidateOut:
+    """Probe and record side by side, each face's quality flagged; no other reviewer's decision is shown."""
+    return service.candidate_details(session, viewer=user, candidate_id=candidate_id,
+                                     gates=settings.quality_gates())
 
 
 @router.get("/candidates/{candidate_id}/probe-image", response_class=Response, responses=PHOTO,

@@ -80,6 +80,9 @@ class FaceBox(BaseModel):
 class FaceOut(BaseModel):
     box: FaceBox
     quality: dict[str, float]  # box_px, sharpness, asymmetry, detection_score
+    # Below a quality gate (service.photos.quality): compared all the same, to be weighed with care.
+    low_quality: bool = False
+    quality_flags: list[str] = []  # why, in plain words
 
 
 class PhotoSide(BaseModel):

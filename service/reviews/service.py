@@ -18,7 +18,6 @@ deciding at once are applied one after the other and cannot both count as the fi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -35,7 +34,9 @@ from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
 from service.organisations.service import Conflict, Forbidden, NotFound, ServiceError
+from matching.quality import Gates
 from service.photos.models import Embedding, Photo
+from service.photos.quality import face_quality
 from service.photos.service import Size, open_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Record
@@ -49,7 +50,6 @@ from vetting import review as rule
 
 NOTIFICATION_MATCH_CONFIRMED = "match_confirmed"
 WEBHOOK_PENDING = "pending"  # set at confirmation; webhooks.deliver makes it sent or failed
-QUALITY_FIGURES = ("box_px", "sharpness", "asymmetry", "detection_score")
 UNREAD_NOTICES_IN_QUEUE = 50
 Side = Literal["probe", "record"]
 
@@ -126,15 +126,18 @@ def _involvement(organisation_id: int, case_organisation_id: int, record_organis
 # --- one candidate ----------------------------------------------------------------------------
 
 
-def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> CandidateOut:
-    """What a reviewer needs to compare the two faces, and nobody else's decision."""
+def candidate_details(session: Session, *, viewer: User, candidate_id: int, gates: Gates) -> CandidateOut:
+    """What a reviewer needs to compare the two faces, and nobody else's decision.
+
+    `gates` (the settings' quality gates) flag either face as low quality from its stored figures.
+    """
     loaded = _load(session, viewer=viewer, candidate_id=candidate_id)
     candidate, case, record = loaded.candidate, loaded.case, loaded.record
     mine = session.scalars(select(Review).where(Review.candidate_id == candidate.id,
                                                 Review.reviewer_id == viewer.id)).first()
     redacted = candidate.status == rule.Status.REDACTED or record is None
     probe_photo = _photo_side(session, candidate=candidate, embedding_id=candidate.probe_embedding_id,
-                              side="probe", date_of_birth=None, show_image=not redacted)
+                              side="probe", date_of_birth=None, show_image=not redacted, gates=gates)
     calibration = active_calibration(session, candidate.model_id)
     facts = candidate_facts(session, [candidate], policies={candidate.model_id: policy_of(calibration)})[candidate.id]
     return CandidateOut(
@@ -151,35 +154,39 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int) -> C
                        submitted_by_your_organisation=case.organisation_id == viewer.organisation_id,
                        case_reference=case.case_reference if case.organisation_id == viewer.organisation_id
                        else None),
-        record=None if redacted else _record_side(session, viewer=viewer, candidate=candidate, record=record),
+        record=None if redacted else _record_side(session, viewer=viewer, candidate=candidate, record=record,
+                                                  gates=gates),
         can_decide=_can_decide(session, loaded=loaded, reviewer=viewer),
         your_review=review_out(mine) if mine else None,
         notice=standing_notice(calibration, latest_evaluation(session, candidate.model_id)),
     )
 
 
-def _record_side(session: Session, *, viewer: User, candidate: Candidate, record: Record) -> RecordSide:
+def _record_side(session: Session, *, viewer: User, candidate: Candidate, record: Record,
+                 gates: Gates) -> RecordSide:
     own = record.organisation_id == viewer.organisation_id
     return RecordSide(
         record_id=record.id, case_reference=record.case_reference if own else None,
         owned_by_your_organisation=own, missing_since=record.missing_since,
         photo=_photo_side(session, candidate=candidate, embedding_id=candidate.gallery_embedding_id,
-                          side="record", date_of_birth=record.date_of_birth, show_image=True),
+                          side="record", date_of_birth=record.date_of_birth, show_image=True, gates=gates),
     )
 
 
 def _photo_side(session: Session, *, candidate: Candidate, embedding_id: int | None, side: Side,
-                date_of_birth: date | None, show_image: bool) -> PhotoSide | None:
+                date_of_birth: date | None, show_image: bool, gates: Gates) -> PhotoSide | None:
     embedding = session.get(Embedding, embedding_id) if embedding_id is not None else None
     photo = session.get(Photo, embedding.photo_id) if embedding is not None else None
     if embedding is None or photo is None:
         return None
+    quality = face_quality(embedding.quality, gates)
     return PhotoSide(
         photo_id=photo.id, taken_at=photo.taken_at, age_at_photo=_age_at_photo(photo, date_of_birth),
         width=photo.width, height=photo.height,
         face=FaceOut(box=FaceBox(top=embedding.box_top, right=embedding.box_right, bottom=embedding.box_bottom,
                                  left=embedding.box_left),
-                     quality=_quality_figures(embedding.quality)),
+                     quality=quality.quality, low_quality=quality.low_quality,
+                     quality_flags=quality.quality_flags),
         image_url=f"/api/v1/candidates/{candidate.id}/{side}-image" if show_image and _stored(photo) else None,
     )
 
@@ -188,18 +195,6 @@ def _age_at_photo(photo: Photo, date_of_birth: date | None) -> float | None:
     """The age recorded with the photo, else worked out from the date of birth and date taken (matching.ages)."""
     age = age_of_photo(photo.age_at_photo, photo.taken_at, date_of_birth)
     return None if age is None else round(age, 1)
-
-
-def _quality_figures(stored: str | None) -> dict[str, float]:
-    """The known quality figures from the embedding's JSON; anything else is left out."""
-    try:
-        figures = json.loads(stored or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(figures, dict):
-        return {}
-    return {name: float(figures[name]) for name in QUALITY_FIGURES
-            if isinstance(figures.get(name), (int, float)) and not isinstance(figures.get(name), bool)}
 
 
 def _can_decide(session: Session, *, loaded: Loaded, reviewer: User) -> bool:

@@ -113,7 +113,7 @@ class Pipeline:
         self.sessions = sessions
         self.vault = vault
         self.replica = replica
-        self.face_settings = face_settings or FaceSettings(max_faces=settings.max_faces_per_photo)
+        self.face_settings = face_settings or settings.face_settings()
         # How process_case hands over to search_case; None searches at once in this process.
         self.send_search = send_search
         self.threshold = threshold  # None: the active calibration's, read at every search
@@ -122,7 +122,7 @@ class Pipeline:
     # ----- record photos -----------------------------------------------------------------
 
     def process_record_photo(self, photo_id: int) -> str:
-        """Embed a gallery photo (exactly one usable face), index it, match it against open cases."""
+        """Embed a gallery photo (exactly one face, flagged or not), index it, match it against open cases."""
         claim = claim_row(self.sessions, Photo, photo_id)
         if claim is None:
             return DUPLICATE
@@ -147,12 +147,11 @@ class Pipeline:
                                 several_faces_message(f"more than {self.face_settings.max_faces}"))
         except InputRejected as refusal:
             return self._finish(Photo, claim, "rejected_input", refusal.message)
-        if len(faces) > 1:
+        if len(faces) > 1:  # which one is the child? A person must choose, by cropping.
             return self._finish(Photo, claim, "several_faces", several_faces_message(str(len(faces))),
                                 faces_found=len(faces))
-        problems = faces[0].quality.problems(self.face_settings)
-        if problems:
-            return self._finish(Photo, claim, "low_quality", low_quality_message(problems), faces_found=1)
+        # A small, blurry or turned face is enrolled all the same and flagged when shown
+        # (service.photos.quality): flagged, it can still be found; refused, it never could.
         # While a re-embedding is in progress, also with its target model (see service.embedding).
         others = [embed_again(image, faces, embedder)[0] for embedder in embedders[1:]]
         outcome = self._enrol(claim, record_id, faces[0], others)
@@ -272,29 +271,26 @@ class Pipeline:
             return self._finish(Case, claim, "no_face", NO_FACE_CASE, faces=0)
         except InputRejected as refusal:  # includes too many faces
             return self._finish(Case, claim, "rejected_input", refusal.message)
-        usable = [face for face in faces if face.usable(self.face_settings)]
-        if not usable:
-            return self._finish(Case, claim, "no_face", no_usable_face_message(faces, self.face_settings), faces=0)
-        others = [embed_again(image, usable, embedder) for embedder in embedders[1:]]
-        outcome = self._store_probe_faces(claim, photo_id, faces, usable, others)
+        # Every detected face is searched, low-quality ones too (flagged when shown, never dropped).
+        others = [embed_again(image, faces, embedder) for embedder in embedders[1:]]
+        outcome = self._store_probe_faces(claim, photo_id, faces, others)
         return self._embed_case(claim) if outcome == MODEL_CHANGED else outcome
 
-    def _store_probe_faces(self, claim: Claim, photo_id: int, faces: list[Face], usable: list[Face],
-                           others: list[list[Face]]) -> str:
+    def _store_probe_faces(self, claim: Claim, photo_id: int, faces: list[Face], others: list[list[Face]]) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = _ours(session, Case, claim)
             if case is None:
                 return SUPERSEDED
-            if active_model_for_write(session) != usable[0].model_id:
+            if active_model_for_write(session) != faces[0].model_id:
                 return MODEL_CHANGED
-            for faces_of_model in (usable, *others):
+            for faces_of_model in (faces, *others):
                 for number, face in enumerate(faces_of_model):
                     # Probe faces are stored but never indexed: the gallery holds record photos only.
                     session.add(_embedding_row(photo_id, number, face))
             photo = session.get(Photo, photo_id)
             _set_outcome(photo, "embedded", None, now, faces_found=len(faces))
-            case.faces = len(usable)
+            case.faces = len(faces)
             case.status_message = "Faces found; searching the gallery."
         return "embedded"
 
@@ -666,11 +662,3 @@ def several_faces_message(count: str) -> str:
     return f"This photo shows {count} faces; upload a photo of the child alone or crop it."
 
 
-def low_quality_message(problems: list[str]) -> str:
-    return f"This photo cannot be used: {'; '.join(problems)}. Please upload a clearer photo of the face."
-
-
-def no_usable_face_message(faces: list[Face], settings: FaceSettings) -> str:
-    problems = sorted({problem for face in faces for problem in face.quality.problems(settings)})
-    reasons = "; ".join(problems) or "the faces are not clear enough"
-    return f"Faces were found, but none can be searched: {reasons}. Please send a clearer photo."

@@ -249,7 +249,7 @@ def test_the_candidate_view_gives_what_a_reviewer_needs_and_no_names(client, db,
     assert probe_side["photo"]["age_at_photo"] == 9.5
     assert seen["years_between"] == 1.0  # from the two ages at photo (matching.ages)
     assert record_side["photo"]["face"] == {"box": {"top": 60, "right": 300, "bottom": 290, "left": 70},
-                                            "quality": QUALITY}
+                                            "quality": QUALITY, "low_quality": False, "quality_flags": []}
     assert record_side["photo"]["image_url"] == f"{API}/candidates/{candidate}/record-image"
     assert probe_side["photo"]["image_url"] == f"{API}/candidates/{candidate}/probe-image"
     assert record_side["photo"]["width"] > 0 and record_side["missing_since"] == "2024-06-01"

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from matching.quality import QualityGates
 from service.audit.models import AuditEvent
 from service.audit.verify import Problem, Report, verify_bundle
 from service.auth.models import User
@@ -183,7 +184,7 @@ def test_two_reviewers_confirm_on_the_page_without_seeing_each_other(person, wor
     words = text_of(shown)
     assert "Case photo" in words and "Record photo" in words
     notice = reviews_service.candidate_details(db, viewer=db.get(User, world["accounts"]["keeper_reviewer"].user.id),
-                                               candidate_id=candidate).notice
+                                               candidate_id=candidate, gates=QualityGates()).notice
     db.rollback()
     assert " ".join(notice.split()) in words  # the standing notice on the model's limits
     assert "Under review" in words and "KEEP-7" in words and "FIND-1" not in words  # own references only

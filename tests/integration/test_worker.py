@@ -212,7 +212,7 @@ def test_a_new_record_photo_is_matched_against_open_cases(world, sdist_images):
     assert world.candidates(closed) == []  # past its retention date: not open any more
 
 
-def test_case_photos_without_a_usable_face_say_so(world):
+def test_case_photos_without_a_face_say_so(world):
     case = world.case(faceless_photo())
     assert world.pipeline.process_case(case.id) == "no_face"
     case = world.reload(case)

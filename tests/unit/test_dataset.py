@@ -18,6 +18,7 @@ from matching.dataset import (
     ManifestError,
     _Analysis,
     _failures,
+    _photo,
     embed_dataset,
     load_manifest,
 )
@@ -130,16 +131,33 @@ def test_folder_without_identities_is_refused(tmp_path) -> None:
         load_manifest(tmp_path)
 
 
+BLURRY_SMALL = {"box_px": 30.0, "sharpness": 3.0, "asymmetry": 0.1, "detection_score": 0.5}
+
+
 @pytest.mark.parametrize("analysis, gallery, probe", [
     (_Analysis(refusal="no_face"), "no_face", "no_face"),
-    (_Analysis(refusal=None, faces=1, usable=1), None, None),
-    (_Analysis(refusal=None, faces=1, usable=0), "low_quality", "low_quality"),
-    # The service refuses a record photo with two faces even if one is unusable; a probe uses the usable one.
-    (_Analysis(refusal=None, faces=2, usable=1), "several_faces", None),
-    (_Analysis(refusal=None, faces=3, usable=2), "several_faces", "several_faces"),
+    (_Analysis(refusal=None, faces=1), None, None),
+    # Quality never refuses: a small, blurry face enrols in both roles (and is flagged).
+    (_Analysis(refusal=None, faces=1, quality=BLURRY_SMALL), None, None),
+    # The service refuses a record photo with two faces (which one is the child?); a probe uses its largest.
+    (_Analysis(refusal=None, faces=2), "several_faces", None),
+    (_Analysis(refusal=None, faces=3, quality=BLURRY_SMALL), "several_faces", None),
 ])
 def test_enrolment_rule(analysis, gallery, probe) -> None:
     assert _failures(analysis) == (gallery, probe)
+
+
+def test_a_template_is_flagged_by_the_gates_of_the_face_settings(tmp_path) -> None:
+    entry = Entry(path=tmp_path / "a.jpg", relative="a.jpg", identity="ann")
+    analysis = _Analysis(refusal=None, faces=1, vector=np.ones(128, np.float32), quality=BLURRY_SMALL)
+    flagged = _photo(entry, "1" * 64, analysis, False, FaceSettings())
+    assert flagged.gallery_failure is None and flagged.low_quality
+    assert flagged.quality_flags == ("the face is small (30 px across; 40 px or more matches better)",
+                                     "the face is blurry")
+    lenient = _photo(entry, "1" * 64, analysis, False, FaceSettings(min_face_px=24, min_sharpness=2))
+    assert lenient.quality_flags == () and not lenient.low_quality
+    refused = _photo(entry, "1" * 64, _Analysis(refusal="no_face"), False, FaceSettings())
+    assert refused.quality_flags == () and not refused.low_quality  # no template, nothing to flag
 
 
 # ----- embedding real photos -------------------------------------------------------------------
@@ -180,8 +198,14 @@ def test_embeds_with_the_pipeline_and_caches_every_outcome(photo_set, tmp_path) 
         assert (before.vector is None and after.vector is None) or np.array_equal(before.vector, after.vector)
     assert second.manifest_sha256 == first.manifest_sha256
 
-    stricter = embed_dataset(photo_set, workers=1, cache_dir=cache, face_settings=FaceSettings(min_face_px=41))
-    assert (stricter.cache_hits, stricter.computed) == (0, 5)  # other settings, other cache entries
+    # The quality gates only flag, from the cached figures: changing them recomputes nothing.
+    stricter = embed_dataset(photo_set, workers=1, cache_dir=cache, face_settings=FaceSettings(min_face_px=10_000))
+    assert (stricter.cache_hits, stricter.computed) == (5, 0)
+    assert [p.low_quality for p in stricter.photos] == [True, True, True, False, False]
+    assert not any(p.low_quality for p in second.photos)
+    # A detection setting changes what is found: other settings, other cache entries.
+    capped = embed_dataset(photo_set, workers=1, cache_dir=cache, face_settings=FaceSettings(max_faces=1))
+    assert (capped.cache_hits, capped.computed) == (0, 5)
 
 
 @pytest.mark.faces
@@ -198,7 +222,7 @@ def test_a_broken_cache_entry_is_recomputed(photo_set, tmp_path) -> None:
     cache = tmp_path / "cache"
     embed_dataset(photo_set[:1], workers=1, cache_dir=cache)
     (entry,) = [p for p in cache.rglob("*.json")]
-    entry.write_text('{"refusal": null, "faces": 1, "usable": 1, "vector": "AAAA"}')  # a vector of 3 bytes
+    entry.write_text('{"refusal": null, "faces": 1, "quality": {}, "vector": "AAAA"}')  # a vector of 3 bytes
     again = embed_dataset(photo_set[:1], workers=1, cache_dir=cache)
     assert (again.cache_hits, again.computed) == (0, 1)
     assert again.photos[0].vector.shape == (128,)
@@ -265,5 +289,22 @@ def test_summary_holds_counts_and_digests_only(photo_set) -> None:
     embedded = embed_dataset(photo_set, workers=1)
     assert embedded.summary() == {
         "manifest_sha256": embedded.manifest_sha256, "photos": 5, "identities": 2, "photos_with_template": 3,
-        "duplicates_ignored": 0,
-        "model_id": "dlib_face_recognition_resnet_model_v1", "model_version": embedded.model_version}
+        "duplicates_ignored": 0, "photos_low_quality": 0,
+        "model_version": embedded.model_version}
+
+
+@pytest.mark.faces
+def test_a_blurred_gallery_photo_enrols_flagged(sdist_images, tmp_path) -> None:
+    """The service's rule: a detectable face is enrolled whatever its quality, and flagged."""
+    from PIL import ImageFilter
+
+    Image.open(sdist_images / "obama.jpg").filter(ImageFilter.GaussianBlur(6)).save(tmp_path / "blurred.png")
+    shutil.copy(sdist_images / "obama2.jpg", tmp_path / "obama2.jpg")
+    entries = load_manifest(manifest(tmp_path, "path,identity,set\nblurred.png,o,gallery\nobama2.jpg,o,probe\n",
+                                     photos=()))
+    embedded = embed_dataset(entries, workers=1, cache_dir=None)
+    blurred, probe = embedded.photos
+    assert (blurred.gallery_failure, blurred.vector.shape) == (None, (128,))
+    assert blurred.quality_flags == ("the face is blurry",) and not probe.low_quality
+    assert embedded.summary()["photos_low_quality"] == 1
+    assert float(np.linalg.norm(blurred.vector - probe.vector)) < 0.6  # still matchable

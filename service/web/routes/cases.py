@@ -26,6 +26,7 @@ from service.cases.models import Case
 from service.cases.modes import ALERTING, INVESTIGATIVE, MAX_LEADS
 from service.db import utcnow
 from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
+from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
 from service.reviews.candidate_facts import candidate_facts
 from service.web.pages import page_router
@@ -106,7 +107,8 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
 
 
 @router.get("/cases/{case_id}", **page_permission(Action.READ_CASES))
-def case_page(request: Request, case_id: int, user: PageUser, session: DbSession) -> Response:
+def case_page(request: Request, case_id: int, user: PageUser, session: DbSession,
+              settings: SettingsDep) -> Response:
     case, candidates = cases.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])
     shown = [{"candidate": candidate, "status": status, "words": CANDIDATE_WORDS.get(status, status),
@@ -118,6 +120,7 @@ def case_page(request: Request, case_id: int, user: PageUser, session: DbSession
         "searching": case.status in SEARCHING, "candidates": shown,
         "investigative": case.search_mode == INVESTIGATIVE,
         "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
+        "faces": case_faces(session, case.id, settings.quality_gates()),
         "tone": _tone(case),
     })
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from service.db import utcnow
 from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.models import Photo
+from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, UploadRefused, read_upload
 from service.records import service as records
 from service.records.models import Record
@@ -39,7 +40,7 @@ PAGE_SIZE = 25
 PENDING_PHOTO = ("queued", "processing")
 PHOTO_STATUS_SHORT = {
     "queued": "Waiting", "processing": "Processing", "embedded": "Ready", "no_face": "No face found",
-    "several_faces": "Several faces", "low_quality": "Too unclear", "rejected_input": "Refused",
+    "several_faces": "Several faces", "low_quality": "Not added", "rejected_input": "Refused",
     "failed": "Failed", "erased": "Erased",
 }
 
@@ -164,8 +165,9 @@ def _new_record_page(request: Request, settings, typed: dict, *, status_code: in
 
 
 @router.get("/records/{record_id}", **MANAGE)
-def record_page(request: Request, record_id: int, user: PageUser, session: DbSession) -> Response:
-    return _record_page(request, session, user, record_id)
+def record_page(request: Request, record_id: int, user: PageUser, session: DbSession,
+                settings: SettingsDep) -> Response:
+    return _record_page(request, session, settings, user, record_id)
 
 
 @router.post("/records/{record_id}/photos", **MANAGE)
@@ -177,10 +179,10 @@ def upload_photo(request: Request, record_id: int, user: PageUser, session: DbSe
     try:
         taken = date.fromisoformat(taken_at) if taken_at.strip() else None
     except ValueError:
-        return _record_page(request, session, user, record_id, status_code=422,
+        return _record_page(request, session, settings, user, record_id, status_code=422,
                             upload_error="The date the photo was taken is not a date.")
     if file is None or not file.filename:
-        return _record_page(request, session, user, record_id, status_code=400,
+        return _record_page(request, session, settings, user, record_id, status_code=400,
                             upload_error="Choose a photo to upload.")
     try:
         photo = records.add_record_photo(
@@ -189,7 +191,7 @@ def upload_photo(request: Request, record_id: int, user: PageUser, session: DbSe
     except (records.RecordError, UploadRefused) as refused:
         if refused.status == 404:
             raise
-        return _record_page(request, session, user, record_id, status_code=refused.status,
+        return _record_page(request, session, settings, user, record_id, status_code=refused.status,
                             upload_error=refused.message)
     dispatch_after_commit(dispatcher.record_photo, photo.id)
     return redirect(request, f"/records/{record_id}#photo-{photo.id}",
@@ -215,13 +217,15 @@ def photo_progress(record_id: int, user: PhotoUser, session: DbSession) -> dict:
     return {"done": not waiting, "message": message}
 
 
-def _record_page(request: Request, session, user, record_id: int, *, status_code: int = 200,
+def _record_page(request: Request, session, settings, user, record_id: int, *, status_code: int = 200,
                  upload_error: str | None = None) -> Response:
     record, photos = records.record_details(session, actor=user, record_id=record_id)
+    faces = photo_faces(session, [photo.id for photo in photos], settings.quality_gates())
     now = utcnow()
     return render(request, "records/detail.html", {
         "title": f"Record {record.case_reference}", "record": record, "consent": record.consent,
-        "consent_valid": record.consent.valid_at(now), "photos": [_photo_view(photo) for photo in photos],
+        "consent_valid": record.consent.valid_at(now),
+        "photos": [_photo_view(photo, faces[photo.id]) for photo in photos],
         "accepts_photos": record.status == "active" and record.consent.valid_at(now),
         "processing": any(photo.status in PENDING_PHOTO for photo in photos),
         "lawful_basis_words": LAWFUL_BASES.get(record.consent.lawful_basis, record.consent.lawful_basis),
@@ -229,12 +233,14 @@ def _record_page(request: Request, session, user, record_id: int, *, status_code
     }, status_code=status_code)
 
 
-def _photo_view(photo: Photo) -> dict:
+def _photo_view(photo: Photo, faces: list[FaceQualityOut]) -> dict:
     status = photo.status
-    tone = ("ok" if status == "embedded" else "wait" if status in PENDING_PHOTO
+    face = faces[0] if faces and status == "embedded" else None
+    flagged = face is not None and face.low_quality
+    tone = ("warn" if flagged else "ok" if status == "embedded" else "wait" if status in PENDING_PHOTO
             else "info" if status == "erased" else "bad")
-    return {"photo": photo, "words": records.photo_words(photo), "tone": tone,
-            "short": PHOTO_STATUS_SHORT.get(status, status.replace("_", " ").capitalize()),
+    short = "Ready, low quality" if flagged else PHOTO_STATUS_SHORT.get(status, status.replace("_", " ").capitalize())
+    return {"photo": photo, "words": records.photo_words(photo), "tone": tone, "short": short, "face": face,
             "shown": status != "erased" and photo.thumbnail_key is not None}
 
 

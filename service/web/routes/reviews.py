@@ -16,7 +16,7 @@ from fastapi import BackgroundTasks, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from service.deps import DbSession, VaultDep
+from service.deps import DbSession, SettingsDep, VaultDep
 from service.organisations.service import ServiceError
 from service.photos.service import Size
 from service.reviews import service, webhooks
@@ -75,20 +75,24 @@ def queue(request: Request, user: PageUser, session: DbSession) -> Response:
 
 
 @router.get("/reviews/candidates/{candidate_id}", **page_permission(Action.REVIEW_CANDIDATES))
-def candidate(request: Request, candidate_id: int, user: PageUser, session: DbSession) -> Response:
-    details = service.candidate_details(session, viewer=user, candidate_id=candidate_id)
+def candidate(request: Request, candidate_id: int, user: PageUser, session: DbSession,
+              settings: SettingsDep) -> Response:
+    details = service.candidate_details(session, viewer=user, candidate_id=candidate_id,
+                                        gates=settings.quality_gates())
     return _candidate_page(request, details)
 
 
 @router.post("/reviews/candidates/{candidate_id}", **page_permission(Action.REVIEW_CANDIDATES))
-def decide(request: Request, candidate_id: int, user: PageUser, session: DbSession, background: BackgroundTasks,
+def decide(request: Request, candidate_id: int, user: PageUser, session: DbSession, settings: SettingsDep,
+           background: BackgroundTasks,
            decision: Annotated[str, Form(max_length=20)] = "",
            rationale: Annotated[str, Form(max_length=4000)] = "") -> Response:
     """Record the reviewer's decision; a refusal is shown on the candidate's page."""
     try:
         body = ReviewRequest(decision=decision, rationale=rationale)
     except ValidationError as invalid:
-        details = service.candidate_details(session, viewer=user, candidate_id=candidate_id)
+        details = service.candidate_details(session, viewer=user, candidate_id=candidate_id,
+                                            gates=settings.quality_gates())
         return _candidate_page(request, details, error=_form_problem(invalid), decision=decision,
                                rationale=rationale, status_code=422)
     try:
@@ -98,7 +102,8 @@ def decide(request: Request, candidate_id: int, user: PageUser, session: DbSessi
         if refused.status == 404:
             raise
         session.rollback()
-        details = service.candidate_details(session, viewer=user, candidate_id=candidate_id)
+        details = service.candidate_details(session, viewer=user, candidate_id=candidate_id,
+                                            gates=settings.quality_gates())
         return _candidate_page(request, details, error=refused.message, decision=decision, rationale=rationale,
                                status_code=refused.status)
     notification = recorded.notification
