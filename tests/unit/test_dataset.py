@@ -289,7 +289,7 @@ def test_summary_holds_counts_and_digests_only(photo_set) -> None:
     embedded = embed_dataset(photo_set, workers=1)
     assert embedded.summary() == {
         "manifest_sha256": embedded.manifest_sha256, "photos": 5, "identities": 2, "photos_with_template": 3,
-        "duplicates_ignored": 0, "photos_low_quality": 0,
+        "duplicates_ignored": 0, "photos_low_quality": 0, "model_id": "dlib_face_recognition_resnet_model_v1",
         "model_version": embedded.model_version}
 
 
