@@ -163,8 +163,8 @@ class DlibResNetFlip(DlibResNet):
     The network sees the same 150 px chip dlib's own call cuts (5-point alignment, padding
     0.25) and its left-right mirror, in one batch; the vector is the mean of the two.
     Faces are not quite symmetric, so the mirror is a second, slightly different view of
-    the same person. These vectors differ from the default's (about 0.05 apart), so this
-    is a model of its own, adopted by re-embedding.
+    the same person. These vectors lie 0.06 to 0.14 from the default's (docs/accuracy.md,
+    "Embedders"), so this is a model of its own, adopted by re-embedding.
     """
 
     id = "dlib_resnet_v1_flip"

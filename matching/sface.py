@@ -6,9 +6,9 @@ service keeps dlib's detector (so every model sees the same faces and quality fi
 so for each dlib box this module runs YuNet on a crop around the box and takes the
 detection that overlaps the box best. When YuNet finds nothing there, the five points are
 derived from dlib's 68-point landmarks instead (eye centres as the mean of each eye's six
-points, nose tip 30, mouth corners 48 and 54). Measured on the 27 faces of the shared set
+points, nose tip 30, mouth corners 48 and 54). Measured on the shared faces
 (docs/accuracy.md, "Embedders"): YuNet found every face; the derived points move a vector
-by 0.31 (median) but keep people apart as well as YuNet's do.
+by 0.30 (median) but keep people apart as well as YuNet's do.
 
 OpenCV takes BGR images: every crop is converted from the service's RGB first. The raw
 feature is not unit length; callers compare Euclidean distances, so `feature` returns it
