@@ -16,7 +16,7 @@ are on these photos (largest same-person distance, smallest different-person dis
 their ratio and d'); `--fallback` measures SFace's dlib 68-point landmark fallback
 against YuNet's landmarks on every face. Neither is an accuracy claim for children.
 
-Usage: .venv/bin/python bench/embedders.py [--faces DIR] [--rounds 5] [--separation] [--fallback]
+Usage: .venv/bin/python bench/embedders.py [--faces DIR] [--rounds 5] [--separation] [--fallback] [--opencv-threads N]
 """
 
 from __future__ import annotations
@@ -177,7 +177,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--separation", action="store_true")
     parser.add_argument("--fallback", action="store_true")
+    parser.add_argument("--opencv-threads", type=int, default=None,
+                        help="OpenCV threads (the workers use 1: one process per core) [default: OpenCV's]")
     args = parser.parse_args()
+    if args.opencv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.opencv_threads)
     source = args.faces or default_faces()
     faces = load_faces(source)
     print(f"photos under {source}")

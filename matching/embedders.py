@@ -42,6 +42,7 @@ from matching.model_files import (
     DLIB_LANDMARKS_5, DLIB_LANDMARKS_68, DLIB_RESNET, SFACE, YUNET, ModelFileError, WeightFile, models_dir,
     verified_once,
 )
+from matching.sface import five_points_from_68, unit  # numpy only: OpenCV loads with the SFace model
 
 Metric = Literal["euclidean"]
 DEFAULT_MODEL_ID = "dlib_face_recognition_resnet_model_v1"
@@ -219,7 +220,7 @@ class SFace(Embedder):
         return f"sface.sha256.{SFACE.sha256[:16]}+yunet.{YUNET.sha256[:8]}+cv{cv2.__version__}"
 
     def check_installed(self) -> None:
-        _opencv_files()
+        _require_opencv()
         try:
             _opencv_files_checked(models_dir())
         except ModelFileError as error:
@@ -272,7 +273,7 @@ class Fusion(Embedder):
         self.check_installed()
         per_part = [part.embed(image, boxes, jitters=jitters) for part in self.parts]
         scale = 1.0 / math.sqrt(len(self.parts))
-        return [np.concatenate([_unit(vectors[face]) for vectors in per_part]) * np.float32(scale)
+        return [np.concatenate([unit(vectors[face]) for vectors in per_part]) * np.float32(scale)
                 for face in range(len(boxes))]
 
 
@@ -387,7 +388,7 @@ def _dlib_models():
                            pose_predictor_68_point=api.pose_predictor_68_point, face_encoder=api.face_encoder)
 
 
-def _opencv_files() -> None:
+def _require_opencv() -> None:
     """OpenCV is a project dependency; say so plainly if an install lacks it."""
     try:
         import cv2  # noqa: F401
@@ -411,18 +412,9 @@ def _sface_models(folder):
 
 def _landmarks_from_68(image: np.ndarray, box: FaceBox) -> np.ndarray:
     """SFace's five alignment points from dlib's 68-point landmarks, where YuNet found no face."""
-    from matching.sface import five_points_from_68
-
     models = _dlib_models()
     shape = models.pose_predictor_68_point(image, models.dlib.rectangle(box.left, box.top, box.right, box.bottom))
     return five_points_from_68(np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float32))
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise ValueError("a model gave an empty vector for this face")
-    return (np.asarray(vector, dtype=np.float32) / np.float32(norm)).astype(np.float32)
 
 
 def _check_inputs(image: np.ndarray, jitters: int) -> None:

@@ -113,8 +113,8 @@ def box_overlap(a: tuple[float, float, float, float], b: tuple[float, float, flo
 def unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if not np.isfinite(norm) or norm == 0.0:
-        raise ValueError("the model gave an empty feature for this face")
-    return (vector / norm).astype(np.float32)
+        raise ValueError("the model gave an empty vector for this face")
+    return (np.asarray(vector, dtype=np.float32) / np.float32(norm)).astype(np.float32)
 
 
 def _crop_bounds(shape: tuple[int, ...], box: Any) -> tuple[int, int, int, int]:
