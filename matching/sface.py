@@ -27,8 +27,9 @@ import numpy as np
 
 # A crop of the box plus this share of its longer side on every side holds the whole head.
 CROP_MARGIN = 0.5
-# YuNet runs on the crop shrunk to at most this side (its cost grows with the input area;
-# faces of 100+ px are found as well as at full size). Alignment uses the full-size crop.
+# YuNet runs on the crop shrunk to at most this side (its cost grows with the input area; the
+# face is then about 160 px, and YuNet found every face of the shared set). Alignment uses the
+# full-size crop.
 DETECT_MAX_SIDE = 320
 # dlib has already decided there is a face, so YuNet's own threshold can be lenient.
 DETECT_SCORE = 0.5
@@ -87,7 +88,8 @@ class SFaceModels:
         if found is None or len(found) == 0:
             return None
         rows = np.array(found, dtype=np.float32)
-        rows[:, :14] /= scale  # back to full-size crop pixels
+        rows[:, 0:14:2] *= width / small.shape[1]  # x, width and landmark x back to full-size crop pixels
+        rows[:, 1:14:2] *= height / small.shape[0]  # y, height and landmark y
         overlaps = [box_overlap(tuple(row[:4]), local_box) for row in rows]
         best = int(np.argmax(overlaps))
         return rows[best] if overlaps[best] >= MIN_OVERLAP else None
