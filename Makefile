@@ -35,6 +35,7 @@ test: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/embed_throughput.py
+	$(BIN)/python bench/embedders.py --opencv-threads 1
 	$(BIN)/python bench/search_speed.py
 
 clean:
