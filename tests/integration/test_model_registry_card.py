@@ -33,5 +33,6 @@ def test_the_card_names_each_models_licence_weights_and_training_data(app, clien
     monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "elsewhere"))
     page = text_of(Person(app, reviewer).get("/model"))
     assert "Models this service can use" in page and SFACE.sha256 in page and "iBUG 300-W" in page
-    assert "No: its weight files are missing or altered on this server" in page
+    assert f"{SFACE_ID} : Apache-2.0 AND MIT AND LicenseRef-iBUG-300-W-non-commercial. Usable here: no" in page
+    assert "its weight files are missing or altered on this server" in page
     assert str(tmp_path) not in page
