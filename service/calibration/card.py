@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from matching.embedders import UnknownEmbedder, get_embedder, model_registry, registry_entry
 from service.calibration.models import Calibration, EvaluationReport
 from service.calibration.service import active_calibration, latest_evaluation, policy_of
 
@@ -31,7 +32,8 @@ def model_card(session: Session, *, model_id: str, model_version: str) -> dict[s
     evaluation = latest_evaluation(session, model_id)
     policy = policy_of(calibration)
     return {
-        "model": {"id": model_id, "version": model_version},
+        "model": {**_registry_facts(model_id), "id": model_id, "version": model_version},
+        "models": _registry(),
         "review_threshold": policy.threshold,
         "distance_bands": calibration.bands if calibration else [
             {"band": band, "upper": upper, "reliable": False} for band, upper in policy.bands],
@@ -39,6 +41,24 @@ def model_card(session: Session, *, model_id: str, model_version: str) -> dict[s
         "evaluation": _evaluation_out(evaluation),
         "notice": standing_notice(calibration, evaluation),
     }
+
+
+NOT_INSTALLED = ("its weight files are missing or altered on this server; an operator installs them with "
+                 "`reunite models install`")
+
+
+def _registry() -> list[dict[str, Any]]:
+    """Every model the service can switch to, with licences and provenance (no server paths)."""
+    return [{**entry, "problem": None if entry["installed"] else NOT_INSTALLED} for entry in model_registry()]
+
+
+def _registry_facts(model_id: str) -> dict[str, Any]:
+    """The active model's licence, weight files and training data (matching.embedders registry)."""
+    try:
+        entry = registry_entry(get_embedder(model_id))
+    except UnknownEmbedder:  # a model this process does not know (an older or newer release)
+        return {"licence": None, "training_data": None, "weights": []}
+    return {key: entry[key] for key in ("licence", "training_data", "weights", "dimension")}
 
 
 def _calibration_out(row: Calibration | None) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ from service.cli.audit import audit_app
 from service.cli.calibrate import calibrate
 from service.cli.evaluate import evaluate
 from service.cli.match import match_app
+from service.cli.models import models_app
 from service.cli.ops import api, migrate
 from service.cli.serve import admin_app, serve
 from service.cli.worker import beat, worker
@@ -14,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="Reunite: face matching for vetted 
 app.add_typer(match_app, name="match")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
 app.command("serve")(serve)
 app.command("api")(api)
 app.command("migrate")(migrate)

@@ -31,7 +31,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from matching.embedders import Embedder, UnknownEmbedder, get_embedder
+from matching.embedders import Embedder, ModelNotInstalled, UnknownEmbedder, get_embedder
 from matching.faces import Face, FaceSettings, NoFaceFound, analyse_image
 from matching.images import InputRejected, decode_image
 from service.cases.models import Case
@@ -110,6 +110,12 @@ class Reembedder:
     def _batch(self, claim: BatchClaim) -> str:
         try:
             embedder = get_embedder(claim.target_model_id)
+            embedder.check_installed()
+        except ModelNotInstalled as error:  # its weight files are missing or altered on this worker
+            with transaction(self.sessions) as session:
+                fail_job(session, claim=claim, now=utcnow(),
+                         message=f"{error} Nothing was switched; re-run the re-embedding after installing it.")
+            return "failed"
         except UnknownEmbedder:
             with transaction(self.sessions) as session:
                 fail_job(session, claim=claim, now=utcnow(),

@@ -41,9 +41,11 @@ from sqlalchemy import Select, and_, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from matching.embedders import UnknownEmbedder, available_embedders, default_embedder, get_embedder
+from matching.calibration import DEFAULT_REVIEW_THRESHOLD
+from matching.embedders import ModelNotInstalled, UnknownEmbedder, available_embedders, default_embedder, get_embedder
 from service.audit.service import record_event
 from service.auth.models import User
+from service.calibration.service import active_calibration
 from service.cases.models import Case
 from service.embedding.models import ACTIVE_ROW_ID, ActiveEmbeddingModel, ReembedFailure, ReembedJob
 from service.photos.models import Embedding, Photo
@@ -146,9 +148,19 @@ def start_reembed(session: Session, *, target_model_id: str, actor: User, now: d
     _check_operator(actor)
     try:
         embedder = get_embedder(target_model_id)
+        version = embedder.version  # checks the weight files of a model that loads its own
+    except ModelNotInstalled as error:
+        raise ReembedRefused(str(error), "model_not_installed") from None
     except UnknownEmbedder:
         raise ReembedRefused(f"There is no embedding model {target_model_id!r}. Available models: "
                              f"{', '.join(available_embedders())}.", "unknown_model") from None
+    if not embedder.dlib_distance_scale and active_calibration(session, target_model_id) is None:
+        # The provisional threshold is dlib's; on another model's scale it would decide what
+        # reviewers see without any measurement behind it.
+        raise ReembedRefused(
+            f"{target_model_id} has no calibration, and its distances are on another scale than the provisional "
+            f"review threshold ({DEFAULT_REVIEW_THRESHOLD}). Calibrate it first on labelled photos: "
+            f"reunite calibrate MANIFEST --model {target_model_id}", "not_calibrated")
     lock_model_state(session, exclusive=True)  # one start at a time, and never across a switch-over
     active = active_model(session)[0]
     if target_model_id == active:
@@ -158,7 +170,7 @@ def start_reembed(session: Session, *, target_model_id: str, actor: User, now: d
     if running is not None:
         raise ReembedRefused(f"Re-embedding job {running.id} (to {running.target_model_id}) is {running.status}; "
                              "wait for it to finish or cancel it first.", "job_in_progress")
-    job = ReembedJob(target_model_id=target_model_id, target_model_version=embedder.version,
+    job = ReembedJob(target_model_id=target_model_id, target_model_version=version,
                      source_model_id=active, status="queued", created_at=now, heartbeat_at=now,
                      started_by_id=actor.id)
     session.add(job)

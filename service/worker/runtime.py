@@ -49,6 +49,11 @@ def limit_native_threads() -> None:
 
     threadpool_limits(limits=1)
     set_search_threads(1)
+    try:
+        import cv2
+    except ImportError:  # only the SFace models need it
+        return
+    cv2.setNumThreads(1)  # OpenCV's DNN (SFace, YuNet) would also start a thread per core
 
 
 @dataclass

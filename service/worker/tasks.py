@@ -128,6 +128,18 @@ def register_tasks(app: Celery) -> None:
         return run_maintenance(process_state(app).runtime)
 
 
+def _check_model_installed(model_id: str) -> None:
+    """Say at start-up, not at the first photo, that the active model's weight files are missing or altered."""
+    from matching.embedders import ModelNotInstalled, UnknownEmbedder, get_embedder
+
+    try:
+        get_embedder(model_id).check_installed()
+    except ModelNotInstalled as error:
+        log.error("active_model_not_installed", model_id=model_id, problem=error.problem)
+    except UnknownEmbedder:
+        log.error("active_model_unknown", model_id=model_id)
+
+
 def install_worker_hooks(app: Celery) -> None:
     """Load models once per worker and set each pool process up (call before starting a worker)."""
 
@@ -145,8 +157,10 @@ def install_worker_hooks(app: Celery) -> None:
 
             session = state.runtime.sessions()
             try:
-                state.runtime.replica.catch_up(session, active_model(session)[0])
+                model_id = active_model(session)[0]
+                state.runtime.replica.catch_up(session, model_id)
             finally:
                 session.close()
+            _check_model_installed(model_id)
         except TRANSIENT_ERRORS:
             log.warning("index_warmup_skipped")  # the first search catches up instead

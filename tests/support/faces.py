@@ -71,3 +71,16 @@ def _extract_test_images(archive: Path, target: Path) -> None:
         os.replace(partial, target)
     except OSError:  # a concurrent run got there first
         shutil.rmtree(partial)
+
+
+def shrunk_jpeg(path: Path, side: int = 600) -> bytes:
+    """A photo re-encoded with its long side at most `side` px: the same faces, found faster."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=92)
+    return out.getvalue()
