@@ -38,6 +38,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from matching.model_files import (
     DLIB_LANDMARKS_5, DLIB_LANDMARKS_68, DLIB_RESNET, SFACE, YUNET, ModelFileError, WeightFile, models_dir,
     verified_once,
@@ -84,9 +85,9 @@ class Embedder(ABC):
     # The registry entry: every file of weights the vectors depend on, and what they were trained on.
     weights: tuple[WeightFile, ...] = ()
     training_data: str = ""
-    # False when distances are not on the scale of dlib's (the provisional threshold 0.6 is
-    # dlib's): such a model must be calibrated before the service switches to it.
-    dlib_distance_scale: bool = True
+    # A threshold published for this model's distances, used until it is calibrated here:
+    # face_recognition's 0.6 for dlib's ResNet. None: nothing published, calibrate first.
+    provisional_threshold: float | None = DEFAULT_REVIEW_THRESHOLD
 
     @property
     @abstractmethod
@@ -210,7 +211,9 @@ class SFace(Embedder):
     dimension = 128
     weights = (SFACE, YUNET, DLIB_LANDMARKS_68)
     training_data = SFACE.training_data
-    dlib_distance_scale = False
+    # OpenCV's published match threshold for SFace features: L2 distance 1.128 between unit
+    # vectors (cosine similarity 0.363), set for adults; calibrate before trusting it here.
+    provisional_threshold = 1.128
 
     @property
     def version(self) -> str:
@@ -245,7 +248,7 @@ class Fusion(Embedder):
     normalised model: two faces are close only when every part finds them close.
     """
 
-    dlib_distance_scale = False
+    provisional_threshold = None  # nothing published for a fusion: it must be calibrated
 
     def __init__(self, model_id: str, parts: Sequence[Embedder], training_data: str):
         self.id = model_id

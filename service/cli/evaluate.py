@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from matching.calibration import DEFAULT_REVIEW_THRESHOLD
+from matching.embedders import DEFAULT_MODEL_ID, UnknownEmbedder
 
 if TYPE_CHECKING:
     from matching.dataset import EmbeddedDataset
@@ -33,8 +34,8 @@ def evaluate(
                                                   "group:<name>) or a folder of one sub-folder per identity.")],
     out: Annotated[Path, typer.Option(help="Folder to write report.json, report.html and the plots into.")],
     threshold: Annotated[float | None, typer.Option(
-        min=0.0, show_default="the service's active calibration for the model, else the provisional "
-                              f"{DEFAULT_REVIEW_THRESHOLD}",
+        min=0.0, show_default="the service's active calibration for the model, else the model's published "
+                              f"threshold ({DEFAULT_REVIEW_THRESHOLD} for dlib's)",
         help="Review threshold to measure at.")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap rounds for the 95 % intervals (0: none).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
@@ -52,11 +53,11 @@ def evaluate(
 
     if out.exists() and not out.is_dir():
         raise _fail(f"{out} exists and is not a folder")
+    if threshold is None:  # before embedding: a model without any threshold fails at once
+        threshold = _service_threshold(model or DEFAULT_MODEL_ID)
     dataset = _embed_or_fail(manifest, model_id=model, workers=workers or None, cache=cache, use_cache=not no_cache)
     if not dataset.templates:
         raise _fail("no photo gave a usable face; nothing was written")
-    if threshold is None:
-        threshold = _service_threshold(dataset.model_id)
     report = _with_provenance(measure(dataset.samples, threshold=threshold, bootstrap_rounds=bootstrap, seed=seed),
                               dataset)
     try:
@@ -97,7 +98,6 @@ def _embed_or_fail(manifest: Path, **options: Any) -> EmbeddedDataset:
     from pydantic import ValidationError
 
     from matching.dataset import ManifestError
-    from matching.embedders import UnknownEmbedder
     from service.settings import Settings
 
     try:
@@ -127,18 +127,35 @@ def _service_threshold(model_id: str) -> float:
     settings = Settings()
     url = settings.sqlalchemy_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return DEFAULT_REVIEW_THRESHOLD
+        return _published_threshold(model_id)
     engine = make_engine(url)
     try:
         with Session(engine) as session:
             policy = review_policy(session, model_id)
     except SQLAlchemyError:
-        return DEFAULT_REVIEW_THRESHOLD  # no reachable or migrated service database
+        return _published_threshold(model_id)  # no reachable or migrated service database
     finally:
         engine.dispose()
-    if policy.calibrated:
-        console.print(f"Threshold {policy.threshold:.4f}: the service's calibration {policy.calibration_version}.")
+    if not policy.calibrated:
+        return _published_threshold(model_id)
+    console.print(f"Threshold {policy.threshold:.4f}: the service's calibration {policy.calibration_version}.")
     return policy.threshold
+
+
+def _published_threshold(model_id: str) -> float:
+    """An uncalibrated model's published threshold (on its own distance scale), said aloud."""
+    from matching.embedders import get_embedder
+
+    try:
+        threshold = get_embedder(model_id).provisional_threshold
+    except UnknownEmbedder as error:
+        raise _fail(str(error)) from None
+    if threshold is None:
+        raise _fail(f"{model_id} has no calibration and no published threshold: give --threshold, or calibrate "
+                    f"it first (reunite calibrate MANIFEST --model {model_id})")
+    console.print(f"Threshold {threshold}: {model_id} is not calibrated in this service; its published "
+                  "threshold, not measured here.")
+    return threshold
 
 
 def _publish(report: dict[str, Any]) -> None:

@@ -154,9 +154,10 @@ def start_reembed(session: Session, *, target_model_id: str, actor: User, now: d
     except UnknownEmbedder:
         raise ReembedRefused(f"There is no embedding model {target_model_id!r}. Available models: "
                              f"{', '.join(available_embedders())}.", "unknown_model") from None
-    if not embedder.dlib_distance_scale and active_calibration(session, target_model_id) is None:
-        # The provisional threshold is dlib's; on another model's scale it would decide what
-        # reviewers see without any measurement behind it.
+    if (embedder.provisional_threshold != DEFAULT_REVIEW_THRESHOLD
+            and active_calibration(session, target_model_id) is None):
+        # The service's provisional threshold is dlib's; on another model's scale it would
+        # decide what reviewers see without any measurement behind it.
         raise ReembedRefused(
             f"{target_model_id} has no calibration, and its distances are on another scale than the provisional "
             f"review threshold ({DEFAULT_REVIEW_THRESHOLD}). Calibrate it first on labelled photos: "

@@ -109,7 +109,7 @@ def test_help_shows_the_defaults() -> None:
     wide = {"COLUMNS": "250"}
     evaluate_help = runner.invoke(app, ["evaluate", "--help"], env=wide).output
     assert "[default: 200]" in evaluate_help
-    assert "[default: (the service's active calibration for the model, else the provisional 0.6)]" in evaluate_help
+    assert "[default: (the service's active calibration for the model, else the model's published threshold (0.6 for dlib's))]" in evaluate_help
     assert "[default: (~/.cache/reunite/embeddings)]" in evaluate_help
     calibrate_help = runner.invoke(app, ["calibrate", "--help"], env=wide).output
     assert "[default: (REUNITE_CALIBRATION_TARGET_FMR, 0.001 unless set)]" in calibrate_help
@@ -148,3 +148,22 @@ def test_shared_faces_in_folder_mode(shared_images, faces_cache, tmp_path) -> No
     assert verification["at_fmr"]["0.0001"]["reliable"] is False and verification["at_fmr"]["0.0001"]["fnmr"] is None
     assert report["age_bands"] == {}
     assert "No photo has an age" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_an_uncalibrated_model_is_measured_at_its_own_published_threshold(manifest, cache, tmp_path,
+                                                                          monkeypatch) -> None:
+    """SFace's distances run from 0 to 2: dlib's 0.6 would call almost every same-person pair a miss."""
+    monkeypatch.setenv("REUNITE_DATA_DIR", str(tmp_path / "no-service"))
+    result = evaluate(str(manifest), "--out", str(tmp_path / "sface"), "--cache", str(cache),
+                      "--model", "sface_2021dec_int8bq", bootstrap=0)
+    assert result.exit_code == 0, result.output
+    assert "Threshold 1.128: sface_2021dec_int8bq is not calibrated" in result.output
+    assert json.loads((tmp_path / "sface" / "report.json").read_text())["threshold"] == 1.128
+
+
+def test_a_model_without_any_threshold_is_refused_before_embedding(manifest, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("REUNITE_DATA_DIR", str(tmp_path / "no-service"))
+    result = evaluate(str(manifest), "--out", str(tmp_path / "fusion"), "--no-cache", "--model", "fusion_dlib_sface")
+    assert result.exit_code == 2
+    assert "fusion_dlib_sface has no calibration and no published threshold: give --threshold" in result.output
+    assert "computed" not in result.output and not (tmp_path / "fusion").exists()
