@@ -23,6 +23,15 @@ def quick_hashing(monkeypatch):
                         lambda password: password_hash() if password == PASSWORD else real(password))
 
 
+@pytest.fixture(autouse=True)
+def totp_clock(monkeypatch):
+    """Second-factor codes are checked against the tests' clock, never the wall clock."""
+    from service.auth import passwords
+    from tests.support.service import TOTP_CLOCK
+
+    monkeypatch.setattr(passwords, "totp_clock", TOTP_CLOCK)
+
+
 @pytest.fixture(scope="session")
 def sdist_images() -> Path:
     """Real photos from the face_recognition sdist: always available."""

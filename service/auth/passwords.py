@@ -41,6 +41,11 @@ def totp_uri(secret: str, *, email: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
 
 
+def totp_clock() -> datetime:
+    """The time second-factor codes are checked at: TOTP's one clock, which tests replace."""
+    return datetime.now(UTC)
+
+
 def totp_step(secret: str, code: str | None, *, now: datetime | None = None) -> int | None:
     """The time step whose code this is: the current one or either side of it (clock drift); else None.
 
@@ -48,7 +53,7 @@ def totp_step(secret: str, code: str | None, *, now: datetime | None = None) -> 
     """
     if not code:
         return None
-    totp, now = pyotp.TOTP(secret), now or datetime.now(UTC)
+    totp, now = pyotp.TOTP(secret), now or totp_clock()
     current = totp.timecode(now)
     for step in (current - 1, current, current + 1):
         if hmac.compare_digest(totp.generate_otp(step), code.strip()):
