@@ -33,6 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal, Protocol
 
@@ -40,8 +41,8 @@ import numpy as np
 
 from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from matching.model_files import (
-    DLIB_LANDMARKS_5, DLIB_LANDMARKS_68, DLIB_RESNET, SFACE, YUNET, ModelFileError, WeightFile, models_dir,
-    verified_once,
+    DLIB_LANDMARKS_5, DLIB_LANDMARKS_68, DLIB_RESNET, SFACE, YUNET, ModelFileError, WeightFile, file_sha256,
+    models_dir, verified_once,
 )
 from matching.sface import five_points_from_68, unit  # numpy only: OpenCV loads with the SFace model
 
@@ -361,11 +362,7 @@ def model_version() -> str:
 
 @cache
 def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(Path(path))
 
 
 def _weights():
