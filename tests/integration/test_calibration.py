@@ -22,7 +22,7 @@ from service.reviews.models import Candidate
 from tests.support.gallery import World
 from tests.support.pages import Person, text_of
 from tests.support.reports import synthetic_report
-from tests.support.service import make_organisation, make_user, sign_in
+from tests.support.service import make_organisation, make_user, migrate_down_and_up, sign_in
 
 GENUINE = np.linspace(0.2, 0.6, 50)
 DATASET = {"manifest_sha256": "ab" * 32, "photos": 60, "identities": 12}
@@ -207,25 +207,10 @@ def test_without_ages_a_calibration_has_no_gap_thresholds(db):
 
 
 def test_a_calibration_from_before_gap_thresholds_uses_the_global_one(db, database_url):
-    from alembic import command
-    from sqlalchemy import inspect
-
-    from service.db import make_engine
-    from service.migrate import alembic_config
-
     row = calibrate(db, low=0.5)
     db.execute(Calibration.__table__.update().values(gap_thresholds=None))  # as stored before 0009
     db.commit()
     db.expire_all()
     assert review_policy(db, MODEL_ID).gap_thresholds == () and review_policy(db, MODEL_ID).threshold == row.threshold
     db.close()
-    engine, config = make_engine(database_url), alembic_config(database_url)
-    try:
-        for step, revision, has_column in ((command.downgrade, "0008", False), (command.upgrade, "head", True)):
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                step(config, revision)
-                columns = {column["name"] for column in inspect(connection).get_columns("calibrations")}
-                assert ("gap_thresholds" in columns) is has_column
-    finally:
-        engine.dispose()
+    migrate_down_and_up(database_url, revision="0008", table="calibrations", column="gap_thresholds")

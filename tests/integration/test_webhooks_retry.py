@@ -20,14 +20,12 @@ from datetime import date, timedelta
 
 import pytest
 import structlog
-from alembic import command
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 
 from service.audit.models import AuditEvent
 from service.auth.models import User
 from service.cases.models import Case
-from service.db import make_engine, utcnow
-from service.migrate import alembic_config
+from service.db import utcnow
 from service.organisations.models import Organisation
 from service.organisations.service import remove_webhook
 from service.records.models import Consent, Record
@@ -37,7 +35,7 @@ from service.reviews.models import Candidate, Notification
 from service.reviews.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from service.worker.celery_app import RETRY_WEBHOOKS, ROUTES, SEARCH_QUEUE, make_celery
 from service.worker.tasks import process_state
-from tests.support.service import make_organisation, make_user
+from tests.support.service import make_organisation, make_user, migrate_down_and_up
 from tests.support.webhooks import RECEIVER_NOTE, Receiver
 
 LABEL = "Pseudonym-Wren"
@@ -397,16 +395,7 @@ def test_the_migration_schedules_deliveries_that_failed_before_it(app, db, world
     for notification, status in ((never_retried, "failed"), (sent, "sent")):  # as deliveries ended before 0007
         db.get(Notification, notification).webhook_status = status
     db.commit()
-    engine, config = make_engine(database_url), alembic_config(database_url)
-    try:
-        for step, revision, has_columns in ((command.downgrade, "0006", False), (command.upgrade, "head", True)):
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                step(config, revision)
-                columns = {column["name"] for column in inspect(connection).get_columns("notifications")}
-                assert ("webhook_attempts" in columns) is has_columns
-    finally:
-        engine.dispose()
+    migrate_down_and_up(database_url, revision="0006", table="notifications", column="webhook_attempts")
     assert state(db, never_retried) == ("failed", 1, created_at(db, never_retried), None)
     assert state(db, sent) == ("sent", 0, None, None)
     with Receiver() as receiver:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pyotp
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -119,3 +119,22 @@ def sign_in(client, account: Account) -> dict[str, str]:
     response = client.post("/api/v1/auth/token", data=form)
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def migrate_down_and_up(database_url: str, *, revision: str, table: str, column: str) -> None:
+    """Downgrade to `revision` (the column gone), then upgrade to head (the column back), on live data."""
+    from alembic import command
+
+    from service.db import make_engine
+    from service.migrate import alembic_config
+
+    engine, config = make_engine(database_url), alembic_config(database_url)
+    try:
+        for step, target, present in ((command.downgrade, revision, False), (command.upgrade, "head", True)):
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                step(config, target)
+                columns = {found["name"] for found in inspect(connection).get_columns(table)}
+                assert (column in columns) is present, f"{table}.{column} after {step.__name__} to {target}"
+    finally:
+        engine.dispose()
