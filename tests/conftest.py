@@ -79,6 +79,8 @@ def pytest_addoption(parser):
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         chosen = [b for b in metafunc.config.getoption("--backends").split(",") if b]
+        if metafunc.definition.get_closest_marker("one_backend"):
+            chosen = chosen[:1]
         metafunc.parametrize("backend", chosen, scope="session")
 
 
