@@ -40,7 +40,9 @@ from service.photos.storage import PhotoVault
 from service.retention import files_erased_on_failure
 from service.records.models import Record
 from service.records.service import LATEST_TIME_ZONE
+from service.db import utcnow
 from service.reviews.models import Candidate, Review
+from service.reviews.service import parties_in_good_standing
 from service.settings import Settings
 from vetting.review import OPEN_STATUSES, Status, visible_status
 
@@ -220,7 +222,8 @@ def review_load(session: Session, *, actor: User, now: datetime) -> ReviewLoad:
         select(Candidate.status, func.count(Candidate.id))
         .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
         .where(Candidate.status.in_([status.value for status in OPEN_STATUSES]), Case.purged_at.is_(None),
-               (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id))
+               (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id),
+               *parties_in_good_standing(now))
         .group_by(Candidate.status)
     ).all()
     waiting = dict(open_rows)
@@ -295,7 +298,8 @@ def case_details(session: Session, *, actor: User, case_id: int) -> tuple[Case, 
     """
     case = own_case(session, actor=actor, case_id=case_id)
     candidates = session.scalars(
-        select(Candidate).where(Candidate.case_id == case.id)
+        select(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
+        .where(Candidate.case_id == case.id, *parties_in_good_standing(utcnow()))
         .order_by(Candidate.probe_embedding_id, Candidate.rank, Candidate.id)
     ).all()
     reviewed = set(session.scalars(

@@ -33,6 +33,7 @@ from service.calibration.service import active_calibration, latest_evaluation, p
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
+from service.organisations.standing import organisation_in_good_standing
 from service.organisations.service import Conflict, Forbidden, NotFound, ServiceError
 from matching.quality import Gates
 from service.photos.models import Embedding, Photo
@@ -47,6 +48,7 @@ from service.reviews.schemas import (
     ReviewOut, ReviewQueue,
 )
 from vetting import review as rule
+from vetting.organisations import in_good_standing
 
 NOTIFICATION_MATCH_CONFIRMED = "match_confirmed"
 WEBHOOK_PENDING = "pending"  # set at confirmation; webhooks.deliver makes it sent or failed
@@ -80,7 +82,7 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
     if organisation_id is None:
         return ReviewQueue(waiting=0, waiting_second_review=0, items=[], notifications=[])
     reviewed_by_anyone = select(Review.id).where(Review.candidate_id == Candidate.id).exists()
-    conditions = _decidable_by(reviewer)
+    conditions = [*_decidable_by(reviewer), *parties_in_good_standing(utcnow())]
     rows = session.execute(
         select(Candidate, Case.organisation_id, Record.organisation_id, reviewed_by_anyone)
         .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
@@ -116,6 +118,16 @@ def _decidable_by(reviewer: User) -> list[ColumnElement[bool]]:
         ~already_reviewed,
         Case.purged_at.is_(None),  # nothing left to compare once the case photo is purged
     ]
+
+
+def parties_in_good_standing(now: datetime) -> list[ColumnElement[bool]]:
+    """SQL conditions: the case's organisation, and the record's (unless redacted), are in good standing.
+
+    A candidate of an organisation that is suspended, revoked or out of date is hidden from
+    everyone, not deleted: it is back, with its reviews, once the organisation is reinstated.
+    """
+    return [organisation_in_good_standing(Case.organisation_id, now),
+            or_(Candidate.record_id.is_(None), organisation_in_good_standing(Record.organisation_id, now))]
 
 
 def _involvement(organisation_id: int, case_organisation_id: int, record_organisation_id: int | None) -> str:
@@ -380,6 +392,18 @@ def _load(session: Session, *, viewer: User, candidate_id: int, lock: bool = Fal
     record = session.get(Record, candidate.record_id) if candidate.record_id is not None else None
     parties = rule.Parties(case_organisation_id=case.organisation_id, case_submitted_by=case.submitted_by,
                            record_organisation_id=record.organisation_id if record is not None else None)
-    if not rule.may_see(parties, viewer.organisation_id):
+    if not rule.may_see(parties, viewer.organisation_id) or not _in_good_standing(session, parties):
         raise NotFound(_NOT_FOUND)
     return Loaded(candidate=candidate, case=case, record=record, parties=parties)
+
+
+def _in_good_standing(session: Session, parties: rule.Parties) -> bool:
+    """Both organisations of the candidate may take part now (a redacted one has no record side)."""
+    now = utcnow()
+    for organisation_id in (parties.case_organisation_id, parties.record_organisation_id):
+        if organisation_id is None:
+            continue
+        organisation = session.get(Organisation, organisation_id)
+        if organisation is None or not in_good_standing(organisation.status, organisation.vetting_expires_at, now):
+            return False
+    return True

@@ -62,6 +62,7 @@ from service.cases.modes import ALERTING, SearchChoice, searched_message
 from service.db import transaction, utcnow
 from service.embedding.service import active_model, active_model_for_write, models_to_embed
 from service.organisations.models import Organisation
+from service.organisations.standing import in_good_standing, organisation_in_good_standing
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo
 from service.photos.service import image_limits
@@ -72,6 +73,7 @@ from service.reviews.models import Candidate
 from service.settings import Settings
 from service.worker.replica import IndexReplica, vector_from_bytes, vector_to_bytes
 from service.worker.runtime import TRANSIENT_ERRORS
+from vetting.organisations import in_good_standing as standing_rule
 
 log = structlog.get_logger("reunite.worker")
 
@@ -84,8 +86,6 @@ DUPLICATE = "duplicate"  # another delivery holds the row
 SUPERSEDED = "superseded"  # the row stopped being ours while we worked
 NOT_PENDING = "not_pending"  # nothing to search for this case
 MODEL_CHANGED = "model_changed"  # the active model was switched while we embedded: embed again
-
-APPROVED = "approved"
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,10 @@ class Pipeline:
                 session.add(extra)
                 session.flush()
                 append_index_change(session, op="add", embedding_id=extra.id, model_id=other.model_id)
-            matched = self._match_open_cases(session, embedding, face.embedding, record_id, now)
+            # Enrolled all the same; proposed to open cases only while its organisation is in good
+            # standing (as a case search would find it). Hidden, not lost: later searches find it.
+            matched = (self._match_open_cases(session, embedding, face.embedding, record_id, now)
+                       if _record_in_good_standing(session, record_id, now) else 0)
             _set_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
         log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
         return "embedded"
@@ -210,7 +213,7 @@ class Pipeline:
             .join(Case, Case.id == Photo.case_id)
             .join(Organisation, Organisation.id == Case.organisation_id)
             .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
-                   Case.purged_at.is_(None), Organisation.status == APPROVED,
+                   Case.purged_at.is_(None), in_good_standing(now),
                    Embedding.model_id == embedding.model_id, ~proposed)
         ).all()
         if not rows:
@@ -367,7 +370,7 @@ class Pipeline:
             if case is None or case.status != "processing":
                 return SUPERSEDED
             organisation = session.get(Organisation, case.organisation_id)
-            if organisation is None or organisation.status != APPROVED:
+            if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):
                 _set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
                 return "failed"
             rows = []
@@ -517,8 +520,13 @@ def lock_searchable_records(session: Session, record_ids: list[int], *, now: dat
     )
     if require_approved:
         query = query.join(Organisation, Organisation.id == Record.organisation_id).where(
-            Organisation.status == APPROVED)
+            in_good_standing(now))
     return set(session.scalars(query).all())
+
+
+def _record_in_good_standing(session: Session, record_id: int, now: datetime) -> bool:
+    return session.scalar(select(organisation_in_good_standing(Record.organisation_id, now))
+                          .where(Record.id == record_id)) or False
 
 
 def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, model_id: str,
@@ -537,7 +545,7 @@ def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, m
         .join(Consent, Consent.record_id == Record.id)
         .join(Organisation, Organisation.id == Record.organisation_id)
         .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == "embedded",
-               Organisation.status == APPROVED, *_consent_valid(now))
+               in_good_standing(now), *_consent_valid(now))
     )
     if lock:
         query = query.with_for_update(read=True, of=Record)
