@@ -15,7 +15,8 @@ choosing a mode. The file is decoded with no transaction open; the case, its pho
 and the `case_submitted` event (ids, the mode and counts only) then commit together,
 and the caller dispatches the case. Another organisation's case is "not found":
 reviewers of an organisation that owns a candidate record see that candidate
-through the review queue, not the case.
+through the review queue, not the case. Reading a case writes `case_viewed` with the ids
+of the candidates it shows.
 """
 
 from __future__ import annotations
@@ -306,6 +307,10 @@ def case_details(session: Session, *, actor: User, case_id: int) -> tuple[Case, 
         select(Review.candidate_id).where(Review.reviewer_id == actor.id,
                                           Review.candidate_id.in_([c.id for c in candidates]))
     ))
+    record_event(session, action="case_viewed", actor_id=actor.id, organisation_id=case.organisation_id,
+                 target_type="case", target_id=case.id,
+                 details={"case_id": case.id, "candidate_ids": [c.id for c in candidates]})
+    session.commit()
     return case, [(c, visible_status(c.status, has_reviewed=c.id in reviewed)) for c in candidates]
 
 

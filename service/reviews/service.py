@@ -14,6 +14,9 @@ case references only to the organisation they belong to.
 Decisions lock the candidate's row (SELECT ... FOR UPDATE on PostgreSQL; SQLite
 transactions are exclusive already) before reading its reviews, so two reviewers
 deciding at once are applied one after the other and cannot both count as the first.
+
+Audited (who read which candidate, ids only): `review_queue_viewed` (the candidate ids
+listed), `candidate_viewed`, `photo_viewed` (each decrypted side), `review_recorded`.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
     facts = candidate_facts(session, [candidate for candidate, *_ in rows])
     counted = select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id) \
         .join(Record, Record.id == Candidate.record_id).where(*conditions)
+    record_event(session, action="review_queue_viewed", actor_id=reviewer.id, organisation_id=organisation_id,
+                 details={"candidate_ids": [candidate.id for candidate, *_ in rows]})
+    session.commit()
     return ReviewQueue(
         waiting=session.scalar(counted) or 0,
         waiting_second_review=session.scalar(counted.where(reviewed_by_anyone)) or 0,
@@ -152,6 +158,10 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int, gate
                               side="probe", date_of_birth=None, show_image=not redacted, gates=gates)
     calibration = active_calibration(session, candidate.model_id)
     facts = candidate_facts(session, [candidate], policies={candidate.model_id: policy_of(calibration)})[candidate.id]
+    record_event(session, action="candidate_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
+                 target_type="candidate", target_id=candidate.id,
+                 details={"candidate_id": candidate.id, "case_id": case.id, "record_id": candidate.record_id})
+    session.commit()
     return CandidateOut(
         id=candidate.id,
         status=rule.visible_status(candidate.status, has_reviewed=mine is not None),

@@ -35,6 +35,13 @@ active model's embeddings only.
 
 Status messages are plain sentences for a caseworker; nothing here writes a face,
 a vector or a name into a message or a log.
+
+Every search is audited (EU AI Act Art. 12), with ids, counts and model names only: a case
+search writes `search_started` (case, photo and probe face ids, model, mode) when its faces
+are read, and `search_finished` with the candidates in the transaction that writes them
+(gallery size and index sequence searched, outcome, candidate ids); two-way matching writes
+`two_way_search_finished` in the enrolment's transaction (start time, the photo and face,
+how many open case faces were compared, the candidates).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from matching.embedders import Embedder, get_embedder
 from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image, embed_again
 from matching.images import DecodedImage, InputRejected, decode_image
 from matching.search import rank_candidates
+from service.audit.service import record_event
 from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
 from service.cases.modes import ALERTING, SearchChoice, searched_message
@@ -217,6 +225,8 @@ class Pipeline:
                    Embedding.model_id == embedding.model_id, ~proposed)
         ).all()
         if not rows:
+            _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
+                                     open_case_faces=0, candidate_ids=[])
             return 0
         probes = np.stack([vector_from_bytes(row.vector) for row in rows])
         distances = np.linalg.norm(probes - vector, axis=1)
@@ -233,6 +243,8 @@ class Pipeline:
                                              search_mode=ALERTING, now=now))
         inserted = insert_candidates(session, candidates)
         renumber_candidates(session, {row["probe_embedding_id"] for row in candidates})
+        _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
+                                 open_case_faces=len(rows), candidate_ids=candidate_ids_of(session, None, candidates))
         return inserted
 
     # ----- cases: find the probe faces ----------------------------------------------------
@@ -314,10 +326,17 @@ class Pipeline:
                 .where(Embedding.photo_id == photo.id, Embedding.model_id == active_model(session)[0])
                 .order_by(Embedding.face_index)
             ).all()
+            if probes:
+                record_event(session, action="search_started", organisation_id=case.organisation_id,
+                             target_type="case", target_id=case_id,
+                             details=search_input(case_id=case_id, photo_id=photo.id, probes=probes,
+                                                  mode=choice.mode, candidate_limit=choice.candidate_limit))
         if not probes:
             return NOT_PENDING  # not embedded yet (or purged): process_case owns it
         found = self._search_index(probes, choice)
-        return self._write_candidates(case_id, probes, found, choice, probe_photo)
+        index = self.replica.index(probes[0].model_id)  # one model: the active one's faces only
+        gallery = {"gallery_size": len(index), "gallery_sequence": index.sequence}
+        return self._write_candidates(case_id, probes, found, choice, probe_photo, gallery)
 
     def _search_index(self, probes: list, choice: SearchChoice) -> list[tuple[np.ndarray, np.ndarray]]:
         for model_id in sorted({probe.model_id for probe in probes}):
@@ -363,7 +382,7 @@ class Pipeline:
             k = min(k * 2, len(index))
 
     def _write_candidates(self, case_id: int, probes: list, found: list, choice: SearchChoice,
-                          probe_photo: tuple | None) -> str:
+                          probe_photo: tuple | None, gallery: dict[str, int]) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
@@ -372,6 +391,8 @@ class Pipeline:
             organisation = session.get(Organisation, case.organisation_id)
             if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):
                 _set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
+                _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="failed",
+                                 candidate_ids=[])
                 return "failed"
             rows = []
             policies = {model_id: self._policy(session, model_id) for model_id in {probe.model_id for probe in probes}}
@@ -392,6 +413,8 @@ class Pipeline:
             total = session.scalar(select(func.count()).select_from(Candidate).where(Candidate.case_id == case_id))
             _set_case_outcome(case, "searched", searched_message(total, case.search_mode), now)
             case.searched_at = now
+            _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="searched",
+                             candidate_ids=candidate_ids_of(session, case_id, rows))
         log.info("case_searched", case_id=case_id, faces=len(probes), candidates=total, new_candidates=inserted)
         return "searched"
 
@@ -522,6 +545,47 @@ def lock_searchable_records(session: Session, record_ids: list[int], *, now: dat
         query = query.join(Organisation, Organisation.id == Record.organisation_id).where(
             in_good_standing(now))
     return set(session.scalars(query).all())
+
+
+def search_input(*, case_id: int, photo_id: int, probes: list, mode: str,
+                 candidate_limit: int | None) -> dict:
+    """What a case search is given, for the audit trail: ids and the model, never a vector."""
+    return {"case_id": case_id, "photo_id": photo_id, "probe_embedding_ids": [probe.id for probe in probes],
+            "model_id": probes[0].model_id, "model_version": probes[0].model_version, "search_mode": mode,
+            "candidate_limit": candidate_limit}
+
+
+def _search_finished(session: Session, *, case: Case, probes: list, gallery: dict[str, int], outcome: str,
+                     candidate_ids: list[int]) -> None:
+    """The end of a case search (EU AI Act Art. 12): the gallery searched and the candidates produced."""
+    record_event(session, action="search_finished", organisation_id=case.organisation_id, target_type="case",
+                 target_id=case.id,
+                 details={"case_id": case.id, "probe_embedding_ids": [probe.id for probe in probes],
+                          "model_id": probes[0].model_id, "model_version": probes[0].model_version,
+                          **gallery, "outcome": outcome, "candidate_ids": candidate_ids})
+
+
+def _two_way_search_finished(session: Session, *, embedding: Embedding, record_id: int, started: datetime,
+                             open_case_faces: int, candidate_ids: list[int]) -> None:
+    """Two-way matching's search (one transaction, so one event): the input, what it was compared with, the result."""
+    organisation_id = session.scalar(select(Record.organisation_id).where(Record.id == record_id))
+    record_event(session, action="two_way_search_finished", organisation_id=organisation_id, target_type="record",
+                 target_id=record_id,
+                 details={"record_id": record_id, "photo_id": embedding.photo_id, "embedding_id": embedding.id,
+                          "model_id": embedding.model_id, "model_version": embedding.model_version,
+                          "started_at": started.isoformat(), "open_case_faces": open_case_faces,
+                          "candidate_ids": candidate_ids})
+
+
+def candidate_ids_of(session: Session, case_id: int | None, rows: list[dict]) -> list[int]:
+    """The ids of the candidates a search proposed (`rows` as written; already there ones included)."""
+    pairs = {(row["case_id"], row["probe_embedding_id"], row["record_id"]) for row in rows}
+    if not pairs:
+        return []
+    case_ids = {case for case, _, _ in pairs} if case_id is None else {case_id}
+    found = session.execute(select(Candidate.id, Candidate.case_id, Candidate.probe_embedding_id, Candidate.record_id)
+                            .where(Candidate.case_id.in_(case_ids))).all()
+    return sorted(row.id for row in found if (row.case_id, row.probe_embedding_id, row.record_id) in pairs)
 
 
 def _record_in_good_standing(session: Session, record_id: int, now: datetime) -> bool:
