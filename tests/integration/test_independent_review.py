@@ -22,6 +22,7 @@ from service.organisations.models import Organisation
 from tests.integration.test_reviews import (  # noqa: F401  (world and as_user are fixtures)
     API, add_candidate, add_case, as_user, bearer, queue_ids, review, world,
 )
+from tests.support.pages import Person, text_of
 from tests.support.service import make_user
 
 
@@ -95,3 +96,16 @@ def _migrate(database_url: str, step, target: str) -> bool:
 def test_the_migration_lets_a_review_have_no_organisation_and_goes_back(database_url):
     assert _migrate(database_url, command.downgrade, "0010") is False
     assert _migrate(database_url, command.upgrade, "head") is True
+
+
+@pytest.mark.one_backend
+def test_a_platform_reviewer_uses_the_review_pages(app, db, world, sdist_images):
+    add_case(app, db, world, "own", organisation="B", submitter="b_caseworker", image=sdist_images / "obama2.jpg")
+    own = add_candidate(db, world, "own")
+    account = make_user(db, "platform_reviewer")
+    db.commit()
+    person = Person(app, account)
+    assert f"/reviews/candidates/{own}" in person.get("/reviews").text
+    assert "Independent review" in text_of(person.get("/reviews"))
+    page = person.get(f"/reviews/candidates/{own}")
+    assert "Record my decision" in text_of(page)
