@@ -100,6 +100,7 @@ def erase_photos(session: Session, *, photos: Sequence[Photo], now: datetime, me
         photo.wrapped_key = None
         photo.thumbnail_wrapped_key = None
         photo.sha256 = None
+        photo.taken_at = photo.age_at_photo = None  # when it was taken and the child's age: gone with it
         photo.status = "erased"
         photo.status_message = message
         photo.erased_at = now

@@ -37,11 +37,12 @@ def test_after_withdrawal_no_label_name_vector_or_key_is_left_in_the_sqlite_file
     label, guardian = f"L{marker[:20]}", f"G{marker[:20]}"
     headers = bearer(settings, people.caseworker)
     record_id = create_record(client, headers, label=label, consent={"guardian_name": guardian})
-    photo_id = upload_photo(client, headers, record_id)["photo_id"]
+    photo_id = upload_photo(client, headers, record_id, taken_at="2025-05-04")["photo_id"]
     [face] = add_faces(db, photo_id, 1)
     vector_marker = (marker * 16).encode()[:512]  # 128 float32s whose bytes spell the marker
     db.get(Embedding, face).vector = np.frombuffer(vector_marker, np.float32).tobytes()
     wrapped_key = db.get(Photo, photo_id).wrapped_key
+    assert db.get(Photo, photo_id).taken_at is not None
     db.commit()
     secrets = [label.encode(), guardian.encode(), vector_marker[:64], wrapped_key]
     assert all(secret in database_bytes(database_url) for secret in secrets)  # the search can find them
@@ -56,3 +57,6 @@ def test_after_withdrawal_no_label_name_vector_or_key_is_left_in_the_sqlite_file
     assert (record.label, record.date_of_birth, record.age_years, record.case_reference) == (
         ERASED_LABEL, None, None, "REF-1")
     assert record.missing_since is not None and record.consent.withdrawn_at is not None
+    photo = db.get(Photo, photo_id)
+    assert (photo.status, photo.taken_at, photo.age_at_photo, photo.wrapped_key, photo.sha256) == (
+        "erased", None, None, None, None)
