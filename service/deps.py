@@ -20,6 +20,7 @@ from service.auth.models import User
 from service.auth.tokens import InvalidToken, read_access_token
 from service.db import utcnow
 from service.organisations.models import Organisation
+from vetting.organisations import in_good_standing
 from service.photos.storage import PhotoVault
 from service.settings import Settings
 from service.worker.dispatch import Dispatcher
@@ -93,11 +94,9 @@ def organisation_standing(organisation: Organisation | None) -> str | None:
     """Why the organisation cannot use Reunite now (a status name, or "none"); None when it can."""
     if organisation is None:
         return "none"
-    if organisation.status == "approved" and organisation.vetting_expires_at and organisation.vetting_expires_at <= utcnow():
-        return "expired"
-    if organisation.status != "approved":
-        return organisation.status
-    return None
+    if in_good_standing(organisation.status, organisation.vetting_expires_at, utcnow()):
+        return None
+    return "expired" if organisation.status == "approved" else organisation.status
 
 
 def check_organisation_active(organisation: Organisation | None) -> None:

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from matching.quality import DEFAULT_MAX_ASYMMETRY, DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS, QualityGates
+from vetting.review import DEFAULT_NEW_ACCOUNT_DAYS
 
 if TYPE_CHECKING:
     from matching.faces import FaceSettings
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     daily_cases_per_user: int = Field(50, ge=1)
     daily_cases_per_organisation: int = Field(500, ge=1)
     review_top_k: int = Field(10, ge=1, le=100)
+    # Two-person rule: a reviewer account younger than this when it confirms does not count as
+    # the independent, established confirmer every confirmation needs (vetting.review).
+    review_new_account_days: int = Field(DEFAULT_NEW_ACCOUNT_DAYS, ge=0, le=3650)
     # Quality gates: a face below one is still enrolled and searched, and flagged low quality
     # for reviewers. Defaults measured by bench/quality_gates.py (docs/accuracy.md, "Quality gates");
     # flags are worked out from each face's stored figures when shown, so a change applies to all.

@@ -124,9 +124,9 @@ def _stop_when_parent_dies() -> None:
 @admin_app.command("create")
 def create_operator(
     email: Annotated[str, typer.Option(help="The operator's email address.")],
-    role: Annotated[str, typer.Option(help="platform_admin or auditor.")],
+    role: Annotated[str, typer.Option(help="platform_admin, auditor or platform_reviewer.")],
 ) -> None:
-    """Create a platform admin or auditor; the password is read from standard input."""
+    """Create a platform admin, auditor or platform reviewer; the password is read from standard input."""
     from sqlalchemy.exc import IntegrityError
 
     from service.audit.service import record_event

@@ -237,8 +237,8 @@ def _admins_organisation(session: Session, *, actor: User, organisation_id: int,
 
 def _is_open(organisation: Organisation | None, now: datetime) -> bool:
     """Approved and within its vetting period."""
-    return (organisation is not None and organisation.status == policy.Status.APPROVED.value
-            and not policy.is_expired(organisation.status, organisation.vetting_expires_at, now))
+    return organisation is not None and policy.in_good_standing(organisation.status,
+                                                                organisation.vetting_expires_at, now)
 
 
 def _pending_for(session: Session, *, organisation_id: int, email: str, now: datetime) -> Invitation | None:

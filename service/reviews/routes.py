@@ -65,10 +65,10 @@ def record_image(candidate_id: int, user: CurrentUser, session: DbSession, vault
                         409: {"description": "Already decided, redacted, or already reviewed by you"}},
              **permission(Action.REVIEW_CANDIDATES))
 def review(candidate_id: int, body: ReviewRequest, user: CurrentUser, session: DbSession, request: Request,
-           background: BackgroundTasks) -> ReviewRecorded:
+           background: BackgroundTasks, settings: SettingsDep) -> ReviewRecorded:
     """Record your decision (confirm, reject or inconclusive) with a rationale."""
     recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id, decision=body.decision,
-                                     rationale=body.rationale)
+                                     rationale=body.rationale, new_account_days=settings.review_new_account_days)
     notification = recorded.notification
     if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
         background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id)

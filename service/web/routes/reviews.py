@@ -51,6 +51,7 @@ INVOLVEMENT_WORDS = {
     "submitted_case": "Submitted the case",
     "owns_record": "Owns the record",
     "both": "Submitted the case and owns the record",
+    "independent": "Independent review (platform reviewer)",
 }
 RATIONALE_HELP = ("Say what you compared and why you decided so (at least 10 characters). It is kept with your "
                   "decision; other reviewers of this candidate do not see it.")
@@ -97,7 +98,8 @@ def decide(request: Request, candidate_id: int, user: PageUser, session: DbSessi
                                rationale=rationale, status_code=422)
     try:
         recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id,
-                                         decision=body.decision, rationale=body.rationale)
+                                         decision=body.decision, rationale=body.rationale,
+                                         new_account_days=settings.review_new_account_days)
     except ServiceError as refused:
         if refused.status == 404:
             raise
