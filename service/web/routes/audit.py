@@ -32,7 +32,7 @@ from service.audit.service import record_event
 from service.audit.signing import AuditSigner, load_signer
 from service.audit.verify import Report, UnreadableBundle, coverage_rows, verify_bundle
 from service.auth.models import User
-from service.deps import DbSession, SettingsDep
+from service.deps import DB_INT_MAX, DbOffset, DbSession, SettingsDep
 from service.web.pages import page_router
 from service.web.render import add_nav, render
 from service.web.session import PageUser, page_permission
@@ -92,7 +92,7 @@ def _time(text: str, label: str) -> datetime | None:
 def _id(text: str, label: str) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= DB_INT_MAX:
         raise ValueError(f"{label} must be a whole number, such as 12.")
     return int(text)
 
@@ -110,7 +110,7 @@ def _action(text: str) -> str | None:
 
 @router.get("/audit", **page_permission(Action.READ_AUDIT))
 def events(request: Request, user: PageUser, session: DbSession, since: str = "", until: str = "",
-           actor: str = "", organisation: str = "", action: str = "", after_seq: int = 0) -> Response:
+           actor: str = "", organisation: str = "", action: str = "", after_seq: DbOffset = 0) -> Response:
     """One page of events matching the filters, in sequence order."""
     form = read_filters(since, until, actor, organisation, action)
     return _audit_page(request, session, form, after_seq=max(after_seq, 0))
