@@ -115,3 +115,23 @@ def fuzz(operation, mode: GenerationMode, app, user_id: int) -> None:
 def _summary(failure: BaseException) -> str:
     """The failure's own words without the reproduction and traceback noise."""
     return "\n".join(line for line in str(failure).splitlines() if line.strip())[:1500]
+
+
+@pytest.mark.one_backend
+def test_every_error_answer_is_documented_as_the_problem_the_app_sends(client, app):
+    published = app.openapi()
+    assert "HTTPValidationError" not in str(published)  # FastAPI's list shape is never sent
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for path, methods in published["paths"].items():
+        for method, operation in methods.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"] == {"application/json": {"schema": problem}}, (method, path, status)
+            if operation.get("parameters") or operation.get("requestBody"):
+                assert "422" in operation["responses"], (method, path)
+    sent = client.get("/api/v1/records", params={"limit": "many"}).json()  # unauthenticated: 401 first
+    assert set(sent) == {"detail"}
+    invalid = client.post("/api/v1/auth/refresh", json={}).json()
+    assert isinstance(invalid["detail"], str) and invalid["errors"] == [
+        {"field": "refresh_token", "problem": "Field required"}]
+    assert set(published["components"]["schemas"]["Problem"]["properties"]) >= set(invalid)
