@@ -42,13 +42,38 @@ def operations(app):
             yield path, method, operation
 
 
+def _bounded(schema: dict) -> bool:
+    low, high = _bounds(schema)
+    return low is not None and high is not None and high <= DB_INT_MAX
+
+
+def body_integers(schema: dict, components: dict, seen: set[str]) -> list[tuple[str, dict]]:
+    """(field, schema) of every integer field in a request body, through references, arrays and unions."""
+    found = []
+    for option in [schema, *schema.get("anyOf", []), *schema.get("allOf", [])]:
+        if "$ref" in option and option["$ref"] not in seen:
+            seen.add(option["$ref"])
+            found += body_integers(components[option["$ref"].split("/")[-1]], components, seen)
+        for name, field in option.get("properties", {}).items():
+            if _is_integer(field):
+                found.append((name, field))
+            found += body_integers(field, components, seen)
+        if option.get("type") == "array":
+            found += body_integers(option.get("items", {}), components, seen)
+    return found
+
+
 @pytest.mark.one_backend
-def test_every_integer_parameter_declares_the_databases_range(app):
+def test_every_integer_parameter_and_body_field_declares_the_databases_range(app):
     unbounded = [(method, path, parameter["name"]) for path, method, operation in operations(app)
-                 for parameter in integer_parameters(operation)
-                 if not (_bounds(parameter["schema"])[0] is not None
-                         and (_bounds(parameter["schema"])[1] or 2**63) <= DB_INT_MAX)]
+                 for parameter in integer_parameters(operation) if not _bounded(parameter["schema"])]
     assert unbounded == []
+    components = app.openapi()["components"]["schemas"]
+    fields = [(method, path, name, field) for path, method, operation in operations(app)
+              for content in operation.get("requestBody", {}).get("content", {}).values()
+              for name, field in body_integers(content["schema"], components, set())]
+    assert [(method, path, name) for method, path, name, field in fields if not _bounded(field)] == []
+    assert any(name == "age_years" for _, _, name, _ in fields)  # the walk does reach body fields
 
 
 @pytest.fixture
