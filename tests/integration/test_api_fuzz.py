@@ -29,16 +29,15 @@ from service.reviews.models import Candidate
 from tests.support.gallery import add_photo, faceless_photo, make_case, make_record
 from tests.support.service import make_organisation, make_user
 
-EXAMPLES = 8  # per operation, person and mode: the whole run takes some 15 s
+EXAMPLES = 8  # per operation, person and mode: the whole run takes 15 to 30 s
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
 SEED = 20261204
-KNOWN: dict[str, int] = {}  # path parameter name -> the id of an object that exists (set by `people`)
 
 
 @pytest.fixture
-def people(app, db):
-    """The two people the fuzz acts as, and objects with low ids for the generated paths to find."""
+def world(app, db) -> tuple[dict[str, int], dict[str, int]]:
+    """The people the fuzz acts as (name -> user id) and objects that exist (path parameter -> id)."""
     organisation = make_organisation(db)
     member = make_user(db, "caseworker", "reviewer", "org_admin", organisation=organisation)
     accounts = {"organisation user": member, "platform admin": make_user(db, "platform_admin")}
@@ -54,9 +53,9 @@ def people(app, db):
                           model_version="v-test")
     db.add(candidate)
     db.commit()
-    KNOWN.update(organisation_id=organisation.id, user_id=member.user.id, record_id=record.id, case_id=case.id,
+    known = dict(organisation_id=organisation.id, user_id=member.user.id, record_id=record.id, case_id=case.id,
                  candidate_id=candidate.id, photo_id=stored[0].id)
-    return {name: account.user.id for name, account in accounts.items()}
+    return {name: account.user.id for name, account in accounts.items()}, known
 
 
 def bearer(app, user_id: int) -> dict[str, str]:
@@ -69,7 +68,8 @@ def bearer(app, user_id: int) -> dict[str, str]:
 
 
 @pytest.mark.one_backend
-def test_the_api_answers_generated_requests_as_its_schema_says(app, people):
+def test_the_api_answers_generated_requests_as_its_schema_says(app, world):
+    people, known = world
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures = []
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -82,7 +82,7 @@ def test_the_api_answers_generated_requests_as_its_schema_says(app, people):
                                                         or operation.body):
                 continue
             try:
-                fuzz(operation, mode, app, user_id)
+                fuzz(operation, strategy(operation, mode, known), app, user_id)
             except Unsatisfiable:  # nothing in this operation can be made invalid
                 continue
             except (Exception, BaseExceptionGroup) as failure:  # every failing operation, not only the first
@@ -90,21 +90,21 @@ def test_the_api_answers_generated_requests_as_its_schema_says(app, people):
     assert not failures, "\n\n".join(failures)
 
 
-def strategy(operation, mode: GenerationMode):
+def strategy(operation, mode: GenerationMode, known: dict[str, int]):
     """Generated requests, some of them naming the objects that exist (generated ids rarely do)."""
     generated = operation.as_strategy(generation_mode=mode)
     names = {parameter.name for parameter in operation.path_parameters}
-    known = {name: KNOWN[name] for name in names if name in KNOWN}
-    if not known or mode is GenerationMode.NEGATIVE:
+    existing = {name: known[name] for name in names if name in known}
+    if not existing or mode is GenerationMode.NEGATIVE:
         return generated
-    return generated | operation.as_strategy(generation_mode=mode, path_parameters=known)
+    return generated | operation.as_strategy(generation_mode=mode, path_parameters=existing)
 
 
-def fuzz(operation, mode: GenerationMode, app, user_id: int) -> None:
+def fuzz(operation, cases, app, user_id: int) -> None:
     @seed(SEED)
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(case=strategy(operation, mode))
+    @given(case=cases)
     def run(case):
         response = case.call(headers=bearer(app, user_id))
         case.validate_response(response, checks=CHECKS)
