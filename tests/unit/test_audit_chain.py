@@ -327,3 +327,13 @@ def test_the_verifier_imports_no_database_code():
     code = "import sys, service.audit.verify; print(any(m.startswith('sqlalchemy') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_public_key_command_prints_the_key_and_fingerprint_to_publish(tmp_path, monkeypatch):
+    monkeypatch.setenv("REUNITE_ENVIRONMENT", "development")
+    monkeypatch.setenv("REUNITE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REUNITE_AUDIT_KEY_PATH", str(tmp_path / "audit.pem"))
+    printed = CliRunner().invoke(audit_app, ["public-key"])
+    assert printed.exit_code == 0, printed.output
+    signer = load_signer(tmp_path / "audit.pem")
+    assert signer.public_key_pem in printed.output and f"fingerprint {signer.key_id}" in printed.output
