@@ -202,6 +202,13 @@ def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, d
     code, output = verify(tmp_path, changed, settings)
     assert code == 1 and "FAILED at seq 3:" in output, output
 
+    # Cut back to the periodic checkpoint at seq EVERY and make the header agree: its signature breaks.
+    cut = json.loads(lines[0]) | {"last_seq": EVERY, "event_count": EVERY, "head_hash": json.loads(lines[EVERY])["hash"]}
+    kept = [line for line in lines[EVERY + 1:] if json.loads(line)["type"] == "checkpoint"
+            and json.loads(line)["seq"] <= EVERY]
+    code, output = verify(tmp_path, [json.dumps(cut), *lines[1:EVERY + 1], *kept], settings)
+    assert code == 1 and "header's signature does not verify" in output, output
+
     code, output = verify(tmp_path, lines[:last] + lines[last + 1:], settings)  # without the last event's line
     assert code == 1 and f"FAILED at seq {last}:" in output, output
 
