@@ -203,7 +203,8 @@ def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, d
     assert code == 1 and "FAILED at seq 3:" in output, output
 
     # Cut back to the periodic checkpoint at seq EVERY and make the header agree: its signature breaks.
-    cut = json.loads(lines[0]) | {"last_seq": EVERY, "event_count": EVERY, "head_hash": json.loads(lines[EVERY])["hash"]}
+    cut = json.loads(lines[0]) | {"last_seq": EVERY, "event_count": EVERY,
+                                  "head_hash": json.loads(lines[EVERY])["hash"]}
     kept = [line for line in lines[EVERY + 1:] if json.loads(line)["type"] == "checkpoint"
             and json.loads(line)["seq"] <= EVERY]
     code, output = verify(tmp_path, [json.dumps(cut), *lines[1:EVERY + 1], *kept], settings)
