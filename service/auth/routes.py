@@ -13,13 +13,17 @@ from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
 from vetting.permissions import Action
 
 router = APIRouter(tags=["auth"])
+# How sign-in and refresh refuse (service.AuthRefused), documented for the OpenAPI schema.
+SIGN_IN_REFUSALS = {401: {"description": "Wrong or missing credentials, code or refresh token"},
+                    403: {"description": "The account's email domain is refused"},
+                    429: {"description": "Too many failed sign-ins"}}
 
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/auth/token", response_model=TokenResponse, **PUBLIC)
+@router.post("/auth/token", response_model=TokenResponse, responses=SIGN_IN_REFUSALS, **PUBLIC)
 def token(
     request: Request,
     session: DbSession,
@@ -36,7 +40,7 @@ def token(
     return TokenResponse(**asdict(pair))
 
 
-@router.post("/auth/refresh", response_model=TokenResponse, **PUBLIC)
+@router.post("/auth/refresh", response_model=TokenResponse, responses=SIGN_IN_REFUSALS, **PUBLIC)
 def refresh(body: RefreshRequest, session: DbSession, settings: SettingsDep) -> TokenResponse:
     try:
         pair = service.rotate_refresh_token(session, settings=settings, refresh_token=body.refresh_token)

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from matching.quality import QualityGates
 from service.audit.models import AuditEvent
+from service.audit.signing import load_signer
 from service.audit.verify import Problem, Report, verify_bundle
 from service.auth.models import User
 from service.cases.models import Case
@@ -331,7 +332,7 @@ def test_denylist_domains_are_added_and_removed(person, db):
 # --- audit ----------------------------------------------------------------------------------------
 
 
-def test_the_auditor_searches_exports_and_verifies(person, world, db):
+def test_the_auditor_searches_exports_and_verifies(app, person, world, db):
     auditor = person("auditor")
     auditor_id = world["accounts"]["auditor"].user.id
     found = auditor.get(f"/audit?action=login&actor={auditor_id}")
@@ -350,12 +351,14 @@ def test_the_auditor_searches_exports_and_verifies(person, world, db):
 
     bundle = auditor.post("/audit", "/audit/export", format="jsonl")
     assert "attachment" in bundle.headers["content-disposition"]
-    report = verify_bundle(io.StringIO(bundle.text))
+    trusted = load_signer(app.state.settings.audit_key_file).public_key_pem
+    report = verify_bundle(io.StringIO(bundle.text), trusted_key_pem=trusted)
     assert report.ok and report.first_seq == 1
 
     verified = auditor.post("/audit", "/audit/verify")
     assert verified.status_code == 200
     assert "Chain verified All" in text_of(verified)  # the heading, then the figures
+    assert "Export header signs seq 1 to" in text_of(verified)  # what the signatures cover
     db.rollback()
     actions = db.scalars(select(AuditEvent.action).order_by(AuditEvent.seq.desc()).limit(3)).all()
     assert actions[0] == "audit_verified" and "audit_exported" in actions

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import expect
 
+from service.audit.signing import load_signer
 from service.audit.verify import verify_file
 from tests.e2e.browser.conftest import screenshot, sign_in
 from tests.support.service import PASSWORD
@@ -159,7 +160,7 @@ def test_an_auditor_searches_downloads_and_sees_the_chain_verified(live, browser
     assert bundle_download.value.suggested_filename.endswith(".jsonl")
     bundle = tmp_path / "bundle.jsonl"
     bundle_download.value.save_as(bundle)
-    report = verify_file(bundle)
+    report = verify_file(bundle, trusted_key_pem=load_signer(live.settings.audit_key_file).public_key_pem)
     assert report.ok and report.first_seq == 1, report.problems
 
     # The same check on the trail as it stands, in words.
