@@ -51,9 +51,13 @@ def sign_in(request: Request, session: DbSession, settings: SettingsDep,
     try:
         pair = auth_service.sign_in(session, settings=settings, email=email, password=password,
                                     otp=otp.replace(" ", "") or None, address=client_address(request))
+    except auth_service.EnrolmentRequired:
+        return _enrol(request, session, settings, email=email, password=password)
     except auth_service.AuthRefused as refused:
-        return render(request, "auth/sign_in.html", _form(email=email, next=target, error=refused.message),
+        page = render(request, "auth/sign_in.html", _form(email=email, next=target, error=refused.message),
                       status_code=refused.status)
+        page.headers.update(refused.headers() or {})
+        return page
     start_session(request, pair)
     return redirect(request, target)
 
@@ -69,6 +73,20 @@ def sign_out(request: Request, session: DbSession, settings: SettingsDep) -> Res
         auth_service.sign_out(session, user=user)
     end_session(request)
     return redirect(request, "/sign-in", flash="You have signed out.", kind="info")
+
+
+def _enrol(request: Request, session, settings, *, email: str, password: str) -> Response:
+    """The right password of an account that must set up its authenticator app: its key, shown once."""
+    try:
+        enrolment = auth_service.enrol_totp(session, settings=settings, email=email, password=password,
+                                            address=client_address(request))
+    except auth_service.AuthRefused as refused:
+        return render(request, "auth/sign_in.html", _form(email=email, error=refused.message),
+                      status_code=refused.status)
+    return render(request, "invitations/authenticator.html", {
+        "title": "Add Reunite to your authenticator app", "email": email.strip().lower(),
+        "totp_uri": enrolment.uri, "totp_secret": enrolment.secret, "enrolling": True,
+    })
 
 
 def _form(*, email: str = "", next: str = "/", error: str | None = None) -> dict:
