@@ -79,7 +79,8 @@ def test_a_form_without_the_sessions_token_is_refused_and_changes_nothing(browse
 def test_a_script_may_send_the_token_in_a_header(browser, caseworker):
     token = token_of(browser)
     answer = browser.post("/sign-in", headers={"X-CSRF-Token": token},
-                          data={"email": caseworker.email, "password": caseworker.password})
+                          data={"email": caseworker.email, "password": caseworker.password,
+                                "otp": caseworker.otp()})
     assert answer.status_code == 303
 
 
