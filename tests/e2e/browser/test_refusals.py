@@ -13,7 +13,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser.conftest import register_record, screenshot, sign_in, sign_in_with
+from service.auth.service import BAD_CREDENTIALS
+from tests.e2e.browser.conftest import enrol_and_sign_in, register_record, screenshot, sign_in, sign_in_with
 from tests.support.service import PASSWORD
 
 pytestmark = [pytest.mark.browser]
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.browser]
 def test_a_wrong_password_is_refused_in_plain_words(live, page):
     caseworker = live.user("caseworker", organisation_id=live.organisation())
     sign_in_with(page, caseworker.email, "not the right password")
-    expect(page.get_by_role("alert")).to_contain_text("The email or password is not right.")
+    expect(page.get_by_role("alert")).to_contain_text(BAD_CREDENTIALS)
     expect(page).to_have_url(re.compile(r"/sign-in$"))
     assert not any(cookie["name"] == "reunite_access" for cookie in page.context.cookies())
     page.goto("/records")
@@ -81,7 +82,7 @@ def test_a_law_enforcement_application_is_refused_and_a_charitys_is_received(liv
     screenshot(page, "apply-next")
 
     # Until two platform admins approve it, signing in shows that it is being vetted, and nothing else.
-    sign_in_with(page, f"director@{domain}", PASSWORD)
+    enrol_and_sign_in(page, f"director@{domain}", PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_have_text("Your organisation is being vetted")
     screenshot(page, "organisation-pending")
 
