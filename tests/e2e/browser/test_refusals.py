@@ -38,6 +38,8 @@ def test_signing_in_works_with_the_keyboard_alone(live, page):
     page.keyboard.type(caseworker.email)
     page.keyboard.press("Tab")
     page.keyboard.type(caseworker.password)
+    page.keyboard.press("Tab")
+    page.keyboard.type(caseworker.otp())
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("What would you like to do?")
     page.keyboard.press("Tab")  # the first stop on every page skips the navigation
