@@ -68,6 +68,16 @@ class EnrolmentRequired(AuthRefused):
                               "(or sign in on the web page), add the key to your app, then sign in with a code.")
 
 
+class OrganisationRefused(AuthRefused):
+    """Right credentials, but the user's organisation cannot work now: no tokens (the page says why)."""
+
+    def __init__(self, standing: str, organisation: Organisation | None):
+        super().__init__(403, ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite "
+                                                                         "at present."))
+        self.standing = standing
+        self.organisation = organisation
+
+
 @dataclass(frozen=True)
 class Enrolment:
     secret: str
@@ -252,15 +262,13 @@ def _refusal_for(session: Session, user: User | None, *, password: str, otp: str
     return None
 
 
-def _standing_refusal(session: Session, user: User) -> AuthRefused | None:
+def _standing_refusal(session: Session, user: User) -> OrganisationRefused | None:
     """A suspended, revoked, rejected or expired organisation's users get no new tokens."""
     if user.organisation_id is None:
         return None
-    standing = organisation_standing(session.get(Organisation, user.organisation_id))
-    if standing in SIGN_IN_STANDINGS:
-        return None
-    return AuthRefused(403, ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite "
-                                                                       "at present."))
+    organisation = session.get(Organisation, user.organisation_id)
+    standing = organisation_standing(organisation)
+    return None if standing in SIGN_IN_STANDINGS else OrganisationRefused(standing, organisation)
 
 
 def _use_totp_step(session: Session, user: User, step: int) -> bool:

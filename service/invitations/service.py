@@ -4,11 +4,12 @@ The admin never learns the colleague's password. An invitation carries a 256-bit
 random token, shown once to the admin as a link to pass on by their own channel
 (Reunite sends no email); only its SHA-256 is stored, and no audit event ever holds
 the token or the email address. Inviting applies the rules of adding a user (the
-admin's own organisation, roles they hold, the law-enforcement denylist); an address
-that has an account already is not told apart when inviting, and its link then fails at
-acceptance with the plain refusal below. Accepting applies the rules again, since the
-denylist or the organisation's standing may have changed in between, and creates the user through
-`create_user` (argon2, the zxcvbn weak-password refusal, and the TOTP key the page shows once).
+admin's own organisation, roles they hold, the law-enforcement denylist, not one of
+the organisation's own users); an address that has an account elsewhere is not told
+apart when inviting, and its link then fails at acceptance with the plain refusal
+below. Accepting applies the rules again, since the denylist or the organisation's
+standing may have changed in between, and creates the user through `create_user`
+(argon2, the zxcvbn weak-password refusal, and the TOTP key the page shows once).
 
 A link that is unknown, expired, withdrawn or used gets one refusal that does not
 say which. Failed acceptances count as failed sign-ins from the caller's address
@@ -36,7 +37,7 @@ from service.invitations.models import Invitation
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
 from service.organisations.service import (
-    Conflict, Forbidden, NotFound, Refused, ServiceError, check_new_member, email_in_use,
+    Conflict, Forbidden, NotFound, Refused, ServiceError, check_new_member, check_not_a_member, email_in_use,
 )
 from service.settings import Settings
 from vetting import organisations as policy
@@ -82,6 +83,7 @@ def invite_user(session: Session, *, organisation_id: int, actor: User, email: s
     if not _is_open(organisation, now):
         raise Conflict(ORGANISATION_CLOSED)
     granted = check_new_member(session, actor=actor, email=email, roles=roles)
+    check_not_a_member(session, organisation_id=organisation.id, email=email)
     email = normalise_email(email)
     if _pending_for(session, organisation_id=organisation.id, email=email, now=now) is not None:
         raise Conflict("This address already has an invitation waiting; withdraw it first to make a new one.")

@@ -291,6 +291,7 @@ def add_user(session: Session, *, organisation_id: int, actor: User, email: str,
     """Add a user to the actor's organisation with roles the actor holds themselves."""
     organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
     granted = check_new_member(session, actor=actor, email=email, roles=roles)
+    check_not_a_member(session, organisation_id=organisation.id, email=email)
     if email_in_use(session, email):
         record_event(session, action="user_add_refused", actor_id=actor.id, organisation_id=organisation.id,
                      details={"reason": "email_in_use"})
@@ -415,6 +416,14 @@ def check_new_member(session: Session, *, actor: User, email: str, roles: Iterab
     if refusal := check_email(email, current_denylist(session)):
         raise Refused(refusal.message, rule=refusal.rule)
     return granted
+
+
+def check_not_a_member(session: Session, *, organisation_id: int, email: str) -> None:
+    """Refuse an address that is already one of the organisation's own users: its admin sees them listed,
+    so saying so tells nothing new (unlike an address of another organisation, which is never told)."""
+    found = session.scalar(select(User.organisation_id).where(User.email == normalise_email(email)))
+    if found is not None and found == organisation_id:
+        raise Conflict("This person already has an account in your organisation.", rule="already_member")
 
 
 def email_in_use(session: Session, email: str) -> bool:

@@ -39,6 +39,7 @@ class Person:
 
     def __init__(self, account):
         self.user_id, self.token_version = account.user.id, account.user.token_version
+        self.email = account.email
 
 
 def people(db, *specs) -> list[Person]:
@@ -355,8 +356,14 @@ def test_org_admin_adds_and_removes_users_within_their_roles_and_organisation(cl
     assert add("someone@helping-hands.example.org", ["superuser"]).status_code == 422
     police = add("officer@met.police.uk", ["caseworker"])
     assert police.status_code == 422 and police.json()["rule"] == "email_domain"
-    taken = add("NEW.caseworker@helping-hands.example.org", ["caseworker"])
-    assert taken.status_code == 409 and "already exists" not in taken.json()["detail"]
+    # One of the organisation's own users (the admin lists them anyway) is named as such; an address
+    # of another organisation gets a refusal that does not say an account exists, and is audited.
+    own = add("NEW.caseworker@helping-hands.example.org", ["caseworker"])
+    assert own.status_code == 409 and own.json()["rule"] == "already_member"
+    elsewhere = add(stranger.email.upper(), ["caseworker"])
+    assert elsewhere.status_code == 409 and elsewhere.json() == {
+        "detail": "This email address cannot be used for a new account. Check the address with your colleague.",
+        "rule": "email_unavailable"}
     # Another organisation's admin, and a platform admin, cannot touch this organisation's users.
     assert add("x@helping-hands.example.org", ["org_admin"], headers=bearer(settings, stranger)).status_code == 404
     assert client.get(users, headers=bearer(settings, stranger)).status_code == 404
