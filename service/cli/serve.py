@@ -69,7 +69,8 @@ def serve(
     # runs the `finally` below, rather than a kill that would orphan the worker.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; REUNITE_TRUSTED_PROXIES decides.
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False)
     finally:
         if child is not None:
             stop_worker_process(child)

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from service.auth.models import User
+from service.auth.routes import client_address
 from service.deps import PUBLIC, CurrentUser, DbId, DbSession, SettingsDep, permission
 from service.organisations import service
 from service.organisations.schemas import (
@@ -37,7 +38,7 @@ class ServiceErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except service.ServiceError as error:
-                return JSONResponse(error.body(), status_code=error.status)
+                return JSONResponse(error.body(), status_code=error.status, headers=getattr(error, "headers", dict)())
 
         return answer
 
@@ -47,10 +48,10 @@ REFUSALS = {422: {"description": "Refused by a rule: {detail, rule}"}, 409: {"de
 
 
 @router.post("/organisations/applications", status_code=201, response_model=ApplicationReceived,
-             responses=REFUSALS, **PUBLIC)
-def apply(body: Application, session: DbSession) -> ApplicationReceived:
+             responses=REFUSALS | {429: {"description": "Too many applications (Retry-After)"}}, **PUBLIC)
+def apply(body: Application, request: Request, session: DbSession, settings: SettingsDep) -> ApplicationReceived:
     """Apply for vetting; creates the organisation and its first org_admin."""
-    organisation = service.apply(session, application=body)
+    organisation = service.apply(session, application=body, settings=settings, address=client_address(request))
     return ApplicationReceived(id=organisation.id, status=organisation.status)
 
 

@@ -18,6 +18,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from matching.quality import QualityGates
@@ -25,6 +26,7 @@ from service.audit.models import AuditEvent
 from service.audit.signing import load_signer
 from service.audit.verify import Problem, Report, verify_bundle
 from service.auth.models import User
+from service.auth.service import BAD_CREDENTIALS
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation, OrganisationDecision
@@ -34,7 +36,7 @@ from service.records.models import Consent, Record
 from service.reviews import service as reviews_service
 from service.reviews.models import Candidate, Notification, Review
 from service.web.routes.audit import describe
-from tests.support.pages import Person, text_of
+from tests.support.pages import CSRF, Person, text_of
 from tests.support.service import PASSWORD, Account, make_organisation, make_user
 
 LABEL = "Pseudonym-Wren"  # the record's label: never on any page
@@ -269,7 +271,16 @@ def test_an_org_admin_adds_and_removes_a_user_within_the_rules(person, world, db
     assert (new_user.organisation_id, new_user.roles) == (world["keepers"], frozenset({"reviewer"}))
     new_id = new_user.id
     db.rollback()
-    newcomer = Person(admin.http.app, Account(user=new_user, email="new@keepers.example.org"))
+    # Their first sign-in shows, once, the key of the authenticator app their role needs.
+    first = TestClient(admin.http.app, base_url="https://testserver", follow_redirects=False)
+    form = {"email": "new@keepers.example.org", "password": PASSWORD, "next": "/",
+            "csrf_token": CSRF.search(first.get("/sign-in").text).group(1)}
+    enrolling = first.post("/sign-in", data=form)
+    assert enrolling.status_code == 200 and "Add Reunite to your authenticator app" in text_of(enrolling)
+    secret = re.search(r'class="totp-secret">([A-Z2-7]+)<', enrolling.text).group(1)
+    again = first.post("/sign-in", data=form)  # the key is shown once only
+    assert again.status_code == 401 and BAD_CREDENTIALS in text_of(again) and secret not in again.text
+    newcomer = Person(admin.http.app, Account(user=new_user, email="new@keepers.example.org", totp_secret=secret))
     newcomer.get("/reviews")
 
     removed = admin.post(page, f"{page}/{new_id}/remove")

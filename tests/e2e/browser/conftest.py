@@ -42,7 +42,7 @@ from service.app import create_app
 from service.db import make_engine, make_session_factory
 from service.migrate import upgrade
 from service.settings import Settings
-from tests.support.service import Account, make_organisation, make_user
+from tests.support.service import TOTP_CLOCK, Account, make_organisation, make_user
 from tests.support.workers import Workers, poll
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -132,7 +132,8 @@ def live(tmp_path_factory) -> Iterator[Live]:
                         master_key=base64.b64encode(os.urandom(32)).decode(), data_dir=root / "data",
                         audit_key_path=root / "audit-key.pem",
                         # Every test signs in from 127.0.0.1; the per-address limit is tested in integration.
-                        login_failures_per_address=1000)
+                        login_failures_per_address=1000, applications_per_address=1000,
+                        applications_globally=1000)
     workers = Workers(settings, None, root)  # the embedded filesystem broker in the data folder
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning",
@@ -220,6 +221,16 @@ def page(browser_context):
 def sign_in(page, account: Account) -> None:
     """Sign in through the sign-in page (with the authenticator code when the account has one)."""
     sign_in_with(page, account.email, account.password, otp=account.otp())
+
+
+def enrol_and_sign_in(page, email: str, password: str) -> None:
+    """The first sign-in of an account without a second factor: it is shown its key once, then signs in with a code."""
+    from playwright.sync_api import expect
+
+    sign_in_with(page, email, password)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add Reunite to your authenticator app")
+    secret = page.locator("code.totp-secret").inner_text()
+    sign_in_with(page, email, password, otp=TOTP_CLOCK.next_code(secret))
 
 
 def sign_in_with(page, email: str, password: str, *, otp: str | None = None) -> None:

@@ -11,14 +11,13 @@ Screenshots: vetting, vetting-organisation, denylist, org-users, audit, audit-ve
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import expect
 
 from service.audit.signing import load_signer
 from service.audit.verify import verify_file
-from tests.e2e.browser.conftest import screenshot, sign_in
+from tests.e2e.browser.conftest import enrol_and_sign_in, screenshot, sign_in
 from tests.support.service import PASSWORD
 
 pytestmark = [pytest.mark.browser]
@@ -119,7 +118,7 @@ def test_an_org_admin_adds_a_colleague_and_removes_them(live, browser_context):
     screenshot(page, "org-users")
 
     colleague = browser_context().new_page()
-    sign_in(colleague, SimpleNamespace(email=newcomer_email, password=PASSWORD, otp=lambda: None))
+    enrol_and_sign_in(colleague, newcomer_email, PASSWORD)  # added by the admin: no second factor yet
     expect(nav(colleague, "Review queue")).to_be_visible()
 
     row.get_by_role("button", name=f"Remove {newcomer_email}").click()
