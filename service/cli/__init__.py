@@ -4,6 +4,7 @@ import typer
 
 from service.cli.audit import audit_app
 from service.cli.calibrate import calibrate
+from service.cli.demo import demo
 from service.cli.evaluate import evaluate
 from service.cli.match import match_app
 from service.cli.models import models_app
@@ -23,3 +24,4 @@ app.command("worker")(worker)
 app.command("beat")(beat)
 app.command("evaluate")(evaluate)
 app.command("calibrate")(calibrate)
+app.command("demo")(demo)
