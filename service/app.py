@@ -32,7 +32,7 @@ from service.photos.storage import PhotoVault
 from service.routers import api_routers, web_routers
 from service.settings import Settings
 from service.web.render import STATIC_DIR
-from service.web.security import WebSecurityMiddleware
+from service.web.security import DOCS_PATHS, WebSecurityMiddleware
 from service.worker.dispatch import CeleryDispatcher
 
 log = structlog.get_logger("reunite.http")
@@ -51,7 +51,11 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="Reunite", version="1", lifespan=lifespan)
+    # Swagger UI and ReDoc load their scripts from a CDN, unpinned, and need inline script, so they
+    # are served only in development; /openapi.json stays everywhere for clients and tools.
+    interactive_docs = settings.environment == "development"
+    app = FastAPI(title="Reunite", version="1", lifespan=lifespan, docs_url="/docs" if interactive_docs else None,
+                  redoc_url="/redoc" if interactive_docs else None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
@@ -67,7 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
     _add_metrics(app)
     _add_error_handlers(app)
     _check_every_route_is_marked(app)
-    app.add_middleware(WebSecurityMiddleware)  # outermost: headers and cookies on every answer
+    # outermost: headers and cookies on every answer (the docs pages, where served, go without the CSP)
+    app.add_middleware(WebSecurityMiddleware, docs_paths=DOCS_PATHS if interactive_docs else ())
     return app
 
 
