@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     photo_dir: Path | None = None  # default: data_dir/photos
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=10_000)
+    # Checked from the header before decoding: no camera's side is longer, no face photo is a strip.
+    max_upload_side: int = Field(12_000, ge=100)
+    max_upload_aspect: float = Field(20.0, ge=1)
     max_faces_per_photo: int = Field(8, ge=1, le=50)
     case_retention_days: int = Field(30, ge=1)
     # A record's consent may last at most this long from when it was obtained, so that

@@ -23,6 +23,7 @@ from matching.images import (
     ImageLimits,
     InputRejected,
     NotAnImage,
+    SideTooLong,
     TooManyPixels,
     decode_image,
 )
@@ -34,7 +35,9 @@ THUMBNAIL_SIDE = 320
 Size = Literal["full", "thumbnail"]
 
 # HTTP status for each kind of refused file.
-_STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, NotAnImage: 415, AnimatedImage: 415}
+# (UnusualShape, like a damaged file, is the default 422.)
+_STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, SideTooLong: 413, NotAnImage: 415,
+           AnimatedImage: 415}
 
 
 class UploadRefused(Exception):
@@ -67,7 +70,8 @@ def read_upload(file: BinaryIO, *, max_bytes: int) -> bytes:
 
 
 def image_limits(settings: Settings) -> ImageLimits:
-    return ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels)
+    return ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels,
+                       max_side=settings.max_upload_side, max_aspect=settings.max_upload_aspect)
 
 
 def check_upload(data: bytes, settings: Settings) -> CheckedImage:

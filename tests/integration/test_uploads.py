@@ -94,6 +94,8 @@ BAD_FILES = [
     ("not an image", b"%PDF-1.4 this is a document, not a photo\n" * 20, 415, "not a photo"),
     ("truncated", jpeg_bytes(2, size=200)[:3000], 422, "damaged or incomplete"),
     ("decompression bomb", png_header_only(60_000, 60_000), 413, "megapixels"),
+    ("a line of pixels at the pixel cap", png_header_only(1, 40_000_000), 413, "longest side"),
+    ("a strip", png_header_only(300, 9_000), 422, "times as long as wide"),
     ("animated", animated_gif(), 415, "still photo"),
 ]
 
