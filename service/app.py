@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import migrate
 from service.audit.service import enable_checkpoints
+from service.body_limit import BodySizeLimit
 from service.db import make_engine, make_session_factory
 from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
@@ -67,6 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
     for router in web_routers():
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Before anything reads a body; inside the metrics middleware (added next), whose task group would
+    # otherwise turn the 413 raised while a route reads the body into an exception group.
+    app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)
     _add_health(app)
     _add_metrics(app)
     _add_error_handlers(app)
