@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # its removal compaction rebuilds the graph inside a search worker.
     index_kind: Literal["flat", "pq-refine"] = "flat"
 
+    # Lets confirmed-match webhooks reach a receiver on this machine (127.0.0.1, ::1), over plain http
+    # too: for the tests and local development only, refused in production (service.reviews.webhook_address).
+    webhook_allow_loopback: bool = False
+
     # Celery: a broker that needs no server by default (files in data_dir/broker).
     broker_url: str | None = None
     processing_timeout_minutes: int = Field(10, ge=1)  # the reaper re-queues older claims
@@ -102,6 +106,8 @@ class Settings(BaseSettings):
             raise InsecureSettings(f"REUNITE_DATABASE_URL must be set when REUNITE_ENVIRONMENT={self.environment}")
         if len(_decode_key(self.master_key.get_secret_value())) != 32:
             raise InsecureSettings("REUNITE_MASTER_KEY must be 32 random bytes, base64-encoded")
+        if self.webhook_allow_loopback and self.environment == "production":
+            raise InsecureSettings("REUNITE_WEBHOOK_ALLOW_LOOPBACK is for tests and local development only")
         return self
 
     @property

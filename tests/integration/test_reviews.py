@@ -331,6 +331,7 @@ def test_photos_are_gone_once_erased_or_redacted(client, db, world, as_user):
 # --- decisions, notification and webhook -------------------------------------------------------
 
 def set_webhook(db, organisation_id: int, url: str, secret: str) -> None:
+    """As the admin's PUT would (which refuses loopback); the test receiver needs the loopback setting."""
     organisation = db.get(Organisation, organisation_id)
     organisation.webhook_url, organisation.webhook_secret = url, secret
     db.commit()
@@ -339,6 +340,7 @@ def set_webhook(db, organisation_id: int, url: str, secret: str) -> None:
 def test_two_confirmations_confirm_notify_and_send_a_signed_webhook(client, db, world, as_user):
     candidate = add_candidate(db, world, "main")
     secret = "s3cret-for-keepers"
+    client.app.state.settings.webhook_allow_loopback = True  # the receiver is on 127.0.0.1
     with Receiver() as receiver:
         set_webhook(db, world.orgs["B"], receiver.url, secret)
         mark = audit_mark(db)
@@ -397,6 +399,7 @@ def test_two_confirmations_confirm_notify_and_send_a_signed_webhook(client, db, 
 
 def test_a_failed_webhook_is_recorded_and_does_not_undo_the_review(client, db, world, as_user):
     candidate = add_candidate(db, world, "main")
+    client.app.state.settings.webhook_allow_loopback = True  # the receiver is on 127.0.0.1
     with Receiver([500]) as receiver:
         set_webhook(db, world.orgs["B"], receiver.url, "another-secret")
         assert review(client, as_user("b1"), candidate, "confirm").status_code == 201
