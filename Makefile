@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 FACE_RECOGNITION = face-recognition==1.3.0
 
-.PHONY: install install-dev run test bench clean
+.PHONY: install install-dev run test screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ run: install
 
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+screenshots: install-dev
+	REUNITE_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/e2e/browser -q
 
 bench: install-dev
 	$(BIN)/python bench/embed_throughput.py

@@ -25,14 +25,14 @@ import numpy as np
 
 from matching.ages import AGE_GAPS
 
-# Placeholder used until a calibration exists (issue 5 replaces it with a calibrated value).
+# dlib's published threshold, in force only until `reunite calibrate` stores a calibration.
 # 0.6 is the face_recognition folklore default; the model's authors say it mixes up
 # children, which is exactly our population, so do not trust it for this service.
 DEFAULT_REVIEW_THRESHOLD = 0.6
 
 # What reviewers see instead of a raw distance: (band, upper edge), strongest first; a distance
 # at or below an edge is in that band, and anything beyond the last edge is WEAKEST_BAND.
-# Placeholders below the review threshold until issue 5 calibrates them on measured data.
+# Placeholders below the review threshold until a calibration sets them from measured data.
 DISTANCE_BANDS: tuple[tuple[str, float], ...] = (("strong", 0.40), ("possible", 0.50))
 WEAKEST_BAND = "weak"
 

@@ -30,6 +30,7 @@ from service.db import make_engine, make_session_factory
 from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
 from service.photos.storage import PhotoVault
+from service.problems import document_errors
 from service.routers import api_routers, web_routers
 from service.settings import Settings
 from service.web.render import STATIC_DIR
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     _add_metrics(app)
     _add_error_handlers(app)
     _check_every_route_is_marked(app)
+    _publish_error_shapes(app)
     # outermost: headers and cookies on every answer (the docs pages, where served, go without the CSP)
     app.add_middleware(WebSecurityMiddleware, docs_paths=DOCS_PATHS if interactive_docs else ())
     return app
@@ -141,6 +143,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": f"Some fields are missing or invalid: {fields}.", "errors": problems}, status_code=422
         )
+
+
+def _publish_error_shapes(app: FastAPI) -> None:
+    """The OpenAPI schema documents the error bodies the handlers above actually send (service.problems)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate(), authenticated_mark=ACTION_KEY)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def api_routes(routes) -> Iterator[APIRoute]:

@@ -77,6 +77,9 @@ def _configure_sqlite(engine: Engine, *, serialise: bool) -> None:
         dbapi_connection.isolation_level = None  # let the "begin" hook below open transactions
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted or overwritten content (an erased label, a deleted face vector) is zeroed on
+        # disk instead of lingering in free pages until the space is reused.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -84,6 +87,25 @@ def _configure_sqlite(engine: Engine, *, serialise: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if serialise else "BEGIN")
+
+
+def checkpoint_after_erasure(session: Session) -> None:
+    """On SQLite, copy the WAL into the database file and truncate it to zero bytes.
+
+    Call after an erasure has committed: until a checkpoint, the pages that still held the
+    erased content stay in the write-ahead log file. With `secure_delete` on, the checkpoint
+    writes pages whose freed space is zeroed. A connection reading at the same moment can keep
+    part of the log alive; the next checkpoint (SQLite's automatic one, or the next erasure)
+    finishes the job. PostgreSQL needs no call here: see docs/security.md on VACUUM.
+    """
+    engine = session.get_bind().engine
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()  # autocommit (isolation_level None): no transaction is opened
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        raw.close()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+from annotated_types import Interval
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
@@ -20,10 +21,18 @@ from service.auth.models import User
 from service.auth.tokens import InvalidToken, read_access_token
 from service.db import utcnow
 from service.organisations.models import Organisation
+from vetting.organisations import in_good_standing
 from service.photos.storage import PhotoVault
 from service.settings import Settings
 from service.worker.dispatch import Dispatcher
 from vetting.permissions import Action, allowed
+
+# Every id, cursor and offset that reaches the database, whether in a path, a query or a body, is one
+# of these. Id columns are INTEGER (32 bits on PostgreSQL; SQLite's driver stops at 64 bits): a larger
+# number made the driver fail (a 500), so it is refused first (422, with a sentence).
+DB_INT_MAX = 2**31 - 1
+DbId = Annotated[int, Interval(ge=1, le=DB_INT_MAX)]
+DbOffset = Annotated[int, Interval(ge=0, le=DB_INT_MAX)]
 
 ACTION_KEY = "x-reunite-action"
 PUBLIC_KEY = "x-reunite-public"
@@ -93,11 +102,9 @@ def organisation_standing(organisation: Organisation | None) -> str | None:
     """Why the organisation cannot use Reunite now (a status name, or "none"); None when it can."""
     if organisation is None:
         return "none"
-    if organisation.status == "approved" and organisation.vetting_expires_at and organisation.vetting_expires_at <= utcnow():
-        return "expired"
-    if organisation.status != "approved":
-        return organisation.status
-    return None
+    if in_good_standing(organisation.status, organisation.vetting_expires_at, utcnow()):
+        return None
+    return "expired" if organisation.status == "approved" else organisation.status
 
 
 def check_organisation_active(organisation: Organisation | None) -> None:

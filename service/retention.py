@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from service.audit.service import record_event
 from service.cases.models import Case
+from service.db import checkpoint_after_erasure
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo
 from service.photos.storage import PhotoVault, SealedPhoto
@@ -52,6 +53,7 @@ log = structlog.get_logger("reunite.retention")
 WITHDRAWN_MESSAGE = "Erased: consent was withdrawn."
 EXPIRED_MESSAGE = "Erased: consent expired."
 PURGED_MESSAGE = "Erased: the case's retention period ended."
+ERASED_LABEL = "(erased)"  # a withdrawn or expired record's label: the real one is gone
 # Records in these states still hold photos that expiry must erase.
 LIVE_RECORD_STATUSES = ("active", "found")
 # Lock the record's row only: its consent is loaded by an outer join, which PostgreSQL cannot lock.
@@ -98,6 +100,7 @@ def erase_photos(session: Session, *, photos: Sequence[Photo], now: datetime, me
         photo.wrapped_key = None
         photo.thumbnail_wrapped_key = None
         photo.sha256 = None
+        photo.taken_at = photo.age_at_photo = None  # when it was taken and the child's age: gone with it
         photo.status = "erased"
         photo.status_message = message
         photo.erased_at = now
@@ -125,9 +128,23 @@ def erase_record(session: Session, *, record: Record, now: datetime, status: str
     erasure.candidates_redacted = redact_candidates(session, record_id=record.id)
     record.status = status
     record.updated_at = now
-    record.consent.guardian_name = None
+    scrub_record(record)
     session.flush()
     return erasure
+
+
+def scrub_record(record: Record) -> None:
+    """Clear what could identify the child or the family; keep what proves the erasure was lawful.
+
+    Kept: the organisation's case reference (its own file number, to reconcile its files and
+    answer the family), the status, when the child went missing, when the record was made and
+    erased, and the consent's legal facts (lawful basis, notice version, obtained, expires and
+    withdrawn at). Cleared: the pseudonymous label, date of birth, age and guardian's name.
+    """
+    record.label = ERASED_LABEL
+    record.date_of_birth = None
+    record.age_years = None
+    record.consent.guardian_name = None
 
 
 def erase_files(vault: PhotoVault, storage_keys: Sequence[str]) -> None:
@@ -188,6 +205,8 @@ def expire_consents(session: Session, *, vault: PhotoVault, now: datetime) -> li
         session.commit()
         erase_files(vault, erasure.storage_keys)
         expired.append(record_id)
+    if expired:
+        checkpoint_after_erasure(session)
     return expired
 
 
@@ -214,4 +233,6 @@ def purge_cases(session: Session, *, vault: PhotoVault, now: datetime) -> list[i
         session.commit()
         erase_files(vault, erasure.storage_keys)
         purged.append(case_id)
+    if purged:
+        checkpoint_after_erasure(session)
     return purged

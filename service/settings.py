@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from matching.quality import DEFAULT_MAX_ASYMMETRY, DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS, QualityGates
+from vetting.review import DEFAULT_NEW_ACCOUNT_DAYS
 
 if TYPE_CHECKING:
     from matching.faces import FaceSettings
@@ -43,6 +45,16 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(5, ge=1)
     login_failures_per_address: int = Field(20, ge=1)
     login_window_minutes: int = Field(15, ge=1)
+    # Per account, after login_failures_per_account failures since the last success, each further try
+    # waits login_backoff_seconds * 2^(extra failures), at most login_backoff_max_seconds: slower, never locked.
+    login_backoff_seconds: int = Field(2, ge=1)
+    login_backoff_max_seconds: int = Field(900, ge=1)
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed; none by default.
+    trusted_proxies: list[str] = []
+    # Public applications, per client address and for everyone together, within the window.
+    applications_per_address: int = Field(3, ge=1)
+    applications_globally: int = Field(30, ge=1)
+    application_window_minutes: int = Field(60, ge=1)
     totp_issuer: str = "Reunite"
     bootstrap_admin_email: str = "admin@reunite.local"
 
@@ -69,6 +81,9 @@ class Settings(BaseSettings):
     daily_cases_per_user: int = Field(50, ge=1)
     daily_cases_per_organisation: int = Field(500, ge=1)
     review_top_k: int = Field(10, ge=1, le=100)
+    # Two-person rule: a reviewer account younger than this when it confirms does not count as
+    # the independent, established confirmer every confirmation needs (vetting.review).
+    review_new_account_days: int = Field(DEFAULT_NEW_ACCOUNT_DAYS, ge=0, le=3650)
     # Quality gates: a face below one is still enrolled and searched, and flagged low quality
     # for reviewers. Defaults measured by bench/quality_gates.py (docs/accuracy.md, "Quality gates");
     # flags are worked out from each face's stored figures when shown, so a change applies to all.
@@ -91,6 +106,16 @@ class Settings(BaseSettings):
     # Celery: a broker that needs no server by default (files in data_dir/broker).
     broker_url: str | None = None
     processing_timeout_minutes: int = Field(10, ge=1)  # the reaper re-queues older claims
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"REUNITE_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from exc
+        return proxies
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:

@@ -22,8 +22,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import urlsplit
-
+import ada_url
 import idna
 
 ORGANISATION_TYPES = {
@@ -109,8 +108,27 @@ def check_email(email: str, denylist: Denylist) -> Refusal | None:
     return _check_domain(domain, denylist, "email_domain", "This email address")
 
 
+WEBSITE_SCHEMES = ("http:", "https:")
+
+
+def website_url(url: str) -> ada_url.URL | None:
+    """The URL as a browser would parse it (WHATWG), `https://` assumed when there is no scheme; None if none."""
+    for candidate in (url.strip(), f"https://{url.strip()}"):
+        if ada_url.check_url(candidate):
+            return ada_url.URL(candidate)
+    return None
+
+
 def check_website(url: str, denylist: Denylist) -> Refusal | None:
-    host = urlsplit(url if "//" in url else f"//{url}").hostname or ""
+    """Check the host a browser would visit (`https://police.uk\\@ngo.org` visits police.uk); http(s) only."""
+    parsed = website_url(url)
+    host = parsed.hostname if parsed is not None else ""
+    if host and denylist.refuses(host):  # first, so that the refusal names the law-enforcement rule
+        return _check_domain(host, denylist, "website_domain", "This website")
+    if parsed is not None and parsed.protocol not in WEBSITE_SCHEMES:
+        return Refusal("website_scheme", "The website must be an address starting with https:// or http://.")
+    if "." not in host.strip("."):  # one label (`https:///x` visits `x`) is no public website
+        host = ""
     return _check_domain(host, denylist, "website_domain", "This website")
 
 

@@ -146,6 +146,17 @@ def is_expired(status: str, vetting_expires_at: datetime | None, now: datetime) 
     return Status(status) is Status.APPROVED and vetting_expires_at is not None and vetting_expires_at <= now
 
 
+def in_good_standing(status: str, vetting_expires_at: datetime | None, now: datetime) -> bool:
+    """The one rule for "this organisation may take part now": approved, and its vetting not expired.
+
+    Everything an organisation's staff or data do goes through it, at the moment they do it:
+    its users' requests, its records in the gallery, its cases being searched, candidates
+    (both sides) in queues and views, photos, webhooks. The SQL form every query uses is
+    `service.organisations.standing`; keep the two the same.
+    """
+    return Status(status) is Status.APPROVED and not is_expired(status, vetting_expires_at, now)
+
+
 def _approve(status: Status, *, actor_id: int | None, prior_approvals: frozenset[int]) -> Outcome:
     if status not in _BEING_VETTED:
         raise _not_possible(status, Decision.APPROVE)

@@ -51,6 +51,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.DECIDE_ORGANISATION, Action.MANAGE_DENYLIST,
            Action.MANAGE_MODELS}
     ),
+    Role.PLATFORM_REVIEWER: frozenset(_EVERY_ROLE | {Action.REVIEW_CANDIDATES, Action.VIEW_PHOTOS}),
     Role.AUDITOR: frozenset(
         _EVERY_ROLE | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.READ_AUDIT, Action.EXPORT_AUDIT}
     ),

@@ -35,3 +35,15 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 def checkpoint_message(seq: int, head_hash: str) -> bytes:
     """The bytes an Ed25519 checkpoint signs."""
     return f"reunite-audit-checkpoint\n{seq}\n{head_hash}".encode()
+
+
+# What an export header's signature covers: the exact range of events in the bundle and the
+# hashes at both of its ends, so no event can be cut from either end nor the header edited.
+SIGNED_HEADER_FIELDS = ("format", "exported_at", "key_id", "filters", "first_seq", "last_seq", "event_count",
+                        "base_hash", "head_hash")
+
+
+def header_message(header: dict[str, Any]) -> bytes:
+    """The bytes an export header's Ed25519 signature signs (its signed fields, canonical JSON)."""
+    body = canonical_json({name: header.get(name) for name in SIGNED_HEADER_FIELDS})
+    return f"reunite-audit-export\n{body}".encode()

@@ -16,13 +16,20 @@ everything from its first event on, chained to the previous hash that event
 declares. Filtered views are for reading: the CSV table (and /audit/events) take
 every filter, and any row in them can be checked against a full bundle.
 
-Bundle (`reunite-audit-bundle/1`), one JSON object per line, canonical JSON:
+Bundle (`reunite-audit-bundle/2`), one JSON object per line, canonical JSON:
   {"type": "header", "format", "exported_at", "public_key_pem", "key_id", "filters",
-   "first_seq", "last_seq"}
+   "first_seq", "last_seq", "event_count", "base_hash", "head_hash", "signature"}
   {"type": "event", seq, at, actor_id, organisation_id, action, target_type,
    target_id, details, prev_hash, hash}            ... in seq order
   {"type": "checkpoint", seq, head_hash, signed_at, key_id, signature}
                                                    ... every checkpoint in the range
+
+The header is signed with the same Ed25519 key (chain.header_message): its range
+(first and last seq, count), the hash the first event chains from (`base_hash`,
+the genesis hash for a bundle from seq 1), the last event's hash (`head_hash`) and
+the export time. So cutting events from either end, or editing the header to hide
+it, breaks a signature; the public key in the header is only a convenience, and
+the verifier checks everything against a key (or fingerprint) it trusts.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.audit.chain import canonical_json, format_time
+from service.audit.chain import canonical_json, format_time, header_message
 from service.audit.models import AuditCheckpoint, AuditEvent
 from service.audit.query import EventFilters, checkpoint_batches, event_batches, first_seq_since
 from service.audit.service import event_fields, record_event, write_checkpoint
@@ -69,6 +76,8 @@ class Export:
     first_seq: int
     last_seq: int
     exported_at: datetime
+    base_hash: str  # the prev_hash of the first event streamed
+    head_hash: str  # the hash of the last event streamed
 
     @property
     def filename(self) -> str:
@@ -84,9 +93,10 @@ def start_export(
                          details={"format": export_format.value, "filters": filters.used()})
     checkpoint_head(session, signer=signer, head=event)
     first_seq = first_seq_since(session, filters.since) if export_format is ExportFormat.JSONL else 1
+    base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == first_seq))
     session.commit()
     return Export(format=export_format, filters=filters, first_seq=first_seq, last_seq=event.seq,
-                  exported_at=event.at)
+                  exported_at=event.at, base_hash=base_hash, head_hash=event.hash)
 
 
 def check_bundle_filters(export_format: ExportFormat, filters: EventFilters) -> None:
@@ -121,8 +131,9 @@ def bundle_lines(factory: sessionmaker[Session], *, export: Export, signer: Audi
 
 
 def bundle_header(export: Export, signer: AuditSigner) -> dict:
+    """The header line, signed over the bundle's exact range and the hashes at its two ends."""
     since = export.filters.since
-    return {
+    header = {
         "type": "header",
         "format": BUNDLE_FORMAT,
         "exported_at": format_time(export.exported_at),
@@ -131,7 +142,11 @@ def bundle_header(export: Export, signer: AuditSigner) -> dict:
         "filters": {} if since is None else {"since": format_time(since)},
         "first_seq": export.first_seq,
         "last_seq": export.last_seq,
+        "event_count": export.last_seq - export.first_seq + 1,
+        "base_hash": export.base_hash,
+        "head_hash": export.head_hash,
     }
+    return {**header, "signature": signer.sign(header_message(header))}
 
 
 def event_line(event: AuditEvent) -> dict:

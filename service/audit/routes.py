@@ -18,7 +18,7 @@ from service.audit.export import ExportFormat, ExportRefused, bundle_lines, csv_
 from service.audit.models import AuditEvent
 from service.audit.schemas import AuditEventOut, AuditEventPage
 from service.audit.signing import load_signer
-from service.deps import CurrentUser, DbSession, SettingsDep, permission
+from service.deps import CurrentUser, DbId, DbOffset, DbSession, SettingsDep, permission
 from vetting.permissions import Action
 
 router = APIRouter(tags=["audit"])
@@ -30,8 +30,8 @@ TIME_HELP = "ISO 8601 date and time; without a time zone it is taken as UTC."
 def event_filters(
     since: Annotated[datetime | None, Query(description=f"Events at or after this time. {TIME_HELP}")] = None,
     until: Annotated[datetime | None, Query(description=f"Events before this time. {TIME_HELP}")] = None,
-    actor: Annotated[int | None, Query(ge=1, description="Id of the user who acted.")] = None,
-    organisation: Annotated[int | None, Query(ge=1, description="Id of the organisation.")] = None,
+    actor: Annotated[DbId | None, Query(description="Id of the user who acted.")] = None,
+    organisation: Annotated[DbId | None, Query(description="Id of the organisation.")] = None,
     action: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,64}$", description="Action code.")] = None,
 ) -> query.EventFilters:
     since, until = _as_utc(since), _as_utc(until)
@@ -47,7 +47,7 @@ Filters = Annotated[query.EventFilters, Depends(event_filters)]
 def list_events(
     session: DbSession,
     filters: Filters,
-    after_seq: Annotated[int, Query(ge=0, description="Cursor: the last seq of the previous page.")] = 0,
+    after_seq: Annotated[DbOffset, Query(description="Cursor: the last seq of the previous page.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditEventPage:
     events = query.list_events(session, filters=filters, after_seq=after_seq, limit=limit)

@@ -1,19 +1,29 @@
 """Offline verification of an audit bundle (`reunite audit verify`).
 
-Uses only the chain rules (chain.py), the public key and the bundle itself: no
-database, no service settings, so an auditor can run it anywhere. It checks that
+Uses only the chain rules (chain.py), a trusted public key and the bundle itself:
+no database, no service settings, so an auditor can run it anywhere.
 
+The trusted key is required: the operator's public key (PEM) or its fingerprint
+(the key id, SHA-256 of the raw public key), obtained by another route. The key
+embedded in a bundle proves nothing on its own: whoever rewrote the bundle could
+re-sign it with a key of their own and embed that. It checks that
+
+- the header's signature verifies: it covers the bundle's range (first and last
+  seq, event count), the hash the first event chains from (`base_hash`), the last
+  event's hash (`head_hash`) and the export time, so a cut at either end, or an
+  edited header, shows;
 - every event's hash is recomputed from its fields and its prev_hash;
-- seq goes up by exactly one and each prev_hash is the previous event's hash
-  (a bundle that starts at seq 1 starts from chain.GENESIS_HASH);
-- every checkpoint is signed by the bundle's key (or the trusted key given, which
-  the bundle's key must equal) and names the hash of the event at its seq;
-- the last event is covered by a signed checkpoint, so a cut-off tail shows.
+- seq goes up by exactly one and each prev_hash is the previous event's hash,
+  from the signed base hash (the genesis hash for a bundle from seq 1) to the
+  signed head hash;
+- every checkpoint is signed by the trusted key and names the hash of the event
+  at its seq.
 
-What it cannot know: the header is unsigned, so a bundle that starts after seq 1
-proves the events from its first one on, not that none came before; and a bundle
-proves the trail up to its last checkpoint, not that nothing was appended later
-(compare with a newer export for that).
+What the signatures cover is reported (`Report.coverage`): the signed range, the
+last checkpoint, and which events come after it and so are covered only by the
+export header's signature. What no bundle can prove: that nothing came before a
+bundle starting after seq 1 (it is chained to a signed base hash, not to genesis)
+nor that nothing was appended after its export (compare with a newer export).
 
 Problems are reported with the sequence number where they are found; the first
 (lowest) one is what went wrong first. Events are kept only as their hashes, 32
@@ -29,10 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.audit.chain import GENESIS_HASH, HASHED_FIELDS, checkpoint_message, event_hash
+from service.audit.chain import (
+    GENESIS_HASH, HASHED_FIELDS, SIGNED_HEADER_FIELDS, checkpoint_message, event_hash, header_message,
+)
 from service.audit.signing import KeyFileError, key_id_of, load_public_key, signature_valid
 
-BUNDLE_FORMAT = "reunite-audit-bundle/1"
+BUNDLE_FORMAT = "reunite-audit-bundle/2"
+OLD_FORMATS = ("reunite-audit-bundle/1",)  # unsigned headers: cannot be trusted, so not verified
 EVENT_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
 CHECKPOINT_FIELDS = ("seq", "head_hash", "key_id", "signature")
 
@@ -41,19 +54,48 @@ class UnreadableBundle(ValueError):
     """The input is not a bundle this verifier can read (exit code 2)."""
 
 
+class TrustedKeyRequired(UnreadableBundle):
+    """Neither a trusted public key nor a fingerprint was given: nothing to verify against."""
+
+
+TRUSTED_KEY_REQUIRED = (
+    "Give the operator's public key (--public-key FILE) or its fingerprint (--fingerprint HEX), obtained by "
+    "another route than the bundle: the key inside a bundle proves nothing, since whoever changed the bundle "
+    "could have re-signed it with a key of their own."
+)
+
+
 @dataclass(frozen=True)
 class Problem:
     seq: int | None  # None: about the bundle as a whole (its key), not one event
     message: str
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What the signatures of a verified bundle cover."""
+
+    first_seq: int  # the signed range, both ends included
+    last_seq: int
+    exported_at: str  # the signed export time: nothing after it can be covered
+    base_hash: str  # what the first event chains from (genesis for seq 1)
+    last_checkpoint: int | None  # the highest checkpointed seq, if any
+    header_only: tuple[int, int] | None  # events after the last checkpoint: only the header signs them
+
+    @property
+    def from_genesis(self) -> bool:
+        return self.first_seq == 1 and self.base_hash == GENESIS_HASH
+
+
 @dataclass
 class Report:
     key_id: str | None = None
+    trusted_by: str = ""  # "public key" or "fingerprint": what the key was checked against
     events: int = 0
     checkpoints: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
+    coverage: Coverage | None = None
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -66,23 +108,33 @@ class Report:
         return sorted(self.problems, key=lambda problem: (problem.seq is not None, problem.seq or 0))
 
 
-def verify_file(path: Path, *, trusted_key_pem: str | None = None) -> Report:
+def verify_file(path: Path, *, trusted_key_pem: str | None = None, trusted_fingerprint: str | None = None) -> Report:
     try:
         with open(path, encoding="utf-8") as handle:
-            return verify_bundle(handle, trusted_key_pem=trusted_key_pem)
+            return verify_bundle(handle, trusted_key_pem=trusted_key_pem, trusted_fingerprint=trusted_fingerprint)
     except (OSError, UnicodeDecodeError) as exc:
         raise UnreadableBundle(f"cannot read {path}: {exc}") from exc
 
 
-def verify_bundle(lines: Iterable[str], *, trusted_key_pem: str | None = None) -> Report:
-    """Check a bundle given as its lines; UnreadableBundle if it is not a bundle at all."""
+def verify_bundle(
+    lines: Iterable[str], *, trusted_key_pem: str | None = None, trusted_fingerprint: str | None = None
+) -> Report:
+    """Check a bundle against a trusted key or fingerprint; UnreadableBundle if it cannot be checked at all."""
+    if trusted_key_pem is None and trusted_fingerprint is None:
+        raise TrustedKeyRequired(TRUSTED_KEY_REQUIRED)
     records = _records(lines)
     header = next(records, None)
-    if header is None or header.get("type") != "header" or header.get("format") != BUNDLE_FORMAT:
+    if header is None or header.get("type") != "header":
+        raise UnreadableBundle(f"the first line is not a {BUNDLE_FORMAT} header")
+    if header.get("format") in OLD_FORMATS:
+        raise UnreadableBundle(f"{header['format']} bundles have an unsigned header and cannot be trusted; "
+                               "export the trail again")
+    if header.get("format") != BUNDLE_FORMAT:
         raise UnreadableBundle(f"the first line is not a {BUNDLE_FORMAT} header")
     report = Report()
-    public_key = _choose_key(header, trusted_key_pem, report)
-    chain = _ChainWalk(report, declared_first=header.get("first_seq"))
+    public_key = _choose_key(header, trusted_key_pem, trusted_fingerprint, report)
+    header_signed = _check_header_signature(header, public_key, report)
+    chain = _ChainWalk(report, declared_first=header.get("first_seq"), base_hash=header.get("base_hash"))
     checkpoints: list[dict[str, Any]] = []
     for record in records:
         if record.get("type") == "event":
@@ -96,7 +148,9 @@ def verify_bundle(lines: Iterable[str], *, trusted_key_pem: str | None = None) -
         return report
     covered = [seq for record in checkpoints if (seq := _check_checkpoint(record, public_key, chain, report))]
     report.checkpoints = len(covered)
-    _check_tail(covered, header.get("last_seq"), report)
+    _check_ends(header, covered, chain, report)
+    if header_signed and report.ok:
+        report.coverage = _coverage(header, covered, report)
     return report
 
 
@@ -113,33 +167,65 @@ def _records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         yield record
 
 
-def _choose_key(header: dict[str, Any], trusted_key_pem: str | None, report: Report):
-    """The key to check signatures with: the trusted one if given, which the bundle's must equal."""
+def normalise_fingerprint(text: str) -> str:
+    """A fingerprint as 64 lower-case hex digits (colons, spaces and a `sha256:` prefix are dropped)."""
+    value = text.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
+    if not _is_hash(value):
+        raise UnreadableBundle("the fingerprint must be the key id: 64 hexadecimal digits (SHA-256)")
+    return value
+
+
+def _choose_key(header: dict[str, Any], trusted_key_pem: str | None, trusted_fingerprint: str | None,
+                report: Report):
+    """The trusted key: the one given, or the bundle's if it has the pinned fingerprint."""
     try:
         bundled = load_public_key(header.get("public_key_pem") or "")
     except KeyFileError:
         bundled = None
-    try:
-        trusted = load_public_key(trusted_key_pem) if trusted_key_pem is not None else None
-    except KeyFileError as exc:
-        raise UnreadableBundle("the trusted public key is not a readable Ed25519 key") from exc
-    if trusted is None and bundled is None:
-        raise UnreadableBundle("the bundle's public key is not a readable Ed25519 key")
-    key = trusted or bundled
-    report.key_id = key_id_of(key)
-    if trusted is not None and (bundled is None or key_id_of(bundled) != report.key_id):
-        report.problems.append(Problem(None, "the bundle's public key is not the trusted key"))
-    elif header.get("key_id") != report.key_id:
+    if trusted_key_pem is not None:
+        try:
+            key = load_public_key(trusted_key_pem)
+        except KeyFileError as exc:
+            raise UnreadableBundle("the trusted public key is not a readable Ed25519 key") from exc
+        report.trusted_by = "public key"
+        expected = key_id_of(key)
+    else:
+        expected = normalise_fingerprint(trusted_fingerprint or "")
+        if bundled is None:
+            raise UnreadableBundle("the bundle's public key is not a readable Ed25519 key")
+        key, report.trusted_by = bundled, "fingerprint"
+    if trusted_fingerprint is not None and normalise_fingerprint(trusted_fingerprint) != expected:
+        raise UnreadableBundle("the trusted public key does not have the fingerprint given")
+    report.key_id = expected
+    if bundled is None or key_id_of(bundled) != expected:
+        report.problems.append(Problem(None, f"the bundle was signed with another key than the trusted one "
+                                             f"({expected[:16]}…): it was re-signed or comes from another service"))
+    elif header.get("key_id") != expected:
         report.problems.append(Problem(None, "the header's key_id does not match its public key"))
     return key
+
+
+def _check_header_signature(header: dict[str, Any], public_key, report: Report) -> bool:
+    """Whether the export header is signed by the trusted key (its range, end hashes and time)."""
+    missing = [name for name in SIGNED_HEADER_FIELDS if name not in header]
+    if missing or not isinstance(header.get("signature"), str):
+        report.problems.append(Problem(None, f"the export header is not signed or lacks "
+                                             f"{', '.join(missing) or 'its signature'}"))
+        return False
+    if not signature_valid(public_key, header_message(header), header["signature"]):
+        report.problems.append(Problem(None, "the export header's signature does not verify: the header "
+                                             "(its range, end hashes or time) was edited or signed by another key"))
+        return False
+    return True
 
 
 class _ChainWalk:
     """Follows the events in order, checking each link and keeping each hash."""
 
-    def __init__(self, report: Report, *, declared_first: Any):
+    def __init__(self, report: Report, *, declared_first: Any, base_hash: Any):
         self.report = report
         self.declared_first = declared_first if _is_seq(declared_first) else None
+        self.base_hash = base_hash if _is_hash(base_hash) else None
         self.seqs = array("q")
         self.hashes = bytearray()
         self.previous: dict[str, Any] | None = None
@@ -177,6 +263,9 @@ class _ChainWalk:
                           f"{self.declared_first}, but its first event is seq {seq}")
         if seq == 1 and event["prev_hash"] != GENESIS_HASH:
             self._problem(1, "the first event of the trail does not start from the genesis hash")
+        elif event["prev_hash"] != self.base_hash:
+            self._problem(seq, "the first event does not chain from the base hash the header signs: "
+                          "events before it were cut or it was replaced")
 
     def _keep(self, event: dict[str, Any]) -> None:
         report = self.report
@@ -219,19 +308,52 @@ def _check_checkpoint(record: dict[str, Any], public_key, chain: _ChainWalk, rep
     return seq
 
 
-def _check_tail(covered: list[int], declared_last: Any, report: Report) -> None:
-    """The bundle must reach as far as its signatures (and header) say, and end on a signed head."""
+def _check_ends(header: dict[str, Any], covered: list[int], chain: _ChainWalk, report: Report) -> None:
+    """The bundle must reach as far as its signatures say, and end on the head hash the header signs."""
     last = report.last_seq
     signed_end = max(covered, default=0)
-    header_end = declared_last if _is_seq(declared_last) else 0
+    header_end = header["last_seq"] if _is_seq(header.get("last_seq")) else 0
     if max(signed_end, header_end) > last:
         source = f"a signed checkpoint covers seq {signed_end}" if signed_end > last else \
-            f"its header says it ends at seq {header_end}"
+            f"its signed header says it ends at seq {header_end}"
         report.problems.append(Problem(last + 1, f"missing: the bundle stops at seq {last}, but {source}: "
                                                   "the tail was cut off"))
-    elif last not in covered:
-        report.problems.append(Problem(last, "the last event is not covered by a signed checkpoint: "
-                                             "the tail may have been cut off"))
+    elif header_end != last or chain.hash_at(last) != header.get("head_hash"):
+        report.problems.append(Problem(last, f"the last event (seq {last}) is not the head the export header "
+                                             "signs: the tail was cut off or changed"))
+    elif header.get("event_count") != report.events:
+        report.problems.append(Problem(None, f"the bundle holds {report.events} events but its signed header "
+                                             f"says {header.get('event_count')}"))
+
+
+def _coverage(header: dict[str, Any], covered: list[int], report: Report) -> Coverage:
+    last_checkpoint = max(covered, default=None)
+    after = (last_checkpoint or report.first_seq - 1) + 1
+    return Coverage(first_seq=report.first_seq, last_seq=report.last_seq, exported_at=header["exported_at"],
+                    base_hash=header["base_hash"], last_checkpoint=last_checkpoint,
+                    header_only=(after, report.last_seq) if after <= report.last_seq else None)
+
+
+def coverage_rows(report: Report) -> list[tuple[str, str]]:
+    """What the signatures cover, in words: the rows `verify` prints."""
+    coverage = report.coverage
+    rows = [
+        ("trusted key", f"{report.key_id} (checked against the {report.trusted_by} given)"),
+        ("export header signs", f"seq {coverage.first_seq} to {coverage.last_seq} ({report.events} events), "
+                                f"the hashes at both ends, exported at {coverage.exported_at}"),
+        ("chain", "from the first event of the trail (genesis)" if coverage.from_genesis else
+         f"from seq {coverage.first_seq}, chained to base hash {coverage.base_hash}: "
+         "earlier events are not in this bundle and are not proven"),
+        ("checkpoints", f"the last at seq {coverage.last_checkpoint}" if coverage.last_checkpoint else "none"),
+    ]
+    if coverage.header_only:
+        first, last = coverage.header_only
+        rows.append(("after the last checkpoint", f"seq {first} to {last}: covered only by the export header's "
+                                                 "signature"))
+    else:
+        rows.append(("after the last checkpoint", "no events: every event is also under a checkpoint"))
+    rows.append(("not covered", "anything recorded after the export time: compare with a newer export"))
+    return rows
 
 
 def _is_seq(value: Any) -> bool:

@@ -6,10 +6,14 @@ import hmac
 from datetime import UTC, datetime
 
 import pyotp
+import zxcvbn
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 MIN_PASSWORD_LENGTH = 12
+MIN_PASSWORD_SCORE = 3  # zxcvbn's 0-4: 3 is "safely unguessable" against an offline attack on a slow hash
+# zxcvbn's time grows with length; it refuses longer input. A longer password is judged by its start.
+ZXCVBN_MAX_LENGTH = 72
 _hasher = PasswordHash((Argon2Hasher(),))
 # Verifying against this keeps the time of a login for an unknown email the same
 # as for a known one, so response times do not reveal which accounts exist.
@@ -24,6 +28,25 @@ def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"Passwords must have at least {MIN_PASSWORD_LENGTH} characters.")
     return _hasher.hash(password)
+
+
+def password_problem(password: str, user_inputs: list[str]) -> str | None:
+    """Why the password is too easy to guess (zxcvbn, knowing the account's email and organisation), or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Passwords must have at least {MIN_PASSWORD_LENGTH} characters."
+    result = zxcvbn.zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[word for word in user_inputs if word])
+    if result["score"] >= MIN_PASSWORD_SCORE:
+        return None
+    feedback = result["feedback"]
+    advice = " ".join(filter(None, [feedback.get("warning"), *feedback.get("suggestions", [])]))
+    return " ".join(filter(None, ["This password is too easy to guess.", advice or
+                                  "Use a longer password of several uncommon words."]))
+
+
+def check_password(password: str, user_inputs: list[str]) -> None:
+    """Raise WeakPassword with the reason when the password is too short or too easy to guess."""
+    if problem := password_problem(password, user_inputs):
+        raise WeakPassword(problem)
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:

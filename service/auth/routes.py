@@ -2,24 +2,65 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 
 from service.auth import service
-from service.auth.schemas import Me, RefreshRequest, TokenResponse
+from service.auth.schemas import Me, RefreshRequest, TokenResponse, TotpEnrolment
 from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
 from vetting.permissions import Action
 
 router = APIRouter(tags=["auth"])
+# How sign-in and refresh refuse (service.AuthRefused), documented for the OpenAPI schema.
+SIGN_IN_REFUSALS = {401: {"description": "Wrong or missing credentials, code or refresh token"},
+                    403: {"description": "The account's email domain is refused, its organisation cannot use "
+                                          "the service now, or its second factor must be set up first"},
+                    429: {"description": "Too many failed sign-ins or applications"}}
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer's, or what trusted proxies (REUNITE_TRUSTED_PROXIES) forwarded."""
+    peer = request.client.host if request.client else "unknown"
+    return forwarded_client(peer, request.headers.get("x-forwarded-for"),
+                            request.app.state.settings.trusted_proxies)
 
 
-@router.post("/auth/token", response_model=TokenResponse, **PUBLIC)
+def forwarded_client(peer: str, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str:
+    """The first address, from the nearest hop back, that is not a trusted proxy.
+
+    X-Forwarded-For is believed only as far as it was written by trusted proxies: each appends
+    the address it received from, so a client's own (forged) entries are further left, and
+    never reached while an untrusted hop comes first. Anything unparseable stops the walk.
+    """
+    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
+    client = peer
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    while trusted(client) and hops:
+        hop = hops.pop()
+        try:
+            client = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break
+    return client
+
+
+def _refused(refused: service.AuthRefused) -> HTTPException:
+    return HTTPException(refused.status, refused.message, headers=refused.headers())
+
+
+@router.post("/auth/token", response_model=TokenResponse, responses=SIGN_IN_REFUSALS, **PUBLIC)
 def token(
     request: Request,
     session: DbSession,
@@ -32,16 +73,33 @@ def token(
         pair = service.sign_in(session, settings=settings, email=username, password=password, otp=otp,
                                address=client_address(request))
     except service.AuthRefused as refused:
-        raise HTTPException(refused.status, refused.message) from refused
+        raise _refused(refused) from refused
     return TokenResponse(**asdict(pair))
 
 
-@router.post("/auth/refresh", response_model=TokenResponse, **PUBLIC)
+@router.post("/auth/totp/enrol", response_model=TotpEnrolment, responses=SIGN_IN_REFUSALS, **PUBLIC)
+def enrol_totp(
+    request: Request,
+    session: DbSession,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+) -> TotpEnrolment:
+    """Set up the second factor of an account whose role needs one and that has none yet (shown once)."""
+    try:
+        enrolment = service.enrol_totp(session, settings=settings, email=username, password=password,
+                                       address=client_address(request))
+    except service.AuthRefused as refused:
+        raise _refused(refused) from refused
+    return TotpEnrolment(secret=enrolment.secret, otpauth_uri=enrolment.uri)
+
+
+@router.post("/auth/refresh", response_model=TokenResponse, responses=SIGN_IN_REFUSALS, **PUBLIC)
 def refresh(body: RefreshRequest, session: DbSession, settings: SettingsDep) -> TokenResponse:
     try:
         pair = service.rotate_refresh_token(session, settings=settings, refresh_token=body.refresh_token)
     except service.AuthRefused as refused:
-        raise HTTPException(refused.status, refused.message) from refused
+        raise _refused(refused) from refused
     return TokenResponse(**asdict(pair))
 
 

@@ -22,3 +22,8 @@ class Me(BaseModel):
     roles: list[str]
     organisation_id: int | None
     totp_enabled: bool
+
+
+class TotpEnrolment(BaseModel):
+    secret: str = Field(description="The authenticator key (base32), shown once.")
+    otpauth_uri: str

@@ -8,35 +8,80 @@ refused attempt is recorded even though the request fails.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
-from service.auth.passwords import hash_password, new_totp_secret, totp_step, verify_password
+from service.auth.passwords import (
+    check_password, hash_password, new_totp_secret, totp_step, totp_uri, verify_password,
+)
 from service.auth.tokens import issue_access_token
 from service.db import utcnow
+from service.deps import ORGANISATION_STATUS_MESSAGES, organisation_standing
 from service.organisations.denylist import current_denylist
+from service.organisations.models import Organisation
 from service.settings import Settings
 from vetting.exclusion import check_email
-from vetting.roles import OPERATOR_ROLES, Role
+from vetting.roles import OPERATOR_ROLES, ORGANISATION_ROLES, Role
 
-# Operators hold the keys to every organisation's data: a second factor is mandatory.
-TOTP_REQUIRED_ROLES = OPERATOR_ROLES
+# A second factor is mandatory for every role. Operators hold the keys to every organisation's
+# data; caseworkers and reviewers see children's photos; an org_admin creates the accounts that
+# do (choosing their first passwords) and points confirmed matches at a webhook, so taking over an
+# org_admin is one step from the photos.
+TOTP_REQUIRED_ROLES = OPERATOR_ROLES | ORGANISATION_ROLES
+# One answer for a wrong password, a missing, wrong or used code, an unknown or removed account:
+# it never tells that the password was right.
+BAD_CREDENTIALS = "The email, password or code from your authenticator app is not right."
+# Failures older than this no longer slow an account down, even without a success since.
+BACKOFF_MEMORY = timedelta(days=1)
+# Standings whose users get no tokens; an applicant may sign in to see that vetting is under way.
+SIGN_IN_STANDINGS = {None, "applied"}
 
 
 class AuthRefused(Exception):
-    """Sign-in or refresh refused; `status` is the HTTP status to answer with."""
+    """Sign-in or refresh refused; `status` is the HTTP status to answer with, and for 429 when to retry."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
+
+
+class EnrolmentRequired(AuthRefused):
+    """The password was right, and the account must set up its authenticator app before signing in."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "Your role needs a code from an authenticator app, which this account has not set "
+                              "up yet. Set it up now: POST your email and password to /api/v1/auth/totp/enrol "
+                              "(or sign in on the web page), add the key to your app, then sign in with a code.")
+
+
+class OrganisationRefused(AuthRefused):
+    """Right credentials, but the user's organisation cannot work now: no tokens (the page says why)."""
+
+    def __init__(self, standing: str, organisation: Organisation | None):
+        super().__init__(403, ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite "
+                                                                         "at present."))
+        self.standing = standing
+        self.organisation = organisation
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    secret: str
+    uri: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +105,14 @@ def create_user(
     organisation_id: int | None = None,
     with_totp: bool = False,
 ) -> User:
-    """Add a user (not committed); operators always get a TOTP secret."""
+    """Add a user (not committed); operators always get a TOTP secret.
+
+    Others get one when `with_totp` (an invitation shows it at acceptance); otherwise a user
+    whose role needs one sets it up at first sign-in (`enrol_totp`). The password must be
+    hard to guess for zxcvbn, which also knows the email and the organisation's name.
+    """
+    organisation = session.get(Organisation, organisation_id) if organisation_id is not None else None
+    check_password(password, password_words(email, organisation.name if organisation else None))
     user = User(
         email=normalise_email(email),
         password_hash=hash_password(password),
@@ -69,28 +121,41 @@ def create_user(
         status="active",
     )
     user.role_rows = [UserRole(role=Role(role).value) for role in sorted(roles)]
-    if with_totp or set(roles) & TOTP_REQUIRED_ROLES:
+    if with_totp or set(roles) & OPERATOR_ROLES:
         user.totp_secret = new_totp_secret()
     session.add(user)
     session.flush()
     return user
 
 
+def login_clock() -> datetime:
+    """The time sign-in limits are worked out at; tests replace it (no waiting on the wall clock)."""
+    return utcnow()
+
+
+def password_words(email: str, organisation_name: str | None) -> list[str]:
+    """What an attacker knows of an account, for zxcvbn to count as guessable: its email and organisation."""
+    name = organisation_name or ""
+    words = re.split(r"[\W_]+", f"{email} {name}".lower())
+    return [word for word in [email, name, name.replace(" ", ""), *words] if len(word) > 2]
+
+
 def sign_in(
-    session: Session, *, settings: Settings, email: str, password: str, otp: str | None, address: str
+    session: Session, *, settings: Settings, email: str, password: str, otp: str | None, address: str,
+    now: datetime | None = None,
 ) -> TokenPair:
-    """Check rate limits, password, denylist and second factor; issue a token pair."""
-    email = normalise_email(email)
-    _check_rate_limits(session, settings=settings, email=email, address=address)
+    """Check rate limits, password, second factor, denylist and standing; issue a token pair."""
+    email, now = normalise_email(email), now or login_clock()
+    check_rate_limits(session, settings=settings, email=email, address=address, now=now)
     user = session.scalars(select(User).where(User.email == email)).first()
     refusal = _refusal_for(session, user, password=password, otp=otp)
-    session.add(LoginAttempt(email=email, address=address, succeeded=refusal is None))
+    session.add(LoginAttempt(email=email, address=address, succeeded=refusal is None, at=now))
     if refusal is not None:
-        reason, status, message = refusal
+        reason, error = refusal
         record_event(session, action="login_failed", actor_id=user.id if user else None,
                      organisation_id=user.organisation_id if user else None, details={"reason": reason})
         session.commit()
-        raise AuthRefused(status, message)
+        raise error
     record_event(session, action="login", actor_id=user.id, organisation_id=user.organisation_id)
     pair = _issue_pair(session, settings=settings, user=user, family_id=str(uuid.uuid4()))
     session.commit()
@@ -105,13 +170,17 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
         raise AuthRefused(401, "Please sign in again.")
     user = session.get(User, stored.user_id)
     if stored.used_at is not None:
-        _revoke_family(session, stored.family_id)
+        # One of two holders of the family is a thief, and the access token issued with the newest
+        # refresh token may be theirs: every access token of the user stops working now, not on expiry.
+        end_sessions(session, user=user)
         record_event(session, action="refresh_token_reused", actor_id=user.id,
                      organisation_id=user.organisation_id, details={"family": stored.family_id})
         session.commit()
         raise AuthRefused(401, "This sign-in was ended for safety. Please sign in again.")
     if user is None or user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
         raise AuthRefused(401, "Please sign in again.")
+    if standing_refusal := _standing_refusal(session, user):
+        raise standing_refusal
     stored.used_at = now
     record_event(session, action="token_refreshed", actor_id=user.id, organisation_id=user.organisation_id)
     pair = _issue_pair(session, settings=settings, user=user, family_id=stored.family_id)
@@ -135,23 +204,71 @@ def sign_out(session: Session, *, user: User) -> None:
     session.commit()
 
 
+def enrol_totp(session: Session, *, settings: Settings, email: str, password: str, address: str,
+               now: datetime | None = None) -> Enrolment:
+    """Give an account whose role needs a second factor, and that has none, its authenticator key.
+
+    The password is checked as at sign-in (rate limits, failures counted), and any other case
+    (a wrong password, an account that has a key or needs none) gets the one sign-in refusal.
+    Of two enrolments at once, one wins: the key is set only where there was none.
+    """
+    email, now = normalise_email(email), now or login_clock()
+    check_rate_limits(session, settings=settings, email=email, address=address, now=now)
+    user = session.scalars(select(User).where(User.email == email)).first()
+    secret = new_totp_secret()
+    enrolled = (verify_password(password, user.password_hash if user else None) and user.status == "active"
+                and needs_totp_enrolment(user) and session.execute(
+                    update(User).where(User.id == user.id, User.totp_secret.is_(None)).values(totp_secret=secret)
+                    .execution_options(synchronize_session=False)).rowcount == 1)
+    if not enrolled:
+        session.add(LoginAttempt(email=email, address=address, succeeded=False, at=now))
+        record_event(session, action="totp_enrol_failed", actor_id=user.id if user else None,
+                     organisation_id=user.organisation_id if user else None)
+        session.commit()
+        raise AuthRefused(401, BAD_CREDENTIALS)
+    record_event(session, action="totp_enrolled", actor_id=user.id, organisation_id=user.organisation_id)
+    session.commit()
+    return Enrolment(secret=secret, uri=totp_uri(secret, email=email, issuer=settings.totp_issuer))
+
+
+def needs_totp_enrolment(user: User) -> bool:
+    return user.totp_secret is None and bool(user.roles & TOTP_REQUIRED_ROLES)
+
+
 def _refusal_for(session: Session, user: User | None, *, password: str, otp: str | None):
-    """(reason code, HTTP status, message) when sign-in must be refused, else None."""
+    """(reason code, AuthRefused) when sign-in must be refused, else None.
+
+    Nothing after the password is told apart from a wrong password until the second factor
+    is right too: only then the denylist and the organisation's standing are named.
+    """
+    bad = AuthRefused(401, BAD_CREDENTIALS)
     if not verify_password(password, user.password_hash if user else None) or user.status != "active":
-        return ("bad_credentials", 401, "The email or password is not right.")
-    if check_email(user.email, current_denylist(session)) is not None:
-        return ("denylisted_domain", 403, "This account's email domain belongs to a law-enforcement body; "
-                "Reunite does not serve them.")
-    if user.totp_secret or user.roles & TOTP_REQUIRED_ROLES:
+        return ("bad_credentials", bad)
+    if needs_totp_enrolment(user):
+        return ("otp_not_enrolled", EnrolmentRequired())
+    if user.totp_secret:
         if not otp:
-            return ("otp_missing", 401, "Enter the 6-digit code from your authenticator app.")
-        step = totp_step(user.totp_secret, otp) if user.totp_secret else None
+            return ("otp_missing", bad)
+        step = totp_step(user.totp_secret, otp)
         if step is None:
-            return ("otp_wrong", 401, "The code from your authenticator app is not right.")
+            return ("otp_wrong", bad)
         if not _use_totp_step(session, user, step):
-            return ("otp_reused", 401, "That code has been used already. Wait for the next code from your "
-                    "authenticator app.")
+            return ("otp_reused", bad)
+    if check_email(user.email, current_denylist(session)) is not None:
+        return ("denylisted_domain", AuthRefused(403, "This account's email domain belongs to a law-enforcement "
+                                                      "body; Reunite does not serve them."))
+    if standing_refusal := _standing_refusal(session, user):
+        return ("organisation_unavailable", standing_refusal)
     return None
+
+
+def _standing_refusal(session: Session, user: User) -> OrganisationRefused | None:
+    """A suspended, revoked, rejected or expired organisation's users get no new tokens."""
+    if user.organisation_id is None:
+        return None
+    organisation = session.get(Organisation, user.organisation_id)
+    standing = organisation_standing(organisation)
+    return None if standing in SIGN_IN_STANDINGS else OrganisationRefused(standing, organisation)
 
 
 def _use_totp_step(session: Session, user: User, step: int) -> bool:
@@ -162,15 +279,40 @@ def _use_totp_step(session: Session, user: User, step: int) -> bool:
     return claimed.rowcount == 1
 
 
-def _check_rate_limits(session: Session, *, settings: Settings, email: str, address: str) -> None:
-    since = utcnow() - timedelta(minutes=settings.login_window_minutes)
-    failures = select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since
-    )
-    by_account = session.scalar(failures.where(LoginAttempt.email == email))
-    by_address = session.scalar(failures.where(LoginAttempt.address == address))
-    if by_account >= settings.login_failures_per_account or by_address >= settings.login_failures_per_address:
-        raise AuthRefused(429, f"Too many failed sign-ins. Try again in {settings.login_window_minutes} minutes.")
+def check_rate_limits(session: Session, *, settings: Settings, email: str, address: str, now: datetime) -> None:
+    """Refuse (429, with when to retry) an address with too many recent failures, or an account
+    still inside its back-off: the delay doubles with each failure since its last success."""
+    failures = select(LoginAttempt.at).where(LoginAttempt.succeeded.is_(False))
+    since = now - timedelta(minutes=settings.login_window_minutes)
+    by_address = session.scalars(failures.where(LoginAttempt.address == address, LoginAttempt.at >= since)
+                                 .order_by(LoginAttempt.at)).all()
+    if len(by_address) >= settings.login_failures_per_address:
+        wait = by_address[len(by_address) - settings.login_failures_per_address] - since
+        raise _too_many("Too many failed sign-ins from your network.", wait)
+    last_success = session.scalar(select(func.max(LoginAttempt.at)).where(
+        LoginAttempt.email == email, LoginAttempt.succeeded.is_(True)))
+    counted_from = max(filter(None, [last_success, now - BACKOFF_MEMORY]))
+    by_account = session.scalars(failures.where(LoginAttempt.email == email, LoginAttempt.at > counted_from)
+                                 .order_by(LoginAttempt.at)).all()
+    if wait := account_backoff(len(by_account), settings=settings):
+        remaining = by_account[-1] + wait - now
+        if remaining > timedelta(0):
+            raise _too_many("Too many failed sign-ins for this account.", remaining)
+
+
+def account_backoff(failures: int, *, settings: Settings) -> timedelta | None:
+    """How long an account waits after its latest failure: none for the first few, then doubling, capped."""
+    extra = failures - settings.login_failures_per_account
+    if extra < 0:
+        return None
+    seconds = settings.login_backoff_seconds * 2 ** min(extra, 40)
+    return timedelta(seconds=min(seconds, settings.login_backoff_max_seconds))
+
+
+def _too_many(reason: str, wait: timedelta) -> AuthRefused:
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    when = f"{seconds} seconds" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
+    return AuthRefused(429, f"{reason} Try again in {when}.", retry_after=seconds)
 
 
 def _issue_pair(session: Session, *, settings: Settings, user: User, family_id: str) -> TokenPair:
@@ -186,13 +328,6 @@ def _issue_pair(session: Session, *, settings: Settings, user: User, family_id: 
         expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
     ))
     return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
-
-
-def _revoke_family(session: Session, family_id: str) -> None:
-    session.execute(
-        update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
 
 
 def _digest(token: str) -> str:

@@ -26,7 +26,7 @@ from service.cases.schemas import (
     ReviewLoadOut,
 )
 from service.db import utcnow
-from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
+from service.deps import CurrentUser, DbId, DbOffset, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
 from service.photos.upload_form import Upload, upload_form, upload_permission
@@ -79,7 +79,7 @@ def submit_case(user: CurrentUser, session: DbSession, settings: SettingsDep, va
 def list_cases(user: CurrentUser, session: DbSession,
                case_reference: Annotated[str | None, Query(max_length=100)] = None,
                limit: Annotated[int, Query(ge=1, le=100)] = 50,
-               offset: Annotated[int, Query(ge=0)] = 0) -> CasePage:
+               offset: Annotated[DbOffset, Query()] = 0) -> CasePage:
     """Your organisation's cases, newest first."""
     cases, total = service.list_cases(session, actor=user, case_reference=case_reference, limit=limit,
                                       offset=offset)
@@ -103,7 +103,7 @@ def get_review_load(user: CurrentUser, session: DbSession) -> ReviewLoadOut:
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, responses=REFUSALS, **permission(Action.READ_CASES))
-def get_case(case_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep) -> CaseOut:
+def get_case(case_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep) -> CaseOut:
     """A case's progress and outcome, in words, with its faces' quality flags and its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])  # a few queries, not per candidate

@@ -15,7 +15,8 @@ choosing a mode. The file is decoded with no transaction open; the case, its pho
 and the `case_submitted` event (ids, the mode and counts only) then commit together,
 and the caller dispatches the case. Another organisation's case is "not found":
 reviewers of an organisation that owns a candidate record see that candidate
-through the review queue, not the case.
+through the review queue, not the case. Reading a case writes `case_viewed` with the ids
+of the candidates it shows.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from service.photos.storage import PhotoVault
 from service.retention import files_erased_on_failure
 from service.records.models import Record
 from service.records.service import LATEST_TIME_ZONE
+from service.db import utcnow
 from service.reviews.models import Candidate, Review
+from service.reviews.service import parties_in_good_standing
 from service.settings import Settings
 from vetting.review import OPEN_STATUSES, Status, visible_status
 
@@ -220,7 +223,8 @@ def review_load(session: Session, *, actor: User, now: datetime) -> ReviewLoad:
         select(Candidate.status, func.count(Candidate.id))
         .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
         .where(Candidate.status.in_([status.value for status in OPEN_STATUSES]), Case.purged_at.is_(None),
-               (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id))
+               (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id),
+               *parties_in_good_standing(now))
         .group_by(Candidate.status)
     ).all()
     waiting = dict(open_rows)
@@ -295,13 +299,18 @@ def case_details(session: Session, *, actor: User, case_id: int) -> tuple[Case, 
     """
     case = own_case(session, actor=actor, case_id=case_id)
     candidates = session.scalars(
-        select(Candidate).where(Candidate.case_id == case.id)
+        select(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
+        .where(Candidate.case_id == case.id, *parties_in_good_standing(utcnow()))
         .order_by(Candidate.probe_embedding_id, Candidate.rank, Candidate.id)
     ).all()
     reviewed = set(session.scalars(
         select(Review.candidate_id).where(Review.reviewer_id == actor.id,
                                           Review.candidate_id.in_([c.id for c in candidates]))
     ))
+    record_event(session, action="case_viewed", actor_id=actor.id, organisation_id=case.organisation_id,
+                 target_type="case", target_id=case.id,
+                 details={"case_id": case.id, "candidate_ids": [c.id for c in candidates]})
+    session.commit()
     return case, [(c, visible_status(c.status, has_reviewed=c.id in reviewed)) for c in candidates]
 
 

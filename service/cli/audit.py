@@ -1,8 +1,10 @@
 """`reunite audit verify BUNDLE`: check an exported audit bundle offline.
 
-Needs only the bundle (and, better, the operator's public key obtained by another
-route): no database and no service settings. Exit codes: 0 verified, 1 the
-bundle fails verification, 2 the bundle or key cannot be read.
+Needs only the bundle and the operator's public key (or its fingerprint), obtained
+by another route than the bundle (`reunite audit public-key` prints both on the
+server): no database and no service settings. A bundle is never verified against
+only the key it carries. Exit codes: 0 verified, 1 the bundle fails verification,
+2 the bundle or key cannot be read, or no trusted key was given.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from service.audit.verify import Report, UnreadableBundle, verify_file
+from service.audit.verify import Report, UnreadableBundle, coverage_rows, verify_file
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify exported audit trails.")
 console = Console(soft_wrap=True, highlight=False)
@@ -32,34 +33,42 @@ def audit() -> None:
 def verify(
     bundle: Annotated[Path, typer.Argument(help="A bundle from GET /api/v1/audit/export?format=jsonl.")],
     public_key: Annotated[Path | None, typer.Option(
-        "--public-key", help="PEM file of the trusted public key; the bundle's own key must equal it.")] = None,
+        "--public-key", help="PEM file of the operator's public key; the bundle must be signed with it.")] = None,
+    fingerprint: Annotated[str | None, typer.Option(
+        "--fingerprint", help="The operator's key fingerprint (64 hex digits); the bundle's key must have it.")] = None,
 ) -> None:
-    """Recompute every hash, check the chain and the checkpoint signatures."""
+    """Check the signed header, every hash, the chain and the checkpoint signatures against a trusted key."""
     try:
         trusted = public_key.read_text(encoding="ascii") if public_key else None
-        report = verify_file(bundle, trusted_key_pem=trusted)
+        report = verify_file(bundle, trusted_key_pem=trusted, trusted_fingerprint=fingerprint)
     except (OSError, UnicodeDecodeError, UnreadableBundle) as exc:
         console.print("[red]UNREADABLE[/red] ", end="")
         console.print(str(exc), markup=False)
         raise typer.Exit(UNREADABLE) from exc
     if report.ok:
-        _print_ok(report, trusted_key=trusted is not None)
+        _print_ok(report)
         raise typer.Exit(VERIFIED)
     _print_failure(report)
     raise typer.Exit(FAILED)
 
 
-def _print_ok(report: Report, *, trusted_key: bool) -> None:
+@audit_app.command("public-key")
+def public_key_command() -> None:
+    """Print the service's audit public key (PEM) and its fingerprint, to publish for auditors."""
+    from service.audit.signing import load_signer  # the service's settings: only this command needs them
+    from service.settings import Settings
+
+    signer = load_signer(Settings().audit_key_file)
+    console.print(signer.public_key_pem, end="", markup=False)
+    console.print(f"fingerprint {signer.key_id}", markup=False)
+
+
+def _print_ok(report: Report) -> None:
     console.print(f"[green]OK[/green] {report.events} events (seq {report.first_seq} to {report.last_seq}), "
-                  f"{report.checkpoints} signed checkpoints verified")
-    table = Table(show_header=False, box=None)
-    table.add_row("key id", f"{report.key_id} ({'trusted key given' if trusted_key else 'key from the bundle'})")
-    start = "from the first event (genesis)" if report.first_seq == 1 else \
-        f"from seq {report.first_seq}: earlier events are not in this bundle"
-    table.add_row("chain", start)
-    console.print(table)
-    if not trusted_key:
-        console.print("Pass --public-key with the operator's published key to rule out a re-signed bundle.")
+                  f"the export header and {report.checkpoints} signed checkpoints verified")
+    for name, value in coverage_rows(report):
+        console.print(f"  {name}: ", end="")
+        console.print(value, markup=False)
 
 
 def _print_failure(report: Report) -> None:

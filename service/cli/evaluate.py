@@ -115,8 +115,11 @@ def _embed_or_fail(manifest: Path, **options: Any) -> EmbeddedDataset:
 def _service_threshold(model_id: str) -> float:
     """The threshold the service searches with now: its database's active calibration, if it has one.
 
-    Only read, never created or migrated: evaluating works without a service at all.
+    Only read, never created or migrated: evaluating works without a service at all (no
+    embedded database file yet). A database that is configured but cannot be read is an
+    error, not a reason to measure at another threshold than the service's.
     """
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import Session
 
@@ -132,8 +135,10 @@ def _service_threshold(model_id: str) -> float:
     try:
         with Session(engine) as session:
             policy = review_policy(session, model_id)
-    except SQLAlchemyError:
-        return _published_threshold(model_id)  # no reachable or migrated service database
+    except SQLAlchemyError as error:
+        raise _fail(f"the service database ({make_url(url).render_as_string()}) cannot be read, so its "
+                    f"threshold for {model_id} is unknown ({type(error.orig or error).__name__}). Start or "
+                    "migrate it, or give --threshold to measure at a threshold of your choosing.") from None
     finally:
         engine.dispose()
     if not policy.calibrated:

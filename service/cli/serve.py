@@ -70,7 +70,8 @@ def serve(
     # runs the `finally` below, rather than a kill that would orphan the worker.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; REUNITE_TRUSTED_PROXIES decides.
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False)
     finally:
         if child is not None:
             stop_worker_process(child)
@@ -125,9 +126,9 @@ def _stop_when_parent_dies() -> None:
 @admin_app.command("create")
 def create_operator(
     email: Annotated[str, typer.Option(help="The operator's email address.")],
-    role: Annotated[str, typer.Option(help="platform_admin or auditor.")],
+    role: Annotated[str, typer.Option(help="platform_admin, auditor or platform_reviewer.")],
 ) -> None:
-    """Create a platform admin or auditor; the password is read from standard input."""
+    """Create a platform admin, auditor or platform reviewer; the password is read from standard input."""
     from sqlalchemy.exc import IntegrityError
 
     from service.audit.service import record_event

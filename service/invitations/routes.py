@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 
 from service.auth.routes import client_address
 from service.db import utcnow
-from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
+from service.deps import PUBLIC, CurrentUser, DbId, DbSession, SettingsDep, permission
 from service.invitations import service
 from service.invitations.models import Invitation
 from service.invitations.schemas import Accepted, AcceptInvitation, InvitationCreated, InvitationOut, NewInvitation
@@ -25,7 +25,7 @@ REFUSALS = {422: {"description": "Refused by a rule: {detail, rule}"}, 409: {"de
 
 @router.post("/organisations/{organisation_id}/invitations", status_code=201, response_model=InvitationCreated,
              responses=REFUSALS, **permission(Action.MANAGE_USERS))
-def invite(organisation_id: int, body: NewInvitation, request: Request, user: CurrentUser, session: DbSession,
+def invite(organisation_id: DbId, body: NewInvitation, request: Request, user: CurrentUser, session: DbSession,
            settings: SettingsDep) -> InvitationCreated:
     """Invite a colleague with roles you hold yourself; `accept_url` is shown in this answer only."""
     invitation, token = service.invite_user(session, organisation_id=organisation_id, actor=user,
@@ -37,7 +37,7 @@ def invite(organisation_id: int, body: NewInvitation, request: Request, user: Cu
 
 @router.get("/organisations/{organisation_id}/invitations", response_model=list[InvitationOut],
             **permission(Action.MANAGE_USERS))
-def list_invitations(organisation_id: int, user: CurrentUser, session: DbSession) -> list[InvitationOut]:
+def list_invitations(organisation_id: DbId, user: CurrentUser, session: DbSession) -> list[InvitationOut]:
     now = utcnow()
     found = service.list_invitations(session, organisation_id=organisation_id, actor=user)
     return [invitation_out(invitation, now) for invitation in found]
@@ -45,7 +45,7 @@ def list_invitations(organisation_id: int, user: CurrentUser, session: DbSession
 
 @router.post("/organisations/{organisation_id}/invitations/{invitation_id}/revoke", response_model=InvitationOut,
              responses=REFUSALS, **permission(Action.MANAGE_USERS))
-def revoke(organisation_id: int, invitation_id: int, user: CurrentUser, session: DbSession) -> InvitationOut:
+def revoke(organisation_id: DbId, invitation_id: DbId, user: CurrentUser, session: DbSession) -> InvitationOut:
     """Withdraw a waiting invitation: its link stops working at once."""
     now = utcnow()
     invitation = service.revoke_invitation(session, organisation_id=organisation_id, actor=user,

@@ -4,10 +4,12 @@ The admin never learns the colleague's password. An invitation carries a 256-bit
 random token, shown once to the admin as a link to pass on by their own channel
 (Reunite sends no email); only its SHA-256 is stored, and no audit event ever holds
 the token or the email address. Inviting applies the rules of adding a user (the
-admin's own organisation, roles they hold, the law-enforcement denylist, an address
-not yet in use); accepting applies them again, since the denylist or the
-organisation's standing may have changed in between, and creates the user through
-`create_user` (argon2, the weak-password refusal, TOTP for the roles that need it).
+admin's own organisation, roles they hold, the law-enforcement denylist, not one of
+the organisation's own users); an address that has an account elsewhere is not told
+apart when inviting, and its link then fails at acceptance with the plain refusal
+below. Accepting applies the rules again, since the denylist or the organisation's
+standing may have changed in between, and creates the user through `create_user`
+(argon2, the zxcvbn weak-password refusal, and the TOTP key the page shows once).
 
 A link that is unknown, expired, withdrawn or used gets one refusal that does not
 say which. Failed acceptances count as failed sign-ins from the caller's address
@@ -35,7 +37,7 @@ from service.invitations.models import Invitation
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
 from service.organisations.service import (
-    Conflict, Forbidden, NotFound, Refused, ServiceError, check_email_free, check_new_member, email_taken,
+    Conflict, Forbidden, NotFound, Refused, ServiceError, check_new_member, check_not_a_member, email_in_use,
 )
 from service.settings import Settings
 from vetting import organisations as policy
@@ -81,6 +83,7 @@ def invite_user(session: Session, *, organisation_id: int, actor: User, email: s
     if not _is_open(organisation, now):
         raise Conflict(ORGANISATION_CLOSED)
     granted = check_new_member(session, actor=actor, email=email, roles=roles)
+    check_not_a_member(session, organisation_id=organisation.id, email=email)
     email = normalise_email(email)
     if _pending_for(session, organisation_id=organisation.id, email=email, now=now) is not None:
         raise Conflict("This address already has an invitation waiting; withdraw it first to make a new one.")
@@ -148,7 +151,8 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
     """Create the invited user with the password they chose; the link cannot be used again."""
     invitation, organisation = _usable(session, token=token, settings=settings, address=address, now=now,
                                        lock=True)
-    check_email_free(session, invitation.email)
+    if email_in_use(session, invitation.email):  # inviting did not tell; accepting does not either
+        _refuse(session, reason="email_in_use", address=address, invitation=invitation)
     # Claimed by a conditional UPDATE: of two acceptances at once, exactly one changes the row.
     claimed = session.execute(
         update(Invitation)
@@ -159,13 +163,13 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
         _refuse(session, reason="used", address=address, invitation=invitation)
     try:
         user = create_user(session, email=invitation.email, password=password,
-                           roles=set(invitation.role_codes), organisation_id=organisation.id)
+                           roles=set(invitation.role_codes), organisation_id=organisation.id,
+                           with_totp=True)  # the acceptance page shows the key
     except WeakPassword as weak:
         session.rollback()
         raise Refused(str(weak), rule="weak_password") from weak
-    except IntegrityError as clash:  # the address was taken by a concurrent request
-        session.rollback()
-        raise email_taken() from clash
+    except IntegrityError:  # the address was taken by a concurrent request
+        _refuse(session, reason="email_in_use", address=address, invitation=invitation)
     invitation.accepted_user_id = user.id
     session.add(LoginAttempt(email=ATTEMPT_MARK, address=address, succeeded=True))
     record_event(session, action="invitation_accepted", actor_id=user.id, organisation_id=organisation.id,
@@ -237,8 +241,8 @@ def _admins_organisation(session: Session, *, actor: User, organisation_id: int,
 
 def _is_open(organisation: Organisation | None, now: datetime) -> bool:
     """Approved and within its vetting period."""
-    return (organisation is not None and organisation.status == policy.Status.APPROVED.value
-            and not policy.is_expired(organisation.status, organisation.vetting_expires_at, now))
+    return organisation is not None and policy.in_good_standing(organisation.status,
+                                                                organisation.vetting_expires_at, now)
 
 
 def _pending_for(session: Session, *, organisation_id: int, email: str, now: datetime) -> Invitation | None:

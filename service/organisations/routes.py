@@ -16,7 +16,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from service.auth.models import User
-from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
+from service.auth.routes import client_address
+from service.deps import PUBLIC, CurrentUser, DbId, DbSession, SettingsDep, permission
 from service.organisations import service
 from service.organisations.schemas import (
     Application, ApplicationReceived, DecisionRequest, DenylistEntry, NewDenylistDomain, NewUser,
@@ -37,7 +38,7 @@ class ServiceErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except service.ServiceError as error:
-                return JSONResponse(error.body(), status_code=error.status)
+                return JSONResponse(error.body(), status_code=error.status, headers=getattr(error, "headers", dict)())
 
         return answer
 
@@ -47,10 +48,10 @@ REFUSALS = {422: {"description": "Refused by a rule: {detail, rule}"}, 409: {"de
 
 
 @router.post("/organisations/applications", status_code=201, response_model=ApplicationReceived,
-             responses=REFUSALS, **PUBLIC)
-def apply(body: Application, session: DbSession) -> ApplicationReceived:
+             responses=REFUSALS | {429: {"description": "Too many applications (Retry-After)"}}, **PUBLIC)
+def apply(body: Application, request: Request, session: DbSession, settings: SettingsDep) -> ApplicationReceived:
     """Apply for vetting; creates the organisation and its first org_admin."""
-    organisation = service.apply(session, application=body)
+    organisation = service.apply(session, application=body, settings=settings, address=client_address(request))
     return ApplicationReceived(id=organisation.id, status=organisation.status)
 
 
@@ -64,13 +65,13 @@ def list_organisations(user: CurrentUser, session: DbSession,
 
 @router.get("/organisations/{organisation_id}", response_model=OrganisationOut,
             **permission(Action.READ_ORGANISATION))
-def get_organisation(organisation_id: int, user: CurrentUser, session: DbSession) -> OrganisationOut:
+def get_organisation(organisation_id: DbId, user: CurrentUser, session: DbSession) -> OrganisationOut:
     return service.organisation_details(session, viewer=user, organisation_id=organisation_id)
 
 
 @router.post("/organisations/{organisation_id}/decisions", response_model=OrganisationOut, responses=REFUSALS,
              **permission(Action.DECIDE_ORGANISATION))
-def decide(organisation_id: int, body: DecisionRequest, user: CurrentUser, session: DbSession,
+def decide(organisation_id: DbId, body: DecisionRequest, user: CurrentUser, session: DbSession,
            settings: SettingsDep) -> OrganisationOut:
     """Approve (two different platform admins are needed) or reject an application."""
     return _decide(session, organisation_id, body.decision, body.reason, actor=user, settings=settings)
@@ -78,7 +79,7 @@ def decide(organisation_id: int, body: DecisionRequest, user: CurrentUser, sessi
 
 @router.post("/organisations/{organisation_id}/suspend", response_model=OrganisationOut, responses=REFUSALS,
              **permission(Action.DECIDE_ORGANISATION))
-def suspend(organisation_id: int, body: ReasonRequest, user: CurrentUser, session: DbSession,
+def suspend(organisation_id: DbId, body: ReasonRequest, user: CurrentUser, session: DbSession,
             settings: SettingsDep) -> OrganisationOut:
     """Suspend an approved organisation; its users are refused from their next request."""
     return _decide(session, organisation_id, Decision.SUSPEND, body.reason, actor=user, settings=settings)
@@ -86,14 +87,14 @@ def suspend(organisation_id: int, body: ReasonRequest, user: CurrentUser, sessio
 
 @router.post("/organisations/{organisation_id}/reinstate", response_model=OrganisationOut, responses=REFUSALS,
              **permission(Action.DECIDE_ORGANISATION))
-def reinstate(organisation_id: int, body: ReasonRequest, user: CurrentUser, session: DbSession,
+def reinstate(organisation_id: DbId, body: ReasonRequest, user: CurrentUser, session: DbSession,
               settings: SettingsDep) -> OrganisationOut:
     return _decide(session, organisation_id, Decision.REINSTATE, body.reason, actor=user, settings=settings)
 
 
 @router.post("/organisations/{organisation_id}/revoke", response_model=OrganisationOut, responses=REFUSALS,
              **permission(Action.DECIDE_ORGANISATION))
-def revoke(organisation_id: int, body: ReasonRequest, user: CurrentUser, session: DbSession,
+def revoke(organisation_id: DbId, body: ReasonRequest, user: CurrentUser, session: DbSession,
            settings: SettingsDep) -> OrganisationOut:
     """Revoke an organisation's access for good."""
     return _decide(session, organisation_id, Decision.REVOKE, body.reason, actor=user, settings=settings)
@@ -108,14 +109,14 @@ def _decide(session: Session, organisation_id: int, decision: str, reason: str, 
 
 @router.get("/organisations/{organisation_id}/users", response_model=list[UserOut],
             **permission(Action.MANAGE_USERS))
-def list_users(organisation_id: int, user: CurrentUser, session: DbSession) -> list[UserOut]:
+def list_users(organisation_id: DbId, user: CurrentUser, session: DbSession) -> list[UserOut]:
     members = service.list_users(session, organisation_id=organisation_id, actor=user)
     return [_user_out(member) for member in members]
 
 
 @router.post("/organisations/{organisation_id}/users", status_code=201, response_model=UserOut,
              responses=REFUSALS, **permission(Action.MANAGE_USERS))
-def add_user(organisation_id: int, body: NewUser, user: CurrentUser, session: DbSession) -> UserOut:
+def add_user(organisation_id: DbId, body: NewUser, user: CurrentUser, session: DbSession) -> UserOut:
     """Add a user with roles you hold yourself (caseworker, reviewer, org_admin)."""
     added = service.add_user(session, organisation_id=organisation_id, actor=user, email=body.email,
                              password=body.password, roles=body.roles)
@@ -124,14 +125,14 @@ def add_user(organisation_id: int, body: NewUser, user: CurrentUser, session: Db
 
 @router.delete("/organisations/{organisation_id}/users/{user_id}", status_code=204, responses=REFUSALS,
                **permission(Action.MANAGE_USERS))
-def remove_user(organisation_id: int, user_id: int, user: CurrentUser, session: DbSession) -> None:
+def remove_user(organisation_id: DbId, user_id: DbId, user: CurrentUser, session: DbSession) -> None:
     """Remove a user; their tokens stop working at once."""
     service.remove_user(session, organisation_id=organisation_id, actor=user, user_id=user_id)
 
 
 @router.put("/organisations/{organisation_id}/webhook", response_model=WebhookOut, responses=REFUSALS,
             **permission(Action.MANAGE_WEBHOOK))
-def set_webhook(organisation_id: int, body: WebhookIn, user: CurrentUser, session: DbSession) -> WebhookOut:
+def set_webhook(organisation_id: DbId, body: WebhookIn, user: CurrentUser, session: DbSession) -> WebhookOut:
     """Send confirmed matches also to this https address, signed with HMAC-SHA256.
 
     The signing secret is shown in this answer only; setting the address again makes a new one.
@@ -142,7 +143,7 @@ def set_webhook(organisation_id: int, body: WebhookIn, user: CurrentUser, sessio
 
 @router.delete("/organisations/{organisation_id}/webhook", status_code=204, responses=REFUSALS,
                **permission(Action.MANAGE_WEBHOOK))
-def remove_webhook(organisation_id: int, user: CurrentUser, session: DbSession) -> None:
+def remove_webhook(organisation_id: DbId, user: CurrentUser, session: DbSession) -> None:
     service.remove_webhook(session, organisation_id=organisation_id, actor=user)
 
 

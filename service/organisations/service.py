@@ -12,23 +12,25 @@ found, never as forbidden, so their existence is not revealed.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.audit.service import record_event
-from service.auth.models import User
-from service.auth.passwords import WeakPassword
-from service.auth.service import create_user, end_sessions, normalise_email
+from service.auth.models import LoginAttempt, User
+from service.auth.passwords import WeakPassword, check_password, hash_password
+from service.auth.service import create_user, end_sessions, normalise_email, password_words
 from service.db import utcnow
 from service.organisations.denylist import current_denylist
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.organisations.schemas import Application, CheckOut, DecisionOut, DenylistEntry, OrganisationOut
 from service.reviews import webhook_address
+from service.settings import Settings
 from vetting import organisations as policy
 from vetting.exclusion import Denylist, Refusal, check_email, check_org_type, check_website, normalise_domain
 from vetting.permissions import Action, allowed
@@ -73,17 +75,47 @@ class Conflict(ServiceError):
     status = 409
 
 
+class TooMany(ServiceError):
+    """Too many requests: answered with 429 and a Retry-After of `retry_after` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+# `LoginAttempt.email` of an application: counted per address and overall for the application limits
+# (as a success, so it never counts towards the sign-in failure limits).
+APPLICATION_MARK = "(application)"
+
+
 # --- applications ----------------------------------------------------------------------------
 
 
-def apply(session: Session, *, application: Application) -> Organisation:
-    """Create an applied organisation and its first user, an org_admin; refuse by rule."""
+def apply(session: Session, *, application: Application, settings: Settings, address: str,
+          now: datetime | None = None) -> Organisation:
+    """Create an applied organisation and its first user, an org_admin; refuse by rule.
+
+    The answer does not tell whether the admin email has an account already (that would let
+    anyone test addresses): then the organisation is still created, without a user, and its
+    event says so for the operators vetting it. A weak password is refused alike in both cases.
+    """
+    now = now or utcnow()
+    _check_application_rate(session, settings=settings, address=address, now=now)
+    session.add(LoginAttempt(email=APPLICATION_MARK, address=address, succeeded=True, at=now))
+    session.commit()  # counted whatever the outcome
     if found := _application_refusal(application, current_denylist(session)):
         field, refusal = found
         record_event(session, action="application_refused", details={"rule": refusal.rule, "field": field})
         session.commit()
         raise Refused(refusal.message, rule=refusal.rule)
-    check_email_free(session, application.admin_email)
+    if email_in_use(session, application.admin_email):
+        _check_new_password(application.admin_password, application.admin_email, application.name)
+        hash_password(application.admin_password)  # the time a new account takes
     organisation = Organisation(
         name=application.name, org_type=application.org_type, country=application.country,
         registration_number=application.registration_number, website=application.website,
@@ -92,15 +124,34 @@ def apply(session: Session, *, application: Application) -> Organisation:
     )
     session.add(organisation)
     session.flush()
-    # The applicant holds every organisation role, so that under "nobody grants a
-    # role they do not hold" they can hand each one on to their colleagues.
-    admin = _create_member(session, organisation=organisation, email=application.admin_email,
-                           password=application.admin_password, roles=set(ORGANISATION_ROLES))
-    record_event(session, action="organisation_applied", actor_id=admin.id, organisation_id=organisation.id,
-                 target_type="organisation", target_id=organisation.id,
-                 details={"org_type": organisation.org_type, "admin_user_id": admin.id})
+    admin = None
+    if not email_in_use(session, application.admin_email):
+        # The applicant holds every organisation role, so that under "nobody grants a
+        # role they do not hold" they can hand each one on to their colleagues.
+        admin = _create_member(session, organisation=organisation, email=application.admin_email,
+                               password=application.admin_password, roles=set(ORGANISATION_ROLES))
+    record_event(session, action="organisation_applied", actor_id=admin.id if admin else None,
+                 organisation_id=organisation.id, target_type="organisation", target_id=organisation.id,
+                 details={"org_type": organisation.org_type} | (
+                     {"admin_user_id": admin.id} if admin else {"admin_email_in_use": True}))
     session.commit()
     return organisation
+
+
+def _check_application_rate(session: Session, *, settings: Settings, address: str, now: datetime) -> None:
+    """Refuse (429) when the address, or everyone together, sent too many applications in the window."""
+    since = now - timedelta(minutes=settings.application_window_minutes)
+    recent = select(LoginAttempt.at).where(LoginAttempt.email == APPLICATION_MARK, LoginAttempt.at >= since)
+    for limit, query, whose in (
+        (settings.applications_per_address, recent.where(LoginAttempt.address == address), "from your network"),
+        (settings.applications_globally, recent, "to Reunite just now"),
+    ):
+        times = session.scalars(query.order_by(LoginAttempt.at.desc()).limit(limit)).all()
+        if len(times) >= limit:
+            seconds = max(1, math.ceil((times[-1] - since).total_seconds()))
+            minutes = math.ceil(seconds / 60)
+            raise TooMany(f"Too many applications {whose}. Try again in {minutes} minute"
+                          f"{'s' if minutes != 1 else ''}.", retry_after=seconds)
 
 
 def _application_refusal(application: Application, denylist: Denylist) -> tuple[str, Refusal] | None:
@@ -239,6 +290,12 @@ def add_user(session: Session, *, organisation_id: int, actor: User, email: str,
     """Add a user to the actor's organisation with roles the actor holds themselves."""
     organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
     granted = check_new_member(session, actor=actor, email=email, roles=roles)
+    check_not_a_member(session, organisation_id=organisation.id, email=email)
+    if email_in_use(session, email):
+        record_event(session, action="user_add_refused", actor_id=actor.id, organisation_id=organisation.id,
+                     details={"reason": "email_in_use"})
+        session.commit()
+        raise email_taken()
     user = _create_member(session, organisation=organisation, email=email, password=password, roles=granted)
     record_event(session, action="user_added", actor_id=actor.id, organisation_id=organisation.id,
                  target_type="user", target_id=user.id,
@@ -325,9 +382,20 @@ def _create_member(session: Session, *, organisation: Organisation, email: str, 
         raise email_taken() from clash
 
 
+def _check_new_password(password: str, email: str, organisation_name: str) -> None:
+    try:
+        check_password(password, password_words(email, organisation_name))
+    except WeakPassword as weak:
+        raise Refused(str(weak), rule="weak_password") from weak
+
+
 def check_new_member(session: Session, *, actor: User, email: str, roles: Iterable[str]) -> frozenset[str]:
-    """The checks every newcomer passes, added or invited: roles the actor may grant, an email
-    address that is not a law-enforcement body's and not in use. Returns the roles to grant."""
+    """The checks every newcomer passes, added or invited: roles the actor may grant and an email
+    address that is not a law-enforcement body's. Returns the roles to grant.
+
+    Whether the address has an account already is left to the caller: an invitation does not
+    tell (acceptance fails with the plain invalid-link answer); adding a user must (see email_taken).
+    """
     try:
         granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)
     except policy.GrantRefused as refused:
@@ -335,17 +403,26 @@ def check_new_member(session: Session, *, actor: User, email: str, roles: Iterab
         raise error(refused.message, rule=refused.code) from refused
     if refusal := check_email(email, current_denylist(session)):
         raise Refused(refusal.message, rule=refusal.rule)
-    check_email_free(session, email)
     return granted
 
 
-def check_email_free(session: Session, email: str) -> None:
-    if session.scalar(select(User.id).where(User.email == normalise_email(email))) is not None:
-        raise email_taken()
+def check_not_a_member(session: Session, *, organisation_id: int, email: str) -> None:
+    """Refuse an address that is already one of the organisation's own users: its admin sees them listed,
+    so saying so tells nothing new (unlike an address of another organisation, which is never told)."""
+    found = session.scalar(select(User.organisation_id).where(User.email == normalise_email(email)))
+    if found is not None and found == organisation_id:
+        raise Conflict("This person already has an account in your organisation.", rule="already_member")
+
+
+def email_in_use(session: Session, email: str) -> bool:
+    return session.scalar(select(User.id).where(User.email == normalise_email(email))) is not None
 
 
 def email_taken() -> Conflict:
-    return Conflict("An account with this email address already exists.")
+    """Adding a user cannot pretend to create an account it did not: this refusal stays, worded so that
+    it does not say an account exists, and audited (`user_add_refused`) so operators can see probing."""
+    return Conflict("This email address cannot be used for a new account. Check the address with your "
+                    "colleague.", rule="email_unavailable")
 
 
 # --- the denylist -------------------------------------------------------------------------------

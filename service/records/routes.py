@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from service.db import utcnow
-from service.deps import CurrentUser, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
+from service.deps import CurrentUser, DbId, DbOffset, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.models import Photo
 from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, UploadRefused, read_upload
@@ -77,7 +77,7 @@ def create_record(body: NewRecord, user: CurrentUser, session: DbSession, settin
 def list_records(user: CurrentUser, session: DbSession,
                  case_reference: Annotated[str | None, Query(max_length=100)] = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 50,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> RecordPage:
+                 offset: Annotated[DbOffset, Query()] = 0) -> RecordPage:
     """Your organisation's records, newest first (the guardian's name is never listed)."""
     rows, total = service.list_records(session, actor=user, case_reference=case_reference, limit=limit,
                                        offset=offset)
@@ -87,7 +87,7 @@ def list_records(user: CurrentUser, session: DbSession,
 
 @router.get("/records/{record_id}", response_model=RecordOut, responses=REFUSALS,
             **permission(Action.MANAGE_RECORDS))
-def get_record(record_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep) -> RecordOut:
+def get_record(record_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep) -> RecordOut:
     """One record with its consent and photos, each with its face's quality and flags (audited)."""
     record, photos = service.record_details(session, actor=user, record_id=record_id)
     faces = photo_faces(session, [photo.id for photo in photos], settings.quality_gates())
@@ -102,7 +102,7 @@ class PhotoFields(BaseModel):
 
 @router.post("/records/{record_id}/photos", status_code=202, response_model=PhotoAccepted,
              responses=UPLOAD_REFUSALS, **upload_permission(Action.MANAGE_RECORDS, PhotoFields))
-def upload_photo(record_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
+def upload_photo(record_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
                  dispatcher: DispatcherDep,
                  upload: Annotated[Upload[PhotoFields], Depends(upload_form(PhotoFields))]) -> PhotoAccepted:
     """Add a photo of the child (multipart: `file`, optional `taken_at`); it is processed in the background."""
@@ -116,7 +116,7 @@ def upload_photo(record_id: int, user: CurrentUser, session: DbSession, settings
 
 @router.get("/records/{record_id}/photos/{photo_id}", response_model=PhotoOut, responses=REFUSALS,
             **permission(Action.MANAGE_RECORDS))
-def get_photo(record_id: int, photo_id: int, user: CurrentUser, session: DbSession,
+def get_photo(record_id: DbId, photo_id: DbId, user: CurrentUser, session: DbSession,
               settings: SettingsDep) -> PhotoOut:
     """A photo's processing status, in words, with its face's quality and flags."""
     photo = service.record_photo(session, actor=user, record_id=record_id, photo_id=photo_id)
@@ -126,7 +126,7 @@ def get_photo(record_id: int, photo_id: int, user: CurrentUser, session: DbSessi
 @router.get("/records/{record_id}/photos/{photo_id}/image", response_class=Response,
             responses=REFUSALS | {200: {"content": {"image/jpeg": {}}}, 410: {"description": "Erased"}},
             **permission(Action.MANAGE_RECORDS))
-def get_photo_image(record_id: int, photo_id: int, user: CurrentUser, session: DbSession,
+def get_photo_image(record_id: DbId, photo_id: DbId, user: CurrentUser, session: DbSession,
                     vault: VaultDep, size: Size = "full") -> Response:
     """The photo itself or its thumbnail (`size=thumbnail`), decrypted (audited; never cached)."""
     data, media_type = service.read_record_photo(session, vault=vault, actor=user, record_id=record_id,
@@ -137,7 +137,7 @@ def get_photo_image(record_id: int, photo_id: int, user: CurrentUser, session: D
 
 @router.post("/records/{record_id}/consent/withdraw", response_model=WithdrawalOut, responses=REFUSALS,
              **permission(Action.MANAGE_RECORDS))
-def withdraw_consent(record_id: int, user: CurrentUser, session: DbSession, vault: VaultDep) -> WithdrawalOut:
+def withdraw_consent(record_id: DbId, user: CurrentUser, session: DbSession, vault: VaultDep) -> WithdrawalOut:
     """Withdraw consent: answers only after the record's photos, faces and matches are erased."""
     outcome = service.withdraw_consent(session, vault=vault, actor=user, record_id=record_id, now=utcnow())
     return WithdrawalOut(**vars(outcome))

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from matching.ages import age_at
 from service.audit.service import record_event
 from service.auth.models import User
+from service.db import checkpoint_after_erasure
 from service.photos.models import Photo
 from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
@@ -309,6 +310,7 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
     session.commit()
     # Files go only after the commit: a rollback must never leave rows pointing at deleted files.
     erase_files(vault, erasure.storage_keys)
+    checkpoint_after_erasure(session)  # SQLite: no erased page left behind in the write-ahead log
     return Withdrawal(record_id=record.id, status=record.status, withdrawn_at=now, already_withdrawn=False,
                       **erasure.counts())
 

@@ -40,7 +40,8 @@ class Review(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    reviewer_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    # None for a platform reviewer, who belongs to no organisation.
+    reviewer_organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     decision: Mapped[str] = mapped_column(String(20))  # confirm | reject | inconclusive
     rationale: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

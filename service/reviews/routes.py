@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 
-from service.deps import CurrentUser, DbSession, SettingsDep, VaultDep, permission
+from service.deps import CurrentUser, DbId, DbSession, SettingsDep, VaultDep, permission
 from service.organisations.routes import ServiceErrorRoute
 from service.photos.service import Size
 from service.reviews import service, webhooks
@@ -34,7 +34,7 @@ def queue(user: CurrentUser, session: DbSession,
 
 @router.get("/candidates/{candidate_id}", response_model=CandidateOut, responses=NOT_YOURS,
             **permission(Action.REVIEW_CANDIDATES))
-def candidate(candidate_id: int, user: CurrentUser, session: DbSession, settings: SettingsDep) -> CandidateOut:
+def candidate(candidate_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep) -> CandidateOut:
     """Probe and record side by side, each face's quality flagged; no other reviewer's decision is shown."""
     return service.candidate_details(session, viewer=user, candidate_id=candidate_id,
                                      gates=settings.quality_gates())
@@ -42,7 +42,7 @@ def candidate(candidate_id: int, user: CurrentUser, session: DbSession, settings
 
 @router.get("/candidates/{candidate_id}/probe-image", response_class=Response, responses=PHOTO,
             **permission(Action.VIEW_PHOTOS))
-def probe_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep,
+def probe_image(candidate_id: DbId, user: CurrentUser, session: DbSession, vault: VaultDep,
                 size: Size = "full") -> Response:
     """The case photo or its thumbnail (`size=thumbnail`), audited."""
     data, content_type = service.open_candidate_photo(session, vault=vault, viewer=user,
@@ -52,7 +52,7 @@ def probe_image(candidate_id: int, user: CurrentUser, session: DbSession, vault:
 
 @router.get("/candidates/{candidate_id}/record-image", response_class=Response, responses=PHOTO,
             **permission(Action.VIEW_PHOTOS))
-def record_image(candidate_id: int, user: CurrentUser, session: DbSession, vault: VaultDep,
+def record_image(candidate_id: DbId, user: CurrentUser, session: DbSession, vault: VaultDep,
                  size: Size = "full") -> Response:
     """The record's photo or its thumbnail (`size=thumbnail`), audited."""
     data, content_type = service.open_candidate_photo(session, vault=vault, viewer=user,
@@ -64,11 +64,11 @@ def record_image(candidate_id: int, user: CurrentUser, session: DbSession, vault
              responses={**NOT_YOURS, 403: {"description": "You submitted the case"},
                         409: {"description": "Already decided, redacted, or already reviewed by you"}},
              **permission(Action.REVIEW_CANDIDATES))
-def review(candidate_id: int, body: ReviewRequest, user: CurrentUser, session: DbSession, request: Request,
-           background: BackgroundTasks) -> ReviewRecorded:
+def review(candidate_id: DbId, body: ReviewRequest, user: CurrentUser, session: DbSession, request: Request,
+           background: BackgroundTasks, settings: SettingsDep) -> ReviewRecorded:
     """Record your decision (confirm, reject or inconclusive) with a rationale."""
     recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id, decision=body.decision,
-                                     rationale=body.rationale)
+                                     rationale=body.rationale, new_account_days=settings.review_new_account_days)
     notification = recorded.notification
     if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
         background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id,
@@ -85,5 +85,5 @@ def notifications(user: CurrentUser, session: DbSession, unread: bool = False,
 
 @router.post("/notifications/{notification_id}/read", response_model=NotificationOut,
              responses={404: {"description": "No such notification"}}, **permission(Action.READ_NOTIFICATIONS))
-def read_notification(notification_id: int, user: CurrentUser, session: DbSession) -> NotificationOut:
+def read_notification(notification_id: DbId, user: CurrentUser, session: DbSession) -> NotificationOut:
     return service.mark_notification_read(session, viewer=user, notification_id=notification_id)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, StringConstraints
 
 Rationale = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=2000)]
 # Why the reviewer's organisation may see the candidate.
-Involvement = Literal["submitted_case", "owns_record", "both"]
+Involvement = Literal["submitted_case", "owns_record", "both", "independent"]  # independent: a platform reviewer
 
 
 class ReviewRequest(BaseModel):

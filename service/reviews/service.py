@@ -14,6 +14,9 @@ case references only to the organisation they belong to.
 Decisions lock the candidate's row (SELECT ... FOR UPDATE on PostgreSQL; SQLite
 transactions are exclusive already) before reading its reviews, so two reviewers
 deciding at once are applied one after the other and cannot both count as the first.
+
+Audited (who read which candidate, ids only): `review_queue_viewed` (the candidate ids
+listed), `candidate_viewed`, `photo_viewed` (each decrypted side), `review_recorded`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from service.calibration.service import active_calibration, latest_evaluation, p
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
+from service.organisations.standing import organisation_in_good_standing
 from service.organisations.service import Conflict, Forbidden, NotFound, ServiceError
 from matching.quality import Gates
 from service.photos.models import Embedding, Photo
@@ -47,6 +51,8 @@ from service.reviews.schemas import (
     ReviewOut, ReviewQueue,
 )
 from vetting import review as rule
+from vetting.organisations import in_good_standing
+from vetting.roles import Role
 
 NOTIFICATION_MATCH_CONFIRMED = "match_confirmed"
 WEBHOOK_PENDING = "pending"  # set at confirmation; webhooks.deliver makes it sent or failed
@@ -77,10 +83,10 @@ class Loaded:
 def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> ReviewQueue:
     """Candidates the reviewer may decide, oldest first, with counts and unread notices."""
     organisation_id = reviewer.organisation_id
-    if organisation_id is None:
+    if organisation_id is None and not is_platform_reviewer(reviewer):
         return ReviewQueue(waiting=0, waiting_second_review=0, items=[], notifications=[])
     reviewed_by_anyone = select(Review.id).where(Review.candidate_id == Candidate.id).exists()
-    conditions = _decidable_by(reviewer)
+    conditions = [*_decidable_by(reviewer), *parties_in_good_standing(utcnow())]
     rows = session.execute(
         select(Candidate, Case.organisation_id, Record.organisation_id, reviewed_by_anyone)
         .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
@@ -89,6 +95,9 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
     facts = candidate_facts(session, [candidate for candidate, *_ in rows])
     counted = select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id) \
         .join(Record, Record.id == Candidate.record_id).where(*conditions)
+    record_event(session, action="review_queue_viewed", actor_id=reviewer.id, organisation_id=organisation_id,
+                 details={"candidate_ids": [candidate.id for candidate, *_ in rows]})
+    session.commit()
     return ReviewQueue(
         waiting=session.scalar(counted) or 0,
         waiting_second_review=session.scalar(counted.where(reviewed_by_anyone)) or 0,
@@ -109,16 +118,31 @@ def _decidable_by(reviewer: User) -> list[ColumnElement[bool]]:
     """SQL conditions matching the candidates `reviewer` may still decide (see vetting.review)."""
     already_reviewed = select(Review.id).where(Review.candidate_id == Candidate.id,
                                                Review.reviewer_id == reviewer.id).exists()
+    visible = (Case.organisation_id == Record.organisation_id if is_platform_reviewer(reviewer)  # see may_see
+               else or_(Case.organisation_id == reviewer.organisation_id,
+                        Record.organisation_id == reviewer.organisation_id))
     return [
         Candidate.status.in_([status.value for status in rule.OPEN_STATUSES]),
-        or_(Case.organisation_id == reviewer.organisation_id, Record.organisation_id == reviewer.organisation_id),
+        visible,
         Case.submitted_by != reviewer.id,
         ~already_reviewed,
         Case.purged_at.is_(None),  # nothing left to compare once the case photo is purged
     ]
 
 
-def _involvement(organisation_id: int, case_organisation_id: int, record_organisation_id: int | None) -> str:
+def parties_in_good_standing(now: datetime) -> list[ColumnElement[bool]]:
+    """SQL conditions: the case's organisation, and the record's (unless redacted), are in good standing.
+
+    A candidate of an organisation that is suspended, revoked or out of date is hidden from
+    everyone, not deleted: it is back, with its reviews, once the organisation is reinstated.
+    """
+    return [organisation_in_good_standing(Case.organisation_id, now),
+            or_(Candidate.record_id.is_(None), organisation_in_good_standing(Record.organisation_id, now))]
+
+
+def _involvement(organisation_id: int | None, case_organisation_id: int, record_organisation_id: int | None) -> str:
+    if organisation_id is None:
+        return "independent"  # a platform reviewer
     submitted, owns = organisation_id == case_organisation_id, organisation_id == record_organisation_id
     return "both" if submitted and owns else "submitted_case" if submitted else "owns_record"
 
@@ -140,6 +164,10 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int, gate
                               side="probe", date_of_birth=None, show_image=not redacted, gates=gates)
     calibration = active_calibration(session, candidate.model_id)
     facts = candidate_facts(session, [candidate], policies={candidate.model_id: policy_of(calibration)})[candidate.id]
+    record_event(session, action="candidate_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
+                 target_type="candidate", target_id=candidate.id,
+                 details={"candidate_id": candidate.id, "case_id": case.id, "record_id": candidate.record_id})
+    session.commit()
     return CandidateOut(
         id=candidate.id,
         status=rule.visible_status(candidate.status, has_reviewed=mine is not None),
@@ -257,21 +285,25 @@ class RecordedReview:
     notification: Notification | None  # set when this review confirmed the match
 
 
-def record_review(session: Session, *, reviewer: User, candidate_id: int, decision: str,
-                  rationale: str) -> RecordedReview:
-    """Apply the two-person rule to the reviewer's decision and store it, under a row lock."""
+def record_review(session: Session, *, reviewer: User, candidate_id: int, decision: str, rationale: str,
+                  new_account_days: int = rule.DEFAULT_NEW_ACCOUNT_DAYS,
+                  now: datetime | None = None) -> RecordedReview:
+    """Apply the two-person rule to the reviewer's decision and store it, under a row lock.
+
+    `new_account_days` is the settings' `review_new_account_days`; `now` the decision's time.
+    """
+    now = now or utcnow()
     loaded = _load(session, viewer=reviewer, candidate_id=candidate_id, lock=True)
     candidate = loaded.candidate
     past = _past_reviews(session, candidate.id)  # read after the lock: includes a concurrent decision
     try:
-        outcome = rule.decide(candidate.status, decision, parties=loaded.parties,
-                              reviewer=_as_reviewer(reviewer), past_reviews=past)
+        outcome = rule.decide(candidate.status, decision, parties=loaded.parties, reviewer=_as_reviewer(reviewer),
+                              past_reviews=past, now=now, new_account_days=new_account_days)
     except rule.ReviewRefused as refused:
         raise _REFUSALS[refused.code](refused.message, rule=refused.code) from refused
     if loaded.case.purged_at is not None:
         raise Conflict("The case photo was deleted at the end of its retention period; this candidate "
                        "can no longer be reviewed.", rule="case_purged")
-    now = utcnow()
     review = Review(candidate_id=candidate.id, reviewer_id=reviewer.id,
                     reviewer_organisation_id=reviewer.organisation_id, decision=outcome.decision.value,
                     rationale=rationale, created_at=now)
@@ -308,13 +340,23 @@ def _notify_record_owner(session: Session, *, loaded: Loaded, now: datetime) -> 
 
 
 def _past_reviews(session: Session, candidate_id: int) -> list[rule.PastReview]:
-    reviews = session.scalars(select(Review).where(Review.candidate_id == candidate_id).order_by(Review.id))
+    """Every review of the candidate, with when its reviewer's account was created (the rule's facts)."""
+    rows = session.execute(select(Review, User.created_at).join(User, User.id == Review.reviewer_id)
+                           .where(Review.candidate_id == candidate_id).order_by(Review.id))
     return [rule.PastReview(reviewer_id=review.reviewer_id, organisation_id=review.reviewer_organisation_id,
-                            decision=review.decision) for review in reviews]
+                            decision=review.decision, account_created_at=created_at, reviewed_at=review.created_at,
+                            platform=review.reviewer_organisation_id is None)
+            for review, created_at in rows]
 
 
 def _as_reviewer(user: User) -> rule.Reviewer:
-    return rule.Reviewer(user_id=user.id, organisation_id=user.organisation_id)
+    return rule.Reviewer(user_id=user.id, organisation_id=user.organisation_id, account_created_at=user.created_at,
+                         platform=is_platform_reviewer(user))
+
+
+def is_platform_reviewer(user: User) -> bool:
+    """Operator staff holding the platform reviewer role (and no organisation)."""
+    return user.organisation_id is None and Role.PLATFORM_REVIEWER.value in user.roles
 
 
 def review_out(review: Review) -> ReviewOut:
@@ -380,6 +422,19 @@ def _load(session: Session, *, viewer: User, candidate_id: int, lock: bool = Fal
     record = session.get(Record, candidate.record_id) if candidate.record_id is not None else None
     parties = rule.Parties(case_organisation_id=case.organisation_id, case_submitted_by=case.submitted_by,
                            record_organisation_id=record.organisation_id if record is not None else None)
-    if not rule.may_see(parties, viewer.organisation_id):
+    if not rule.may_see(parties, viewer.organisation_id, platform=is_platform_reviewer(viewer)) \
+            or not _in_good_standing(session, parties):
         raise NotFound(_NOT_FOUND)
     return Loaded(candidate=candidate, case=case, record=record, parties=parties)
+
+
+def _in_good_standing(session: Session, parties: rule.Parties) -> bool:
+    """Both organisations of the candidate may take part now (a redacted one has no record side)."""
+    now = utcnow()
+    for organisation_id in (parties.case_organisation_id, parties.record_organisation_id):
+        if organisation_id is None:
+            continue
+        organisation = session.get(Organisation, organisation_id)
+        if organisation is None or not in_good_standing(organisation.status, organisation.vetting_expires_at, now):
+            return False
+    return True

@@ -61,6 +61,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.audit.service import record_event
 from service.db import transaction, utcnow
 from service.organisations.models import Organisation
+from vetting.organisations import in_good_standing
 from service.reviews.models import Candidate, Notification
 from service.reviews.webhook_address import FORBIDDEN_ADDRESS, ForbiddenAddress, post_pinned
 
@@ -248,8 +249,7 @@ def _claim(factory: sessionmaker[Session], notification_id: int, *, due, now: da
 
 
 def _in_good_standing(organisation: Organisation, now: datetime) -> bool:
-    expired = organisation.vetting_expires_at is not None and organisation.vetting_expires_at <= now
-    return organisation.status == "approved" and not expired
+    return in_good_standing(organisation.status, organisation.vetting_expires_at, now)
 
 
 def _send(factory: sessionmaker[Session], claim: _Claim | str | None, *, timeout: float,

@@ -68,7 +68,8 @@ def error_page(request: Request, *, status: int, title: str, message: str) -> Re
     return render(request, "errors/page.html", {"title": title, "message": message}, status_code=status)
 
 
-def organisation_status_page(request: Request, unavailable: OrganisationUnavailable) -> Response:
+def organisation_status_page(request: Request, unavailable: OrganisationUnavailable, *,
+                             signed_in: bool = True) -> Response:
     standing = unavailable.standing
     return render(request, "auth/organisation_status.html", {
         "standing": standing,
@@ -77,6 +78,7 @@ def organisation_status_page(request: Request, unavailable: OrganisationUnavaila
         "next_steps": STANDING_NEXT_STEPS.get(standing, STANDING_NEXT_STEPS["none"]),
         "organisation": unavailable.organisation,
         "nav": [],  # nothing is open until the organisation's status changes
+        "signed_in": signed_in,
     }, status_code=403)
 
 

@@ -35,6 +35,13 @@ active model's embeddings only.
 
 Status messages are plain sentences for a caseworker; nothing here writes a face,
 a vector or a name into a message or a log.
+
+Every search is audited (EU AI Act Art. 12), with ids, counts and model names only: a case
+search writes `search_started` (case, photo and probe face ids, model, mode) when its faces
+are read, and `search_finished` with the candidates in the transaction that writes them
+(gallery size and index sequence searched, outcome, candidate ids); two-way matching writes
+`two_way_search_finished` in the enrolment's transaction (start time, the photo and face,
+how many open case faces were compared, the candidates).
 """
 
 from __future__ import annotations
@@ -56,12 +63,14 @@ from matching.embedders import Embedder, get_embedder
 from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image, embed_again
 from matching.images import DecodedImage, InputRejected, decode_image
 from matching.search import rank_candidates
+from service.audit.service import record_event
 from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
 from service.cases.modes import ALERTING, SearchChoice, searched_message
 from service.db import transaction, utcnow
 from service.embedding.service import active_model, active_model_for_write, models_to_embed
 from service.organisations.models import Organisation
+from service.organisations.standing import in_good_standing, organisation_in_good_standing
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo
 from service.photos.service import image_limits
@@ -72,6 +81,7 @@ from service.reviews.models import Candidate
 from service.settings import Settings
 from service.worker.replica import IndexReplica, vector_from_bytes, vector_to_bytes
 from service.worker.runtime import TRANSIENT_ERRORS
+from vetting.organisations import in_good_standing as standing_rule
 
 log = structlog.get_logger("reunite.worker")
 
@@ -84,8 +94,6 @@ DUPLICATE = "duplicate"  # another delivery holds the row
 SUPERSEDED = "superseded"  # the row stopped being ours while we worked
 NOT_PENDING = "not_pending"  # nothing to search for this case
 MODEL_CHANGED = "model_changed"  # the active model was switched while we embedded: embed again
-
-APPROVED = "approved"
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,10 @@ class Pipeline:
                 session.add(extra)
                 session.flush()
                 append_index_change(session, op="add", embedding_id=extra.id, model_id=other.model_id)
-            matched = self._match_open_cases(session, embedding, face.embedding, record_id, now)
+            # Enrolled all the same; proposed to open cases only while its organisation is in good
+            # standing (as a case search would find it). Hidden, not lost: later searches find it.
+            matched = (self._match_open_cases(session, embedding, face.embedding, record_id, now)
+                       if _record_in_good_standing(session, record_id, now) else 0)
             _set_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
         log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
         return "embedded"
@@ -210,10 +221,12 @@ class Pipeline:
             .join(Case, Case.id == Photo.case_id)
             .join(Organisation, Organisation.id == Case.organisation_id)
             .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
-                   Case.purged_at.is_(None), Organisation.status == APPROVED,
+                   Case.purged_at.is_(None), in_good_standing(now),
                    Embedding.model_id == embedding.model_id, ~proposed)
         ).all()
         if not rows:
+            _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
+                                     open_case_faces=0, candidate_ids=[])
             return 0
         probes = np.stack([vector_from_bytes(row.vector) for row in rows])
         distances = np.linalg.norm(probes - vector, axis=1)
@@ -230,6 +243,8 @@ class Pipeline:
                                              search_mode=ALERTING, now=now))
         inserted = insert_candidates(session, candidates)
         renumber_candidates(session, {row["probe_embedding_id"] for row in candidates})
+        _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
+                                 open_case_faces=len(rows), candidate_ids=candidate_ids_of(session, None, candidates))
         return inserted
 
     # ----- cases: find the probe faces ----------------------------------------------------
@@ -311,10 +326,17 @@ class Pipeline:
                 .where(Embedding.photo_id == photo.id, Embedding.model_id == active_model(session)[0])
                 .order_by(Embedding.face_index)
             ).all()
+            if probes:
+                record_event(session, action="search_started", organisation_id=case.organisation_id,
+                             target_type="case", target_id=case_id,
+                             details=search_input(case_id=case_id, photo_id=photo.id, probes=probes,
+                                                  mode=choice.mode, candidate_limit=choice.candidate_limit))
         if not probes:
             return NOT_PENDING  # not embedded yet (or purged): process_case owns it
         found = self._search_index(probes, choice)
-        return self._write_candidates(case_id, probes, found, choice, probe_photo)
+        index = self.replica.index(probes[0].model_id)  # one model: the active one's faces only
+        gallery = {"gallery_size": len(index), "gallery_sequence": index.sequence}
+        return self._write_candidates(case_id, probes, found, choice, probe_photo, gallery)
 
     def _search_index(self, probes: list, choice: SearchChoice) -> list[tuple[np.ndarray, np.ndarray]]:
         for model_id in sorted({probe.model_id for probe in probes}):
@@ -360,15 +382,17 @@ class Pipeline:
             k = min(k * 2, len(index))
 
     def _write_candidates(self, case_id: int, probes: list, found: list, choice: SearchChoice,
-                          probe_photo: tuple | None) -> str:
+                          probe_photo: tuple | None, gallery: dict[str, int]) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
             if case is None or case.status != "processing":
                 return SUPERSEDED
             organisation = session.get(Organisation, case.organisation_id)
-            if organisation is None or organisation.status != APPROVED:
+            if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):
                 _set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
+                _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="failed",
+                                 candidate_ids=[])
                 return "failed"
             rows = []
             policies = {model_id: self._policy(session, model_id) for model_id in {probe.model_id for probe in probes}}
@@ -389,6 +413,8 @@ class Pipeline:
             total = session.scalar(select(func.count()).select_from(Candidate).where(Candidate.case_id == case_id))
             _set_case_outcome(case, "searched", searched_message(total, case.search_mode), now)
             case.searched_at = now
+            _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="searched",
+                             candidate_ids=candidate_ids_of(session, case_id, rows))
         log.info("case_searched", case_id=case_id, faces=len(probes), candidates=total, new_candidates=inserted)
         return "searched"
 
@@ -517,8 +543,54 @@ def lock_searchable_records(session: Session, record_ids: list[int], *, now: dat
     )
     if require_approved:
         query = query.join(Organisation, Organisation.id == Record.organisation_id).where(
-            Organisation.status == APPROVED)
+            in_good_standing(now))
     return set(session.scalars(query).all())
+
+
+def search_input(*, case_id: int, photo_id: int, probes: list, mode: str,
+                 candidate_limit: int | None) -> dict:
+    """What a case search is given, for the audit trail: ids and the model, never a vector."""
+    return {"case_id": case_id, "photo_id": photo_id, "probe_embedding_ids": [probe.id for probe in probes],
+            "model_id": probes[0].model_id, "model_version": probes[0].model_version, "search_mode": mode,
+            "candidate_limit": candidate_limit}
+
+
+def _search_finished(session: Session, *, case: Case, probes: list, gallery: dict[str, int], outcome: str,
+                     candidate_ids: list[int]) -> None:
+    """The end of a case search (EU AI Act Art. 12): the gallery searched and the candidates produced."""
+    record_event(session, action="search_finished", organisation_id=case.organisation_id, target_type="case",
+                 target_id=case.id,
+                 details={"case_id": case.id, "probe_embedding_ids": [probe.id for probe in probes],
+                          "model_id": probes[0].model_id, "model_version": probes[0].model_version,
+                          **gallery, "outcome": outcome, "candidate_ids": candidate_ids})
+
+
+def _two_way_search_finished(session: Session, *, embedding: Embedding, record_id: int, started: datetime,
+                             open_case_faces: int, candidate_ids: list[int]) -> None:
+    """Two-way matching's search (one transaction, so one event): the input, what it was compared with, the result."""
+    organisation_id = session.scalar(select(Record.organisation_id).where(Record.id == record_id))
+    record_event(session, action="two_way_search_finished", organisation_id=organisation_id, target_type="record",
+                 target_id=record_id,
+                 details={"record_id": record_id, "photo_id": embedding.photo_id, "embedding_id": embedding.id,
+                          "model_id": embedding.model_id, "model_version": embedding.model_version,
+                          "started_at": started.isoformat(), "open_case_faces": open_case_faces,
+                          "candidate_ids": candidate_ids})
+
+
+def candidate_ids_of(session: Session, case_id: int | None, rows: list[dict]) -> list[int]:
+    """The ids of the candidates a search proposed (`rows` as written; already there ones included)."""
+    pairs = {(row["case_id"], row["probe_embedding_id"], row["record_id"]) for row in rows}
+    if not pairs:
+        return []
+    case_ids = {case for case, _, _ in pairs} if case_id is None else {case_id}
+    found = session.execute(select(Candidate.id, Candidate.case_id, Candidate.probe_embedding_id, Candidate.record_id)
+                            .where(Candidate.case_id.in_(case_ids))).all()
+    return sorted(row.id for row in found if (row.case_id, row.probe_embedding_id, row.record_id) in pairs)
+
+
+def _record_in_good_standing(session: Session, record_id: int, now: datetime) -> bool:
+    return session.scalar(select(organisation_in_good_standing(Record.organisation_id, now))
+                          .where(Record.id == record_id)) or False
 
 
 def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, model_id: str,
@@ -537,7 +609,7 @@ def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, m
         .join(Consent, Consent.record_id == Record.id)
         .join(Organisation, Organisation.id == Record.organisation_id)
         .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == "embedded",
-               Organisation.status == APPROVED, *_consent_valid(now))
+               in_good_standing(now), *_consent_valid(now))
     )
     if lock:
         query = query.with_for_update(read=True, of=Record)

@@ -10,6 +10,7 @@ processes corrupts both.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,8 @@ def limit_native_threads() -> None:
     slower. The environment variables reach libraries loaded later and child
     processes; threadpoolctl and faiss fix the libraries already loaded.
     """
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    # OPENCV_FOR_THREADS_NUM: OpenCV's DNN (SFace, YuNet) would also start a thread per core.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ.setdefault(variable, "1")
     from threadpoolctl import threadpool_limits
 
@@ -49,11 +51,9 @@ def limit_native_threads() -> None:
 
     threadpool_limits(limits=1)
     set_search_threads(1)
-    try:
-        import cv2
-    except ImportError:  # only the SFace models need it
-        return
-    cv2.setNumThreads(1)  # OpenCV's DNN (SFace, YuNet) would also start a thread per core
+    # OpenCV is imported only by the models that need it; a worker of the default model never pays for it.
+    if (cv2 := sys.modules.get("cv2")) is not None:
+        cv2.setNumThreads(1)
 
 
 @dataclass

@@ -191,23 +191,30 @@ def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, d
     assert json.loads(lines[last])["seq"] == last
     assert {json.loads(line)["seq"] for line in lines[last + 1:]} >= {EVERY, last}
 
-    key = tmp_path / "trusted.pem"
-    key.write_text(load_signer(settings.audit_key_file).public_key_pem)
-    code, output = verify(tmp_path, lines, "--public-key", str(key))
+    code, output = verify(tmp_path, lines, settings)
     assert code == 0 and f"OK {last} events" in output, output
+    assert f"export header signs: seq 1 to {last}" in output, output
 
     changed = list(lines)
     tampered = json.loads(changed[3])  # seq 3, one of the recorded events
     tampered["details"] = {"reason": "bad_credentials"}
     changed[3] = json.dumps(tampered)
-    code, output = verify(tmp_path, changed)
+    code, output = verify(tmp_path, changed, settings)
     assert code == 1 and "FAILED at seq 3:" in output, output
 
-    code, output = verify(tmp_path, lines[:last] + lines[last + 1:])  # without the last event's line
+    # Cut back to the periodic checkpoint at seq EVERY and make the header agree: its signature breaks.
+    cut = json.loads(lines[0]) | {"last_seq": EVERY, "event_count": EVERY,
+                                  "head_hash": json.loads(lines[EVERY])["hash"]}
+    kept = [line for line in lines[EVERY + 1:] if json.loads(line)["type"] == "checkpoint"
+            and json.loads(line)["seq"] <= EVERY]
+    code, output = verify(tmp_path, [json.dumps(cut), *lines[1:EVERY + 1], *kept], settings)
+    assert code == 1 and "header's signature does not verify" in output, output
+
+    code, output = verify(tmp_path, lines[:last] + lines[last + 1:], settings)  # without the last event's line
     assert code == 1 and f"FAILED at seq {last}:" in output, output
 
 
-def test_a_bundle_since_a_time_starts_there_and_verifies(client, app, db, auditor, tmp_path):
+def test_a_bundle_since_a_time_starts_there_and_verifies(client, app, db, settings, auditor, tmp_path):
     headers = sign_in(client, auditor)
     record(app, 3)
     time.sleep(0.01)
@@ -217,15 +224,18 @@ def test_a_bundle_since_a_time_starts_there_and_verifies(client, app, db, audito
                           headers=headers)
     lines = response.text.splitlines()
     assert json.loads(lines[0])["first_seq"] == 5
-    code, output = verify(tmp_path, lines)
+    code, output = verify(tmp_path, lines, settings)
     assert code == 0 and "OK 4 events (seq 5 to 8)" in output, output
+    assert "from seq 5, chained to base hash" in output, output
 
 
-def verify(folder, lines: list[str], *options: str) -> tuple[int, str]:
-    """Run `reunite audit verify` on the lines: (exit code, output)."""
+def verify(folder, lines: list[str], settings) -> tuple[int, str]:
+    """Run `reunite audit verify` on the lines with the service's public key: (exit code, output)."""
     path = folder / "bundle.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(cli, ["audit", "verify", str(path), *options])
+    key = folder / "trusted.pem"
+    key.write_text(load_signer(settings.audit_key_file).public_key_pem)
+    result = CliRunner().invoke(cli, ["audit", "verify", str(path), "--public-key", str(key)])
     return result.exit_code, result.output
 
 

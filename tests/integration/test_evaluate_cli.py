@@ -167,3 +167,13 @@ def test_a_model_without_any_threshold_is_refused_before_embedding(manifest, tmp
     assert result.exit_code == 2
     assert "fusion_dlib_sface has no calibration and no published threshold: give --threshold" in result.output
     assert "computed" not in result.output and not (tmp_path / "fusion").exists()
+
+
+def test_an_unreadable_service_database_is_an_error_not_a_fallback(manifest, tmp_path, monkeypatch) -> None:
+    """Measuring at another threshold than the service's, without saying so, would mislead."""
+    monkeypatch.setenv("REUNITE_DATABASE_URL", "postgresql+psycopg://reunite:secret@127.0.0.1:9/absent")
+    result = evaluate(str(manifest), "--out", str(tmp_path / "out"), "--no-cache")
+    assert result.exit_code == 2
+    assert "the service database (postgresql+psycopg://reunite:***@127.0.0.1:9/absent) cannot be read" in result.output
+    assert "give --threshold" in result.output and "secret" not in result.output
+    assert "computed" not in result.output and not (tmp_path / "out").exists()

@@ -19,7 +19,7 @@ from service.auth.tokens import issue_access_token
 from service.db import utcnow
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.organisations.service import expire_due_organisations
-from tests.support.service import PASSWORD, make_organisation, make_user, sign_in
+from tests.support.service import PASSWORD, first_sign_in, make_organisation, make_user, sign_in, token_pair
 
 API = "/api/v1"
 
@@ -39,6 +39,7 @@ class Person:
 
     def __init__(self, account):
         self.user_id, self.token_version = account.user.id, account.user.token_version
+        self.email = account.email
 
 
 def people(db, *specs) -> list[Person]:
@@ -63,10 +64,8 @@ def events_since(db, mark: int) -> list[tuple[str, int | None, dict]]:
 
 
 def password_sign_in(client, email: str) -> dict[str, str]:
-    """Sign in through the API as a user created by the API (no second factor)."""
-    response = client.post(f"{API}/auth/token", data={"username": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    """Sign in through the API as a user created by the API: the first sign-in sets up the second factor."""
+    return first_sign_in(client, email)
 
 
 def application(**changes) -> dict:
@@ -100,10 +99,64 @@ def test_application_creates_an_applied_organisation_and_its_admin(client, db):
     me = client.get(f"{API}/me", headers=headers)
     assert me.status_code == 403 and "still being vetted" in me.json()["detail"]
 
+    # An address in use is not told apart: the answer is that of any application (see also
+    # test_an_application_does_not_tell_whether_the_email_has_an_account).
     duplicate = client.post(f"{API}/organisations/applications",
                             json=application(admin_email="ADMIN@helping-hands.example.org"))
-    assert duplicate.status_code == 409
-    assert duplicate.json() == {"detail": "An account with this email address already exists."}
+    assert duplicate.status_code == 201 and duplicate.json()["status"] == "applied"
+
+
+@pytest.mark.one_backend
+def test_an_application_does_not_tell_whether_the_email_has_an_account(app, client, db):
+    app.state.settings = app.state.settings.model_copy(update={"applications_per_address": 100})
+    organisation = make_organisation(db)
+    existing = make_user(db, "caseworker", organisation=organisation, email="taken@helping-hands.example.org")
+    db.commit()
+    mark = audit_mark(db)
+    free = client.post(f"{API}/organisations/applications", json=application(admin_email="free@ngo.example.org"))
+    taken = client.post(f"{API}/organisations/applications", json=application(admin_email=existing.email.upper()))
+    assert (free.status_code, taken.status_code) == (201, 201)
+    assert free.json().keys() == taken.json().keys() and free.json()["status"] == taken.json()["status"]
+    assert taken.json()["id"] == free.json()["id"] + 1
+    # The existing account is untouched; the operators vetting the second application see why it has no user.
+    assert [event[2] for event in events_since(db, mark)][1] == {"org_type": "ngo", "admin_email_in_use": True}
+    assert db.scalar(select(func.count()).select_from(User).where(User.organisation_id == taken.json()["id"])) == 0
+    # A weak password gets the same refusal either way.
+    weak = [client.post(f"{API}/organisations/applications",
+                        json=application(admin_email=email, admin_password="aaaaaaaaaaaa")).json()
+            for email in ("other@ngo.example.org", existing.email)]
+    assert weak[0] == weak[1] and weak[0]["rule"] == "weak_password"
+
+
+@pytest.mark.one_backend
+def test_applications_are_limited_per_address_and_overall(app, client, db):
+    app.state.settings = app.state.settings.model_copy(update={
+        "applications_per_address": 2, "applications_globally": 3, "application_window_minutes": 60})
+    sent = [client.post(f"{API}/organisations/applications", json=application(admin_email=f"a{n}@ngo.example.org"))
+            for n in range(3)]
+    assert [response.status_code for response in sent] == [201, 201, 429]
+    assert sent[2].json() == {"detail": "Too many applications from your network. Try again in 60 minutes."}
+    assert 3540 < int(sent[2].headers["Retry-After"]) <= 3600
+    # Another address gets one more in, then the limit for everyone together applies.
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, client=("198.51.100.7", 1)) as elsewhere:
+        more = [elsewhere.post(f"{API}/organisations/applications",
+                               json=application(admin_email=f"b{n}@ngo.example.org")) for n in range(2)]
+    assert [response.status_code for response in more] == [201, 429]
+    assert "Too many applications to Reunite just now" in more[1].json()["detail"]
+    assert db.scalar(select(func.count()).select_from(Organisation)) == 3
+
+
+@pytest.mark.one_backend
+def test_weak_passwords_are_refused_with_zxcvbn_feedback(app, client, db):
+    app.state.settings = app.state.settings.model_copy(update={"applications_per_address": 100})
+    for password in ("aaaaaaaaaaaa", "helpinghands2024", "Password1234!"):
+        response = client.post(f"{API}/organisations/applications", json=application(admin_password=password))
+        body = response.json()
+        assert response.status_code == 422 and body["rule"] == "weak_password", (password, body)
+        assert body["detail"].startswith("This password is too easy to guess.") and len(body["detail"]) > 40
+    assert db.scalar(select(func.count()).select_from(User)) == 0
 
 
 REFUSALS = [
@@ -118,7 +171,8 @@ REFUSALS = [
 ]
 
 
-def test_each_refused_application_names_its_rule_and_is_audited(client, db):
+def test_each_refused_application_names_its_rule_and_is_audited(app, client, db):
+    app.state.settings = app.state.settings.model_copy(update={"applications_per_address": 100})
     for changes, rule, _field in REFUSALS:
         response = client.post(f"{API}/organisations/applications", json=application(**changes))
         assert response.status_code == 422, (changes, response.text)
@@ -302,7 +356,14 @@ def test_org_admin_adds_and_removes_users_within_their_roles_and_organisation(cl
     assert add("someone@helping-hands.example.org", ["superuser"]).status_code == 422
     police = add("officer@met.police.uk", ["caseworker"])
     assert police.status_code == 422 and police.json()["rule"] == "email_domain"
-    assert add("NEW.caseworker@helping-hands.example.org", ["caseworker"]).status_code == 409
+    # One of the organisation's own users (the admin lists them anyway) is named as such; an address
+    # of another organisation gets a refusal that does not say an account exists, and is audited.
+    own = add("NEW.caseworker@helping-hands.example.org", ["caseworker"])
+    assert own.status_code == 409 and own.json()["rule"] == "already_member"
+    elsewhere = add(stranger.email.upper(), ["caseworker"])
+    assert elsewhere.status_code == 409 and elsewhere.json() == {
+        "detail": "This email address cannot be used for a new account. Check the address with your colleague.",
+        "rule": "email_unavailable"}
     # Another organisation's admin, and a platform admin, cannot touch this organisation's users.
     assert add("x@helping-hands.example.org", ["org_admin"], headers=bearer(settings, stranger)).status_code == 404
     assert client.get(users, headers=bearer(settings, stranger)).status_code == 404
@@ -325,6 +386,8 @@ def test_org_admin_adds_and_removes_users_within_their_roles_and_organisation(cl
 
     assert events_since(db, mark) == [
         ("user_added", admin.user_id, {"user_id": new_id, "roles": ["caseworker"]}),
+        ("user_add_refused", admin.user_id, {"reason": "email_in_use"}),
+        ("totp_enrolled", new_id, {}),
         ("login", new_id, {}),
         ("user_removed", admin.user_id, {"user_id": new_id, "roles": ["caseworker"]}),
     ]
@@ -336,8 +399,7 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
     db.commit()
     sheriff_id, organisation_id = sheriff.user.id, organisation.id
     sheriff_token = sign_in(client, sheriff)
-    sheriff_refresh = client.post(f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD}
-                                  ).json()["refresh_token"]
+    sheriff_refresh = token_pair(client, sheriff)["refresh_token"]
     admin, org_admin = people(db, (("platform_admin",), None), (("org_admin", "caseworker"), organisation))
     as_admin = bearer(settings, admin)
     domains = f"{API}/denylist/domains"
@@ -364,7 +426,8 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
 
     # Its users' sessions end at once, they cannot sign in, and nobody can add them.
     assert client.get(f"{API}/me", headers=sheriff_token).status_code == 401
-    refused = client.post(f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD})
+    refused = client.post(f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD,
+                                                     "otp": sheriff.otp()})
     assert refused.status_code == 403
     assert client.post(f"{API}/auth/refresh", json={"refresh_token": sheriff_refresh}).status_code == 401
     new_user = client.post(f"{API}/organisations/{organisation_id}/users", headers=bearer(settings, org_admin),

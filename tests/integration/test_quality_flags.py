@@ -1,4 +1,4 @@
-"""Quality flags, not refusals: real dlib on real photos, on both databases, through the worker,
+"""Quality flags, not refusals: real dlib on real photos, through the worker,
 the API and the pages.
 
 A blurred but detectable record photo is enrolled, indexed and found, and flagged; a blurred
@@ -23,7 +23,9 @@ from tests.support.gallery import World, faceless_photo
 from tests.support.pages import Person, text_of
 from tests.support.service import make_user, sign_in
 
-pytestmark = pytest.mark.faces
+# Flags are worked out when shown, from the figures each embedding stores as JSON text, the same on either
+# database; the worker's writes are tested on both in test_worker.py. So the faces here run once.
+pytestmark = [pytest.mark.faces, pytest.mark.one_backend]
 
 BLURRY = "the face is blurry"
 _ANALYSES: dict[tuple, list] = {}
@@ -31,7 +33,7 @@ real_analyse_image = pipeline_module.analyse_image
 
 
 def remembered_analysis(image, purpose, settings, embedder=None):
-    """dlib is deterministic: each distinct photo is analysed once per run, for both backends."""
+    """dlib is deterministic: each distinct photo is analysed once per run."""
     key = (hashlib.sha256(image.pixels.tobytes()).hexdigest(), purpose, settings, embedder and embedder.id)
     if key not in _ANALYSES:
         _ANALYSES[key] = real_analyse_image(image, purpose, settings, embedder)

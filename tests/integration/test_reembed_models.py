@@ -32,7 +32,8 @@ from tests.support.faces import shrunk_jpeg
 from tests.support.gallery import World
 from tests.support.service import make_user
 
-pytestmark = pytest.mark.faces
+# What differs here is the model, not the database: the re-embedding flow itself runs on both in test_reembed.py.
+pytestmark = [pytest.mark.faces, pytest.mark.one_backend]
 
 SFACE = "sface_2021dec_int8bq"
 FUSION = "fusion_dlib_sface"

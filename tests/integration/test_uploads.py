@@ -10,9 +10,11 @@ import io
 from datetime import timedelta
 
 import pytest
+import numpy as np
 from PIL import Image
 from sqlalchemy import func, select
 
+from matching.images import decode_image
 from service.cases.models import Case
 from service.db import utcnow
 from service.photos.models import Photo
@@ -108,6 +110,76 @@ def test_every_bad_file_is_refused_on_both_routes_and_leaves_nothing(app, client
                                                                      kind, data, status, words):
     if kind == "too large":
         app.state.settings = settings.model_copy(update={"max_upload_bytes": 2048})
+    assert_refused_on_both_routes(app, client, db, settings, people, data, status, words)
+
+
+def saved(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def second_frame() -> Image.Image:
+    return Image.new("RGB", (48, 48), "blue")
+
+
+# The bad-image corpus, beyond the kinds above; every file is sent as "upload.jpg", image/jpeg.
+BAD_IMAGE_CORPUS = [
+    ("truncated PNG", saved(Image.new("RGB", (64, 64), "red"), "PNG")[:60], 422, "damaged or incomplete"),
+    ("huge dimensions in the header", png_header_only(2**31 - 1, 1), 413, "megapixels"),
+    ("animated PNG", saved(Image.new("RGB", (48, 48), "red"), "PNG", save_all=True,
+                           append_images=[second_frame()]), 415, "still photo"),
+    ("animated WebP", saved(Image.new("RGB", (48, 48), "red"), "WEBP", save_all=True,
+                            append_images=[second_frame()]), 415, "still photo"),
+    ("multi-page TIFF", saved(Image.new("RGB", (48, 48), "red"), "TIFF", save_all=True,
+                              append_images=[second_frame()]), 415, "still photo"),
+    ("SVG disguised as .jpg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" '
+                              b'height="64"><script>alert(1)</script></svg>', 415, "not a photo"),
+    ("HTML disguised as .jpg", b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>",
+     415, "not a photo"),
+    ("GIF/JavaScript polyglot", b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00;*/=alert(1);//", 415, "not a photo"),
+]
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("kind, data, status, words", BAD_IMAGE_CORPUS, ids=[bad[0] for bad in BAD_IMAGE_CORPUS])
+def test_the_bad_image_corpus_is_refused_on_both_routes_and_leaves_nothing(app, client, db, settings, people,
+                                                                           kind, data, status, words):
+    assert_refused_on_both_routes(app, client, db, settings, people, data, status, words)
+
+
+# Valid but unusual photos: each is accepted on both routes, stored, queued, and decodes for the worker.
+ODD_BUT_VALID = [
+    ("CMYK JPEG", saved(Image.new("CMYK", (64, 64), (0, 255, 255, 0)), "JPEG"), "image/jpeg"),
+    ("16-bit greyscale PNG", saved(Image.new("I;16", (64, 64), 40000), "PNG"), "image/png"),
+    ("palette PNG with transparency", saved(Image.new("P", (64, 64), 1), "PNG", transparency=1), "image/png"),
+    # A JPEG with an HTML tail decodes as a photo; it is only ever served as image/jpeg with nosniff.
+    ("JPEG with an HTML tail", jpeg_bytes(5, size=64) + b"<html><script>alert(1)</script></html>", "image/jpeg"),
+]
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("kind, data, media_type", ODD_BUT_VALID, ids=[odd[0] for odd in ODD_BUT_VALID])
+def test_odd_but_valid_photos_are_accepted_and_decode_for_the_worker(app, client, db, settings, people,
+                                                                     kind, data, media_type):
+    headers = bearer(settings, people.caseworker)
+    record_id = create_record(client, headers)
+    answer = client.post(f"{API}/records/{record_id}/photos", headers=headers,
+                         files={"file": ("upload.jpg", data, "image/jpeg")})
+    assert answer.status_code == 202, answer.text
+    case = client.post(f"{API}/cases", headers=headers, data={"case_reference": "PROBE-1", "purpose": "Looking"},
+                       files={"file": ("upload.jpg", data, "image/jpeg")})
+    assert case.status_code == 202, case.text
+    photo_id = answer.json()["photo_id"]
+    served = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
+    assert served.status_code == 200
+    assert served.headers["content-type"] == media_type and served.headers["x-content-type-options"] == "nosniff"
+    decoded = decode_image(served.content)  # what the worker does with the stored photo
+    assert decoded.pixels.dtype == np.uint8 and decoded.pixels.shape[2] == 3
+    assert len(app.state.dispatcher.sent) == 2
+
+
+def assert_refused_on_both_routes(app, client, db, settings, people, data, status, words) -> None:
     headers = bearer(settings, people.caseworker)
     record_id = create_record(client, headers)
     head = audit_head(db)

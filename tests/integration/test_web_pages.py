@@ -18,12 +18,15 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from matching.quality import QualityGates
 from service.audit.models import AuditEvent
+from service.audit.signing import load_signer
 from service.audit.verify import Problem, Report, verify_bundle
 from service.auth.models import User
+from service.auth.service import BAD_CREDENTIALS
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation, OrganisationDecision
@@ -33,7 +36,7 @@ from service.records.models import Consent, Record
 from service.reviews import service as reviews_service
 from service.reviews.models import Candidate, Notification, Review
 from service.web.routes.audit import describe
-from tests.support.pages import Person, text_of
+from tests.support.pages import CSRF, Person, text_of
 from tests.support.service import PASSWORD, Account, make_organisation, make_user
 
 LABEL = "Pseudonym-Wren"  # the record's label: never on any page
@@ -268,7 +271,16 @@ def test_an_org_admin_adds_and_removes_a_user_within_the_rules(person, world, db
     assert (new_user.organisation_id, new_user.roles) == (world["keepers"], frozenset({"reviewer"}))
     new_id = new_user.id
     db.rollback()
-    newcomer = Person(admin.http.app, Account(user=new_user, email="new@keepers.example.org"))
+    # Their first sign-in shows, once, the key of the authenticator app their role needs.
+    first = TestClient(admin.http.app, base_url="https://testserver", follow_redirects=False)
+    form = {"email": "new@keepers.example.org", "password": PASSWORD, "next": "/",
+            "csrf_token": CSRF.search(first.get("/sign-in").text).group(1)}
+    enrolling = first.post("/sign-in", data=form)
+    assert enrolling.status_code == 200 and "Add Reunite to your authenticator app" in text_of(enrolling)
+    secret = re.search(r'class="totp-secret">([A-Z2-7]+)<', enrolling.text).group(1)
+    again = first.post("/sign-in", data=form)  # the key is shown once only
+    assert again.status_code == 401 and BAD_CREDENTIALS in text_of(again) and secret not in again.text
+    newcomer = Person(admin.http.app, Account(user=new_user, email="new@keepers.example.org", totp_secret=secret))
     newcomer.get("/reviews")
 
     removed = admin.post(page, f"{page}/{new_id}/remove")
@@ -331,7 +343,7 @@ def test_denylist_domains_are_added_and_removed(person, db):
 # --- audit ----------------------------------------------------------------------------------------
 
 
-def test_the_auditor_searches_exports_and_verifies(person, world, db):
+def test_the_auditor_searches_exports_and_verifies(app, person, world, db):
     auditor = person("auditor")
     auditor_id = world["accounts"]["auditor"].user.id
     found = auditor.get(f"/audit?action=login&actor={auditor_id}")
@@ -350,12 +362,14 @@ def test_the_auditor_searches_exports_and_verifies(person, world, db):
 
     bundle = auditor.post("/audit", "/audit/export", format="jsonl")
     assert "attachment" in bundle.headers["content-disposition"]
-    report = verify_bundle(io.StringIO(bundle.text))
+    trusted = load_signer(app.state.settings.audit_key_file).public_key_pem
+    report = verify_bundle(io.StringIO(bundle.text), trusted_key_pem=trusted)
     assert report.ok and report.first_seq == 1
 
     verified = auditor.post("/audit", "/audit/verify")
     assert verified.status_code == 200
     assert "Chain verified All" in text_of(verified)  # the heading, then the figures
+    assert "Export header signs seq 1 to" in text_of(verified)  # what the signatures cover
     db.rollback()
     actions = db.scalars(select(AuditEvent.action).order_by(AuditEvent.seq.desc()).limit(3)).all()
     assert actions[0] == "audit_verified" and "audit_exported" in actions

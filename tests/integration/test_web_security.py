@@ -79,7 +79,8 @@ def test_a_form_without_the_sessions_token_is_refused_and_changes_nothing(browse
 def test_a_script_may_send_the_token_in_a_header(browser, caseworker):
     token = token_of(browser)
     answer = browser.post("/sign-in", headers={"X-CSRF-Token": token},
-                          data={"email": caseworker.email, "password": caseworker.password})
+                          data={"email": caseworker.email, "password": caseworker.password,
+                                "otp": caseworker.otp()})
     assert answer.status_code == 303
 
 
@@ -299,3 +300,15 @@ def test_a_refused_record_shows_the_services_sentence_and_creates_nothing(browse
     assert missing.status_code == 422
     assert "Check these fields: Label, Missing since." in missing.text
     assert db.scalar(select(func.count()).select_from(Record)) == 0
+
+
+@pytest.mark.one_backend
+def test_a_suspended_organisations_user_is_told_why_and_gets_no_session(browser, caseworker, db):
+    db.get(Organisation, caseworker.user.organisation_id).status = "suspended"
+    db.commit()
+    answer = browser.post("/sign-in", data={"email": caseworker.email, "password": caseworker.password,
+                                            "otp": caseworker.otp(), "csrf_token": token_of(browser)})
+    assert answer.status_code == 403 and "Your organisation is suspended" in answer.text
+    assert ACCESS_COOKIE not in set_cookies(answer) and REFRESH_COOKIE not in set_cookies(answer)
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(RefreshToken)) == 0

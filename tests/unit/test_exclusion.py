@@ -118,3 +118,21 @@ def test_admins_extend_the_shipped_list():
     assert extended.refuses("deputy.sheriff.example.com")
     assert len(extended) == len(SHIPPED) + 1
     assert check_email("x@deputy.sheriff.example.com", extended).rule == "email_domain"
+
+
+@pytest.mark.parametrize(("url", "rule"), [
+    # A browser reads the backslash as a slash: the host is police.uk, not ngo.example.org.
+    ("https://police.uk\\@ngo.example.org", "website_domain"),
+    ("https://www.police.uk\\@ngo.example.org/about", "website_domain"),
+    ("https://ngo.example.org@police.uk/", "website_domain"),
+    ("https://POLICE%2euk/", "website_domain"),
+    ("javascript:alert(document.cookie)", "website_scheme"),
+    ("JavaScript://ngo.example.org/%0aalert(1)", "website_scheme"),
+    ("data:text/html,<script>alert(1)</script>", "website_scheme"),
+    ("ftp://ngo.example.org/", "website_scheme"),
+    ("http://ngo.example.org\\@", None),
+    ("https://ngo.example.org:8443/about", None),
+])
+def test_websites_are_parsed_as_a_browser_parses_them(url, rule):
+    refusal = check_website(url, SHIPPED)
+    assert (refusal.rule if refusal else None) == rule

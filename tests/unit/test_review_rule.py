@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,10 +22,13 @@ from vetting.review import (
 )
 
 CASE_ORG, RECORD_ORG, OUTSIDER_ORG = 1, 2, 3
-SUBMITTER = Reviewer(10, CASE_ORG)
-CASE_1, CASE_2 = Reviewer(11, CASE_ORG), Reviewer(12, CASE_ORG)
-RECORD_1, RECORD_2 = Reviewer(21, RECORD_ORG), Reviewer(22, RECORD_ORG)
-OUTSIDER = Reviewer(31, OUTSIDER_ORG)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # the clock every decision here is taken at
+OLD = NOW - timedelta(days=400)  # when the established accounts were created
+SUBMITTER = Reviewer(10, CASE_ORG, OLD)
+CASE_1, CASE_2 = Reviewer(11, CASE_ORG, OLD), Reviewer(12, CASE_ORG, OLD)
+RECORD_1, RECORD_2 = Reviewer(21, RECORD_ORG, OLD), Reviewer(22, RECORD_ORG, OLD)
+OUTSIDER = Reviewer(31, OUTSIDER_ORG, OLD)
+PLATFORM = Reviewer(41, None, OLD, platform=True)
 PARTIES = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id,
                   record_organisation_id=RECORD_ORG)
 REDACTED_PARTIES = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id,
@@ -33,22 +37,23 @@ ONE_ORG = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.use
                   record_organisation_id=CASE_ORG)
 
 
-def past(reviewer: Reviewer, decision: str) -> PastReview:
-    return PastReview(reviewer_id=reviewer.user_id, organisation_id=reviewer.organisation_id, decision=decision)
+def past(reviewer: Reviewer, decision: str, at: datetime = NOW) -> PastReview:
+    return PastReview(reviewer_id=reviewer.user_id, organisation_id=reviewer.organisation_id, decision=decision,
+                      account_created_at=reviewer.account_created_at, reviewed_at=at, platform=reviewer.platform)
 
 
 def run(*steps: tuple[Reviewer, str], parties: Parties = PARTIES) -> Status:
     """Apply decisions one after another, as the service does, and return the final status."""
     status, reviews = Status.PENDING_REVIEW, []
     for reviewer, decision in steps:
-        status = decide(status, decision, parties=parties, reviewer=reviewer, past_reviews=reviews).new_status
+        status = decide(status, decision, parties=parties, reviewer=reviewer, past_reviews=reviews, now=NOW).new_status
         reviews.append(past(reviewer, decision))
     return status
 
 
 def refusal(status: str, reviewer: Reviewer, reviews=(), parties: Parties = PARTIES) -> str:
     with pytest.raises(ReviewRefused) as refused:
-        decide(status, "confirm", parties=parties, reviewer=reviewer, past_reviews=reviews)
+        decide(status, "confirm", parties=parties, reviewer=reviewer, past_reviews=reviews, now=NOW)
     assert refused.value.message.endswith(".")
     return refused.value.code
 
@@ -102,9 +107,9 @@ def test_check_may_decide_passes_an_eligible_reviewer():
 
 def test_unknown_decisions_and_statuses_are_errors():
     with pytest.raises(ValueError):
-        decide("pending_review", "maybe", parties=PARTIES, reviewer=CASE_1, past_reviews=[])
+        decide("pending_review", "maybe", parties=PARTIES, reviewer=CASE_1, past_reviews=[], now=NOW)
     with pytest.raises(ValueError):
-        decide("lost", "confirm", parties=PARTIES, reviewer=CASE_1, past_reviews=[])
+        decide("lost", "confirm", parties=PARTIES, reviewer=CASE_1, past_reviews=[], now=NOW)
 
 
 # --- what each decision does --------------------------------------------------------------------
@@ -114,7 +119,7 @@ def test_unknown_decisions_and_statuses_are_errors():
     ("confirm", Status.AWAITING_SECOND_REVIEW), ("reject", Status.REJECTED), ("inconclusive", Status.PENDING_REVIEW),
 ])
 def test_the_first_decision(reviewer, decision, expected):
-    outcome = decide("pending_review", decision, parties=PARTIES, reviewer=reviewer, past_reviews=[])
+    outcome = decide("pending_review", decision, parties=PARTIES, reviewer=reviewer, past_reviews=[], now=NOW)
     assert (outcome.from_status, outcome.new_status) == (Status.PENDING_REVIEW, expected)
     assert outcome.changed is (expected is not Status.PENDING_REVIEW)
     assert not outcome.confirmed_now
@@ -125,14 +130,14 @@ def test_the_first_decision(reviewer, decision, expected):
 ])
 def test_inconclusive_or_reject_after_one_confirmation(decision, expected):
     outcome = decide("awaiting_second_review", decision, parties=PARTIES, reviewer=RECORD_1,
-                     past_reviews=[past(CASE_1, "confirm")])
+                     past_reviews=[past(CASE_1, "confirm")], now=NOW)
     assert outcome.new_status is expected and not outcome.confirmed_now
 
 
 @pytest.mark.parametrize(("first", "second"), [(CASE_1, RECORD_1), (RECORD_1, CASE_1), (RECORD_1, RECORD_2)])
 def test_two_confirmations_including_the_record_organisation_confirm(first, second):
     outcome = decide("awaiting_second_review", "confirm", parties=PARTIES, reviewer=second,
-                     past_reviews=[past(first, "confirm")])
+                     past_reviews=[past(first, "confirm")], now=NOW)
     assert outcome.new_status is Status.CONFIRMED and outcome.confirmed_now
 
 
@@ -146,8 +151,51 @@ def test_two_confirmations_from_the_submitting_organisation_only_still_await_the
         is Status.AWAITING_SECOND_REVIEW
 
 
-def test_when_one_organisation_submitted_the_case_and_owns_the_record_any_two_of_its_reviewers_confirm():
-    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), parties=ONE_ORG) is Status.CONFIRMED
+def test_when_one_organisation_submitted_the_case_and_owns_the_record_a_platform_reviewer_must_confirm():
+    # Two accounts of the one organisation are not two independent people.
+    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), parties=ONE_ORG) is Status.AWAITING_SECOND_REVIEW
+    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (PLATFORM, "confirm"), parties=ONE_ORG) \
+        is Status.CONFIRMED
+    assert run((PLATFORM, "confirm"), (CASE_1, "confirm"), parties=ONE_ORG) is Status.CONFIRMED
+    assert run((PLATFORM, "reject"), parties=ONE_ORG) is Status.REJECTED
+
+
+def test_a_platform_reviewer_sees_only_candidates_that_need_one():
+    assert may_see(ONE_ORG, None, platform=True)
+    assert not may_see(PARTIES, None, platform=True) and not may_see(REDACTED_PARTIES, None, platform=True)
+    assert refusal("pending_review", PLATFORM) == "not_yours"
+    # ... and two platform reviewers alone still lack the record's organisation.
+    assert run((PLATFORM, "confirm"), (Reviewer(42, None, OLD, platform=True), "confirm"), parties=ONE_ORG) \
+        is Status.AWAITING_SECOND_REVIEW
+
+
+def fresh(user_id: int, organisation_id: int | None, *, days_old: int, platform: bool = False) -> Reviewer:
+    return Reviewer(user_id, organisation_id, NOW - timedelta(days=days_old), platform=platform)
+
+
+def test_two_new_accounts_cannot_confirm_together():
+    new_1, new_2 = fresh(23, RECORD_ORG, days_old=2), fresh(24, RECORD_ORG, days_old=29)
+    assert run((new_1, "confirm"), (new_2, "confirm")) is Status.AWAITING_SECOND_REVIEW
+    # A new account of the record's organisation and the submitting organisation's own account neither.
+    assert run((CASE_1, "confirm"), (new_1, "confirm")) is Status.AWAITING_SECOND_REVIEW
+    # An established reviewer of another organisation than the submitting one completes it.
+    assert run((new_1, "confirm"), (new_2, "confirm"), (RECORD_1, "confirm")) is Status.CONFIRMED
+    assert run((CASE_1, "confirm"), (new_1, "confirm"), (RECORD_1, "confirm")) is Status.CONFIRMED
+    assert run((new_1, "confirm"), (fresh(25, RECORD_ORG, days_old=30), "confirm")) is Status.CONFIRMED  # the bound
+    # A new platform reviewer is not established either.
+    assert run((CASE_1, "confirm"), (fresh(43, None, days_old=1, platform=True), "confirm"), parties=ONE_ORG) \
+        is Status.AWAITING_SECOND_REVIEW
+
+
+def test_an_accounts_age_is_taken_when_it_confirmed_so_the_outcome_never_changes_later():
+    new = fresh(23, RECORD_ORG, days_old=5)
+    reviews = [past(CASE_1, "confirm"), past(new, "confirm")]
+    assert status_from_reviews(reviews, parties=PARTIES) is Status.AWAITING_SECOND_REVIEW
+    later = [past(CASE_1, "confirm"), past(new, "confirm", at=NOW + timedelta(days=90))]
+    assert status_from_reviews(later, parties=PARTIES) is Status.CONFIRMED  # it had aged when it confirmed
+    assert status_from_reviews(reviews, parties=PARTIES, new_account_days=5) is Status.CONFIRMED  # the setting
+    unknown = PastReview(reviewer_id=26, organisation_id=RECORD_ORG, decision="confirm")  # no dates: not established
+    assert status_from_reviews([past(CASE_1, "confirm"), unknown], parties=PARTIES) is Status.AWAITING_SECOND_REVIEW
 
 
 def test_inconclusive_decisions_neither_count_nor_block():
@@ -159,7 +207,7 @@ def test_inconclusive_decisions_neither_count_nor_block():
 def test_a_reject_after_two_confirmations_is_refused_because_the_candidate_is_decided():
     reviews = [past(CASE_1, "confirm"), past(RECORD_1, "confirm")]
     with pytest.raises(ReviewRefused):
-        decide("confirmed", "reject", parties=PARTIES, reviewer=RECORD_2, past_reviews=reviews)
+        decide("confirmed", "reject", parties=PARTIES, reviewer=RECORD_2, past_reviews=reviews, now=NOW)
 
 
 def test_reviews_by_the_submitter_or_an_outsider_count_for_nothing():

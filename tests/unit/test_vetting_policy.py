@@ -12,6 +12,7 @@ from vetting.organisations import (
     TransitionRefused,
     check_grant,
     decide,
+    in_good_standing,
     is_expired,
     pending_approvals,
     vetting_expiry,
@@ -153,3 +154,12 @@ def test_nobody_grants_a_role_they_do_not_hold(granter, requested, code):
     with pytest.raises(GrantRefused) as refused:
         check_grant(granter_roles=granter, requested_roles=requested)
     assert refused.value.code == code
+
+
+def test_good_standing_is_approved_and_in_date():
+    expires = NOW + timedelta(days=1)
+    assert in_good_standing("approved", expires, NOW)
+    assert in_good_standing("approved", None, NOW)  # no end date recorded
+    assert not in_good_standing("approved", expires, expires)  # the period ends at its last instant
+    for status in ("applied", "rejected", "suspended", "revoked", "expired"):
+        assert not in_good_standing(status, expires, NOW), status

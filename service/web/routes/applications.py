@@ -14,7 +14,8 @@ from fastapi import Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from service.deps import PUBLIC, DbSession
+from service.auth.routes import client_address
+from service.deps import PUBLIC, DbSession, SettingsDep
 from service.organisations import service as organisations
 from service.organisations.schemas import Application
 from service.web.forms import field_errors, validation_message
@@ -46,7 +47,7 @@ def application_form(request: Request) -> Response:
 
 
 @router.post("/apply", **PUBLIC)
-def apply(request: Request, session: DbSession,
+def apply(request: Request, session: DbSession, settings: SettingsDep,
           name: Annotated[str, Form(max_length=400)] = "",
           org_type: Annotated[str, Form(max_length=100)] = "",
           country: Annotated[str, Form(max_length=10)] = "",
@@ -74,9 +75,11 @@ def apply(request: Request, session: DbSession,
         return _form_page(request, typed, status_code=422, errors=field_errors(invalid, LABELS),
                           error=validation_message(invalid, LABELS))
     try:
-        organisations.apply(session, application=application)
+        organisations.apply(session, application=application, settings=settings, address=client_address(request))
     except organisations.ServiceError as refused:
-        return _form_page(request, typed, status_code=refused.status, error=refused.message)
+        page = _form_page(request, typed, status_code=refused.status, error=refused.message)
+        page.headers.update(getattr(refused, "headers", dict)())
+        return page
     return redirect(request, "/apply/next", flash="Your application has been received.")
 
 

@@ -30,9 +30,9 @@ from service.audit.export import (
 from service.audit.models import AuditEvent
 from service.audit.service import record_event
 from service.audit.signing import AuditSigner, load_signer
-from service.audit.verify import Report, UnreadableBundle, verify_bundle
+from service.audit.verify import Report, UnreadableBundle, coverage_rows, verify_bundle
 from service.auth.models import User
-from service.deps import DbSession, SettingsDep
+from service.deps import DB_INT_MAX, DbOffset, DbSession, SettingsDep
 from service.web.pages import page_router
 from service.web.render import add_nav, render
 from service.web.session import PageUser, page_permission
@@ -92,7 +92,7 @@ def _time(text: str, label: str) -> datetime | None:
 def _id(text: str, label: str) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= DB_INT_MAX:
         raise ValueError(f"{label} must be a whole number, such as 12.")
     return int(text)
 
@@ -110,7 +110,7 @@ def _action(text: str) -> str | None:
 
 @router.get("/audit", **page_permission(Action.READ_AUDIT))
 def events(request: Request, user: PageUser, session: DbSession, since: str = "", until: str = "",
-           actor: str = "", organisation: str = "", action: str = "", after_seq: int = 0) -> Response:
+           actor: str = "", organisation: str = "", action: str = "", after_seq: DbOffset = 0) -> Response:
     """One page of events matching the filters, in sequence order."""
     form = read_filters(since, until, actor, organisation, action)
     return _audit_page(request, session, form, after_seq=max(after_seq, 0))
@@ -188,9 +188,10 @@ def start_verification(session: Session, *, user: User, signer: AuditSigner) -> 
     """Record the verification, sign the new head and commit: the bundle to check ends there."""
     event = record_event(session, action="audit_verified", actor_id=user.id, organisation_id=user.organisation_id)
     checkpoint_head(session, signer=signer, head=event)
+    base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == 1))
     session.commit()
     return Export(format=ExportFormat.JSONL, filters=query.EventFilters(), first_seq=1, last_seq=event.seq,
-                  exported_at=event.at)
+                  exported_at=event.at, base_hash=base_hash, head_hash=event.hash)
 
 
 def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -206,7 +207,7 @@ def describe(report: Report) -> dict:
                 "headline": f"All {report.events} events (seq {report.first_seq} to "
                             f"{report.last_seq}) hash correctly from the first one, and "
                             f"{report.checkpoints} signed checkpoints match them.",
-                "key_id": report.key_id}
+                "key_id": report.key_id, "coverage": coverage_rows(report)}
     problems = report.ordered_problems
     first = problems[0]
     where = f"at event {first.seq}" if first.seq is not None else "for the whole trail"

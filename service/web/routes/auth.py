@@ -2,9 +2,11 @@
 
 Signing in goes through `service.auth.service.sign_in`, the function behind the
 API's token endpoint: the same rate limits, second factor, denylist check and
-audit event. A user whose organisation cannot work at present (being vetted,
-suspended, expired, revoked) is signed in and then shown the organisation status
-page on every page, with a way to sign out.
+audit event. An applicant whose organisation is being vetted is signed in and shown
+the organisation status page on every page, with a way to sign out; a user whose
+organisation is suspended, expired, rejected or revoked gets no session, and the
+same page says why. An account that must set up its authenticator app is shown its
+key once.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from fastapi.responses import Response
 from service.auth import service as auth_service
 from service.auth.routes import client_address
 from service.deps import PUBLIC, DbSession, SettingsDep
-from service.web.pages import page_router
+from service.web.pages import organisation_status_page, page_router
 from service.web.render import redirect, render, safe_next
-from service.web.session import SignInRequired, end_session, optional_page_user, signed_in_user, start_session
+from service.web.session import (
+    OrganisationUnavailable, SignInRequired, end_session, optional_page_user, signed_in_user, start_session,
+)
 
 router = page_router(tags=["pages: sign-in"])
 
@@ -51,9 +55,16 @@ def sign_in(request: Request, session: DbSession, settings: SettingsDep,
     try:
         pair = auth_service.sign_in(session, settings=settings, email=email, password=password,
                                     otp=otp.replace(" ", "") or None, address=client_address(request))
+    except auth_service.EnrolmentRequired:
+        return _enrol(request, session, settings, email=email, password=password)
+    except auth_service.OrganisationRefused as refused:  # why, without a session (item 15: no tokens)
+        return organisation_status_page(request, OrganisationUnavailable(None, refused.organisation,
+                                                                         refused.standing), signed_in=False)
     except auth_service.AuthRefused as refused:
-        return render(request, "auth/sign_in.html", _form(email=email, next=target, error=refused.message),
+        page = render(request, "auth/sign_in.html", _form(email=email, next=target, error=refused.message),
                       status_code=refused.status)
+        page.headers.update(refused.headers() or {})
+        return page
     start_session(request, pair)
     return redirect(request, target)
 
@@ -69,6 +80,20 @@ def sign_out(request: Request, session: DbSession, settings: SettingsDep) -> Res
         auth_service.sign_out(session, user=user)
     end_session(request)
     return redirect(request, "/sign-in", flash="You have signed out.", kind="info")
+
+
+def _enrol(request: Request, session, settings, *, email: str, password: str) -> Response:
+    """The right password of an account that must set up its authenticator app: its key, shown once."""
+    try:
+        enrolment = auth_service.enrol_totp(session, settings=settings, email=email, password=password,
+                                            address=client_address(request))
+    except auth_service.AuthRefused as refused:
+        return render(request, "auth/sign_in.html", _form(email=email, error=refused.message),
+                      status_code=refused.status)
+    return render(request, "invitations/authenticator.html", {
+        "title": "Add Reunite to your authenticator app", "email": email.strip().lower(),
+        "totp_uri": enrolment.uri, "totp_secret": enrolment.secret, "enrolling": True,
+    })
 
 
 def _form(*, email: str = "", next: str = "/", error: str | None = None) -> dict:

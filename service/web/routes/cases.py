@@ -26,7 +26,7 @@ from service.cases import service as cases
 from service.cases.models import Case
 from service.cases.modes import ALERTING, INVESTIGATIVE, MAX_LEADS
 from service.db import utcnow
-from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
+from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
 from service.photos.upload_form import Upload
@@ -117,7 +117,7 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
 
 
 @router.get("/cases/{case_id}", **page_permission(Action.READ_CASES))
-def case_page(request: Request, case_id: int, user: PageUser, session: DbSession,
+def case_page(request: Request, case_id: DbId, user: PageUser, session: DbSession,
               settings: SettingsDep) -> Response:
     case, candidates = cases.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])
@@ -136,7 +136,7 @@ def case_page(request: Request, case_id: int, user: PageUser, session: DbSession
 
 
 @router.get("/cases/{case_id}/status", **photo_permission(Action.READ_CASES))
-def case_progress(case_id: int, user: PhotoUser, session: DbSession) -> dict:
+def case_progress(case_id: DbId, user: PhotoUser, session: DbSession) -> dict:
     """For the case page's poller: whether the search has finished, in words (no personal data)."""
     case = cases.own_case(session, actor=user, case_id=case_id)
     return {"done": case.status not in SEARCHING, "status": case.status, "message": cases.case_words(case)}

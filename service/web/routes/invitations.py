@@ -56,7 +56,7 @@ def accept(request: Request, token: str, session: DbSession, settings: SettingsD
         return render(request, "invitations/authenticator.html", {
             "title": "Add Reunite to your authenticator app", "email": user.email,
             "totp_uri": totp_uri(user.totp_secret, email=user.email, issuer=settings.totp_issuer),
-            "totp_secret": user.totp_secret,
+            "totp_secret": user.totp_secret, "enrolling": False,
         })
     return redirect(request, "/sign-in", flash="Your account is ready. Sign in with your email address and the "
                                                 "password you have just chosen.")

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from service.auth.models import User
 from service.auth.passwords import MIN_PASSWORD_LENGTH
 from service.db import utcnow
-from service.deps import DbSession, SettingsDep
+from service.deps import DbId, DbSession, SettingsDep
 from service.invitations import service as invitations
 from service.invitations.schemas import NewInvitation
 from service.organisations import service
@@ -96,7 +96,7 @@ def invite(request: Request, user: PageUser, session: DbSession, settings: Setti
 
 
 @router.post("/organisation/invitations/{invitation_id}/revoke", **page_permission(Action.MANAGE_USERS))
-def revoke_invitation(request: Request, invitation_id: int, user: PageUser, session: DbSession) -> Response:
+def revoke_invitation(request: Request, invitation_id: DbId, user: PageUser, session: DbSession) -> Response:
     """Withdraw a waiting invitation: its link stops working at once."""
     try:
         invitations.revoke_invitation(session, organisation_id=user.organisation_id, actor=user,
@@ -110,7 +110,7 @@ def revoke_invitation(request: Request, invitation_id: int, user: PageUser, sess
 
 
 @router.post("/organisation/users/{user_id}/remove", **page_permission(Action.MANAGE_USERS))
-def remove_user(request: Request, user_id: int, user: PageUser, session: DbSession) -> Response:
+def remove_user(request: Request, user_id: DbId, user: PageUser, session: DbSession) -> Response:
     """Remove a user: their sessions end at once."""
     try:
         service.remove_user(session, organisation_id=user.organisation_id, actor=user, user_id=user_id)

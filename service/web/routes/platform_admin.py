@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from service.auth.models import User
-from service.deps import DbSession, SettingsDep
+from service.deps import DbId, DbSession, SettingsDep
 from service.organisations import service
 from service.organisations.schemas import NewDenylistDomain, OrganisationOut
 from service.organisations.service import ServiceError
@@ -78,12 +78,12 @@ def organisations(request: Request, user: PageUser, session: DbSession, status: 
 
 
 @router.get("/admin/organisations/{organisation_id}", **page_permission(Action.DECIDE_ORGANISATION))
-def organisation(request: Request, organisation_id: int, user: PageUser, session: DbSession) -> Response:
+def organisation(request: Request, organisation_id: DbId, user: PageUser, session: DbSession) -> Response:
     return _organisation_page(request, session, user, organisation_id)
 
 
 @router.post("/admin/organisations/{organisation_id}/decisions", **page_permission(Action.DECIDE_ORGANISATION))
-def decide(request: Request, organisation_id: int, user: PageUser, session: DbSession, settings: SettingsDep,
+def decide(request: Request, organisation_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep,
            decision: Annotated[str, Form(max_length=20)] = "",
            reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Approve, reject, suspend, reinstate or revoke, with the reason given."""

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from service.db import utcnow
-from service.deps import DbSession, DispatcherDep, SettingsDep, VaultDep
+from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.models import Photo
 from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, UploadRefused, read_upload
@@ -167,7 +167,7 @@ def _new_record_page(request: Request, settings, typed: dict, *, status_code: in
 
 
 @router.get("/records/{record_id}", **MANAGE)
-def record_page(request: Request, record_id: int, user: PageUser, session: DbSession,
+def record_page(request: Request, record_id: DbId, user: PageUser, session: DbSession,
                 settings: SettingsDep) -> Response:
     return _record_page(request, session, settings, user, record_id)
 
@@ -177,7 +177,7 @@ class PhotoPageFields(BaseModel):
 
 
 @router.post("/records/{record_id}/photos", **page_upload_permission(Action.MANAGE_RECORDS))
-def upload_photo(request: Request, record_id: int, user: PageUser, session: DbSession, settings: SettingsDep,
+def upload_photo(request: Request, record_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep,
                  vault: VaultDep, dispatcher: DispatcherDep,
                  upload: Annotated[Upload[PhotoPageFields], Depends(page_upload_form(PhotoPageFields))]) -> Response:
     """Check, encrypt and queue a photo; the record page then shows how its processing goes.
@@ -207,7 +207,7 @@ def upload_photo(request: Request, record_id: int, user: PageUser, session: DbSe
 
 
 @router.get("/records/{record_id}/photos/{photo_id}/image", **photo_permission(Action.MANAGE_RECORDS))
-def photo_image(record_id: int, photo_id: int, user: PhotoUser, session: DbSession, vault: VaultDep,
+def photo_image(record_id: DbId, photo_id: DbId, user: PhotoUser, session: DbSession, vault: VaultDep,
                 size: Size = "thumbnail") -> Response:
     """The photo or its thumbnail, decrypted for this view only (audited: photo_viewed; never cached)."""
     data, media_type = records.read_record_photo(session, vault=vault, actor=user, record_id=record_id,
@@ -216,7 +216,7 @@ def photo_image(record_id: int, photo_id: int, user: PhotoUser, session: DbSessi
 
 
 @router.get("/records/{record_id}/status", **photo_permission(Action.MANAGE_RECORDS))
-def photo_progress(record_id: int, user: PhotoUser, session: DbSession) -> dict:
+def photo_progress(record_id: DbId, user: PhotoUser, session: DbSession) -> dict:
     """For the record page's poller: whether every photo has been processed (no personal data)."""
     record = records.own_record(session, actor=user, record_id=record_id)
     photos = records.record_photos(session, record_id=record.id)
@@ -256,13 +256,13 @@ def _photo_view(photo: Photo, faces: list[FaceQualityOut]) -> dict:
 
 
 @router.get("/records/{record_id}/withdraw", **MANAGE)
-def withdrawal_form(request: Request, record_id: int, user: PageUser, session: DbSession) -> Response:
+def withdrawal_form(request: Request, record_id: DbId, user: PageUser, session: DbSession) -> Response:
     """What withdrawal will erase, before anything is done."""
     return _withdrawal_page(request, session, user, record_id)
 
 
 @router.post("/records/{record_id}/withdraw", **MANAGE)
-def withdraw(request: Request, record_id: int, user: PageUser, session: DbSession, vault: VaultDep,
+def withdraw(request: Request, record_id: DbId, user: PageUser, session: DbSession, vault: VaultDep,
              confirmed: Annotated[str, Form(max_length=10)] = "") -> Response:
     if confirmed != "yes":
         return _withdrawal_page(request, session, user, record_id, status_code=400,

@@ -16,7 +16,7 @@ from fastapi import BackgroundTasks, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from service.deps import DbSession, SettingsDep, VaultDep
+from service.deps import DbId, DbSession, SettingsDep, VaultDep
 from service.organisations.service import ServiceError
 from service.photos.service import Size
 from service.reviews import service, webhooks
@@ -51,6 +51,7 @@ INVOLVEMENT_WORDS = {
     "submitted_case": "Submitted the case",
     "owns_record": "Owns the record",
     "both": "Submitted the case and owns the record",
+    "independent": "Independent review (platform reviewer)",
 }
 RATIONALE_HELP = ("Say what you compared and why you decided so (at least 10 characters). It is kept with your "
                   "decision; other reviewers of this candidate do not see it.")
@@ -75,7 +76,7 @@ def queue(request: Request, user: PageUser, session: DbSession) -> Response:
 
 
 @router.get("/reviews/candidates/{candidate_id}", **page_permission(Action.REVIEW_CANDIDATES))
-def candidate(request: Request, candidate_id: int, user: PageUser, session: DbSession,
+def candidate(request: Request, candidate_id: DbId, user: PageUser, session: DbSession,
               settings: SettingsDep) -> Response:
     details = service.candidate_details(session, viewer=user, candidate_id=candidate_id,
                                         gates=settings.quality_gates())
@@ -83,7 +84,7 @@ def candidate(request: Request, candidate_id: int, user: PageUser, session: DbSe
 
 
 @router.post("/reviews/candidates/{candidate_id}", **page_permission(Action.REVIEW_CANDIDATES))
-def decide(request: Request, candidate_id: int, user: PageUser, session: DbSession, settings: SettingsDep,
+def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep,
            background: BackgroundTasks,
            decision: Annotated[str, Form(max_length=20)] = "",
            rationale: Annotated[str, Form(max_length=4000)] = "") -> Response:
@@ -97,7 +98,8 @@ def decide(request: Request, candidate_id: int, user: PageUser, session: DbSessi
                                rationale=rationale, status_code=422)
     try:
         recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id,
-                                         decision=body.decision, rationale=body.rationale)
+                                         decision=body.decision, rationale=body.rationale,
+                                         new_account_days=settings.review_new_account_days)
     except ServiceError as refused:
         if refused.status == 404:
             raise
@@ -115,7 +117,7 @@ def decide(request: Request, candidate_id: int, user: PageUser, session: DbSessi
 
 
 @router.get("/reviews/candidates/{candidate_id}/photos/{side}", **photo_permission(Action.VIEW_PHOTOS))
-def photo(candidate_id: int, side: Literal["probe", "record"], user: PhotoUser, session: DbSession,
+def photo(candidate_id: DbId, side: Literal["probe", "record"], user: PhotoUser, session: DbSession,
           vault: VaultDep, size: Size = "full") -> Response:
     """One side's photo, decrypted, its view audited, never cached."""
     data, media_type = service.open_candidate_photo(session, vault=vault, viewer=user, candidate_id=candidate_id,
@@ -185,6 +187,6 @@ def notifications(request: Request, user: PageUser, session: DbSession) -> Respo
 
 
 @router.post("/notifications/{notification_id}/read", **page_permission(Action.READ_NOTIFICATIONS))
-def mark_read(request: Request, notification_id: int, user: PageUser, session: DbSession) -> Response:
+def mark_read(request: Request, notification_id: DbId, user: PageUser, session: DbSession) -> Response:
     service.mark_notification_read(session, viewer=user, notification_id=notification_id)
     return redirect(request, "/notifications", flash="The notification is marked as read.")

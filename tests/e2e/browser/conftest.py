@@ -15,8 +15,10 @@ context (no cookies) at 1280x800; `browser_context` makes more for a second pers
 A test fails if the page logs a Content-Security-Policy violation or an
 uncaught script error, so inline script or style slipping into a template is caught.
 
-`screenshot(page, "name")` checks the page with axe-core (`assert_accessible`) and
-saves docs/screenshots/name.png, for the README; only test data ever appears in them.
+`screenshot(page, "name")` checks the page with axe-core (`assert_accessible`) and,
+when `REUNITE_SCREENSHOTS` names a folder (`make screenshots` sets docs/screenshots,
+for the README), saves name.png there; only test data ever appears in them. A plain
+test run writes nothing into the checkout.
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ from service.app import create_app
 from service.db import make_engine, make_session_factory
 from service.migrate import upgrade
 from service.settings import Settings
-from tests.support.service import Account, make_organisation, make_user
+from tests.support.service import TOTP_CLOCK, Account, make_organisation, make_user
 from tests.support.workers import Workers, poll
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ["REUNITE_SCREENSHOTS"]) if os.environ.get("REUNITE_SCREENSHOTS") else None
 WAIT_MS = 90_000  # the longest a page may take to show a worker's result (2 shared cores)
 
 
@@ -130,7 +132,8 @@ def live(tmp_path_factory) -> Iterator[Live]:
                         master_key=base64.b64encode(os.urandom(32)).decode(), data_dir=root / "data",
                         audit_key_path=root / "audit-key.pem",
                         # Every test signs in from 127.0.0.1; the per-address limit is tested in integration.
-                        login_failures_per_address=1000)
+                        login_failures_per_address=1000, applications_per_address=1000,
+                        applications_globally=1000)
     workers = Workers(settings, None, root)  # the embedded filesystem broker in the data folder
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning",
@@ -220,6 +223,16 @@ def sign_in(page, account: Account) -> None:
     sign_in_with(page, account.email, account.password, otp=account.otp())
 
 
+def enrol_and_sign_in(page, email: str, password: str) -> None:
+    """The first sign-in of an account without a second factor: it is shown its key once, then signs in with a code."""
+    from playwright.sync_api import expect
+
+    sign_in_with(page, email, password)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add Reunite to your authenticator app")
+    secret = page.locator("code.totp-secret").inner_text()
+    sign_in_with(page, email, password, otp=TOTP_CLOCK.next_code(secret))
+
+
 def sign_in_with(page, email: str, password: str, *, otp: str | None = None) -> None:
     page.goto("/sign-in")
     page.get_by_label("Email address", exact=True).fill(email)
@@ -261,9 +274,11 @@ def assert_accessible(page) -> None:
     assert results.violations_count == 0, f"{page.url}\n{results.generate_report()}"
 
 
-def screenshot(page, name: str, *, full_page: bool = True) -> Path:
-    """Check the page with axe-core, then save docs/screenshots/<name>.png (test data only)."""
+def screenshot(page, name: str, *, full_page: bool = True) -> Path | None:
+    """Check the page with axe-core, then save <name>.png in $REUNITE_SCREENSHOTS if set (test data only)."""
     assert_accessible(page)
+    if SCREENSHOTS is None:
+        return None
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page, animations="disabled")

@@ -11,13 +11,13 @@ Screenshots: vetting, vetting-organisation, denylist, org-users, audit, audit-ve
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import expect
 
+from service.audit.signing import load_signer
 from service.audit.verify import verify_file
-from tests.e2e.browser.conftest import screenshot, sign_in
+from tests.e2e.browser.conftest import enrol_and_sign_in, screenshot, sign_in
 from tests.support.service import PASSWORD
 
 pytestmark = [pytest.mark.browser]
@@ -118,7 +118,7 @@ def test_an_org_admin_adds_a_colleague_and_removes_them(live, browser_context):
     screenshot(page, "org-users")
 
     colleague = browser_context().new_page()
-    sign_in(colleague, SimpleNamespace(email=newcomer_email, password=PASSWORD, otp=lambda: None))
+    enrol_and_sign_in(colleague, newcomer_email, PASSWORD)  # added by the admin: no second factor yet
     expect(nav(colleague, "Review queue")).to_be_visible()
 
     row.get_by_role("button", name=f"Remove {newcomer_email}").click()
@@ -159,7 +159,7 @@ def test_an_auditor_searches_downloads_and_sees_the_chain_verified(live, browser
     assert bundle_download.value.suggested_filename.endswith(".jsonl")
     bundle = tmp_path / "bundle.jsonl"
     bundle_download.value.save_as(bundle)
-    report = verify_file(bundle)
+    report = verify_file(bundle, trusted_key_pem=load_signer(live.settings.audit_key_file).public_key_pem)
     assert report.ok and report.first_seq == 1, report.problems
 
     # The same check on the trail as it stands, in words.

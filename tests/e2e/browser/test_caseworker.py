@@ -5,8 +5,8 @@ it processed; submit a case photo of the same person and watch the case page
 refresh itself until the search is done with one candidate awaiting review; search
 again in investigative mode, having seen what each mode costs in review, and find
 the record as a lead with the years between the photos; then withdraw consent and
-see what was erased. Screenshots of each main page go to
-docs/screenshots/.
+see what was erased. Each main page is screenshotted for the README by
+`make screenshots`.
 """
 
 from __future__ import annotations
