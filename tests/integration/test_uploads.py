@@ -149,11 +149,12 @@ def test_the_bad_image_corpus_is_refused_on_both_routes_and_leaves_nothing(app, 
 
 
 # Valid but unusual photos: each is accepted on both routes, stored, queued, and decodes for the worker.
+# Every photo is stored as its pixels re-encoded as a JPEG without metadata, so every one is served as one.
 ODD_BUT_VALID = [
     ("CMYK JPEG", saved(Image.new("CMYK", (64, 64), (0, 255, 255, 0)), "JPEG"), "image/jpeg"),
-    ("16-bit greyscale PNG", saved(Image.new("I;16", (64, 64), 40000), "PNG"), "image/png"),
-    ("palette PNG with transparency", saved(Image.new("P", (64, 64), 1), "PNG", transparency=1), "image/png"),
-    # A JPEG with an HTML tail decodes as a photo; it is only ever served as image/jpeg with nosniff.
+    ("16-bit greyscale PNG", saved(Image.new("I;16", (64, 64), 40000), "PNG"), "image/jpeg"),
+    ("palette PNG with transparency", saved(Image.new("P", (64, 64), 1), "PNG", transparency=1), "image/jpeg"),
+    # A JPEG with an HTML tail decodes as a photo; what is stored and served is its pixels only.
     ("JPEG with an HTML tail", jpeg_bytes(5, size=64) + b"<html><script>alert(1)</script></html>", "image/jpeg"),
 ]
 
@@ -174,6 +175,7 @@ def test_odd_but_valid_photos_are_accepted_and_decode_for_the_worker(app, client
     served = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
     assert served.status_code == 200
     assert served.headers["content-type"] == media_type and served.headers["x-content-type-options"] == "nosniff"
+    assert b"<html>" not in served.content and b"<script>" not in served.content
     decoded = decode_image(served.content)  # what the worker does with the stored photo
     assert decoded.pixels.dtype == np.uint8 and decoded.pixels.shape[2] == 3
     assert len(app.state.dispatcher.sent) == 2
