@@ -3,8 +3,9 @@
 Every photo Reunite sees comes from outside: a caseworker's phone, a scanned print,
 an e-mail attachment. This module turns those bytes into an upright 8-bit RGB
 array or refuses them with an `InputRejected` subclass whose message a caseworker
-can act on. It caps the byte size and the pixel count before decoding (so a
-decompression bomb is refused from its header), decodes only well-known still
+can act on. It caps the byte size, the pixel count, the long side and the aspect
+ratio before decoding (so a decompression bomb, or a 1×40,000,000 "photo" that
+would tie a thread up for seconds, is refused from its header), decodes only well-known still
 formats, applies the EXIF orientation, converts every pixel mode to RGB and makes
 a downscaled working copy so detection cost stays bounded on large photos.
 """
@@ -59,12 +60,24 @@ class AnimatedImage(InputRejected):
     code = "animated_image"
 
 
+class SideTooLong(InputRejected):
+    code = "side_too_long"
+
+
+class UnusualShape(InputRejected):
+    code = "unusual_shape"
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Caps applied before and during decoding."""
 
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    # A camera's longest side is under 12,000 px (100 MP medium format: 11,648) and no photo
+    # of a face is a line: a strip of pixels costs seconds to decode and shows nobody.
+    max_side: int = 12_000
+    max_aspect: float = 20.0
     # Detection runs on a copy no larger than this on its long side; embedding
     # uses the full-resolution pixels.
     working_max_side: int = 1024
@@ -139,6 +152,7 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
     if width * height > limits.max_pixels or width <= 0 or height <= 0:
         image.close()
         raise _too_many_pixels_error(limits, f"The photo is {width}×{height} pixels,")
+    _check_shape(width, height, limits, image)
     # MPO (phone and 3D cameras) stores extra views after the main photo; the
     # first frame is the photo itself. Other multi-frame files are animations.
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
@@ -154,6 +168,20 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
             "The photo file is damaged or incomplete. Please send the original file again."
         ) from exc
     return image
+
+
+def _check_shape(width: int, height: int, limits: ImageLimits, image: Image.Image) -> None:
+    """Refuse, from the header, a side longer than any camera's or a strip no face fits in."""
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > limits.max_side:
+        image.close()
+        raise SideTooLong(f"The photo is {width:,}×{height:,} pixels; photos up to {limits.max_side:,} pixels "
+                          "on their longest side are accepted. Please send a smaller copy.")
+    if long_side > limits.max_aspect * short_side:
+        image.close()
+        raise UnusualShape(f"The photo is {width:,}×{height:,} pixels, far longer than it is wide; photos up to "
+                           f"{limits.max_aspect:g} times as long as wide are accepted. Please send the photo "
+                           "as taken, not a strip cut from it.")
 
 
 def _too_many_pixels_error(limits: ImageLimits, subject: str) -> TooManyPixels:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import migrate
 from service.audit.service import enable_checkpoints
+from service.body_limit import BodySizeLimit
 from service.db import make_engine, make_session_factory
 from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
@@ -33,7 +34,7 @@ from service.problems import document_errors
 from service.routers import api_routers, web_routers
 from service.settings import Settings
 from service.web.render import STATIC_DIR
-from service.web.security import WebSecurityMiddleware
+from service.web.security import DOCS_PATHS, WebSecurityMiddleware
 from service.worker.dispatch import CeleryDispatcher
 
 log = structlog.get_logger("reunite.http")
@@ -52,7 +53,11 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="Reunite", version="1", lifespan=lifespan)
+    # Swagger UI and ReDoc load their scripts from a CDN, unpinned, and need inline script, so they
+    # are served only in development; /openapi.json stays everywhere for clients and tools.
+    interactive_docs = settings.environment == "development"
+    app = FastAPI(title="Reunite", version="1", lifespan=lifespan, docs_url="/docs" if interactive_docs else None,
+                  redoc_url="/redoc" if interactive_docs else None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
@@ -64,12 +69,16 @@ def create_app(settings: Settings) -> FastAPI:
     for router in web_routers():
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Before anything reads a body; inside the metrics middleware (added next), whose task group would
+    # otherwise turn the 413 raised while a route reads the body into an exception group.
+    app.add_middleware(BodySizeLimit, max_upload_bytes=settings.max_upload_bytes)
     _add_health(app)
     _add_metrics(app)
     _add_error_handlers(app)
     _check_every_route_is_marked(app)
     _publish_error_shapes(app)
-    app.add_middleware(WebSecurityMiddleware)  # outermost: headers and cookies on every answer
+    # outermost: headers and cookies on every answer (the docs pages, where served, go without the CSP)
+    app.add_middleware(WebSecurityMiddleware, docs_paths=DOCS_PATHS if interactive_docs else ())
     return app
 
 

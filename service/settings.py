@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     photo_dir: Path | None = None  # default: data_dir/photos
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=10_000)
+    # Checked from the header before decoding: no camera's side is longer, no face photo is a strip.
+    max_upload_side: int = Field(12_000, ge=100)
+    max_upload_aspect: float = Field(20.0, ge=1)
     max_faces_per_photo: int = Field(8, ge=1, le=50)
     case_retention_days: int = Field(30, ge=1)
     # A record's consent may last at most this long from when it was obtained, so that
@@ -95,6 +98,10 @@ class Settings(BaseSettings):
     # and recall@10 0.997 at 1M against 50 ms exact (docs/performance.md). HNSW is not offered:
     # its removal compaction rebuilds the graph inside a search worker.
     index_kind: Literal["flat", "pq-refine"] = "flat"
+
+    # Lets confirmed-match webhooks reach a receiver on this machine (127.0.0.1, ::1), over plain http
+    # too: for the tests and local development only, refused in production (service.reviews.webhook_address).
+    webhook_allow_loopback: bool = False
 
     # Celery: a broker that needs no server by default (files in data_dir/broker).
     broker_url: str | None = None
@@ -124,6 +131,8 @@ class Settings(BaseSettings):
             raise InsecureSettings(f"REUNITE_DATABASE_URL must be set when REUNITE_ENVIRONMENT={self.environment}")
         if len(_decode_key(self.master_key.get_secret_value())) != 32:
             raise InsecureSettings("REUNITE_MASTER_KEY must be 32 random bytes, base64-encoded")
+        if self.webhook_allow_loopback and self.environment == "production":
+            raise InsecureSettings("REUNITE_WEBHOOK_ALLOW_LOOPBACK is for tests and local development only")
         return self
 
     @property

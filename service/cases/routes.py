@@ -7,14 +7,16 @@ also carries Retry-After). The case is dispatched to the workers only after it
 has committed. The search mode, number of leads, date taken and age at photo are
 taken as text and checked by the service, so a bad one gets a sentence, not a
 list of field errors. `GET /cases/review-load` gives what each mode costs in review
-before a caseworker chooses.
+before a caseworker chooses. The multipart body of a submission is read only once
+the caller is known to be allowed to submit (`service.photos.upload_form`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from service.cases import service
 from service.cases.models import Case
@@ -27,6 +29,7 @@ from service.db import utcnow
 from service.deps import CurrentUser, DbId, DbOffset, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
+from service.photos.upload_form import Upload, upload_form, upload_permission
 from service.records.routes import refusal_route
 from service.reviews.candidate_facts import CandidateFacts, candidate_facts
 from service.reviews.models import Candidate
@@ -42,27 +45,31 @@ MODE_HELP = ("alerting (the default): the records within the calibrated review t
              f"candidate_limit closest records per face (1 to {MAX_LEADS}), with no threshold; leads, not matches.")
 
 
+class CaseFields(BaseModel):
+    """The text fields of a case's multipart form (besides `file`)."""
+
+    case_reference: str = Field(min_length=1, max_length=100)
+    purpose: str = Field(min_length=1, max_length=2000)
+    search_mode: str | None = Field(None, max_length=20, description=MODE_HELP)
+    candidate_limit: str | None = Field(None, max_length=20, description="1 to 50; investigative only.")
+    taken_at: str | None = Field(None, max_length=20, description="The case photo's date, YYYY-MM-DD.")
+    age_at_photo: str | None = Field(None, max_length=20,
+                                     description="The age of the person in the case photo, in years.")
+
+
 @router.post("/cases", status_code=202, response_model=CaseAccepted, responses=SUBMIT_REFUSALS,
-             **permission(Action.SUBMIT_CASES))
-def submit_case(file: Annotated[UploadFile, File()],
-                case_reference: Annotated[str, Form(min_length=1, max_length=100)],
-                purpose: Annotated[str, Form(min_length=1, max_length=2000)],
-                user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
+             **upload_permission(Action.SUBMIT_CASES, CaseFields))
+def submit_case(user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
                 dispatcher: DispatcherDep,
-                search_mode: Annotated[str | None, Form(max_length=20, description=MODE_HELP)] = None,
-                candidate_limit: Annotated[str | None, Form(max_length=20, description="1 to 50; investigative "
-                                                                                       "only.")] = None,
-                taken_at: Annotated[str | None, Form(max_length=20, description="The case photo's date, "
-                                                                                "YYYY-MM-DD.")] = None,
-                age_at_photo: Annotated[str | None, Form(max_length=20, description="The age of the person in "
-                                                                                    "the case photo, in years.")]
-                = None) -> CaseAccepted:
-    """Search the records for the face(s) in a photo; the search runs in the background."""
-    now = utcnow()
-    search = service.parse_search(search_mode, candidate_limit)
-    facts = service.parse_photo_facts(taken_at, age_at_photo, now=now)
-    case = service.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
-                               purpose=purpose, now=now, search=search, photo_facts=facts,
+                upload: Annotated[Upload[CaseFields], Depends(upload_form(CaseFields))]) -> CaseAccepted:
+    """Search the records for the face(s) in a photo (multipart: `file` and the fields); the search runs in
+    the background."""
+    now, form, file = utcnow(), upload.fields, upload.file
+    search = service.parse_search(form.search_mode, form.candidate_limit)
+    facts = service.parse_photo_facts(form.taken_at, form.age_at_photo, now=now)
+    case = service.submit_case(session, vault=vault, settings=settings, actor=user,
+                               case_reference=form.case_reference, purpose=form.purpose, now=now, search=search,
+                               photo_facts=facts,
                                read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     dispatch_after_commit(dispatcher.case, case.id)
     return CaseAccepted(id=case.id, status=case.status)

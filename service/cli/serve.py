@@ -61,7 +61,8 @@ def serve(
         console.print(f"  email:      {operator.email}")
         console.print(f"  password:   {operator.password}")
         console.print(f"  TOTP (add to an authenticator app): {operator.totp_uri}")
-    console.print(f"Reunite on http://{host}:{port} (data in {settings.data_dir.resolve()}); API docs at /docs")
+    console.print(f"Reunite on http://{host}:{port} (data in {settings.data_dir.resolve()}); "
+                  "API docs at /docs in development, /openapi.json always")
     child = start_worker_process() if worker else None
     if child is not None:
         console.print(f"Worker started (pid {child.pid}), broker {settings.celery_broker_url}")

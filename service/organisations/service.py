@@ -12,12 +12,10 @@ found, never as forbidden, so their existence is not revealed.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +29,7 @@ from service.db import utcnow
 from service.organisations.denylist import current_denylist
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.organisations.schemas import Application, CheckOut, DecisionOut, DenylistEntry, OrganisationOut
+from service.reviews import webhook_address
 from service.settings import Settings
 from vetting import organisations as policy
 from vetting.exclusion import Denylist, Refusal, check_email, check_org_type, check_website, normalise_domain
@@ -348,20 +347,9 @@ def remove_webhook(session: Session, *, organisation_id: int, actor: User) -> No
 
 
 def webhook_url_refusal(url: str) -> str | None:
-    """Only https to a public host name: the service must not be steered at internal addresses."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme != "https" or not host or parts.username or parts.password:
-        return "The webhook must be an https:// address with a host name and no user name or password."
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or "." not in host:
-            return "The webhook must point at a public host name."
-        return None
-    if not address.is_global:
-        return "The webhook must point at a public address."
-    return None
+    """Only https to a public host: the service must not be steered at internal addresses (see
+    service.reviews.webhook_address, which checks the resolved addresses again at every delivery)."""
+    return webhook_address.url_refusal(url)
 
 
 def _own_organisation(session: Session, *, actor: User, organisation_id: int, lock: bool = True) -> Organisation:

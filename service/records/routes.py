@@ -5,7 +5,9 @@ another organisation's record answers 404. Refusals of the service (`RecordError
 and of the upload checks (`UploadRefused`) become `{"detail": sentence}` answers
 with their status through the router's route class. The routes are plain `def`s,
 so FastAPI runs them in its threadpool: decoding an upload never blocks the event
-loop. Work is handed to the workers only after the transaction has committed.
+loop. A photo's multipart body is read only once the caller is known to be allowed
+to upload (`service.photos.upload_form`). Work is handed to the workers only after
+the transaction has committed.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from service.db import utcnow
 from service.deps import CurrentUser, DbId, DbOffset, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.models import Photo
 from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, UploadRefused, read_upload
+from service.photos.upload_form import Upload, upload_form, upload_permission
 from service.records import service
 from service.records.models import Consent, Record
 from service.records.schemas import (
@@ -90,15 +94,22 @@ def get_record(record_id: DbId, user: CurrentUser, session: DbSession, settings:
     return _record_out(record, photos=photos, faces=faces)
 
 
+class PhotoFields(BaseModel):
+    """The text fields of a record photo's multipart form (besides `file`)."""
+
+    taken_at: date | None = None
+
+
 @router.post("/records/{record_id}/photos", status_code=202, response_model=PhotoAccepted,
-             responses=UPLOAD_REFUSALS, **permission(Action.MANAGE_RECORDS))
-def upload_photo(record_id: DbId, file: Annotated[UploadFile, File()], user: CurrentUser, session: DbSession,
-                 settings: SettingsDep, vault: VaultDep, dispatcher: DispatcherDep,
-                 taken_at: Annotated[date | None, Form()] = None) -> PhotoAccepted:
-    """Add a photo of the child; it is processed in the background (see its status)."""
+             responses=UPLOAD_REFUSALS, **upload_permission(Action.MANAGE_RECORDS, PhotoFields))
+def upload_photo(record_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
+                 dispatcher: DispatcherDep,
+                 upload: Annotated[Upload[PhotoFields], Depends(upload_form(PhotoFields))]) -> PhotoAccepted:
+    """Add a photo of the child (multipart: `file`, optional `taken_at`); it is processed in the background."""
+    file = upload.file
     photo = service.add_record_photo(session, vault=vault, settings=settings, actor=user, record_id=record_id,
                                      read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
-                                     taken_at=taken_at, now=utcnow())
+                                     taken_at=upload.fields.taken_at, now=utcnow())
     dispatch_after_commit(dispatcher.record_photo, photo.id)
     return PhotoAccepted(photo_id=photo.id, status=photo.status)
 

@@ -71,7 +71,8 @@ def review(candidate_id: DbId, body: ReviewRequest, user: CurrentUser, session: 
                                      rationale=body.rationale, new_account_days=settings.review_new_account_days)
     notification = recorded.notification
     if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
-        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id)
+        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id,
+                            allow_loopback=request.app.state.settings.webhook_allow_loopback)
     return ReviewRecorded(review=service.review_out(recorded.review), candidate_status=recorded.candidate_status)
 
 

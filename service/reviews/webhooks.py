@@ -11,7 +11,10 @@ photo, a name or a label) with three headers:
 The receiver recomputes the HMAC over the timestamp and the raw body and compares in
 constant time; signing the timestamp lets it refuse replays of old deliveries. The
 review never waits for this: the route schedules `deliver` to run after its response,
-with a short timeout and no redirects.
+with a short timeout and no redirects. Every attempt resolves the host, checks every
+address and connects only to those it checked (`webhook_address`: no loopback,
+private, link-local, ... address, however spelt or resolved); a refused address is
+the failure `forbidden_address`, retried like any other.
 
 Nothing is lost: a failed attempt (no answer, a timeout, a redirect or any answer
 other than 2xx) is tried again by `retry_due`, which a periodic worker task runs
@@ -46,8 +49,6 @@ import json
 import socket
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from service.db import transaction, utcnow
 from service.organisations.models import Organisation
 from vetting.organisations import in_good_standing
 from service.reviews.models import Candidate, Notification
+from service.reviews.webhook_address import FORBIDDEN_ADDRESS, ForbiddenAddress, post_pinned
 
 TIMEOUT_SECONDS = 5.0
 DELIVERY_HEADER = "X-Reunite-Delivery"
@@ -84,16 +86,6 @@ RETRY_BATCH = 50
 RETRY_RUN_SECONDS = 30.0
 
 log = structlog.get_logger("reunite.webhooks")
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery: the signed body goes only to the address configured."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass(frozen=True)
@@ -129,15 +121,18 @@ def payload(notification: Notification, candidate: Candidate | None) -> bytes:
 
 
 def deliver(factory: sessionmaker[Session], notification_id: int, *, timeout: float = TIMEOUT_SECONDS,
-            now: datetime | None = None) -> str | None:
-    """The first attempt, right after the confirmation; returns its outcome (None: not this call's to make)."""
+            now: datetime | None = None, allow_loopback: bool = False) -> str | None:
+    """The first attempt, right after the confirmation; returns its outcome (None: not this call's to make).
+
+    `allow_loopback` is the setting `webhook_allow_loopback` (tests and local development only)."""
     clock = _clock(now)
     claim = _claim(factory, notification_id, due=_never_attempted(), now=clock())
-    return _send(factory, claim, timeout=timeout, clock=clock)
+    return _send(factory, claim, timeout=timeout, clock=clock, allow_loopback=allow_loopback)
 
 
 def retry_due(factory: sessionmaker[Session], *, now: datetime | None = None, timeout: float = TIMEOUT_SECONDS,
-              limit: int = RETRY_BATCH, run_seconds: float = RETRY_RUN_SECONDS) -> dict[str, int]:
+              limit: int = RETRY_BATCH, run_seconds: float = RETRY_RUN_SECONDS,
+              allow_loopback: bool = False) -> dict[str, int]:
     """Make the attempts that are due (see the module docstring); returns the count of each outcome."""
     clock, stop_at = _clock(now), time.monotonic() + run_seconds
     outcomes: Counter[str] = Counter()
@@ -150,7 +145,7 @@ def retry_due(factory: sessionmaker[Session], *, now: datetime | None = None, ti
             outcomes["deferred"] += 1
             continue
         claim = _claim(factory, notification_id, due=_due(clock()), now=clock())
-        outcome = _send(factory, claim, timeout=timeout, clock=clock)
+        outcome = _send(factory, claim, timeout=timeout, clock=clock, allow_loopback=allow_loopback)
         outcomes[outcome or "skipped"] += 1
     outcomes = +outcomes  # without the zero counts
     if outcomes:
@@ -158,34 +153,32 @@ def retry_due(factory: sessionmaker[Session], *, now: datetime | None = None, ti
     return dict(outcomes)
 
 
-def post_signed(url: str, *, secret: str, body: bytes, delivery_id: int, timeout: float) -> str | None:
-    """POST `body` signed with `secret`; None on a 2xx answer, else a short failure code."""
+def post_signed(url: str, *, secret: str, body: bytes, delivery_id: int, timeout: float,
+                allow_loopback: bool = False) -> str | None:
+    """POST `body` signed with `secret` to the URL's checked addresses; None on a 2xx answer, else a
+    short failure code (a redirect is one: the signed body goes only to the address configured)."""
     timestamp = int(time.time())
-    request = urllib.request.Request(url, data=body, method="POST", headers={
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": "reunite-webhook/1",
         DELIVERY_HEADER: str(delivery_id),
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: signature(secret, timestamp, body),
-    })
+    }
     try:
-        with _opener.open(request, timeout=timeout) as response:  # the answer's body is never read
-            status = response.status
-    except urllib.error.HTTPError as error:  # non-2xx, redirects included
-        error.close()
-        return f"http_{error.code}"
-    except (OSError, ValueError, http.client.HTTPException) as error:
+        status = post_pinned(url, body=body, headers=headers, timeout=timeout, allow_loopback=allow_loopback)
+    except (ForbiddenAddress, OSError, ValueError, http.client.HTTPException) as error:
         return failure_code(error)
     return None if 200 <= status < 300 else f"http_{status}"
 
 
 def failure_code(error: BaseException) -> str:
     """A short code for why a request failed, from its type alone (never its message)."""
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    for kind, code in ((TimeoutError, "timeout"), (ConnectionRefusedError, "refused"), (socket.gaierror, "dns"),
-                       (ssl.SSLError, "tls"), (ConnectionError, "connection"),
-                       (http.client.HTTPException, "bad_response"), (ValueError, "bad_url"), (str, "bad_url")):
-        if isinstance(reason, kind):
+    for kind, code in ((ForbiddenAddress, FORBIDDEN_ADDRESS), (TimeoutError, "timeout"),
+                       (ConnectionRefusedError, "refused"), (socket.gaierror, "dns"), (ssl.SSLError, "tls"),
+                       (ConnectionError, "connection"), (http.client.HTTPException, "bad_response"),
+                       (ValueError, "bad_url")):
+        if isinstance(error, kind):
             return code
     return "unreachable"
 
@@ -260,12 +253,12 @@ def _in_good_standing(organisation: Organisation, now: datetime) -> bool:
 
 
 def _send(factory: sessionmaker[Session], claim: _Claim | str | None, *, timeout: float,
-          clock: Callable[[], datetime]) -> str | None:
+          clock: Callable[[], datetime], allow_loopback: bool) -> str | None:
     if not isinstance(claim, _Claim):
         return claim
     if claim.organisation_in_good_standing:
         failure = post_signed(claim.url, secret=claim.secret, body=claim.body, delivery_id=claim.notification_id,
-                              timeout=timeout)
+                              timeout=timeout, allow_loopback=allow_loopback)
     else:  # retried on the usual schedule: a reinstated organisation still gets it
         failure = NOT_IN_GOOD_STANDING
     outcome = _record_outcome(factory, claim, failure, now=clock())

@@ -9,6 +9,12 @@ any POST (or other unsafe method) whose token does not match the cookie's secret
 compared in constant time (`secrets.compare_digest`); the page then explains
 that the form was out of date. Another site can neither read the cookie nor
 compute the token.
+
+Upload pages (marked by `service.web.uploads.page_upload_permission`) are the one
+exception to where the check happens: reading their multipart form here would read
+the whole upload before the session is checked, so `check_csrf` leaves the form's
+token to `page_upload_form`, which reads the form only after the session and role
+checks and calls `check_token` before anything else.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ FORM_FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "csrf_secret"
+UPLOAD_KEY = "x-reunite-upload"  # a route's openapi_extra mark: its form is read, and its token checked, later
 
 
 class CsrfRefused(Exception):
@@ -63,14 +70,26 @@ async def check_csrf(request: Request) -> None:
     """Dependency of every page router: refuse unsafe methods without this session's token."""
     if request.method in SAFE_METHODS:
         return
-    secret = request.cookies.get(CSRF_COOKIE)
     submitted = request.headers.get(HEADER)
     if submitted is None and _is_form(request):
+        if _is_upload_page(request):
+            return  # page_upload_form checks the form's token once the session is known
         value = (await request.form()).get(FORM_FIELD)
         submitted = value if isinstance(value, str) else None
+    check_token(request, submitted)
+
+
+def check_token(request: Request, submitted: str | None) -> None:
+    """CsrfRefused unless `submitted` is this browser's token."""
+    secret = request.cookies.get(CSRF_COOKIE)
     expected = sign(request, "csrf", secret) if secret else ""
     if not secret or not submitted or not secrets.compare_digest(submitted.encode(), expected.encode()):
         raise CsrfRefused()
+
+
+def _is_upload_page(request: Request) -> bool:
+    route = request.scope.get("route")
+    return bool((getattr(route, "openapi_extra", None) or {}).get(UPLOAD_KEY))
 
 
 def _is_form(request: Request) -> bool:

@@ -2,7 +2,7 @@
 
 `WebSecurityMiddleware` is plain ASGI (it never buffers a body). On every response
 except the interactive API docs (which need the CDN and inline script of Swagger UI
-and ReDoc) it sets:
+and ReDoc, and are served only in development: `docs_paths` is empty elsewhere) it sets:
 
 - `Content-Security-Policy`: only this origin's scripts, styles, fonts and
   frames-of-nothing; no inline script or style attribute can run; images may also
@@ -49,8 +49,9 @@ DOCS_PATHS = ("/docs", "/redoc")
 
 
 class WebSecurityMiddleware:
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, docs_paths: tuple[str, ...] = DOCS_PATHS):
         self.app = app
+        self.docs_paths = docs_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +63,7 @@ class WebSecurityMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if not path.startswith(DOCS_PATHS):
+                if not path.startswith(self.docs_paths):  # () in production: nothing exempt
                     for name, value in HEADERS.items():
                         headers.setdefault(name, value)
                 headers.setdefault("Cache-Control", "no-cache" if path.startswith("/static/") else "no-store")

@@ -118,7 +118,8 @@ def register_tasks(app: Celery) -> None:
         # Not retried: each delivery keeps its own schedule in the database, and the next run is a minute away.
         from service.reviews.webhooks import retry_due
 
-        return retry_due(process_state(app).runtime.sessions)
+        runtime = process_state(app).runtime
+        return retry_due(runtime.sessions, allow_loopback=runtime.settings.webhook_allow_loopback)
 
     @app.task(name=MAINTENANCE, shared=False)
     def maintenance() -> dict:

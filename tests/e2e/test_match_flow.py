@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 
 from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from service.auth.models import User
+from service.photos.service import check_upload
 from service.auth.tokens import issue_access_token
 from service.db import utcnow
 from service.photos.models import Photo
@@ -213,7 +214,7 @@ def event(action: str, actor: int, organisation: int, target_type: str, target_i
 # --- the flow on the face_recognition sdist's photos -----------------------------------------------
 
 
-def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_erases_it(flow, sdist_images):
+def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_erases_it(flow, sdist_images, settings):
     # A registers a consented record and uploads a photo; the worker embeds it.
     record_id = flow.create_record("A-2026-001", "Child A-1")
     record_photo_id = flow.upload(record_id, sdist_images / "obama.jpg")
@@ -235,10 +236,11 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
     shown = flow.get("b_reviewer", f"/candidates/{candidate_id}").json()
     assert (shown["status"], shown["can_decide"], shown["record"]["record_id"]) == ("under_review", True, record_id)
     probe_photo_id = shown["probe"]["photo"]["photo_id"]
+    # Served as stored: the upright pixels re-encoded without metadata.
     assert flow.get("b_reviewer", f"/candidates/{candidate_id}/probe-image").content == \
-        (sdist_images / "obama2.jpg").read_bytes()
+        check_upload((sdist_images / "obama2.jpg").read_bytes(), settings).data
     assert flow.get("b_reviewer", f"/candidates/{candidate_id}/record-image").content == \
-        (sdist_images / "obama.jpg").read_bytes()
+        check_upload((sdist_images / "obama.jpg").read_bytes(), settings).data
     decided = flow.post("b_reviewer", f"/candidates/{candidate_id}/reviews", 201,
                         json={"decision": "confirm", "rationale": RATIONALE})
     assert decided["candidate_status"] == "awaiting_second_review"

@@ -18,6 +18,7 @@ from matching.images import decode_image
 from service.cases.models import Case
 from service.db import utcnow
 from service.photos.models import Photo
+from service.photos.service import check_upload
 from service.records import service as records_service
 from service.records.models import Record
 from service.worker.dispatch import PROCESS_RECORD_PHOTO
@@ -51,7 +52,9 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     photo = db.get(Photo, photo_id)
     assert (photo.record_id, photo.case_id, photo.status, photo.organisation_id) == (
         record_id, None, "queued", people.caseworker.organisation_id)
-    assert (photo.width, photo.height, photo.byte_size, photo.content_type) == (160, 160, len(data), "image/jpeg")
+    stored_form = check_upload(data, settings).data  # the upright pixels, re-encoded without metadata
+    assert (photo.width, photo.height, photo.byte_size, photo.content_type) == (160, 160, len(stored_form),
+                                                                                "image/jpeg")
     assert photo.taken_at.isoformat() == taken_at
     date_of_birth = db.get(Record, record_id).date_of_birth
     assert photo.age_at_photo == pytest.approx((photo.taken_at - date_of_birth).days / 365.2425, abs=0.01)
@@ -62,8 +65,8 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     stored = {path.name: path for path in stored_files(settings)}
     assert set(stored) == {storage_key, thumbnail_key}  # the photo and its thumbnail, nothing else
     blob = stored[storage_key].read_bytes()
-    assert data not in blob and data[:64] not in blob and data[1000:1100] not in blob  # encrypted at rest
-    assert app.state.vault.open(storage_key, wrapped_key) == data
+    assert stored_form[:64] not in blob and stored_form[1000:1100] not in blob  # encrypted at rest
+    assert app.state.vault.open(storage_key, wrapped_key) == stored_form
     thumbnail = app.state.vault.open(thumbnail_key, thumbnail_wrapped_key)
     assert thumbnail not in stored[thumbnail_key].read_bytes()  # encrypted at rest too
     with Image.open(io.BytesIO(thumbnail)) as small:
@@ -75,7 +78,7 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     assert (status.json()["status"], status.json()["status_message"]) == ("queued", "Waiting to be processed.")
 
     image = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
-    assert image.status_code == 200 and image.content == data
+    assert image.status_code == 200 and image.content == stored_form
     assert image.headers["cache-control"] == "no-store" and image.headers["content-type"] == "image/jpeg"
     small = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image?size=thumbnail", headers=headers)
     assert small.status_code == 200 and small.content == thumbnail
@@ -96,6 +99,8 @@ BAD_FILES = [
     ("not an image", b"%PDF-1.4 this is a document, not a photo\n" * 20, 415, "not a photo"),
     ("truncated", jpeg_bytes(2, size=200)[:3000], 422, "damaged or incomplete"),
     ("decompression bomb", png_header_only(60_000, 60_000), 413, "megapixels"),
+    ("a line of pixels at the pixel cap", png_header_only(1, 40_000_000), 413, "longest side"),
+    ("a strip", png_header_only(300, 9_000), 422, "times as long as wide"),
     ("animated", animated_gif(), 415, "still photo"),
 ]
 
@@ -144,11 +149,12 @@ def test_the_bad_image_corpus_is_refused_on_both_routes_and_leaves_nothing(app, 
 
 
 # Valid but unusual photos: each is accepted on both routes, stored, queued, and decodes for the worker.
+# Every photo is stored as its pixels re-encoded as a JPEG without metadata, so every one is served as one.
 ODD_BUT_VALID = [
     ("CMYK JPEG", saved(Image.new("CMYK", (64, 64), (0, 255, 255, 0)), "JPEG"), "image/jpeg"),
-    ("16-bit greyscale PNG", saved(Image.new("I;16", (64, 64), 40000), "PNG"), "image/png"),
-    ("palette PNG with transparency", saved(Image.new("P", (64, 64), 1), "PNG", transparency=1), "image/png"),
-    # A JPEG with an HTML tail decodes as a photo; it is only ever served as image/jpeg with nosniff.
+    ("16-bit greyscale PNG", saved(Image.new("I;16", (64, 64), 40000), "PNG"), "image/jpeg"),
+    ("palette PNG with transparency", saved(Image.new("P", (64, 64), 1), "PNG", transparency=1), "image/jpeg"),
+    # A JPEG with an HTML tail decodes as a photo; what is stored and served is its pixels only.
     ("JPEG with an HTML tail", jpeg_bytes(5, size=64) + b"<html><script>alert(1)</script></html>", "image/jpeg"),
 ]
 
@@ -169,6 +175,7 @@ def test_odd_but_valid_photos_are_accepted_and_decode_for_the_worker(app, client
     served = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
     assert served.status_code == 200
     assert served.headers["content-type"] == media_type and served.headers["x-content-type-options"] == "nosniff"
+    assert b"<html>" not in served.content and b"<script>" not in served.content
     decoded = decode_image(served.content)  # what the worker does with the stored photo
     assert decoded.pixels.dtype == np.uint8 and decoded.pixels.shape[2] == 3
     assert len(app.state.dispatcher.sent) == 2

@@ -3,7 +3,9 @@
 Matches are confirmed through the real two-person review (service.reviews.service), and
 webhooks go to real HTTP servers on 127.0.0.1 (a thread each, on a free port) that fail
 as scripted. Time is driven by passing `now=` to `deliver` and `retry_due`, never by
-sleeping; the signature's timestamp is real time, as a receiver would check it.
+sleeping; the signature's timestamp is real time, as a receiver would check it. The
+receivers listen on loopback, so these tests allow it (`allow_loopback`, the setting
+webhook_allow_loopback); test_webhook_addresses.py proves it is refused otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 
 import pytest
 import structlog
@@ -45,6 +48,10 @@ TIMEOUT = 0.5
 MINUTE = timedelta(minutes=1)
 LEASE_END = timedelta(minutes=5)
 PROBE_FACES = itertools.count(1)  # one candidate per probe face and record
+# The test receivers are on 127.0.0.1, which only the (default-off) loopback setting reaches.
+deliver = partial(webhooks.deliver, allow_loopback=True)
+retry_due = partial(webhooks.retry_due, allow_loopback=True)
+post_signed = partial(webhooks.post_signed, allow_loopback=True)
 
 
 def closed_port_url() -> str:
@@ -162,20 +169,20 @@ def test_failed_attempts_are_retried_on_schedule_until_sent_with_one_delivery_id
         point_webhook(db, world, receiver.url)
         notification = confirm_match(db, world)
         t0 = utcnow()
-        assert webhooks.deliver(sessions, notification, now=t0, timeout=TIMEOUT) == "failed"
+        assert deliver(sessions, notification, now=t0, timeout=TIMEOUT) == "failed"
         assert state(db, notification) == ("failed", 1, t0 + MINUTE, "http_503")
 
-        assert webhooks.retry_due(sessions, now=t0 + MINUTE - timedelta(seconds=1), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t0 + MINUTE - timedelta(seconds=1), timeout=TIMEOUT) == {}
         assert len(receiver.received) == 1  # not before its time
         t1 = t0 + MINUTE
-        assert webhooks.retry_due(sessions, now=t1, timeout=TIMEOUT) == {"failed": 1}
+        assert retry_due(sessions, now=t1, timeout=TIMEOUT) == {"failed": 1}
         assert state(db, notification) == ("failed", 2, t1 + 5 * MINUTE, "timeout")
 
-        assert webhooks.retry_due(sessions, now=t1 + 5 * MINUTE - timedelta(seconds=1), timeout=TIMEOUT) == {}
-        assert webhooks.retry_due(sessions, now=t1 + 5 * MINUTE, timeout=TIMEOUT) == {"sent": 1}
+        assert retry_due(sessions, now=t1 + 5 * MINUTE - timedelta(seconds=1), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t1 + 5 * MINUTE, timeout=TIMEOUT) == {"sent": 1}
         assert state(db, notification) == ("sent", 3, None, None)
         # Sent is final: nothing more, however late.
-        assert webhooks.retry_due(sessions, now=t1 + timedelta(days=30), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t1 + timedelta(days=30), timeout=TIMEOUT) == {}
     assert_signed_deliveries(receiver.received, notification, [SECRET] * 3)
     assert json.loads(receiver.received[0][1])["record_id"] == world.record_id
 
@@ -188,13 +195,13 @@ def test_a_suspended_organisation_is_sent_nothing_until_it_is_reinstated(app, db
         db.get(Organisation, world.keepers).status = "suspended"
         db.commit()
         t0 = utcnow()
-        assert webhooks.deliver(sessions, notification, now=t0, timeout=TIMEOUT) == "failed"
+        assert deliver(sessions, notification, now=t0, timeout=TIMEOUT) == "failed"
         assert state(db, notification) == ("failed", 1, t0 + MINUTE, webhooks.NOT_IN_GOOD_STANDING)
         assert receiver.received == []
 
         db.get(Organisation, world.keepers).status = "approved"
         db.commit()
-        assert webhooks.retry_due(sessions, now=t0 + MINUTE, timeout=TIMEOUT) == {"sent": 1}
+        assert retry_due(sessions, now=t0 + MINUTE, timeout=TIMEOUT) == {"sent": 1}
     assert_signed_deliveries(receiver.received, notification, [SECRET])
 
 
@@ -205,17 +212,17 @@ def test_it_gives_up_after_the_last_backoff_with_an_audit_event_and_keeps_nothin
         point_webhook(db, world, receiver.url)
         notification = confirm_match(db, world)
         t0 = utcnow()
-        assert webhooks.deliver(sessions, notification, now=t0, timeout=TIMEOUT) == "failed"
+        assert deliver(sessions, notification, now=t0, timeout=TIMEOUT) == "failed"
         due = t0
         for attempt, wait in enumerate(waits, start=2):
             due += wait
-            assert webhooks.retry_due(sessions, now=due - timedelta(seconds=1), timeout=TIMEOUT) == {}
+            assert retry_due(sessions, now=due - timedelta(seconds=1), timeout=TIMEOUT) == {}
             assert len(receiver.received) == attempt - 1
             expected = "abandoned" if attempt == len(waits) + 1 else "failed"
-            assert webhooks.retry_due(sessions, now=due, timeout=TIMEOUT) == {expected: 1}
+            assert retry_due(sessions, now=due, timeout=TIMEOUT) == {expected: 1}
             assert len(receiver.received) == attempt
         assert state(db, notification) == ("failed", 6, None, "http_503")
-        assert webhooks.retry_due(sessions, now=due + timedelta(days=90), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=due + timedelta(days=90), timeout=TIMEOUT) == {}
     assert len(receiver.received) == 6
 
     candidate_id = db.scalar(select(Notification.candidate_id).where(Notification.id == notification))
@@ -241,12 +248,12 @@ def test_a_pending_delivery_left_by_a_dead_process_is_taken_up_after_the_grace_p
         point_webhook(db, world, receiver.url)
         notification = confirm_match(db, world)  # ... and the process dies before `deliver` runs
         confirmed = created_at(db, notification)
-        assert webhooks.retry_due(sessions, now=confirmed + 4 * MINUTE, timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=confirmed + 4 * MINUTE, timeout=TIMEOUT) == {}
         assert state(db, notification)[:2] == ("pending", 0)
-        assert webhooks.retry_due(sessions, now=confirmed + 5 * MINUTE, timeout=TIMEOUT) == {"sent": 1}
+        assert retry_due(sessions, now=confirmed + 5 * MINUTE, timeout=TIMEOUT) == {"sent": 1}
         assert state(db, notification) == ("sent", 1, None, None)
         # The first attempt, had it run late, finds the delivery no longer its own.
-        assert webhooks.deliver(sessions, notification, timeout=TIMEOUT) is None
+        assert deliver(sessions, notification, timeout=TIMEOUT) is None
     assert_signed_deliveries(receiver.received, notification, [SECRET])
 
 
@@ -260,7 +267,7 @@ def test_an_attempt_whose_sender_died_is_retried_after_its_lease_and_the_late_ou
         stalled = webhooks._claim(sessions, notification, due=webhooks._never_attempted(), now=t0)
         assert stalled.attempt == 1
         assert state(db, notification) == ("pending", 1, t0 + 5 * MINUTE, None)
-        assert webhooks.retry_due(sessions, now=t0 + 4 * MINUTE, timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t0 + 4 * MINUTE, timeout=TIMEOUT) == {}
         # After the lease another sender takes it: the stalled one's outcome, arriving now, is not written.
         t1 = t0 + 5 * MINUTE
         second = webhooks._claim(sessions, notification, due=webhooks._due(t1), now=t1)
@@ -269,7 +276,7 @@ def test_an_attempt_whose_sender_died_is_retried_after_its_lease_and_the_late_ou
         assert webhooks._record_outcome(sessions, stalled, None, now=t1) is None
         assert state(db, notification) == ("pending", 2, t1 + 5 * MINUTE, None)
         # The second stalls as well; the periodic run makes the third attempt once its lease is over.
-        assert webhooks.retry_due(sessions, now=t1 + 5 * MINUTE, timeout=TIMEOUT) == {"sent": 1}
+        assert retry_due(sessions, now=t1 + 5 * MINUTE, timeout=TIMEOUT) == {"sent": 1}
         assert webhooks._record_outcome(sessions, second, "timeout", now=t1 + 6 * MINUTE) is None
         assert state(db, notification) == ("sent", 3, None, None)
     assert_signed_deliveries(receiver.received, notification, [SECRET])
@@ -286,9 +293,9 @@ def test_a_last_attempt_whose_sender_died_is_given_up_on_once_its_lease_is_over(
         claims += [webhooks._claim(sessions, notification, due=webhooks._due(t0 + n * LEASE_END),
                                    now=t0 + n * LEASE_END) for n in range(1, 6)]
         assert [claim.attempt for claim in claims] == [1, 2, 3, 4, 5, 6]
-        assert webhooks.retry_due(sessions, now=t0 + 6 * LEASE_END - timedelta(seconds=1), timeout=TIMEOUT) == {}
-        assert webhooks.retry_due(sessions, now=t0 + 6 * LEASE_END, timeout=TIMEOUT) == {"abandoned": 1}
-        assert webhooks.retry_due(sessions, now=t0 + timedelta(days=9), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t0 + 6 * LEASE_END - timedelta(seconds=1), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t0 + 6 * LEASE_END, timeout=TIMEOUT) == {"abandoned": 1}
+        assert retry_due(sessions, now=t0 + timedelta(days=9), timeout=TIMEOUT) == {}
     assert receiver.received == []
     assert state(db, notification) == ("failed", 6, None, None)
     assert [details["attempts"] for *_, details in audit_events(db, "webhook_abandoned")] == [6]
@@ -304,12 +311,12 @@ def test_concurrent_runs_send_one_attempt_once(app, db, world):
 
         def retry_run():  # a periodic run in another worker
             start.wait()
-            outcomes.extend(name for name, count in webhooks.retry_due(sessions, timeout=5.0).items()
+            outcomes.extend(name for name, count in retry_due(sessions, timeout=5.0).items()
                             for _ in range(count))
 
         def first_attempt():  # the API process's own attempt, very late
             start.wait()
-            outcomes.append(webhooks.deliver(sessions, notification, timeout=5.0) or "not_claimed")
+            outcomes.append(deliver(sessions, notification, timeout=5.0) or "not_claimed")
 
         threads = [threading.Thread(target=retry_run) for _ in range(3)] + [threading.Thread(target=first_attempt)]
         for thread in threads:
@@ -330,21 +337,21 @@ def test_retries_use_the_current_address_and_secret_and_stop_quietly_once_it_is_
     moved = confirm_match(db, world)
     removed = confirm_match(db, world)
     t0 = utcnow()
-    assert webhooks.deliver(sessions, moved, now=t0, timeout=TIMEOUT) == "failed"
-    assert webhooks.deliver(sessions, removed, now=t0, timeout=TIMEOUT) == "failed"
+    assert deliver(sessions, moved, now=t0, timeout=TIMEOUT) == "failed"
+    assert deliver(sessions, removed, now=t0, timeout=TIMEOUT) == "failed"
     assert state(db, moved) == ("failed", 1, t0 + MINUTE, "refused")
 
     with Receiver() as receiver:
         point_webhook(db, world, receiver.url, "second-secret-9z8y7x")
-        assert webhooks.retry_due(sessions, now=t0 + MINUTE, timeout=TIMEOUT, limit=1) == {"sent": 1}
+        assert retry_due(sessions, now=t0 + MINUTE, timeout=TIMEOUT, limit=1) == {"sent": 1}
         assert state(db, moved) == ("sent", 2, None, None)
         assert_signed_deliveries(receiver.received, moved, ["second-secret-9z8y7x"])
 
         admin = db.get(User, world.keepers_admin)
         remove_webhook(db, organisation_id=world.keepers, actor=admin)
-        assert webhooks.retry_due(sessions, now=t0 + MINUTE, timeout=TIMEOUT) == {"no_webhook": 1}
+        assert retry_due(sessions, now=t0 + MINUTE, timeout=TIMEOUT) == {"no_webhook": 1}
         assert state(db, removed) == (None, 2, None, "refused")
-        assert webhooks.retry_due(sessions, now=t0 + timedelta(days=1), timeout=TIMEOUT) == {}
+        assert retry_due(sessions, now=t0 + timedelta(days=1), timeout=TIMEOUT) == {}
     assert len(receiver.received) == 1
     assert audit_events(db, "webhook_abandoned") == []
 
@@ -354,7 +361,7 @@ def test_a_webhook_removed_before_the_first_attempt_ends_the_delivery(app, db, w
         point_webhook(db, world, receiver.url)
         notification = confirm_match(db, world)
         point_webhook(db, world, None, None)
-        assert webhooks.deliver(app.state.session_factory, notification, timeout=TIMEOUT) == "no_webhook"
+        assert deliver(app.state.session_factory, notification, timeout=TIMEOUT) == "no_webhook"
     assert state(db, notification) == (None, 1, None, None)
     assert receiver.received == []
 
@@ -362,18 +369,18 @@ def test_a_webhook_removed_before_the_first_attempt_ends_the_delivery(app, db, w
 # --- failure codes, the worker task, the migration ----------------------------------------------
 
 def test_failure_codes_name_the_kind_of_failure_only():
-    assert webhooks.post_signed(closed_port_url(), secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) \
+    assert post_signed(closed_port_url(), secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) \
         == "refused"
-    assert webhooks.post_signed("gopher://nowhere/", secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) \
+    assert post_signed("gopher://nowhere/", secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) \
         == "bad_url"
     with Receiver([302, 410, "hang"]) as receiver:
         for expected in ("http_302", "http_410", "timeout", None):
-            assert webhooks.post_signed(receiver.url, secret=SECRET, body=b"{}", delivery_id=1,
+            assert post_signed(receiver.url, secret=SECRET, body=b"{}", delivery_id=1,
                                         timeout=TIMEOUT) == expected
 
 
 def test_the_worker_runs_the_retries_every_minute_on_the_search_queue(app, db, world, settings):
-    celery = make_celery(settings)
+    celery = make_celery(settings.model_copy(update={"webhook_allow_loopback": True}))
     try:
         assert ROUTES[RETRY_WEBHOOKS] == SEARCH_QUEUE
         schedule = [entry for entry in celery.conf.beat_schedule.values() if entry["task"] == RETRY_WEBHOOKS]
@@ -400,5 +407,5 @@ def test_the_migration_schedules_deliveries_that_failed_before_it(app, db, world
     assert state(db, sent) == ("sent", 0, None, None)
     with Receiver() as receiver:
         point_webhook(db, world, receiver.url)
-        assert webhooks.retry_due(app.state.session_factory, timeout=TIMEOUT) == {"sent": 1}
+        assert retry_due(app.state.session_factory, timeout=TIMEOUT) == {"sent": 1}
     assert_signed_deliveries(receiver.received, never_retried, [SECRET])

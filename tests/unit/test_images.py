@@ -15,8 +15,10 @@ from matching.images import (
     ImageLimits,
     InputRejected,
     NotAnImage,
+    SideTooLong,
     TooManyPixels,
     TruncatedImage,
+    UnusualShape,
     decode_image,
     load_image_file,
 )
@@ -102,6 +104,26 @@ def test_truncated_jpeg_is_still_refused_after_face_recognition_is_imported():
 def test_decompression_bomb_is_refused_from_its_header():
     with pytest.raises(TooManyPixels, match="megapixels"):
         decode_image(png_header_only(60_000, 60_000))
+
+
+def test_a_strip_at_the_pixel_cap_is_refused_from_its_header_before_decoding(monkeypatch):
+    def decoding(*args):
+        raise AssertionError("decoding began")
+
+    monkeypatch.setattr(Image.Image, "load", decoding)  # the header is all that may be read
+    with pytest.raises(SideTooLong, match="40,000,000 pixels; photos up to 12,000 pixels on their longest side"):
+        decode_image(png_header_only(1, 40_000_000))
+    with pytest.raises(UnusualShape, match="up to 20 times as long as wide"):
+        decode_image(png_header_only(400, 8_001))
+
+
+def test_side_and_aspect_limits_are_configurable():
+    wide = encode(gradient(210, 10), "PNG")
+    with pytest.raises(UnusualShape):
+        decode_image(wide)
+    assert decode_image(wide, ImageLimits(max_aspect=21)).width == 210
+    with pytest.raises(SideTooLong):
+        decode_image(wide, ImageLimits(max_aspect=21, max_side=200))
 
 
 def test_pixel_cap_is_configurable():

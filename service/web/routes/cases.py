@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import File, Form, Query, Request, UploadFile
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from service.cases import service as cases
 from service.cases.models import Case
@@ -28,10 +29,12 @@ from service.db import utcnow
 from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.quality import case_faces
 from service.photos.service import UploadRefused, read_upload
+from service.photos.upload_form import Upload
 from service.reviews.candidate_facts import candidate_facts
 from service.web.pages import page_router
 from service.web.render import add_nav, band_words, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
+from service.web.uploads import page_upload_form, page_upload_permission
 from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action, allowed
 
@@ -71,17 +74,24 @@ def new_case_form(request: Request, user: PageUser, session: DbSession) -> Respo
                                                    "candidate_limit": "", "taken_at": "", "age_at_photo": ""})
 
 
-@router.post("/cases/new", **page_permission(Action.SUBMIT_CASES))
+class CasePageFields(BaseModel):
+    case_reference: str = Field("", max_length=200)
+    purpose: str = Field("", max_length=4000)
+    search_mode: str = Field(ALERTING, max_length=40)
+    candidate_limit: str = Field("", max_length=40)
+    taken_at: str = Field("", max_length=40)
+    age_at_photo: str = Field("", max_length=40)
+
+
+@router.post("/cases/new", **page_upload_permission(Action.SUBMIT_CASES))
 def submit_case(request: Request, user: PageUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
                 dispatcher: DispatcherDep,
-                file: Annotated[UploadFile | None, File()] = None,
-                case_reference: Annotated[str, Form(max_length=200)] = "",
-                purpose: Annotated[str, Form(max_length=4000)] = "",
-                search_mode: Annotated[str, Form(max_length=40)] = ALERTING,
-                candidate_limit: Annotated[str, Form(max_length=40)] = "",
-                taken_at: Annotated[str, Form(max_length=40)] = "",
-                age_at_photo: Annotated[str, Form(max_length=40)] = "") -> Response:
-    """Store the photo and queue its search; the case page follows it."""
+                upload: Annotated[Upload[CasePageFields], Depends(page_upload_form(CasePageFields))]) -> Response:
+    """Store the photo and queue its search; the case page follows it (the form is read only after the
+    session and role checks: service.web.uploads)."""
+    file, form = upload.file, upload.fields
+    case_reference, purpose, search_mode = form.case_reference, form.purpose, form.search_mode
+    candidate_limit, taken_at, age_at_photo = form.candidate_limit, form.taken_at, form.age_at_photo
     typed = {"case_reference": case_reference, "purpose": purpose, "search_mode": search_mode,
              "candidate_limit": candidate_limit, "taken_at": taken_at, "age_at_photo": age_at_photo}
     if file is None or not file.filename:

@@ -13,15 +13,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import File, Form, Query, Request, UploadFile
+from fastapi import Depends, Form, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from service.db import utcnow
 from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.models import Photo
 from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, UploadRefused, read_upload
+from service.photos.upload_form import Upload
 from service.records import service as records
 from service.records.models import Record
 from service.records.schemas import LawfulBasis, NewRecord
@@ -29,6 +30,7 @@ from service.web.forms import field_errors, validation_message
 from service.web.pages import page_router
 from service.web.render import add_nav, image_response, plural, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
+from service.web.uploads import page_upload_form, page_upload_permission
 from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
 
@@ -170,12 +172,18 @@ def record_page(request: Request, record_id: DbId, user: PageUser, session: DbSe
     return _record_page(request, session, settings, user, record_id)
 
 
-@router.post("/records/{record_id}/photos", **MANAGE)
+class PhotoPageFields(BaseModel):
+    taken_at: str = Field("", max_length=20)
+
+
+@router.post("/records/{record_id}/photos", **page_upload_permission(Action.MANAGE_RECORDS))
 def upload_photo(request: Request, record_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep,
                  vault: VaultDep, dispatcher: DispatcherDep,
-                 file: Annotated[UploadFile | None, File()] = None,
-                 taken_at: Annotated[str, Form(max_length=20)] = "") -> Response:
-    """Check, encrypt and queue a photo; the record page then shows how its processing goes."""
+                 upload: Annotated[Upload[PhotoPageFields], Depends(page_upload_form(PhotoPageFields))]) -> Response:
+    """Check, encrypt and queue a photo; the record page then shows how its processing goes.
+
+    The form is read only after the session and role checks (service.web.uploads)."""
+    file, taken_at = upload.file, upload.fields.taken_at
     try:
         taken = date.fromisoformat(taken_at) if taken_at.strip() else None
     except ValueError:

@@ -110,7 +110,8 @@ def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSess
                                status_code=refused.status)
     notification = recorded.notification
     if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
-        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id)
+        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id,
+                            allow_loopback=request.app.state.settings.webhook_allow_loopback)
     return redirect(request, f"/reviews/candidates/{candidate_id}",
                     flash=f"Your decision ({DECISION_WORDS[body.decision].lower()}) was recorded.")
 
