@@ -139,7 +139,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         for error in exc.errors():
             where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
             problems.append({"field": where, "problem": error.get("msg", "invalid")})
-        fields = ", ".join(p["field"] or "request" for p in problems)
+        fields = ", ".join(dict.fromkeys(p["field"] or "request" for p in problems))  # each field once
         return JSONResponse(
             {"detail": f"Some fields are missing or invalid: {fields}.", "errors": problems}, status_code=422
         )

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
@@ -39,11 +39,20 @@ class Upload(Generic[F]):
     fields: F
 
 
-def upload_form(fields: type[F], *, file_required: bool = True,
-                check: FormCheck | None = None) -> Callable[[Request], AsyncIterator[Upload[F]]]:
-    """A dependency reading the request's multipart form: declare it after the route's permission."""
+def no_path() -> None:
+    return None
 
-    async def read_upload_form(request: Request) -> AsyncIterator[Upload[F]]:
+
+def upload_form(fields: type[F], *, file_required: bool = True, check: FormCheck | None = None,
+                path: Callable[..., Any] = no_path) -> Callable[..., AsyncIterator[Upload[F]]]:
+    """A dependency reading the request's multipart form: declare it after the route's permission.
+
+    `path` is a dependency taking the route's path parameters (e.g. `record_id: DbId`): FastAPI
+    validates it first and, when a path parameter is bad, never reads the form, so the 422
+    names the path parameter rather than a form field.
+    """
+
+    async def read_upload_form(request: Request, _path: Any = Depends(path)) -> AsyncIterator[Upload[F]]:
         form = await request.form(max_files=1, max_fields=MAX_FIELDS)
         try:
             if check is not None:

@@ -100,11 +100,17 @@ class PhotoFields(BaseModel):
     taken_at: date | None = None
 
 
+def record_path(record_id: DbId) -> int:
+    """The record id of an upload's path, checked before its form is read."""
+    return record_id
+
+
 @router.post("/records/{record_id}/photos", status_code=202, response_model=PhotoAccepted,
              responses=UPLOAD_REFUSALS, **upload_permission(Action.MANAGE_RECORDS, PhotoFields))
 def upload_photo(record_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
                  dispatcher: DispatcherDep,
-                 upload: Annotated[Upload[PhotoFields], Depends(upload_form(PhotoFields))]) -> PhotoAccepted:
+                 upload: Annotated[Upload[PhotoFields], Depends(upload_form(PhotoFields, path=record_path))],
+                 ) -> PhotoAccepted:
     """Add a photo of the child (multipart: `file`, optional `taken_at`); it is processed in the background."""
     file = upload.file
     photo = service.add_record_photo(session, vault=vault, settings=settings, actor=user, record_id=record_id,

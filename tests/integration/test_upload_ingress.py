@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import anyio
@@ -76,7 +77,9 @@ def post_streamed(app, path: str, *, total: int = HUGE, headers: dict[str, str] 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "https",
              "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": raw,
              "client": ("127.0.0.1", 50000), "server": ("testserver", 443), "state": {}}
-    anyio.run(partial(app, scope, body.receive, body.send))
+    # On a thread of its own: the browser tests' Playwright (sync API) keeps an event loop running on this one.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(anyio.run, partial(app, scope, body.receive, body.send)).result()
     return body
 
 
