@@ -15,7 +15,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 RECEIVER_NOTE = "receiver-private-detail-7Q"
 
 
-class Receiver:
+class ServedInThread:
+    """A test HTTP server run on a daemon thread for the length of a `with` block."""
+
+    def serve(self, server: ThreadingHTTPServer) -> None:
+        self.server = server
+        self.server.handle_error = lambda *args: None  # a client that gave up (a timeout) is expected
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Receiver(ServedInThread):
     def __init__(self, script: list[int | str] | None = None, *, delay: float = 0.0, hang_seconds: float = 1.5):
         self.script, self.received = list(script or []), []
         self._lock = threading.Lock()
@@ -40,15 +57,5 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda *args: None  # a client that gave up (a timeout) is expected
+        self.serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/reunite"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

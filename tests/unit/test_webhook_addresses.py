@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -26,6 +25,7 @@ from service.organisations.service import webhook_url_refusal
 from service.reviews import webhook_address, webhooks
 from service.reviews.webhook_address import address_allowed, url_refusal
 from service.settings import Settings
+from tests.support.webhooks import ServedInThread
 
 NAME = "hooks.example.org"
 TIMEOUT = 2.0
@@ -167,7 +167,7 @@ def certificate_for(name: str, tmp_path) -> tuple:
     return cert_file, key_file
 
 
-class TlsReceiver:
+class TlsReceiver(ServedInThread):
     """An https receiver on 127.0.0.1 with a certificate for `name`; keeps each request's SNI and headers."""
 
     def __init__(self, cert_file, key_file, script: list[tuple[int, dict]]):
@@ -190,19 +190,10 @@ class TlsReceiver:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file, key_file)
         context.sni_callback = lambda connection, server_name, _: self.server_names.append(server_name)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.server.handle_error = lambda *args: None
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self.serve(server)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_delivery_connects_to_the_checked_address_under_the_webhook_name_and_follows_no_redirect(
