@@ -29,6 +29,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.cases.models import Case
@@ -145,7 +146,7 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
                             uploaded_by=actor_id, case_id=case.id, taken_at=photo_facts.taken_at,
                             age_at_photo=photo_facts.age_at_photo)
         photo.created_at = now
-        record_event(session, action="case_submitted", actor_id=actor_id, organisation_id=organisation_id,
+        record_event(session, action=AuditAction.CASE_SUBMITTED, actor_id=actor_id, organisation_id=organisation_id,
                      target_type="case", target_id=case.id,
                      details=_submitted_details(case.id, photo.id, search))
         session.commit()
@@ -175,7 +176,7 @@ def check_quota(session: Session, *, settings: Settings, actor_id: int, organisa
     else:
         return
     rule, sentence = refusal
-    record_event(session, action="case_refused", actor_id=actor_id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.CASE_REFUSED, actor_id=actor_id, organisation_id=organisation_id,
                  details={"rule": rule})
     session.commit()
     wait = math.ceil((reset - now).total_seconds())
@@ -307,7 +308,7 @@ def case_details(session: Session, *, actor: User, case_id: int) -> tuple[Case, 
         select(Review.candidate_id).where(Review.reviewer_id == actor.id,
                                           Review.candidate_id.in_([c.id for c in candidates]))
     ))
-    record_event(session, action="case_viewed", actor_id=actor.id, organisation_id=case.organisation_id,
+    record_event(session, action=AuditAction.CASE_VIEWED, actor_id=actor.id, organisation_id=case.organisation_id,
                  target_type="case", target_id=case.id,
                  details={"case_id": case.id, "candidate_ids": [c.id for c in candidates]})
     session.commit()

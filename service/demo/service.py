@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.service import create_user
 from service.cases.service import submit_case
@@ -100,7 +101,7 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
             raise DemoExists("A demo sandbox is already in this database (organisations 'Demo sandbox: …').")
         organisations = {demo: _approved_organisation(session, demo, now=now) for demo in (HOPE, FAMILY)}
         accounts, users = _accounts(session, organisations, settings=settings, now=now)
-        record_event(session, action="demo_seeded", target_type="organisation",
+        record_event(session, action=AuditAction.DEMO_SEEDED, target_type="organisation",
                      details={"organisation_ids": [o.id for o in organisations.values()],
                               "user_ids": [u.id for u in users.values()]})
         session.commit()

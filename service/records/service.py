@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from matching.ages import age_at
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.db import checkpoint_after_erasure
@@ -107,7 +108,7 @@ def create_record(session: Session, *, actor: User, body: NewRecord, now: dateti
     except IntegrityError as error:  # the same reference registered at the same moment
         session.rollback()
         raise _duplicate_reference() from error
-    record_event(session, action="record_created", actor_id=actor.id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.RECORD_CREATED, actor_id=actor.id, organisation_id=organisation_id,
                  target_type="record", target_id=record.id,
                  details={"record_id": record.id, "lawful_basis": consent.lawful_basis.value})
     session.commit()
@@ -169,7 +170,7 @@ def record_details(session: Session, *, actor: User, record_id: int) -> tuple[Re
     """One record with its photos; audited, since it shows the guardian's name."""
     record = own_record(session, actor=actor, record_id=record_id)
     photos = record_photos(session, record_id=record.id)
-    record_event(session, action="record_viewed", actor_id=actor.id, organisation_id=record.organisation_id,
+    record_event(session, action=AuditAction.RECORD_VIEWED, actor_id=actor.id, organisation_id=record.organisation_id,
                  target_type="record", target_id=record.id)
     session.commit()
     return record, photos
@@ -220,7 +221,7 @@ def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings,
                             uploaded_by=actor_id, record_id=record.id, taken_at=taken_at,
                             age_at_photo=age_at_photo(date_of_birth, taken_at))
         photo.created_at = now
-        record_event(session, action="photo_uploaded", actor_id=actor_id, organisation_id=organisation_id,
+        record_event(session, action=AuditAction.PHOTO_UPLOADED, actor_id=actor_id, organisation_id=organisation_id,
                      target_type="photo", target_id=photo.id, details={"record_id": record.id})
         session.commit()
     return photo
@@ -268,7 +269,7 @@ def read_record_photo(session: Session, *, vault: PhotoVault, actor: User, recor
         data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as error:
         raise RecordError(410, "This photo has been erased.") from error
-    record_event(session, action="photo_viewed", actor_id=actor.id, organisation_id=photo.organisation_id,
+    record_event(session, action=AuditAction.PHOTO_VIEWED, actor_id=actor.id, organisation_id=photo.organisation_id,
                  target_type="photo", target_id=photo.id, details={"record_id": record_id, "size": size})
     session.commit()
     return data, media_type
@@ -305,7 +306,7 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
                           already_withdrawn=True)
     erasure = erase_record(session, record=record, now=now, status="withdrawn", message=WITHDRAWN_MESSAGE)
     consent.withdrawn_at = now
-    record_event(session, action="consent_withdrawn", actor_id=actor.id, organisation_id=record.organisation_id,
+    record_event(session, action=AuditAction.CONSENT_WITHDRAWN, actor_id=actor.id, organisation_id=record.organisation_id,
                  target_type="record", target_id=record.id, details=erasure.counts())
     session.commit()
     # Files go only after the commit: a rollback must never leave rows pointing at deleted files.

@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.calibration.card import standing_notice
@@ -95,7 +96,7 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
     facts = candidate_facts(session, [candidate for candidate, *_ in rows])
     counted = select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id) \
         .join(Record, Record.id == Candidate.record_id).where(*conditions)
-    record_event(session, action="review_queue_viewed", actor_id=reviewer.id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.REVIEW_QUEUE_VIEWED, actor_id=reviewer.id, organisation_id=organisation_id,
                  details={"candidate_ids": [candidate.id for candidate, *_ in rows]})
     session.commit()
     return ReviewQueue(
@@ -164,7 +165,7 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int, gate
                               side="probe", date_of_birth=None, show_image=not redacted, gates=gates)
     calibration = active_calibration(session, candidate.model_id)
     facts = candidate_facts(session, [candidate], policies={candidate.model_id: policy_of(calibration)})[candidate.id]
-    record_event(session, action="candidate_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
+    record_event(session, action=AuditAction.CANDIDATE_VIEWED, actor_id=viewer.id, organisation_id=viewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
                  details={"candidate_id": candidate.id, "case_id": case.id, "record_id": candidate.record_id})
     session.commit()
@@ -257,7 +258,7 @@ def open_candidate_photo(session: Session, *, vault: PhotoVault, viewer: User, c
         data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as unavailable:
         raise NotFound(_NO_PHOTO) from unavailable
-    record_event(session, action="photo_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
+    record_event(session, action=AuditAction.PHOTO_VIEWED, actor_id=viewer.id, organisation_id=viewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
                  details={"candidate_id": candidate.id, "photo_id": photo.id, "side": side, "size": size})
     session.commit()
@@ -318,7 +319,7 @@ def record_review(session: Session, *, reviewer: User, candidate_id: int, decisi
         raise Conflict("You have already recorded your decision on this candidate.",
                        rule="already_reviewed") from clash
     notification = _notify_record_owner(session, loaded=loaded, now=now) if outcome.confirmed_now else None
-    record_event(session, action="review_recorded", actor_id=reviewer.id, organisation_id=reviewer.organisation_id,
+    record_event(session, action=AuditAction.REVIEW_RECORDED, actor_id=reviewer.id, organisation_id=reviewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
                  details={"candidate_id": candidate.id, "decision": outcome.decision.value,
                           "status": outcome.new_status.value})
