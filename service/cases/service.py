@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
@@ -43,6 +44,7 @@ from service.retention import files_erased_on_failure
 from service.records.models import Record
 from service.records.service import LATEST_TIME_ZONE
 from service.db import utcnow
+from service.effects import after_commit
 from service.reviews.models import Candidate, Review
 from service.reviews.service import parties_in_good_standing
 from service.settings import Settings
@@ -117,8 +119,12 @@ def parse_photo_facts(taken_at: str | date | None, age_at_photo: str | float | N
 
 def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, case_reference: str,
                 purpose: str, read_file: Callable[[], bytes], now: datetime,
-                search: SearchChoice = SearchChoice(), photo_facts: CasePhotoFacts = CasePhotoFacts()) -> Case:
-    """Check quotas and the photo, then store the case and its photo (committed; caller dispatches).
+                dispatch: Callable[[int], None] | None, search: SearchChoice = SearchChoice(),
+                photo_facts: CasePhotoFacts = CasePhotoFacts()) -> Case:
+    """Check quotas and the photo, then store the case and its photo; once committed, `dispatch(case.id)`.
+
+    `dispatch` is the dispatcher's `case` (None: the caller runs the search itself, as
+    `reunite demo` does); it runs only after the commit (service.effects).
 
     `search` and `photo_facts` come from `parse_search` and `parse_photo_facts`, which
     refuse bad input before anything is stored. Raises CaseError (404, 422, 429) or
@@ -149,6 +155,8 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
         record_event(session, action=AuditAction.CASE_SUBMITTED, actor_id=actor_id, organisation_id=organisation_id,
                      target_type="case", target_id=case.id,
                      details=_submitted_details(case.id, photo.id, search))
+        if dispatch is not None:
+            after_commit(session, partial(dispatch, case.id))
         session.commit()
     return case
 

@@ -114,7 +114,8 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
                 pipeline.process_record_photo(photo_id)
             case_id = submit_case(session, vault=vault, settings=settings, actor=case_submitter,
                                   case_reference="DEMO-C1", purpose="Demo: searching for sample person 1",
-                                  read_file=(photos / CASE_PHOTO).read_bytes, now=now).id
+                                  read_file=(photos / CASE_PHOTO).read_bytes, now=now,
+                                  dispatch=None).id  # the pipeline below runs the search here
             session.commit()
             pipeline.process_case(case_id)
         found = len(session.scalars(select(Candidate.id).where(Candidate.case_id == case_id)).all())
@@ -155,7 +156,7 @@ def _records(session: Session, vault: PhotoVault, settings: Settings, caseworker
         for name in names:
             photo = add_record_photo(session, vault=vault, settings=settings, actor=caseworker,
                                      record_id=record.id, read_file=(photos / name).read_bytes,
-                                     taken_at=None, now=now)
+                                     taken_at=None, now=now, dispatch=None)  # _pipeline processes it
             photo_ids.append(photo.id)
     return record_ids, photo_ids
 

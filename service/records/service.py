@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -35,6 +36,7 @@ from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.db import checkpoint_after_erasure
+from service.effects import after_commit
 from service.photos.models import Photo
 from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
@@ -199,8 +201,12 @@ def photo_words(photo: Photo) -> str:
 
 
 def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, record_id: int,
-                     read_file: Callable[[], bytes], taken_at: date | None, now: datetime) -> Photo:
-    """Check, encrypt and queue a photo of the record (committed; the caller dispatches it).
+                     read_file: Callable[[], bytes], taken_at: date | None, now: datetime,
+                     dispatch: Callable[[int], None] | None) -> Photo:
+    """Check, encrypt and queue a photo of the record; once committed, `dispatch(photo.id)` hands it on.
+
+    `dispatch` is the dispatcher's `record_photo` (None: the caller processes the photo
+    itself, as `reunite demo` does); it runs only after the commit (service.effects).
 
     `read_file` is called only once the record may take a photo, so a refusal about
     the record (404, 409) comes before one about the file. Raises RecordError
@@ -223,6 +229,8 @@ def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings,
         photo.created_at = now
         record_event(session, action=AuditAction.PHOTO_UPLOADED, actor_id=actor_id, organisation_id=organisation_id,
                      target_type="photo", target_id=photo.id, details={"record_id": record.id})
+        if dispatch is not None:
+            after_commit(session, partial(dispatch, photo.id))
         session.commit()
     return photo
 
@@ -306,7 +314,8 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
                           already_withdrawn=True)
     erasure = erase_record(session, record=record, now=now, status="withdrawn", message=WITHDRAWN_MESSAGE)
     consent.withdrawn_at = now
-    record_event(session, action=AuditAction.CONSENT_WITHDRAWN, actor_id=actor.id, organisation_id=record.organisation_id,
+    record_event(session, action=AuditAction.CONSENT_WITHDRAWN, actor_id=actor.id,
+                 organisation_id=record.organisation_id,
                  target_type="record", target_id=record.id, details=erasure.counts())
     session.commit()
     # Files go only after the commit: a rollback must never leave rows pointing at deleted files.
