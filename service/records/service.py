@@ -12,7 +12,8 @@ erasure has committed; the encrypted files are deleted just after that commit.
 Transactions stay short (SQLite's are exclusive): an upload checks the record, ends
 that transaction, decodes the file with no transaction open, then re-checks the
 record under a row lock while it stores the photo, so a withdrawal that committed
-in between is never undone by a late upload.
+in between is never undone by a late upload. The stored photo is handed to the
+dispatcher the caller gave only once it has committed (service.effects).
 
 Audited: record_created, record_viewed (the detail view shows the guardian's
 name), photo_uploaded, photo_viewed (the decrypted image), consent_withdrawn
