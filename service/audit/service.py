@@ -2,10 +2,11 @@
 
 The event is added to the caller's session and commits or rolls back with the
 action it records, so an action can never happen without its event, nor an event
-exist for an action that failed. The action is an `AuditAction` (service/audit/actions.py);
-any other code is refused, so every event written is one the auditors' filters can find. Appends are serialised (an advisory lock on
+exist for an action that failed. Appends are serialised (an advisory lock on
 PostgreSQL; SQLite transactions are already exclusive) so sequence numbers are
-gapless and each event chains to the one before it.
+gapless and each event chains to the one before it. The action is an `AuditAction`
+(service/audit/actions.py): any other code is refused, so every event written is
+one the auditors' filters can find.
 
 Checkpoints: every `audit_checkpoint_every`-th event, record_event also signs the
 new head (`write_checkpoint`) in the same transaction. It learns the interval and key from

@@ -13,10 +13,10 @@ photo's date and age at photo are checked before anything else, so a bad one sto
 nothing and uses no quota; `review_load` gives the figures a caseworker sees before
 choosing a mode. The file is decoded with no transaction open; the case, its photo
 and the `case_submitted` event (ids, the mode and counts only) then commit together,
-and only then is the case handed to the dispatcher the caller gave (service.effects). Another organisation's case is "not found":
-reviewers of an organisation that owns a candidate record see that candidate
-through the review queue, not the case. Reading a case writes `case_viewed` with the ids
-of the candidates it shows.
+and only then is the case handed to the dispatcher the caller gave (service.effects).
+Another organisation's case is "not found": reviewers of an organisation that owns a
+candidate record see that candidate through the review queue, not the case. Reading a
+case writes `case_viewed` with the ids of the candidates it shows.
 """
 
 from __future__ import annotations

@@ -178,7 +178,8 @@ def start_reembed(session: Session, *, target_model_id: str, actor: User, now: d
     session.add(job)
     session.flush()
     _store_progress(job, progress(session, job=job, now=now))
-    record_event(session, action=AuditAction.REEMBED_STARTED, actor_id=actor.id, target_type="reembed_job", target_id=job.id,
+    record_event(session, action=AuditAction.REEMBED_STARTED, actor_id=actor.id, target_type="reembed_job",
+                 target_id=job.id,
                  details={"target_model": target_model_id, "source_model": active, "photos": job.total})
     return job
 

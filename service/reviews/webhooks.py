@@ -221,8 +221,8 @@ def _abandon_exhausted(session: Session, *, now: datetime) -> int:
 
 def _audit_abandoned(session: Session, *, notification_id: int, organisation_id: int, candidate_id: int,
                      attempts: int) -> None:
-    record_event(session, action=AuditAction.WEBHOOK_ABANDONED, organisation_id=organisation_id, target_type="notification",
-                 target_id=notification_id,
+    record_event(session, action=AuditAction.WEBHOOK_ABANDONED, organisation_id=organisation_id,
+                 target_type="notification", target_id=notification_id,
                  details={"notification_id": notification_id, "candidate_id": candidate_id, "attempts": attempts})
 
 

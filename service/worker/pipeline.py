@@ -570,8 +570,8 @@ def _two_way_search_finished(session: Session, *, embedding: Embedding, record_i
                              open_case_faces: int, candidate_ids: list[int]) -> None:
     """Two-way matching's search (one transaction, so one event): the input, what it was compared with, the result."""
     organisation_id = session.scalar(select(Record.organisation_id).where(Record.id == record_id))
-    record_event(session, action=AuditAction.TWO_WAY_SEARCH_FINISHED, organisation_id=organisation_id, target_type="record",
-                 target_id=record_id,
+    record_event(session, action=AuditAction.TWO_WAY_SEARCH_FINISHED, organisation_id=organisation_id,
+                 target_type="record", target_id=record_id,
                  details={"record_id": record_id, "photo_id": embedding.photo_id, "embedding_id": embedding.id,
                           "model_id": embedding.model_id, "model_version": embedding.model_version,
                           "started_at": started.isoformat(), "open_case_faces": open_case_faces,

@@ -23,7 +23,6 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.audit.actions import AuditAction
 from service.audit import query
 from service.audit.actions import AuditAction
 from service.audit.export import (
@@ -185,7 +184,8 @@ def verify(request: Request, user: PageUser, session: DbSession, settings: Setti
 
 def start_verification(session: Session, *, user: User, signer: AuditSigner) -> Export:
     """Record the verification, sign the new head and commit: the bundle to check ends there."""
-    event = record_event(session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id, organisation_id=user.organisation_id)
+    event = record_event(session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id,
+                         organisation_id=user.organisation_id)
     checkpoint_head(session, signer=signer, head=event)
     base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == 1))
     session.commit()
