@@ -1,14 +1,22 @@
-"""After-commit effects (service.effects): run once committed, in order; dropped on rollback or close."""
+"""After-commit effects (service.effects): run once committed, in order; dropped on rollback or close.
+
+And the webhook delivery the review routes hand to record_review: queued behind the response.
+"""
 
 from __future__ import annotations
 
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import structlog
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
+from service import deps
 from service.db import make_engine, make_session_factory
 from service.effects import after_commit
 
@@ -89,3 +97,22 @@ def test_savepoints_neither_run_nor_take_effects_and_unhooked_sessions_are_refus
     with pytest.raises(RuntimeError, match="make_session_factory"):
         after_commit(plain, lambda: None)
     plain.close()
+
+
+def test_the_webhook_delivery_dependency_sends_after_the_response_even_for_a_page_redirect(monkeypatch):
+    """What the API and the review page give record_review: a webhook queued behind the response."""
+    delivered = []
+    monkeypatch.setattr(deps.webhooks, "deliver", lambda factory, notification_id, *, allow_loopback:
+                        delivered.append((factory, notification_id, allow_loopback)))
+    app = FastAPI()
+    app.state.session_factory = "factory"
+    app.state.settings = SimpleNamespace(webhook_allow_loopback=False)
+
+    @app.post("/decide")
+    def decide(deliver_webhook: deps.WebhookDeliveryDep) -> RedirectResponse:
+        deliver_webhook(42)
+        assert delivered == []  # queued, not sent while the request is answered
+        return RedirectResponse("/done", status_code=303)
+
+    answer = TestClient(app).post("/decide", follow_redirects=False)
+    assert answer.status_code == 303 and delivered == [("factory", 42, False)]
