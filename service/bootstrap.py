@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User, UserRole
 from service.auth.passwords import totp_uri
@@ -31,7 +32,7 @@ def create_first_admin(session: Session, *, email: str, issuer: str) -> NewOpera
         return None
     password = secrets.token_urlsafe(18)
     user = create_user(session, email=email, password=password, roles={Role.PLATFORM_ADMIN.value})
-    record_event(session, action="operator_created", target_type="user", target_id=user.id,
+    record_event(session, action=AuditAction.OPERATOR_CREATED, target_type="user", target_id=user.id,
                  details={"role": Role.PLATFORM_ADMIN.value, "via": "first_start"})
     session.commit()
     return NewOperator(email=user.email, password=password, totp_uri=totp_uri(user.totp_secret, email=user.email,

@@ -19,6 +19,8 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from service import effects
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -109,7 +111,10 @@ def checkpoint_after_erasure(session: Session) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions for `engine`, whose after-commit effects (service.effects) run when they commit."""
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    effects.install(factory)
+    return factory
 
 
 @contextmanager

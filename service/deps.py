@@ -9,11 +9,11 @@ a suspension, a removal or a logout takes effect on the very next request.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from annotated_types import Interval
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import BackgroundTasks, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from service.db import utcnow
 from service.organisations.models import Organisation
 from vetting.organisations import in_good_standing
 from service.photos.storage import PhotoVault
+from service.reviews import webhooks
 from service.settings import Settings
 from service.worker.dispatch import Dispatcher
 from vetting.permissions import Action, allowed
@@ -62,10 +63,21 @@ def get_dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
+def get_webhook_delivery(request: Request, background: BackgroundTasks) -> Callable[[int], None]:
+    """A notification's first webhook attempt, queued to run after the response is sent."""
+    factory, allow_loopback = request.app.state.session_factory, request.app.state.settings.webhook_allow_loopback
+
+    def deliver_after_response(notification_id: int) -> None:
+        background.add_task(webhooks.deliver, factory, notification_id, allow_loopback=allow_loopback)
+
+    return deliver_after_response
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbSession = Annotated[Session, Depends(get_session)]
 VaultDep = Annotated[PhotoVault, Depends(get_vault)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+WebhookDeliveryDep = Annotated[Callable[[int], None], Depends(get_webhook_delivery)]
 
 
 def unauthenticated(message: str = "Please sign in again.") -> HTTPException:

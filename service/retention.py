@@ -39,6 +39,7 @@ import structlog
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.cases.models import Case
 from service.db import checkpoint_after_erasure
@@ -200,7 +201,7 @@ def expire_consents(session: Session, *, vault: PhotoVault, now: datetime) -> li
             session.rollback()  # withdrawn or renewed meanwhile
             continue
         erasure = erase_record(session, record=record, now=now, status="expired", message=EXPIRED_MESSAGE)
-        record_event(session, action="consent_expired", organisation_id=record.organisation_id,
+        record_event(session, action=AuditAction.CONSENT_EXPIRED, organisation_id=record.organisation_id,
                      target_type="record", target_id=record.id, details=erasure.counts())
         session.commit()
         erase_files(vault, erasure.storage_keys)
@@ -228,7 +229,7 @@ def purge_cases(session: Session, *, vault: PhotoVault, now: datetime) -> list[i
         erasure = erase_photos(session, photos=photos, now=now, message=PURGED_MESSAGE)
         case.purged_at = now
         counts = {"photos_erased": erasure.photos_erased, "embeddings_removed": erasure.embeddings_removed}
-        record_event(session, action="case_purged", organisation_id=case.organisation_id,
+        record_event(session, action=AuditAction.CASE_PURGED, organisation_id=case.organisation_id,
                      target_type="case", target_id=case.id, details=counts)
         session.commit()
         erase_files(vault, erasure.storage_keys)

@@ -44,6 +44,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audit.actions import AuditAction
 from service.audit.chain import canonical_json, format_time, header_message
 from service.audit.models import AuditCheckpoint, AuditEvent
 from service.audit.query import EventFilters, checkpoint_batches, event_batches, first_seq_since
@@ -89,7 +90,8 @@ def start_export(
 ) -> Export:
     """Record the export, sign the new head, commit; return what to stream."""
     check_bundle_filters(export_format, filters)
-    event = record_event(session, action="audit_exported", actor_id=user.id, organisation_id=user.organisation_id,
+    event = record_event(session, action=AuditAction.AUDIT_EXPORTED, actor_id=user.id,
+                         organisation_id=user.organisation_id,
                          details={"format": export_format.value, "filters": filters.used()})
     checkpoint_head(session, signer=signer, head=event)
     first_seq = first_seq_since(session, filters.since) if export_format is ExportFormat.JSONL else 1

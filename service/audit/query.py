@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audit.actions import AuditAction
 from service.audit.models import AuditCheckpoint, AuditEvent
 
 EXPORT_BATCH = 500
@@ -30,7 +31,7 @@ class EventFilters:
     until: datetime | None = None  # exclusive
     actor: int | None = None
     organisation: int | None = None
-    action: str | None = None
+    action: AuditAction | None = None
 
     def used(self) -> list[str]:
         """The names of the filters in use: what an audit event may say about them."""

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from service.audit import query
+from service.audit.actions import AuditAction
 from service.audit.export import ExportFormat, ExportRefused, bundle_lines, csv_lines, start_export
 from service.audit.models import AuditEvent
 from service.audit.schemas import AuditEventOut, AuditEventPage
@@ -32,7 +33,7 @@ def event_filters(
     until: Annotated[datetime | None, Query(description=f"Events before this time. {TIME_HELP}")] = None,
     actor: Annotated[DbId | None, Query(description="Id of the user who acted.")] = None,
     organisation: Annotated[DbId | None, Query(description="Id of the organisation.")] = None,
-    action: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,64}$", description="Action code.")] = None,
+    action: Annotated[AuditAction | None, Query(description="Action code, such as calibration.created.")] = None,
 ) -> query.EventFilters:
     since, until = _as_utc(since), _as_utc(until)
     if since is not None and until is not None and since >= until:

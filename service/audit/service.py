@@ -4,7 +4,9 @@ The event is added to the caller's session and commits or rolls back with the
 action it records, so an action can never happen without its event, nor an event
 exist for an action that failed. Appends are serialised (an advisory lock on
 PostgreSQL; SQLite transactions are already exclusive) so sequence numbers are
-gapless and each event chains to the one before it.
+gapless and each event chains to the one before it. The action is an `AuditAction`
+(service/audit/actions.py): any other code is refused, so every event written is
+one the auditors' filters can find.
 
 Checkpoints: every `audit_checkpoint_every`-th event, record_event also signs the
 new head (`write_checkpoint`) in the same transaction. It learns the interval and key from
@@ -27,6 +29,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audit.actions import AuditAction
 from service.audit.chain import GENESIS_HASH, canonical_json, checkpoint_message, event_hash, format_time
 from service.audit.models import AuditCheckpoint, AuditEvent
 from service.audit.signing import AuditSigner, load_signer
@@ -58,10 +61,14 @@ class UnsafeAuditDetails(ValueError):
     """Details that could carry personal content were passed to record_event."""
 
 
+class UnknownAuditAction(ValueError):
+    """record_event was given a code that is not an AuditAction, which no auditor's filter could find."""
+
+
 def record_event(
     session: Session,
     *,
-    action: str,
+    action: AuditAction,
     actor_id: int | None = None,
     organisation_id: int | None = None,
     target_type: str | None = None,
@@ -69,6 +76,7 @@ def record_event(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to the chain inside the session's current transaction."""
+    action = _known(action)
     details = details or {}
     _check_details(details)
     _lock_chain(session)
@@ -81,7 +89,7 @@ def record_event(
         "at": format_time(at),
         "actor_id": actor_id,
         "organisation_id": organisation_id,
-        "action": action,
+        "action": action.value,
         "target_type": target_type,
         "target_id": None if target_id is None else str(target_id),
         "details": details,
@@ -91,7 +99,7 @@ def record_event(
         at=at,
         actor_id=actor_id,
         organisation_id=organisation_id,
-        action=action,
+        action=action.value,
         target_type=target_type,
         target_id=fields["target_id"],
         details=canonical_json(details),
@@ -145,6 +153,13 @@ def _checkpoint_if_due(session: Session, seq: int) -> None:
 def _lock_chain(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
+
+
+def _known(action: AuditAction | str) -> AuditAction:
+    try:
+        return AuditAction(action)
+    except ValueError:
+        raise UnknownAuditAction(f"{action!r} is not an AuditAction: add it to service/audit/actions.py") from None
 
 
 def _check_details(details: dict[str, Any]) -> None:

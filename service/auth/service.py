@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
 from service.auth.passwords import (
@@ -152,11 +153,11 @@ def sign_in(
     session.add(LoginAttempt(email=email, address=address, succeeded=refusal is None, at=now))
     if refusal is not None:
         reason, error = refusal
-        record_event(session, action="login_failed", actor_id=user.id if user else None,
+        record_event(session, action=AuditAction.LOGIN_FAILED, actor_id=user.id if user else None,
                      organisation_id=user.organisation_id if user else None, details={"reason": reason})
         session.commit()
         raise error
-    record_event(session, action="login", actor_id=user.id, organisation_id=user.organisation_id)
+    record_event(session, action=AuditAction.LOGIN, actor_id=user.id, organisation_id=user.organisation_id)
     pair = _issue_pair(session, settings=settings, user=user, family_id=str(uuid.uuid4()))
     session.commit()
     return pair
@@ -173,7 +174,7 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
         # One of two holders of the family is a thief, and the access token issued with the newest
         # refresh token may be theirs: every access token of the user stops working now, not on expiry.
         end_sessions(session, user=user)
-        record_event(session, action="refresh_token_reused", actor_id=user.id,
+        record_event(session, action=AuditAction.REFRESH_TOKEN_REUSED, actor_id=user.id,
                      organisation_id=user.organisation_id, details={"family": stored.family_id})
         session.commit()
         raise AuthRefused(401, "This sign-in was ended for safety. Please sign in again.")
@@ -182,7 +183,7 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
     if standing_refusal := _standing_refusal(session, user):
         raise standing_refusal
     stored.used_at = now
-    record_event(session, action="token_refreshed", actor_id=user.id, organisation_id=user.organisation_id)
+    record_event(session, action=AuditAction.TOKEN_REFRESHED, actor_id=user.id, organisation_id=user.organisation_id)
     pair = _issue_pair(session, settings=settings, user=user, family_id=stored.family_id)
     session.commit()
     return pair
@@ -200,7 +201,7 @@ def end_sessions(session: Session, *, user: User) -> None:
 def sign_out(session: Session, *, user: User) -> None:
     """End every session of the user: older access tokens and all refresh tokens stop working."""
     end_sessions(session, user=user)
-    record_event(session, action="logout", actor_id=user.id, organisation_id=user.organisation_id)
+    record_event(session, action=AuditAction.LOGOUT, actor_id=user.id, organisation_id=user.organisation_id)
     session.commit()
 
 
@@ -222,11 +223,11 @@ def enrol_totp(session: Session, *, settings: Settings, email: str, password: st
                     .execution_options(synchronize_session=False)).rowcount == 1)
     if not enrolled:
         session.add(LoginAttempt(email=email, address=address, succeeded=False, at=now))
-        record_event(session, action="totp_enrol_failed", actor_id=user.id if user else None,
+        record_event(session, action=AuditAction.TOTP_ENROL_FAILED, actor_id=user.id if user else None,
                      organisation_id=user.organisation_id if user else None)
         session.commit()
         raise AuthRefused(401, BAD_CREDENTIALS)
-    record_event(session, action="totp_enrolled", actor_id=user.id, organisation_id=user.organisation_id)
+    record_event(session, action=AuditAction.TOTP_ENROLLED, actor_id=user.id, organisation_id=user.organisation_id)
     session.commit()
     return Enrolment(secret=secret, uri=totp_uri(secret, email=email, issuer=settings.totp_issuer))
 

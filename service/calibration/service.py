@@ -21,6 +21,7 @@ from matching.ages import gap_band
 from matching.calibration import (
     DEFAULT_REVIEW_THRESHOLD, DISTANCE_BANDS, calibrated_bands, distance_band, threshold_for_fmr, thresholds_by_gap,
 )
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.calibration.models import Calibration, EvaluationReport
 from service.db import utcnow
@@ -100,7 +101,7 @@ def store_calibration(
     )
     session.add(row)
     session.flush()
-    _audit_activation(session, row, actor_id=actor_id, action="calibration.created")
+    _audit_activation(session, row, actor_id=actor_id, action=AuditAction.CALIBRATION_CREATED)
     return row
 
 
@@ -120,11 +121,11 @@ def activate_calibration(session: Session, *, model_id: str, version: int, actor
         raise CalibrationError(f"There is no calibration version {version} for model {model_id}.")
     row.activated_at = utcnow()
     session.flush()
-    _audit_activation(session, row, actor_id=actor_id, action="calibration.activated")
+    _audit_activation(session, row, actor_id=actor_id, action=AuditAction.CALIBRATION_ACTIVATED)
     return row
 
 
-def _audit_activation(session: Session, row: Calibration, *, actor_id: int | None, action: str) -> None:
+def _audit_activation(session: Session, row: Calibration, *, actor_id: int | None, action: AuditAction) -> None:
     record_event(session, action=action, actor_id=actor_id, target_type="calibration", target_id=row.id,
                  details={"model_id": row.model_id, "version": row.version, "threshold": round(row.threshold, 6),
                           "target_fmr": row.target_fmr, "impostor_pairs": row.impostor_pairs,
@@ -192,7 +193,7 @@ def publish_evaluation(session: Session, *, report: dict[str, Any], actor_id: in
         raise CalibrationError("That file is not a report written by `reunite evaluate`.") from exc
     session.add(row)
     session.flush()
-    record_event(session, action="evaluation.published", actor_id=actor_id, target_type="evaluation_report",
+    record_event(session, action=AuditAction.EVALUATION_PUBLISHED, actor_id=actor_id, target_type="evaluation_report",
                  target_id=row.id, details={"model_id": row.model_id, "photos": dataset.get("photos"),
                                             "identities": dataset.get("identities")})
     return row

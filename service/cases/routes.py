@@ -33,7 +33,6 @@ from service.photos.upload_form import Upload, upload_form, upload_permission
 from service.records.routes import refusal_route
 from service.reviews.candidate_facts import CandidateFacts, candidate_facts
 from service.reviews.models import Candidate
-from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
 
 router = APIRouter(tags=["cases"], route_class=refusal_route(service.CaseError, UploadRefused))
@@ -69,9 +68,8 @@ def submit_case(user: CurrentUser, session: DbSession, settings: SettingsDep, va
     facts = service.parse_photo_facts(form.taken_at, form.age_at_photo, now=now)
     case = service.submit_case(session, vault=vault, settings=settings, actor=user,
                                case_reference=form.case_reference, purpose=form.purpose, now=now, search=search,
-                               photo_facts=facts,
+                               photo_facts=facts, dispatch=dispatcher.case,
                                read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
-    dispatch_after_commit(dispatcher.case, case.id)
     return CaseAccepted(id=case.id, status=case.status)
 
 

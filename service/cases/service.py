@@ -13,10 +13,10 @@ photo's date and age at photo are checked before anything else, so a bad one sto
 nothing and uses no quota; `review_load` gives the figures a caseworker sees before
 choosing a mode. The file is decoded with no transaction open; the case, its photo
 and the `case_submitted` event (ids, the mode and counts only) then commit together,
-and the caller dispatches the case. Another organisation's case is "not found":
-reviewers of an organisation that owns a candidate record see that candidate
-through the review queue, not the case. Reading a case writes `case_viewed` with the ids
-of the candidates it shows.
+and only then is the case handed to the dispatcher the caller gave (service.effects).
+Another organisation's case is "not found": reviewers of an organisation that owns a
+candidate record see that candidate through the review queue, not the case. Reading a
+case writes `case_viewed` with the ids of the candidates it shows.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.cases.models import Case
@@ -42,6 +44,7 @@ from service.retention import files_erased_on_failure
 from service.records.models import Record
 from service.records.service import LATEST_TIME_ZONE
 from service.db import utcnow
+from service.effects import after_commit
 from service.reviews.models import Candidate, Review
 from service.reviews.service import parties_in_good_standing
 from service.settings import Settings
@@ -116,8 +119,12 @@ def parse_photo_facts(taken_at: str | date | None, age_at_photo: str | float | N
 
 def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, case_reference: str,
                 purpose: str, read_file: Callable[[], bytes], now: datetime,
-                search: SearchChoice = SearchChoice(), photo_facts: CasePhotoFacts = CasePhotoFacts()) -> Case:
-    """Check quotas and the photo, then store the case and its photo (committed; caller dispatches).
+                dispatch: Callable[[int], None] | None, search: SearchChoice = SearchChoice(),
+                photo_facts: CasePhotoFacts = CasePhotoFacts()) -> Case:
+    """Check quotas and the photo, then store the case and its photo; once committed, `dispatch(case.id)`.
+
+    `dispatch` is the dispatcher's `case` (None: the caller runs the search itself, as
+    `reunite demo` does); it runs only after the commit (service.effects).
 
     `search` and `photo_facts` come from `parse_search` and `parse_photo_facts`, which
     refuse bad input before anything is stored. Raises CaseError (404, 422, 429) or
@@ -145,9 +152,11 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
                             uploaded_by=actor_id, case_id=case.id, taken_at=photo_facts.taken_at,
                             age_at_photo=photo_facts.age_at_photo)
         photo.created_at = now
-        record_event(session, action="case_submitted", actor_id=actor_id, organisation_id=organisation_id,
+        record_event(session, action=AuditAction.CASE_SUBMITTED, actor_id=actor_id, organisation_id=organisation_id,
                      target_type="case", target_id=case.id,
                      details=_submitted_details(case.id, photo.id, search))
+        if dispatch is not None:
+            after_commit(session, partial(dispatch, case.id))
         session.commit()
     return case
 
@@ -175,7 +184,7 @@ def check_quota(session: Session, *, settings: Settings, actor_id: int, organisa
     else:
         return
     rule, sentence = refusal
-    record_event(session, action="case_refused", actor_id=actor_id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.CASE_REFUSED, actor_id=actor_id, organisation_id=organisation_id,
                  details={"rule": rule})
     session.commit()
     wait = math.ceil((reset - now).total_seconds())
@@ -307,7 +316,7 @@ def case_details(session: Session, *, actor: User, case_id: int) -> tuple[Case, 
         select(Review.candidate_id).where(Review.reviewer_id == actor.id,
                                           Review.candidate_id.in_([c.id for c in candidates]))
     ))
-    record_event(session, action="case_viewed", actor_id=actor.id, organisation_id=case.organisation_id,
+    record_event(session, action=AuditAction.CASE_VIEWED, actor_id=actor.id, organisation_id=case.organisation_id,
                  target_type="case", target_id=case.id,
                  details={"case_id": case.id, "candidate_ids": [c.id for c in candidates]})
     session.commit()

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from service.audit.actions import AuditAction
 from service.settings import Settings
 from vetting.roles import OPERATOR_ROLES
 
@@ -145,7 +146,7 @@ def create_operator(
     try:
         with transaction(sessions) as session:
             user = create_user(session, email=email, password=password, roles={role})
-            record_event(session, action="operator_created", target_type="user", target_id=user.id,
+            record_event(session, action=AuditAction.OPERATOR_CREATED, target_type="user", target_id=user.id,
                          details={"role": role, "via": "cli"})
             uri = totp_uri(user.totp_secret, email=user.email, issuer=settings.totp_issuer)
     except WeakPassword as exc:

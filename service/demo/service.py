@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.service import create_user
 from service.cases.service import submit_case
@@ -100,7 +101,7 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
             raise DemoExists("A demo sandbox is already in this database (organisations 'Demo sandbox: …').")
         organisations = {demo: _approved_organisation(session, demo, now=now) for demo in (HOPE, FAMILY)}
         accounts, users = _accounts(session, organisations, settings=settings, now=now)
-        record_event(session, action="demo_seeded", target_type="organisation",
+        record_event(session, action=AuditAction.DEMO_SEEDED, target_type="organisation",
                      details={"organisation_ids": [o.id for o in organisations.values()],
                               "user_ids": [u.id for u in users.values()]})
         session.commit()
@@ -113,7 +114,8 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
                 pipeline.process_record_photo(photo_id)
             case_id = submit_case(session, vault=vault, settings=settings, actor=case_submitter,
                                   case_reference="DEMO-C1", purpose="Demo: searching for sample person 1",
-                                  read_file=(photos / CASE_PHOTO).read_bytes, now=now).id
+                                  read_file=(photos / CASE_PHOTO).read_bytes, now=now,
+                                  dispatch=None).id  # the pipeline below runs the search here
             session.commit()
             pipeline.process_case(case_id)
         found = len(session.scalars(select(Candidate.id).where(Candidate.case_id == case_id)).all())
@@ -154,7 +156,7 @@ def _records(session: Session, vault: PhotoVault, settings: Settings, caseworker
         for name in names:
             photo = add_record_photo(session, vault=vault, settings=settings, actor=caseworker,
                                      record_id=record.id, read_file=(photos / name).read_bytes,
-                                     taken_at=None, now=now)
+                                     taken_at=None, now=now, dispatch=None)  # _pipeline processes it
             photo_ids.append(photo.id)
     return record_ids, photo_ids
 

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from matching.embedders import ModelNotInstalled, UnknownEmbedder, available_embedders, default_embedder, get_embedder
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.calibration.service import active_calibration
@@ -177,7 +178,8 @@ def start_reembed(session: Session, *, target_model_id: str, actor: User, now: d
     session.add(job)
     session.flush()
     _store_progress(job, progress(session, job=job, now=now))
-    record_event(session, action="reembed_started", actor_id=actor.id, target_type="reembed_job", target_id=job.id,
+    record_event(session, action=AuditAction.REEMBED_STARTED, actor_id=actor.id, target_type="reembed_job",
+                 target_id=job.id,
                  details={"target_model": target_model_id, "source_model": active, "photos": job.total})
     return job
 
@@ -190,7 +192,7 @@ def cancel_reembed(session: Session, *, actor: User, now: datetime) -> ReembedJo
         raise ReembedRefused("No re-embedding job is in progress.", "no_job")
     _end_job(job, "cancelled", CANCELLED_MESSAGE, now)
     job.finished_by_id = actor.id
-    record_event(session, action="reembed_cancelled", actor_id=actor.id, target_type="reembed_job",
+    record_event(session, action=AuditAction.REEMBED_CANCELLED, actor_id=actor.id, target_type="reembed_job",
                  target_id=job.id, details={"target_model": job.target_model_id, "done": job.done,
                                             "total": job.total})
     return job
@@ -290,7 +292,7 @@ def finish_if_done(session: Session, *, claim: BatchClaim, now: datetime) -> str
         return MORE
     if counts.failed:
         _end_job(job, "failed", FAILED_MESSAGE.format(count=counts.failed), now)
-        record_event(session, action="reembed_failed", target_type="reembed_job", target_id=job.id,
+        record_event(session, action=AuditAction.REEMBED_FAILED, target_type="reembed_job", target_id=job.id,
                      details={"target_model": job.target_model_id, "done": counts.done, "failed": counts.failed})
         return FAILED
     previous = active_model(session)[0]
@@ -301,7 +303,7 @@ def finish_if_done(session: Session, *, claim: BatchClaim, now: datetime) -> str
     state.model_id, state.model_version = job.target_model_id, job.target_model_version
     state.switched_at, state.job_id = now, job.id
     _end_job(job, "complete", None, now)
-    record_event(session, action="embedding_model_switched", target_type="reembed_job", target_id=job.id,
+    record_event(session, action=AuditAction.EMBEDDING_MODEL_SWITCHED, target_type="reembed_job", target_id=job.id,
                  details={"from_model": previous, "to_model": job.target_model_id, "photos": counts.done})
     return COMPLETE
 
@@ -312,7 +314,7 @@ def fail_job(session: Session, *, claim: BatchClaim, message: str, now: datetime
     if job is None:
         return False
     _end_job(job, "failed", message, now)
-    record_event(session, action="reembed_failed", target_type="reembed_job", target_id=job.id,
+    record_event(session, action=AuditAction.REEMBED_FAILED, target_type="reembed_job", target_id=job.id,
                  details={"target_model": job.target_model_id, "done": job.done, "failed": job.failed})
     return True
 

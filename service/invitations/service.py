@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, User
 from service.auth.passwords import WeakPassword
@@ -95,7 +96,7 @@ def invite_user(session: Session, *, organisation_id: int, actor: User, email: s
     )
     session.add(invitation)
     session.flush()
-    record_event(session, action="user_invited", actor_id=actor.id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.USER_INVITED, actor_id=actor.id, organisation_id=organisation.id,
                  target_type="invitation", target_id=invitation.id,
                  details={"invitation_id": invitation.id, "roles": invitation.role_codes,
                           "days": settings.invitation_days})
@@ -125,7 +126,7 @@ def revoke_invitation(session: Session, *, organisation_id: int, actor: User, in
                         "revoked": "This invitation has already been withdrawn.",
                         "expired": "This invitation has already expired."}[state])
     invitation.revoked_at, invitation.revoked_by = now, actor.id
-    record_event(session, action="invitation_revoked", actor_id=actor.id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.INVITATION_REVOKED, actor_id=actor.id, organisation_id=organisation_id,
                  target_type="invitation", target_id=invitation.id, details={"invitation_id": invitation.id})
     session.commit()
     return invitation
@@ -172,7 +173,7 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
         _refuse(session, reason="email_in_use", address=address, invitation=invitation)
     invitation.accepted_user_id = user.id
     session.add(LoginAttempt(email=ATTEMPT_MARK, address=address, succeeded=True))
-    record_event(session, action="invitation_accepted", actor_id=user.id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.INVITATION_ACCEPTED, actor_id=user.id, organisation_id=organisation.id,
                  target_type="invitation", target_id=invitation.id,
                  details={"invitation_id": invitation.id, "user_id": user.id, "roles": invitation.role_codes})
     session.commit()
@@ -208,7 +209,7 @@ def _refuse(session: Session, *, reason: str, address: str, invitation: Invitati
     details: dict[str, str | int] = {"reason": reason}
     if invitation is not None:
         details["invitation_id"] = invitation.id
-    record_event(session, action="invitation_accept_failed",
+    record_event(session, action=AuditAction.INVITATION_ACCEPT_FAILED,
                  organisation_id=invitation.organisation_id if invitation else None,
                  target_type="invitation" if invitation else None,
                  target_id=invitation.id if invitation else None, details=details)

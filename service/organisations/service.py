@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, User
 from service.auth.passwords import WeakPassword, check_password, hash_password
@@ -110,7 +111,7 @@ def apply(session: Session, *, application: Application, settings: Settings, add
     session.commit()  # counted whatever the outcome
     if found := _application_refusal(application, current_denylist(session)):
         field, refusal = found
-        record_event(session, action="application_refused", details={"rule": refusal.rule, "field": field})
+        record_event(session, action=AuditAction.APPLICATION_REFUSED, details={"rule": refusal.rule, "field": field})
         session.commit()
         raise Refused(refusal.message, rule=refusal.rule)
     if email_in_use(session, application.admin_email):
@@ -130,7 +131,7 @@ def apply(session: Session, *, application: Application, settings: Settings, add
         # role they do not hold" they can hand each one on to their colleagues.
         admin = _create_member(session, organisation=organisation, email=application.admin_email,
                                password=application.admin_password, roles=set(ORGANISATION_ROLES))
-    record_event(session, action="organisation_applied", actor_id=admin.id if admin else None,
+    record_event(session, action=AuditAction.ORGANISATION_APPLIED, actor_id=admin.id if admin else None,
                  organisation_id=organisation.id, target_type="organisation", target_id=organisation.id,
                  details={"org_type": organisation.org_type} | (
                      {"admin_user_id": admin.id} if admin else {"admin_email_in_use": True}))
@@ -271,7 +272,7 @@ def _apply_outcome(session: Session, *, organisation: Organisation, outcome: pol
     if outcome.starts_vetting_period:
         organisation.approved_at = now
         organisation.vetting_expires_at = policy.vetting_expiry(now, period_days)
-    record_event(session, action="organisation_decision", actor_id=actor_id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.ORGANISATION_DECISION, actor_id=actor_id, organisation_id=organisation.id,
                  target_type="organisation", target_id=organisation.id,
                  details={"decision": outcome.decision.value, "from_status": outcome.from_status.value,
                           "to_status": outcome.new_status.value})
@@ -292,12 +293,12 @@ def add_user(session: Session, *, organisation_id: int, actor: User, email: str,
     granted = check_new_member(session, actor=actor, email=email, roles=roles)
     check_not_a_member(session, organisation_id=organisation.id, email=email)
     if email_in_use(session, email):
-        record_event(session, action="user_add_refused", actor_id=actor.id, organisation_id=organisation.id,
+        record_event(session, action=AuditAction.USER_ADD_REFUSED, actor_id=actor.id, organisation_id=organisation.id,
                      details={"reason": "email_in_use"})
         session.commit()
         raise email_taken()
     user = _create_member(session, organisation=organisation, email=email, password=password, roles=granted)
-    record_event(session, action="user_added", actor_id=actor.id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.USER_ADDED, actor_id=actor.id, organisation_id=organisation.id,
                  target_type="user", target_id=user.id,
                  details={"user_id": user.id, "roles": sorted(role.value for role in granted)})
     session.commit()
@@ -316,7 +317,7 @@ def remove_user(session: Session, *, organisation_id: int, actor: User, user_id:
         raise Conflict("This is the organisation's last org_admin; add another org_admin first.")
     user.status = "removed"
     end_sessions(session, user=user)
-    record_event(session, action="user_removed", actor_id=actor.id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.USER_REMOVED, actor_id=actor.id, organisation_id=organisation.id,
                  target_type="user", target_id=user.id, details={"user_id": user.id, "roles": sorted(user.roles)})
     session.commit()
 
@@ -332,7 +333,7 @@ def set_webhook(session: Session, *, organisation_id: int, actor: User, url: str
         raise Refused(refusal, rule="webhook_url")
     organisation.webhook_url = url
     organisation.webhook_secret = secrets.token_hex(32)
-    record_event(session, action="webhook_set", actor_id=actor.id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.WEBHOOK_SET, actor_id=actor.id, organisation_id=organisation.id,
                  target_type="organisation", target_id=organisation.id)
     session.commit()
     return organisation.webhook_secret
@@ -341,7 +342,7 @@ def set_webhook(session: Session, *, organisation_id: int, actor: User, url: str
 def remove_webhook(session: Session, *, organisation_id: int, actor: User) -> None:
     organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
     organisation.webhook_url = organisation.webhook_secret = None
-    record_event(session, action="webhook_removed", actor_id=actor.id, organisation_id=organisation.id,
+    record_event(session, action=AuditAction.WEBHOOK_REMOVED, actor_id=actor.id, organisation_id=organisation.id,
                  target_type="organisation", target_id=organisation.id)
     session.commit()
 
@@ -453,7 +454,7 @@ def add_denylist_domain(session: Session, *, domain: str, reason: str, actor: Us
     session.add(row)
     session.flush()
     signed_out = _sign_out_users_of(session, denylist=Denylist([normalised]))
-    record_event(session, action="denylist_domain_added", actor_id=actor.id, target_type="denylist_domain",
+    record_event(session, action=AuditAction.DENYLIST_DOMAIN_ADDED, actor_id=actor.id, target_type="denylist_domain",
                  target_id=row.id, details={"domain_id": row.id, "users_signed_out": signed_out})
     session.commit()
     return row
@@ -467,7 +468,7 @@ def remove_denylist_domain(session: Session, *, domain: str, actor: User) -> Non
         if normalised and normalised in set(Denylist.shipped()):
             raise Conflict("This domain is on the shipped denylist, which cannot be changed here.")
         raise NotFound("This domain is not on the denylist.")
-    record_event(session, action="denylist_domain_removed", actor_id=actor.id, target_type="denylist_domain",
+    record_event(session, action=AuditAction.DENYLIST_DOMAIN_REMOVED, actor_id=actor.id, target_type="denylist_domain",
                  target_id=row.id, details={"domain_id": row.id})
     session.delete(row)
     session.commit()

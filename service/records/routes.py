@@ -33,7 +33,6 @@ from service.records.schemas import (
     ConsentDetails, ConsentSummary, NewRecord, PhotoAccepted, PhotoOut, RecordOut, RecordPage, RecordSummary,
     WithdrawalOut,
 )
-from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
 
 
@@ -115,8 +114,7 @@ def upload_photo(record_id: DbId, user: CurrentUser, session: DbSession, setting
     file = upload.file
     photo = service.add_record_photo(session, vault=vault, settings=settings, actor=user, record_id=record_id,
                                      read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
-                                     taken_at=upload.fields.taken_at, now=utcnow())
-    dispatch_after_commit(dispatcher.record_photo, photo.id)
+                                     taken_at=upload.fields.taken_at, now=utcnow(), dispatch=dispatcher.record_photo)
     return PhotoAccepted(photo_id=photo.id, status=photo.status)
 
 

@@ -12,7 +12,8 @@ erasure has committed; the encrypted files are deleted just after that commit.
 Transactions stay short (SQLite's are exclusive): an upload checks the record, ends
 that transaction, decodes the file with no transaction open, then re-checks the
 record under a row lock while it stores the photo, so a withdrawal that committed
-in between is never undone by a late upload.
+in between is never undone by a late upload. The stored photo is handed to the
+dispatcher the caller gave only once it has committed (service.effects).
 
 Audited: record_created, record_viewed (the detail view shows the guardian's
 name), photo_uploaded, photo_viewed (the decrypted image), consent_withdrawn
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -31,9 +33,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from matching.ages import age_at
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.db import checkpoint_after_erasure
+from service.effects import after_commit
 from service.photos.models import Photo
 from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
@@ -107,7 +111,7 @@ def create_record(session: Session, *, actor: User, body: NewRecord, now: dateti
     except IntegrityError as error:  # the same reference registered at the same moment
         session.rollback()
         raise _duplicate_reference() from error
-    record_event(session, action="record_created", actor_id=actor.id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.RECORD_CREATED, actor_id=actor.id, organisation_id=organisation_id,
                  target_type="record", target_id=record.id,
                  details={"record_id": record.id, "lawful_basis": consent.lawful_basis.value})
     session.commit()
@@ -169,7 +173,7 @@ def record_details(session: Session, *, actor: User, record_id: int) -> tuple[Re
     """One record with its photos; audited, since it shows the guardian's name."""
     record = own_record(session, actor=actor, record_id=record_id)
     photos = record_photos(session, record_id=record.id)
-    record_event(session, action="record_viewed", actor_id=actor.id, organisation_id=record.organisation_id,
+    record_event(session, action=AuditAction.RECORD_VIEWED, actor_id=actor.id, organisation_id=record.organisation_id,
                  target_type="record", target_id=record.id)
     session.commit()
     return record, photos
@@ -198,8 +202,12 @@ def photo_words(photo: Photo) -> str:
 
 
 def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, record_id: int,
-                     read_file: Callable[[], bytes], taken_at: date | None, now: datetime) -> Photo:
-    """Check, encrypt and queue a photo of the record (committed; the caller dispatches it).
+                     read_file: Callable[[], bytes], taken_at: date | None, now: datetime,
+                     dispatch: Callable[[int], None] | None) -> Photo:
+    """Check, encrypt and queue a photo of the record; once committed, `dispatch(photo.id)` hands it on.
+
+    `dispatch` is the dispatcher's `record_photo` (None: the caller processes the photo
+    itself, as `reunite demo` does); it runs only after the commit (service.effects).
 
     `read_file` is called only once the record may take a photo, so a refusal about
     the record (404, 409) comes before one about the file. Raises RecordError
@@ -220,8 +228,10 @@ def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings,
                             uploaded_by=actor_id, record_id=record.id, taken_at=taken_at,
                             age_at_photo=age_at_photo(date_of_birth, taken_at))
         photo.created_at = now
-        record_event(session, action="photo_uploaded", actor_id=actor_id, organisation_id=organisation_id,
+        record_event(session, action=AuditAction.PHOTO_UPLOADED, actor_id=actor_id, organisation_id=organisation_id,
                      target_type="photo", target_id=photo.id, details={"record_id": record.id})
+        if dispatch is not None:
+            after_commit(session, partial(dispatch, photo.id))
         session.commit()
     return photo
 
@@ -268,7 +278,7 @@ def read_record_photo(session: Session, *, vault: PhotoVault, actor: User, recor
         data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as error:
         raise RecordError(410, "This photo has been erased.") from error
-    record_event(session, action="photo_viewed", actor_id=actor.id, organisation_id=photo.organisation_id,
+    record_event(session, action=AuditAction.PHOTO_VIEWED, actor_id=actor.id, organisation_id=photo.organisation_id,
                  target_type="photo", target_id=photo.id, details={"record_id": record_id, "size": size})
     session.commit()
     return data, media_type
@@ -305,7 +315,8 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
                           already_withdrawn=True)
     erasure = erase_record(session, record=record, now=now, status="withdrawn", message=WITHDRAWN_MESSAGE)
     consent.withdrawn_at = now
-    record_event(session, action="consent_withdrawn", actor_id=actor.id, organisation_id=record.organisation_id,
+    record_event(session, action=AuditAction.CONSENT_WITHDRAWN, actor_id=actor.id,
+                 organisation_id=record.organisation_id,
                  target_type="record", target_id=record.id, details=erasure.counts())
     session.commit()
     # Files go only after the commit: a rollback must never leave rows pointing at deleted files.

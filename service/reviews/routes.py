@@ -3,19 +3,20 @@
 Thin: the rule is `vetting.review`, the work `service.py`. Service refusals become
 `{"detail": sentence, "rule": code}` through the organisations' route class. Photos
 are answered with `Cache-Control: no-store` and only after their view is audited.
-A confirmation's webhook is sent after the response (`webhooks.deliver`).
+A confirmation's webhook is sent after the response: `record_review` registers it as an
+after-commit effect, and `deps.get_webhook_delivery` queues `webhooks.deliver` after the response.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from service.deps import CurrentUser, DbId, DbSession, SettingsDep, VaultDep, permission
+from service.deps import CurrentUser, DbId, DbSession, SettingsDep, VaultDep, WebhookDeliveryDep, permission
 from service.organisations.routes import ServiceErrorRoute
 from service.photos.service import Size
-from service.reviews import service, webhooks
+from service.reviews import service
 from service.reviews.schemas import CandidateOut, NotificationOut, ReviewQueue, ReviewRecorded, ReviewRequest
 from vetting.permissions import Action
 
@@ -64,15 +65,12 @@ def record_image(candidate_id: DbId, user: CurrentUser, session: DbSession, vaul
              responses={**NOT_YOURS, 403: {"description": "You submitted the case"},
                         409: {"description": "Already decided, redacted, or already reviewed by you"}},
              **permission(Action.REVIEW_CANDIDATES))
-def review(candidate_id: DbId, body: ReviewRequest, user: CurrentUser, session: DbSession, request: Request,
-           background: BackgroundTasks, settings: SettingsDep) -> ReviewRecorded:
+def review(candidate_id: DbId, body: ReviewRequest, user: CurrentUser, session: DbSession,
+           deliver_webhook: WebhookDeliveryDep, settings: SettingsDep) -> ReviewRecorded:
     """Record your decision (confirm, reject or inconclusive) with a rationale."""
     recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id, decision=body.decision,
-                                     rationale=body.rationale, new_account_days=settings.review_new_account_days)
-    notification = recorded.notification
-    if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
-        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id,
-                            allow_loopback=request.app.state.settings.webhook_allow_loopback)
+                                     rationale=body.rationale, new_account_days=settings.review_new_account_days,
+                                     deliver_webhook=deliver_webhook)
     return ReviewRecorded(review=service.review_out(recorded.review), candidate_status=recorded.candidate_status)
 
 

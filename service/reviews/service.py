@@ -21,20 +21,24 @@ listed), `candidate_viewed`, `photo_viewed` (each decrypted side), `review_recor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Literal
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.calibration.card import standing_notice
 from service.calibration.service import active_calibration, latest_evaluation, policy_of
 from service.cases.models import Case
 from service.db import utcnow
+from service.effects import after_commit
 from service.organisations.models import Organisation
 from service.organisations.standing import organisation_in_good_standing
 from service.organisations.service import Conflict, Forbidden, NotFound, ServiceError
@@ -95,7 +99,7 @@ def review_queue(session: Session, *, reviewer: User, limit: int = 100) -> Revie
     facts = candidate_facts(session, [candidate for candidate, *_ in rows])
     counted = select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id) \
         .join(Record, Record.id == Candidate.record_id).where(*conditions)
-    record_event(session, action="review_queue_viewed", actor_id=reviewer.id, organisation_id=organisation_id,
+    record_event(session, action=AuditAction.REVIEW_QUEUE_VIEWED, actor_id=reviewer.id, organisation_id=organisation_id,
                  details={"candidate_ids": [candidate.id for candidate, *_ in rows]})
     session.commit()
     return ReviewQueue(
@@ -164,7 +168,8 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int, gate
                               side="probe", date_of_birth=None, show_image=not redacted, gates=gates)
     calibration = active_calibration(session, candidate.model_id)
     facts = candidate_facts(session, [candidate], policies={candidate.model_id: policy_of(calibration)})[candidate.id]
-    record_event(session, action="candidate_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
+    record_event(session, action=AuditAction.CANDIDATE_VIEWED, actor_id=viewer.id,
+                 organisation_id=viewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
                  details={"candidate_id": candidate.id, "case_id": case.id, "record_id": candidate.record_id})
     session.commit()
@@ -257,7 +262,7 @@ def open_candidate_photo(session: Session, *, vault: PhotoVault, viewer: User, c
         data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as unavailable:
         raise NotFound(_NO_PHOTO) from unavailable
-    record_event(session, action="photo_viewed", actor_id=viewer.id, organisation_id=viewer.organisation_id,
+    record_event(session, action=AuditAction.PHOTO_VIEWED, actor_id=viewer.id, organisation_id=viewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
                  details={"candidate_id": candidate.id, "photo_id": photo.id, "side": side, "size": size})
     session.commit()
@@ -286,11 +291,15 @@ class RecordedReview:
 
 
 def record_review(session: Session, *, reviewer: User, candidate_id: int, decision: str, rationale: str,
+                  deliver_webhook: Callable[[int], None] | None,
                   new_account_days: int = rule.DEFAULT_NEW_ACCOUNT_DAYS,
                   now: datetime | None = None) -> RecordedReview:
     """Apply the two-person rule to the reviewer's decision and store it, under a row lock.
 
-    `new_account_days` is the settings' `review_new_account_days`; `now` the decision's time.
+    When this decision confirms the match and the record's organisation has a webhook,
+    `deliver_webhook(notification.id)` runs once the decision is committed (service.effects;
+    None: the webhook waits for the retry sweep). `new_account_days` is the settings'
+    `review_new_account_days`; `now` the decision's time.
     """
     now = now or utcnow()
     loaded = _load(session, viewer=reviewer, candidate_id=candidate_id, lock=True)
@@ -318,7 +327,10 @@ def record_review(session: Session, *, reviewer: User, candidate_id: int, decisi
         raise Conflict("You have already recorded your decision on this candidate.",
                        rule="already_reviewed") from clash
     notification = _notify_record_owner(session, loaded=loaded, now=now) if outcome.confirmed_now else None
-    record_event(session, action="review_recorded", actor_id=reviewer.id, organisation_id=reviewer.organisation_id,
+    if notification is not None and notification.webhook_status == WEBHOOK_PENDING and deliver_webhook is not None:
+        after_commit(session, partial(deliver_webhook, notification.id))
+    record_event(session, action=AuditAction.REVIEW_RECORDED, actor_id=reviewer.id,
+                 organisation_id=reviewer.organisation_id,
                  target_type="candidate", target_id=candidate.id,
                  details={"candidate_id": candidate.id, "decision": outcome.decision.value,
                           "status": outcome.new_status.value})

@@ -58,6 +58,7 @@ import structlog
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.db import transaction, utcnow
 from service.organisations.models import Organisation
@@ -72,7 +73,6 @@ TIMESTAMP_HEADER = "X-Reunite-Timestamp"
 PENDING, SENT, FAILED = "pending", "sent", "failed"  # stored statuses; None means no webhook
 NOT_IN_GOOD_STANDING = "organisation_not_approved"  # failure code: nothing is sent while suspended
 ABANDONED, NO_WEBHOOK = "abandoned", "no_webhook"  # further outcomes of an attempt
-ABANDONED_ACTION = "webhook_abandoned"
 
 # The wait after the 1st, 2nd, ... failed attempt; the attempt after the last wait is the last.
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
@@ -221,8 +221,8 @@ def _abandon_exhausted(session: Session, *, now: datetime) -> int:
 
 def _audit_abandoned(session: Session, *, notification_id: int, organisation_id: int, candidate_id: int,
                      attempts: int) -> None:
-    record_event(session, action=ABANDONED_ACTION, organisation_id=organisation_id, target_type="notification",
-                 target_id=notification_id,
+    record_event(session, action=AuditAction.WEBHOOK_ABANDONED, organisation_id=organisation_id,
+                 target_type="notification", target_id=notification_id,
                  details={"notification_id": notification_id, "candidate_id": candidate_id, "attempts": attempts})
 
 

@@ -1,22 +1,18 @@
 """How the API hands work to the workers, without importing Celery into request code.
 
-`create_app` puts a dispatcher on `app.state.dispatcher`; routes call it only after
-their transaction has committed, with ids only. `CeleryDispatcher` sends named
-tasks to the broker; `RecordingDispatcher` keeps what was sent, for tests that
-drive the pipeline themselves. A lost message is not lost work: the reaper
+`create_app` puts a dispatcher on `app.state.dispatcher`; routes pass its methods to the
+domain operations (`add_record_photo`, `submit_case`), which call them with ids only and
+only after their transaction has committed (`service.effects.after_commit`).
+`CeleryDispatcher` sends named tasks to the broker; `RecordingDispatcher` keeps what was
+sent, for tests that drive the pipeline themselves. A lost message is not lost work: the reaper
 re-queues rows left `queued` or stuck `processing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
-import structlog
-
 from service.settings import Settings
-
-log = structlog.get_logger("reunite.dispatch")
 
 PROCESS_RECORD_PHOTO = "reunite.process_record_photo"
 PROCESS_CASE = "reunite.process_case"
@@ -57,11 +53,3 @@ class RecordingDispatcher:
 
     def case(self, case_id: int) -> None:
         self.sent.append((PROCESS_CASE, case_id))
-
-
-def dispatch_after_commit(send: Callable[[int], None], row_id: int) -> None:
-    """Hand committed work to the workers; if the broker is down, the reaper re-queues it later."""
-    try:
-        send(row_id)
-    except Exception as error:  # the row is committed as queued: nothing is lost
-        log.warning("dispatch_failed", row_id=row_id, error=type(error).__name__)

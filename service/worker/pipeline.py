@@ -58,6 +58,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from service.audit.actions import AuditAction
 from matching.ages import years_between
 from matching.embedders import Embedder, get_embedder
 from matching.faces import Face, FaceSettings, NoFaceFound, TooManyFaces, analyse_image, embed_again
@@ -327,7 +328,7 @@ class Pipeline:
                 .order_by(Embedding.face_index)
             ).all()
             if probes:
-                record_event(session, action="search_started", organisation_id=case.organisation_id,
+                record_event(session, action=AuditAction.SEARCH_STARTED, organisation_id=case.organisation_id,
                              target_type="case", target_id=case_id,
                              details=search_input(case_id=case_id, photo_id=photo.id, probes=probes,
                                                   mode=choice.mode, candidate_limit=choice.candidate_limit))
@@ -558,7 +559,7 @@ def search_input(*, case_id: int, photo_id: int, probes: list, mode: str,
 def _search_finished(session: Session, *, case: Case, probes: list, gallery: dict[str, int], outcome: str,
                      candidate_ids: list[int]) -> None:
     """The end of a case search (EU AI Act Art. 12): the gallery searched and the candidates produced."""
-    record_event(session, action="search_finished", organisation_id=case.organisation_id, target_type="case",
+    record_event(session, action=AuditAction.SEARCH_FINISHED, organisation_id=case.organisation_id, target_type="case",
                  target_id=case.id,
                  details={"case_id": case.id, "probe_embedding_ids": [probe.id for probe in probes],
                           "model_id": probes[0].model_id, "model_version": probes[0].model_version,
@@ -569,8 +570,8 @@ def _two_way_search_finished(session: Session, *, embedding: Embedding, record_i
                              open_case_faces: int, candidate_ids: list[int]) -> None:
     """Two-way matching's search (one transaction, so one event): the input, what it was compared with, the result."""
     organisation_id = session.scalar(select(Record.organisation_id).where(Record.id == record_id))
-    record_event(session, action="two_way_search_finished", organisation_id=organisation_id, target_type="record",
-                 target_id=record_id,
+    record_event(session, action=AuditAction.TWO_WAY_SEARCH_FINISHED, organisation_id=organisation_id,
+                 target_type="record", target_id=record_id,
                  details={"record_id": record_id, "photo_id": embedding.photo_id, "embedding_id": embedding.id,
                           "model_id": embedding.model_id, "model_version": embedding.model_version,
                           "started_at": started.isoformat(), "open_case_faces": open_case_faces,

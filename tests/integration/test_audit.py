@@ -14,12 +14,14 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from service.audit import query
+from service.audit.actions import AuditAction
 from service.audit.chain import GENESIS_HASH, checkpoint_message, event_hash
 from service.audit.models import AuditCheckpoint, AuditEvent
 from service.audit.service import event_fields, record_event
 from service.audit.signing import load_signer, signature_valid
 from service.cli import app as cli
 from service.db import utcnow
+from tests.support.pages import Person, text_of
 from tests.support.service import make_organisation, make_user, sign_in
 
 EVERY = 5
@@ -42,7 +44,7 @@ def record(app, count: int, **fields) -> None:
     """Append events through the app's own sessions (which take periodic checkpoints)."""
     with app.state.session_factory() as session:
         for _ in range(count):
-            record_event(session, **{"action": "record_viewed", **fields})
+            record_event(session, **{"action": AuditAction.RECORD_VIEWED, **fields})
             session.commit()
 
 
@@ -129,7 +131,8 @@ def test_filters_and_pages_in_the_list_and_the_csv_table(client, app, db, audito
     time.sleep(0.01)
     boundary = utcnow()
     time.sleep(0.01)
-    record(app, 2, actor_id=102, organisation_id=2, action="case_submitted", target_type="case", target_id=9)
+    record(app, 2, actor_id=102, organisation_id=2, action=AuditAction.CASE_SUBMITTED, target_type="case",
+           target_id=9)
 
     def listed(**params) -> list[int]:
         response = client.get("/api/v1/audit/events", params=params, headers=headers)
@@ -163,6 +166,41 @@ def test_filters_and_pages_in_the_list_and_the_csv_table(client, app, db, audito
     exported = chain(db)[-1]
     assert (exported.action, exported.actor_id) == ("audit_exported", auditor.user.id)
     assert json.loads(exported.details) == {"filters": ["actor"], "format": "csv"}
+
+
+def test_auditors_filter_on_dotted_threshold_codes_and_are_told_of_unknown_ones(client, app, auditor):
+    headers = sign_in(client, auditor)  # seq 1: the auditor's login
+    record(app, 1, action=AuditAction.CALIBRATION_CREATED, target_type="calibration", target_id=3)
+    record(app, 1, action=AuditAction.EVALUATION_PUBLISHED)
+    record(app, 1, action=AuditAction.CALIBRATION_ACTIVATED, target_type="calibration", target_id=3)
+
+    def listed(action: str):
+        return client.get("/api/v1/audit/events", params={"action": action}, headers=headers)
+
+    found = listed("calibration.created")
+    assert found.status_code == 200, found.text
+    assert [(e["seq"], e["action"]) for e in found.json()["events"]] == [(2, "calibration.created")]
+    assert [e["seq"] for e in listed("evaluation.published").json()["events"]] == [3]
+    table = client.get("/api/v1/audit/export", params={"format": "csv", "action": "calibration.activated"},
+                       headers=headers)
+    assert [row["seq"] for row in csv.DictReader(io.StringIO(table.text))] == ["4"]
+    for unknown in ("calibration.deleted", "LOGIN", "login;drop"):
+        refused = listed(unknown)
+        assert refused.status_code == 422, unknown
+        assert refused.json()["detail"] == "Some fields are missing or invalid: action."
+        assert "calibration.created" in refused.json()["errors"][0]["problem"]  # it lists the codes
+
+    page = Person(app, auditor)
+    menu = page.get("/audit").text
+    assert all(f'<option value="{code}"' in menu for code in AuditAction)
+    searched = page.get("/audit?action=calibration.created")
+    assert '<option value="calibration.created" selected>' in searched.text
+    assert searched.text.count("<code>calibration.created</code>") == 1
+    assert "<code>evaluation.published</code>" not in searched.text
+    refused_page = page.get("/audit?action=calibration.deleted", expect=422)
+    assert "Action must be one of the action codes in the list" in text_of(refused_page)
+    csv_table = page.post("/audit", "/audit/export", format="csv", action="calibration.created")
+    assert [row["seq"] for row in csv.DictReader(io.StringIO(csv_table.text))] == ["2"]
 
 
 def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, db, settings, auditor, tmp_path,

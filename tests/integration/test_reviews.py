@@ -473,7 +473,7 @@ def test_concurrent_confirmations_end_in_exactly_one_valid_state(app, db, world,
             start.wait()
             reviewer = session.get(User, world.users[name])
             recorded = reviews_service.record_review(session, reviewer=reviewer, candidate_id=candidate,
-                                                     decision="confirm", rationale=RATIONALE)
+                                                     decision="confirm", rationale=RATIONALE, deliver_webhook=None)
             outcomes[name] = recorded.candidate_status
         except ServiceError as refused:
             outcomes[name] = f"refused: {refused.rule}"

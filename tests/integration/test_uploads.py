@@ -92,6 +92,30 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     ]
 
 
+class BrokerDown:
+    """A dispatcher whose broker cannot be reached."""
+
+    def record_photo(self, photo_id: int) -> None:
+        raise ConnectionError("broker unreachable")
+
+    def case(self, case_id: int) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+@pytest.mark.one_backend
+def test_an_upload_whose_dispatch_fails_is_still_accepted_and_left_queued(app, client, db, settings, people,
+                                                                         monkeypatch):
+    """The row is committed before the dispatch; the reaper re-queues what the broker missed."""
+    monkeypatch.setattr(app.state, "dispatcher", BrokerDown())
+    headers = bearer(settings, people.caseworker)
+    record_id = create_record(client, headers)
+    response = client.post(f"{API}/records/{record_id}/photos", headers=headers,
+                           files={"file": ("photo.jpg", jpeg_bytes(3, size=96), "image/jpeg")})
+    assert response.status_code == 202, response.text
+    db.rollback()
+    assert db.get(Photo, response.json()["photo_id"]).status == "queued"
+
+
 # (name, bytes or a function of the test's settings, expected status, words of the sentence)
 BAD_FILES = [
     ("empty", b"", 400, "empty"),

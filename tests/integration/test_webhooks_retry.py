@@ -113,7 +113,8 @@ def confirm_match(db, world: World) -> int:
     for reviewer_id in world.reviewers:
         reviewer = db.get(User, reviewer_id)
         recorded = reviews_service.record_review(db, reviewer=reviewer, candidate_id=candidate.id, decision="confirm",
-                                                 rationale="Same ear shape and the same scar on the chin.")
+                                                 rationale="Same ear shape and the same scar on the chin.",
+                                                 deliver_webhook=None)  # the tests below make the attempts
     assert recorded.candidate_status == "confirmed"
     assert recorded.notification.webhook_status == "pending"
     return recorded.notification.id

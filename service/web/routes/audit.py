@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import query
+from service.audit.actions import AuditAction
 from service.audit.export import (
     Export, ExportFormat, ExportRefused, bundle_lines, checkpoint_head, csv_lines, start_export,
 )
@@ -45,6 +46,7 @@ add_nav("Audit trail", "/audit", Action.READ_AUDIT, order=70,
 PAGE_SIZE = 50
 MEDIA_TYPES = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv; charset=utf-8"}
 SHOWN_PROBLEMS = 10
+ACTION_CHOICES = [(code, code) for code in sorted(AuditAction)]  # the Action menu: every code there is
 FILTER_LABELS = {"since": "From", "until": "Until", "actor": "User id", "organisation": "Organisation id",
                  "action": "Action"}
 
@@ -97,12 +99,13 @@ def _id(text: str, label: str) -> int | None:
     return int(text)
 
 
-def _action(text: str) -> str | None:
+def _action(text: str) -> AuditAction | None:
     if not text:
         return None
-    if len(text) > 64 or not all(c.isalnum() or c == "_" for c in text) or not text.isascii():
-        raise ValueError("Action must be an action code, such as review_recorded.")
-    return text
+    try:
+        return AuditAction(text)
+    except ValueError:
+        raise ValueError("Action must be one of the action codes in the list, such as review_recorded.") from None
 
 
 # --- the search page -----------------------------------------------------------------------------
@@ -124,14 +127,9 @@ def _audit_page(request: Request, session: Session, form: FilterForm, *, after_s
     next_after = found[-1].seq if len(found) == PAGE_SIZE else None
     return render(request, "audit/events.html", {
         "title": "Audit trail", "form": form, "events": found, "after_seq": after_seq, "next_after": next_after,
-        "actions": _known_actions(session), "error": error or form.problem, "verification": verification,
+        "actions": ACTION_CHOICES, "error": error or form.problem, "verification": verification,
         "searched": any(form.values.values()) or after_seq > 0,
     }, status_code=status_code if form.problem is None else 422)
-
-
-def _known_actions(session: Session) -> list[str]:
-    """The action codes recorded so far, for the search form's suggestions."""
-    return list(session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -186,7 +184,8 @@ def verify(request: Request, user: PageUser, session: DbSession, settings: Setti
 
 def start_verification(session: Session, *, user: User, signer: AuditSigner) -> Export:
     """Record the verification, sign the new head and commit: the bundle to check ends there."""
-    event = record_event(session, action="audit_verified", actor_id=user.id, organisation_id=user.organisation_id)
+    event = record_event(session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id,
+                         organisation_id=user.organisation_id)
     checkpoint_head(session, signer=signer, head=event)
     base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == 1))
     session.commit()

@@ -35,7 +35,6 @@ from service.web.pages import page_router
 from service.web.render import add_nav, band_words, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
 from service.web.uploads import page_upload_form, page_upload_permission
-from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action, allowed
 
 router = page_router(tags=["pages: cases"])
@@ -106,12 +105,11 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
         search = cases.parse_search(search_mode, candidate_limit if search_mode.strip().lower() == INVESTIGATIVE else None)
         facts = cases.parse_photo_facts(taken_at, age_at_photo, now=now)
         case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
-                                 purpose=purpose, now=now, search=search, photo_facts=facts,
+                                 purpose=purpose, now=now, search=search, photo_facts=facts, dispatch=dispatcher.case,
                                  read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
     except (cases.CaseError, UploadRefused) as refused:
         session.rollback()
         return _new_case_page(request, session, user, typed, status_code=refused.status, error=refused.message)
-    dispatch_after_commit(dispatcher.case, case.id)
     return redirect(request, f"/cases/{case.id}",
                     flash="The photo was received. The search has started; this page shows when it is done.")
 

@@ -31,7 +31,6 @@ from service.web.pages import page_router
 from service.web.render import add_nav, image_response, plural, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
 from service.web.uploads import page_upload_form, page_upload_permission
-from service.worker.dispatch import dispatch_after_commit
 from vetting.permissions import Action
 
 router = page_router(tags=["pages: records"])
@@ -195,13 +194,13 @@ def upload_photo(request: Request, record_id: DbId, user: PageUser, session: DbS
     try:
         photo = records.add_record_photo(
             session, vault=vault, settings=settings, actor=user, record_id=record_id, taken_at=taken, now=utcnow(),
-            read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
+            read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
+            dispatch=dispatcher.record_photo)
     except (records.RecordError, UploadRefused) as refused:
         if refused.status == 404:
             raise
         return _record_page(request, session, settings, user, record_id, status_code=refused.status,
                             upload_error=refused.message)
-    dispatch_after_commit(dispatcher.record_photo, photo.id)
     return redirect(request, f"/records/{record_id}#photo-{photo.id}",
                     flash="The photo was uploaded. It is being processed; this page shows when it is ready.")
 

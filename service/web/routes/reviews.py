@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import BackgroundTasks, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from service.deps import DbId, DbSession, SettingsDep, VaultDep
+from service.deps import DbId, DbSession, SettingsDep, VaultDep, WebhookDeliveryDep
 from service.organisations.service import ServiceError
 from service.photos.service import Size
-from service.reviews import service, webhooks
+from service.reviews import service
 from service.reviews.schemas import CandidateOut, PhotoSide, ReviewRequest
 from service.web.pages import page_router
 from service.web.render import add_nav, band_words, image_response, redirect, render
@@ -85,7 +85,7 @@ def candidate(request: Request, candidate_id: DbId, user: PageUser, session: DbS
 
 @router.post("/reviews/candidates/{candidate_id}", **page_permission(Action.REVIEW_CANDIDATES))
 def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep,
-           background: BackgroundTasks,
+           deliver_webhook: WebhookDeliveryDep,
            decision: Annotated[str, Form(max_length=20)] = "",
            rationale: Annotated[str, Form(max_length=4000)] = "") -> Response:
     """Record the reviewer's decision; a refusal is shown on the candidate's page."""
@@ -99,7 +99,8 @@ def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSess
     try:
         recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id,
                                          decision=body.decision, rationale=body.rationale,
-                                         new_account_days=settings.review_new_account_days)
+                                         new_account_days=settings.review_new_account_days,
+                                         deliver_webhook=deliver_webhook)
     except ServiceError as refused:
         if refused.status == 404:
             raise
@@ -108,10 +109,6 @@ def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSess
                                             gates=settings.quality_gates())
         return _candidate_page(request, details, error=refused.message, decision=decision, rationale=rationale,
                                status_code=refused.status)
-    notification = recorded.notification
-    if notification is not None and notification.webhook_status == service.WEBHOOK_PENDING:
-        background.add_task(webhooks.deliver, request.app.state.session_factory, notification.id,
-                            allow_loopback=request.app.state.settings.webhook_allow_loopback)
     return redirect(request, f"/reviews/candidates/{candidate_id}",
                     flash=f"Your decision ({DECISION_WORDS[body.decision].lower()}) was recorded.")
 
