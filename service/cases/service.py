@@ -34,6 +34,7 @@ from service.auth.models import User
 from service.cases.models import Case
 from service.cases.modes import (
     ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, SearchChoiceError, parse_search_choice,
+    searched_message,
 )
 from service.organisations.models import Organisation
 from service.photos.service import check_upload, store_photo
@@ -327,10 +328,35 @@ def list_cases(session: Session, *, actor: User, case_reference: str | None, lim
     return list(cases), total
 
 
-def case_words(case: Case) -> str:
-    """What the case's status means, in words: the worker's own message when it left one."""
-    words = case.status_message or CASE_STATUS_WORDS.get(case.status, case.status)
+def case_words(session: Session, case: Case) -> str:
+    """What the case's status means, in words: the worker's own message when it left one.
+
+    A searched case's words follow its candidates as shown now, not as its search left
+    them: two-way matching may have proposed a record since, and the candidates of an
+    organisation not in good standing are hidden (see `visible_candidate_count`).
+    """
+    if case.status == "searched":
+        words = searched_message(visible_candidate_count(session, case.id), case.search_mode)
+    else:
+        words = case.status_message or CASE_STATUS_WORDS.get(case.status, case.status)
     return f"{words} {PURGED_WORDS}" if case.purged_at else words
+
+
+def visible_candidate_count(session: Session, case_id: int) -> int:
+    """How many of the case's candidates are shown now: those `case_details` lists."""
+    return session.scalar(
+        select(func.count(Candidate.id)).select_from(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
+        .where(Candidate.case_id == case_id, *parties_in_good_standing(utcnow()))
+    ) or 0
+
+
+def set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *,
+                     faces: int | None = None) -> None:
+    """Record what processing made of a case: its status, a sentence for the caseworker, the faces found."""
+    case.status = status
+    case.status_message = message
+    if faces is not None:
+        case.faces = faces
 
 
 def _organisation_of(actor: User) -> int:

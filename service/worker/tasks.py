@@ -3,7 +3,7 @@
 Tasks receive row ids only, never objects or photos: the database holds the state,
 so any worker can pick up any message and a message carries nothing personal.
 `reembed_batch` (queue `embed`) runs one batch of a re-embedding job and sends the
-next (service.embedding.reembed); the reaper also re-sends a job whose message was lost.
+next (service.worker.reembed); the reaper also re-sends a job whose message was lost.
 
 Each worker process owns one `WorkerRuntime` and one `Pipeline`, created on first use
 in that process (never inherited through a fork). `install_worker_hooks` makes a
@@ -99,7 +99,7 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=REEMBED_BATCH, **retrying)
     def reembed_batch(job_id: int) -> str:
-        from service.embedding.reembed import Reembedder
+        from service.worker.reembed import Reembedder
 
         runtime = process_state(app).runtime
         return Reembedder(settings=runtime.settings, sessions=runtime.sessions, vault=runtime.vault,
