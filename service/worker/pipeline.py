@@ -30,8 +30,14 @@ NOTHING).
 Models: photos are embedded with the active model, and also with a re-embedding's
 target while one is in progress; the write transaction re-reads the active model
 under the lock the switch-over takes and starts the step again if it changed
-meanwhile (service.embedding.service). Searches and two-way matching compare the
+meanwhile (service.embedding.service), MODEL_CHANGE_RETRIES times at most; then the row
+goes back to the queue (REQUEUED) and the reaper's bound on attempts applies. Searches and two-way matching compare the
 active model's embeddings only.
+
+The pipeline orchestrates only: claims, decoding and face analysis, then domain
+operations for what it writes and checks (service.records.gallery: what may be searched;
+service.reviews.candidates: candidate rows; service.photos.embeddings: embedding rows and
+photo outcomes; service.cases.service: case outcomes), and the audit events.
 
 Status messages are plain sentences for a caseworker; nothing here writes a face,
 a vector or a name into a message or a log.
