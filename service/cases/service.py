@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service.audit.service import record_event
 from service.auth.models import User
@@ -37,6 +37,8 @@ from service.cases.modes import (
     searched_message,
 )
 from service.organisations.models import Organisation
+from service.organisations.standing import in_good_standing
+from service.photos.models import Embedding, Photo
 from service.photos.service import check_upload, store_photo
 from service.photos.storage import PhotoVault
 from service.retention import files_erased_on_failure
@@ -348,6 +350,28 @@ def visible_candidate_count(session: Session, case_id: int) -> int:
         select(func.count(Candidate.id)).select_from(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
         .where(Candidate.case_id == case_id, *parties_in_good_standing(utcnow()))
     ) or 0
+
+
+def open_case_faces(session: Session, *, model_id: str, record_id: int, now: datetime) -> list:
+    """The probe faces of open cases (of organisations in good standing) a new photo of `record_id` may be proposed to.
+
+    Faces of `model_id` only, with their case and case photo's age and date; a face whose
+    case already has this record proposed to it (through its embedding of an earlier model)
+    is left out.
+    """
+    earlier = aliased(Embedding)
+    proposed = (select(Candidate.id).join(earlier, earlier.id == Candidate.probe_embedding_id)
+                .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
+                       earlier.face_index == Embedding.face_index).exists())
+    return list(session.execute(
+        select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
+        .join(Photo, Photo.id == Embedding.photo_id)
+        .join(Case, Case.id == Photo.case_id)
+        .join(Organisation, Organisation.id == Case.organisation_id)
+        .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
+               Case.purged_at.is_(None), in_good_standing(now),
+               Embedding.model_id == model_id, ~proposed)
+    ).all())
 
 
 def set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *,

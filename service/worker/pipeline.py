@@ -60,7 +60,7 @@ from datetime import datetime
 import numpy as np
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from matching.ages import years_between
 from matching.embedders import Embedder, get_embedder
@@ -71,11 +71,10 @@ from service.audit.service import record_event
 from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
 from service.cases.modes import ALERTING, SearchChoice, searched_message
-from service.cases.service import set_case_outcome
+from service.cases.service import open_case_faces, set_case_outcome
 from service.db import transaction, utcnow
 from service.embedding.service import active_model, active_model_for_write, models_to_embed
 from service.organisations.models import Organisation
-from service.organisations.standing import in_good_standing
 from service.photos.embeddings import (
     case_photo,
     embedding_row,
@@ -103,7 +102,6 @@ from service.reviews.candidates import (
     ranked_ahead,
     renumber_candidates,
 )
-from service.reviews.models import Candidate
 from service.settings import Settings
 from service.worker.replica import IndexReplica
 from service.worker.runtime import TRANSIENT_ERRORS
@@ -243,20 +241,7 @@ class Pipeline:
         k closer candidates is not given another. The probe faces' ranks are numbered again
         so the new one takes its place (ties by record id, as a search ranks them).
         """
-        # A case face already proposed this record (through its embedding of an earlier model) is skipped.
-        earlier = aliased(Embedding)
-        proposed = (select(Candidate.id).join(earlier, earlier.id == Candidate.probe_embedding_id)
-                    .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
-                           earlier.face_index == Embedding.face_index).exists())
-        rows = session.execute(
-            select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
-            .join(Photo, Photo.id == Embedding.photo_id)
-            .join(Case, Case.id == Photo.case_id)
-            .join(Organisation, Organisation.id == Case.organisation_id)
-            .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
-                   Case.purged_at.is_(None), in_good_standing(now),
-                   Embedding.model_id == embedding.model_id, ~proposed)
-        ).all()
+        rows = open_case_faces(session, model_id=embedding.model_id, record_id=record_id, now=now)
         if not rows:
             _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
                                      open_case_faces=0, candidate_ids=[])
