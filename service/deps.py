@@ -25,7 +25,7 @@ from vetting.organisations import in_good_standing
 from service.photos.storage import PhotoVault
 from service.reviews import webhooks
 from service.settings import Settings
-from service.worker.dispatch import Dispatcher
+from service.dispatch import Dispatcher
 from vetting.permissions import Action, allowed
 
 # Every id, cursor and offset that reaches the database, whether in a path, a query or a body, is one

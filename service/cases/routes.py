@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from service.cases import service
 from service.cases.models import Case
@@ -81,7 +82,7 @@ def list_cases(user: CurrentUser, session: DbSession,
     """Your organisation's cases, newest first."""
     cases, total = service.list_cases(session, actor=user, case_reference=case_reference, limit=limit,
                                       offset=offset)
-    return CasePage(items=[_summary(case) for case in cases], total=total, limit=limit, offset=offset)
+    return CasePage(items=[_summary(session, case) for case in cases], total=total, limit=limit, offset=offset)
 
 
 @router.get("/cases/review-load", response_model=ReviewLoadOut, **permission(Action.SUBMIT_CASES))
@@ -105,14 +106,14 @@ def get_case(case_id: DbId, user: CurrentUser, session: DbSession, settings: Set
     """A case's progress and outcome, in words, with its faces' quality flags and its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])  # a few queries, not per candidate
-    return CaseOut(**_summary(case).model_dump(), searched_at=case.searched_at,
+    return CaseOut(**_summary(session, case).model_dump(), searched_at=case.searched_at,
                    candidates=[_candidate(candidate, status, facts[candidate.id]) for candidate, status in candidates],
                    face_quality=case_faces(session, case.id, settings.quality_gates()))
 
 
-def _summary(case: Case) -> CaseSummary:
+def _summary(session: Session, case: Case) -> CaseSummary:
     return CaseSummary(id=case.id, case_reference=case.case_reference, status=case.status,
-                       status_message=service.case_words(case), faces=case.faces, search_mode=case.search_mode,
+                       status_message=service.case_words(session, case), faces=case.faces, search_mode=case.search_mode,
                        candidate_limit=case.candidate_limit, created_at=case.created_at,
                        retention_until=case.retention_until, purged_at=case.purged_at)
 

@@ -28,7 +28,7 @@ from functools import partial
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
@@ -36,8 +36,11 @@ from service.auth.models import User
 from service.cases.models import Case
 from service.cases.modes import (
     ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, SearchChoiceError, parse_search_choice,
+    searched_message,
 )
 from service.organisations.models import Organisation
+from service.organisations.standing import in_good_standing
+from service.photos.models import Embedding, Photo
 from service.photos.service import check_upload, store_photo
 from service.photos.storage import PhotoVault
 from service.retention import files_erased_on_failure
@@ -336,10 +339,57 @@ def list_cases(session: Session, *, actor: User, case_reference: str | None, lim
     return list(cases), total
 
 
-def case_words(case: Case) -> str:
-    """What the case's status means, in words: the worker's own message when it left one."""
-    words = case.status_message or CASE_STATUS_WORDS.get(case.status, case.status)
+def case_words(session: Session, case: Case) -> str:
+    """What the case's status means, in words: the worker's own message when it left one.
+
+    A searched case's words follow its candidates as shown now, not as its search left
+    them: two-way matching may have proposed a record since, and the candidates of an
+    organisation not in good standing are hidden (see `visible_candidate_count`).
+    """
+    if case.status == "searched":
+        words = searched_message(visible_candidate_count(session, case.id), case.search_mode)
+    else:
+        words = case.status_message or CASE_STATUS_WORDS.get(case.status, case.status)
     return f"{words} {PURGED_WORDS}" if case.purged_at else words
+
+
+def visible_candidate_count(session: Session, case_id: int) -> int:
+    """How many of the case's candidates are shown now: those `case_details` lists."""
+    return session.scalar(
+        select(func.count(Candidate.id)).select_from(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
+        .where(Candidate.case_id == case_id, *parties_in_good_standing(utcnow()))
+    ) or 0
+
+
+def open_case_faces(session: Session, *, model_id: str, record_id: int, now: datetime) -> list:
+    """The probe faces of open cases (of organisations in good standing) a new photo of `record_id` may be proposed to.
+
+    Faces of `model_id` only, with their case and case photo's age and date; a face whose
+    case already has this record proposed to it (through its embedding of an earlier model)
+    is left out.
+    """
+    earlier = aliased(Embedding)
+    proposed = (select(Candidate.id).join(earlier, earlier.id == Candidate.probe_embedding_id)
+                .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
+                       earlier.face_index == Embedding.face_index).exists())
+    return list(session.execute(
+        select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
+        .join(Photo, Photo.id == Embedding.photo_id)
+        .join(Case, Case.id == Photo.case_id)
+        .join(Organisation, Organisation.id == Case.organisation_id)
+        .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
+               Case.purged_at.is_(None), in_good_standing(now),
+               Embedding.model_id == model_id, ~proposed)
+    ).all())
+
+
+def set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *,
+                     faces: int | None = None) -> None:
+    """Record what processing made of a case: its status, a sentence for the caseworker, the faces found."""
+    case.status = status
+    case.status_message = message
+    if faces is not None:
+        case.faces = faces
 
 
 def _organisation_of(actor: User) -> int:

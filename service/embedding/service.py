@@ -9,7 +9,7 @@ better model is adopted without downtime by a re-embedding job:
    progress, with an audit event.
 2. While the job is in progress, workers embed every new photo with the active model
    and with the target (`models_to_embed`), so nothing uploaded meanwhile is missing
-   afterwards. The job's batches (service.embedding.reembed) embed the stored
+   afterwards. The job's batches (service.worker.reembed) embed the stored
    originals of every searchable record photo and open case photo that has no
    target embedding yet; a photo already done is skipped, which makes batches
    resumable and a repeated one harmless.
@@ -50,6 +50,7 @@ from service.calibration.service import active_calibration
 from service.cases.models import Case
 from service.embedding.models import ACTIVE_ROW_ID, ActiveEmbeddingModel, ReembedFailure, ReembedJob
 from service.photos.models import Embedding, Photo
+from service.records.gallery import consent_valid
 from service.records.models import Consent, Record
 from vetting.permissions import Action, allowed
 
@@ -342,8 +343,7 @@ def _eligible_photos(now: datetime) -> Select:
     match again once reinstated); withdrawn and expired records are not.
     """
     record_usable = exists().where(Record.id == Photo.record_id, Consent.record_id == Record.id,
-                                   Record.status == "active", Consent.withdrawn_at.is_(None),
-                                   Consent.obtained_at <= now, Consent.expires_at > now)
+                                   *consent_valid(now))
     case_open = exists().where(Case.id == Photo.case_id, Case.status.in_(OPEN_CASE_STATUSES),
                                Case.retention_until > now, Case.purged_at.is_(None))
     return select(Photo.id).where(Photo.status == "embedded",

@@ -37,25 +37,17 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from service.settings import Settings
-from service.worker.dispatch import EMBED_QUEUE, PROCESS_CASE, PROCESS_RECORD_PHOTO
-
-SEARCH_QUEUE = "search"
-SEARCH_CASE = "reunite.search_case"
-REAP = "reunite.reap"
-MAINTENANCE = "reunite.maintenance"
-RETRY_WEBHOOKS = "reunite.retry_webhooks"
-
-ROUTES = {
-    PROCESS_RECORD_PHOTO: EMBED_QUEUE,
-    PROCESS_CASE: EMBED_QUEUE,
-    SEARCH_CASE: SEARCH_QUEUE,
-    REAP: SEARCH_QUEUE,
-    MAINTENANCE: SEARCH_QUEUE,
-    RETRY_WEBHOOKS: SEARCH_QUEUE,
-}
+from service.worker.names import (  # noqa: F401  (names re-exported for callers of this module)
+    EMBED_QUEUE,
+    MAINTENANCE,
+    REAP,
+    RETRY_WEBHOOKS,
+    ROUTES,
+    SEARCH_CASE,
+    SEARCH_QUEUE,
+)
 
 REAP_EVERY_SECONDS = 60.0
-RETRY_POLICY = dict(retry_backoff=2, retry_backoff_max=300, retry_jitter=True, max_retries=5)
 
 
 def is_filesystem_broker(settings: Settings) -> bool:

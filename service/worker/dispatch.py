@@ -1,28 +1,17 @@
-"""How the API hands work to the workers, without importing Celery into request code.
+"""The dispatchers that send work through Celery, and the one tests read back.
 
-`create_app` puts a dispatcher on `app.state.dispatcher`; routes pass its methods to the
-domain operations (`add_record_photo`, `submit_case`), which call them with ids only and
-only after their transaction has committed (`service.effects.after_commit`).
-`CeleryDispatcher` sends named tasks to the broker; `RecordingDispatcher` keeps what was
-sent, for tests that drive the pipeline themselves. A lost message is not lost work: the reaper
-re-queues rows left `queued` or stuck `processing`.
+The protocol they follow lives below the domains in `service.dispatch`;
+domain operations call a dispatcher's methods only after their transaction has committed
+(`service.effects.after_commit`).
+`CeleryDispatcher` sends named tasks to the broker (`create_app` puts one on
+`app.state.dispatcher`); `RecordingDispatcher` keeps what was sent, for tests that
+drive the pipeline themselves.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from service.settings import Settings
-
-PROCESS_RECORD_PHOTO = "reunite.process_record_photo"
-PROCESS_CASE = "reunite.process_case"
-EMBED_QUEUE = "embed"
-
-
-class Dispatcher(Protocol):
-    def record_photo(self, photo_id: int) -> None: ...
-
-    def case(self, case_id: int) -> None: ...
+from service.worker.names import PROCESS_CASE, PROCESS_RECORD_PHOTO, REEMBED_BATCH, ROUTES, SEARCH_CASE
 
 
 class CeleryDispatcher:
@@ -36,12 +25,18 @@ class CeleryDispatcher:
     def case(self, case_id: int) -> None:
         self._send(PROCESS_CASE, case_id)
 
+    def search(self, case_id: int) -> None:
+        self._send(SEARCH_CASE, case_id)
+
+    def reembed(self, job_id: int) -> None:
+        self._send(REEMBED_BATCH, job_id)
+
     def _send(self, task: str, row_id: int) -> None:
         if self._app is None:
             from service.worker.celery_app import make_celery
 
             self._app = make_celery(self._settings)
-        self._app.send_task(task, args=[row_id], queue=EMBED_QUEUE)
+        self._app.send_task(task, args=[row_id], queue=ROUTES[task])
 
 
 class RecordingDispatcher:
@@ -53,3 +48,9 @@ class RecordingDispatcher:
 
     def case(self, case_id: int) -> None:
         self.sent.append((PROCESS_CASE, case_id))
+
+    def search(self, case_id: int) -> None:
+        self.sent.append((SEARCH_CASE, case_id))
+
+    def reembed(self, job_id: int) -> None:
+        self.sent.append((REEMBED_BATCH, job_id))

@@ -30,8 +30,14 @@ NOTHING).
 Models: photos are embedded with the active model, and also with a re-embedding's
 target while one is in progress; the write transaction re-reads the active model
 under the lock the switch-over takes and starts the step again if it changed
-meanwhile (service.embedding.service). Searches and two-way matching compare the
+meanwhile (service.embedding.service), MODEL_CHANGE_RETRIES times at most; then the row
+goes back to the queue (REQUEUED) and the reaper's bound on attempts applies. Searches and two-way matching compare the
 active model's embeddings only.
+
+The pipeline orchestrates only: claims, decoding and face analysis, then domain
+operations for what it writes and checks (service.records.gallery: what may be searched;
+service.reviews.candidates: candidate rows; service.photos.embeddings: embedding rows and
+photo outcomes; service.cases.service: case outcomes), and the audit events.
 
 Status messages are plain sentences for a caseworker; nothing here writes a face,
 a vector or a name into a message or a log.
@@ -46,17 +52,15 @@ how many open case faces were compared, the candidates).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit.actions import AuditAction
 from matching.ages import years_between
@@ -68,19 +72,39 @@ from service.audit.service import record_event
 from service.calibration.service import ReviewPolicy, review_policy
 from service.cases.models import Case
 from service.cases.modes import ALERTING, SearchChoice, searched_message
+from service.cases.service import open_case_faces, set_case_outcome
 from service.db import transaction, utcnow
 from service.embedding.service import active_model, active_model_for_write, models_to_embed
 from service.organisations.models import Organisation
-from service.organisations.standing import in_good_standing, organisation_in_good_standing
+from service.photos.embeddings import (
+    case_photo,
+    embedding_row,
+    probe_faces,
+    set_photo_outcome,
+    stored_faces,
+    vector_from_bytes,
+)
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo
 from service.photos.service import image_limits
 from service.photos.storage import PhotoUnavailable, PhotoVault
-from service.records.models import Consent, Record
-from service.reviews.candidate_facts import age_of_photo
-from service.reviews.models import Candidate
+from service.records.gallery import (
+    eligible_gallery_embeddings,
+    gallery_photo_ages,
+    lock_searchable_records,
+    record_in_good_standing,
+)
+from service.records.models import Record
+from service.reviews.candidates import (
+    candidate_ids_of,
+    candidate_row,
+    case_candidate_count,
+    insert_candidates,
+    ranked_ahead,
+    renumber_candidates,
+)
 from service.settings import Settings
-from service.worker.replica import IndexReplica, vector_from_bytes, vector_to_bytes
+from service.worker.replica import IndexReplica
 from service.worker.runtime import TRANSIENT_ERRORS
 from vetting.organisations import in_good_standing as standing_rule
 
@@ -95,6 +119,9 @@ DUPLICATE = "duplicate"  # another delivery holds the row
 SUPERSEDED = "superseded"  # the row stopped being ours while we worked
 NOT_PENDING = "not_pending"  # nothing to search for this case
 MODEL_CHANGED = "model_changed"  # the active model was switched while we embedded: embed again
+REQUEUED = "requeued"  # the model kept changing: the row went back to the queue for a later attempt
+# How many times one delivery embeds a photo again because the active model changed meanwhile.
+MODEL_CHANGE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -138,6 +165,9 @@ class Pipeline:
         return self._guarded(Photo, claim, self._record_photo)
 
     def _record_photo(self, claim: Claim) -> str:
+        return self._until_model_settles(Photo, claim, self._record_photo_once)
+
+    def _record_photo_once(self, claim: Claim) -> str:
         with transaction(self.sessions) as session:
             photo = session.get(Photo, claim.row_id)
             storage_key, wrapped_key, record_id = photo.storage_key, photo.wrapped_key, photo.record_id
@@ -163,8 +193,7 @@ class Pipeline:
         # (service.photos.quality): flagged, it can still be found; refused, it never could.
         # While a re-embedding is in progress, also with its target model (see service.embedding).
         others = [embed_again(image, faces, embedder)[0] for embedder in embedders[1:]]
-        outcome = self._enrol(claim, record_id, faces[0], others)
-        return self._record_photo(claim) if outcome == MODEL_CHANGED else outcome
+        return self._enrol(claim, record_id, faces[0], others)
 
     def _enrol(self, claim: Claim, record_id: int, face: Face, others: list[Face]) -> str:
         with transaction(self.sessions) as session:
@@ -174,25 +203,25 @@ class Pipeline:
             if photo is None:
                 return SUPERSEDED
             if not record_ok:
-                _set_outcome(photo, "failed", CONSENT_NOT_VALID, now)
+                set_photo_outcome(photo, "failed", CONSENT_NOT_VALID, now)
                 return "failed"
             if active_model_for_write(session) != face.model_id:
                 return MODEL_CHANGED
-            embedding = _embedding_row(photo.id, 0, face)
+            embedding = embedding_row(photo.id, 0, face)
             session.add(embedding)
             session.flush()
             # Takes the index log lock; the open cases are read after it (see _match_open_cases).
             append_index_change(session, op="add", embedding_id=embedding.id, model_id=face.model_id)
             for other in others:
-                extra = _embedding_row(photo.id, 0, other)
+                extra = embedding_row(photo.id, 0, other)
                 session.add(extra)
                 session.flush()
                 append_index_change(session, op="add", embedding_id=extra.id, model_id=other.model_id)
             # Enrolled all the same; proposed to open cases only while its organisation is in good
             # standing (as a case search would find it). Hidden, not lost: later searches find it.
             matched = (self._match_open_cases(session, embedding, face.embedding, record_id, now)
-                       if _record_in_good_standing(session, record_id, now) else 0)
-            _set_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
+                       if record_in_good_standing(session, record_id, now) else 0)
+            set_photo_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
         log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
         return "embedded"
 
@@ -209,22 +238,11 @@ class Pipeline:
         proposed only within the review threshold for the two photos' age gap, as an
         alerting candidate. An investigative case's leads were the N closest records on
         the day it was searched; a later record only joins them if it is close enough to
-        alert on. The probe faces' ranks are numbered again so the new one takes its place.
+        alert on, and only into a face's top-k (the alerting limit): a face that already has
+        k closer candidates is not given another. The probe faces' ranks are numbered again
+        so the new one takes its place (ties by record id, as a search ranks them).
         """
-        # A case face already proposed this record (through its embedding of an earlier model) is skipped.
-        earlier = aliased(Embedding)
-        proposed = (select(Candidate.id).join(earlier, earlier.id == Candidate.probe_embedding_id)
-                    .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
-                           earlier.face_index == Embedding.face_index).exists())
-        rows = session.execute(
-            select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
-            .join(Photo, Photo.id == Embedding.photo_id)
-            .join(Case, Case.id == Photo.case_id)
-            .join(Organisation, Organisation.id == Case.organisation_id)
-            .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
-                   Case.purged_at.is_(None), in_good_standing(now),
-                   Embedding.model_id == embedding.model_id, ~proposed)
-        ).all()
+        rows = open_case_faces(session, model_id=embedding.model_id, record_id=record_id, now=now)
         if not rows:
             _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
                                      open_case_faces=0, candidate_ids=[])
@@ -233,12 +251,15 @@ class Pipeline:
         distances = np.linalg.norm(probes - vector, axis=1)
         policy = self._policy(session, embedding.model_id)
         gallery = gallery_photo_ages(session, [embedding.id])[embedding.id]
+        top_k = policy.top_k or self.settings.review_top_k  # per probe face, as in an alerting search
         candidates = []
         for row, distance in zip(rows, distances.tolist()):
             gap = years_between(age_a=row.age_at_photo, taken_a=row.taken_at, age_b=gallery[0], taken_b=gallery[1])
             if distance > policy.threshold_for(gap):
                 continue
-            candidates.append(_candidate_row(case_id=row.case_id, record_id=record_id, probe_id=row.id,
+            if ranked_ahead(session, probe_id=row.id, record_id=record_id, distance=distance) >= top_k:
+                continue  # the face already has its top-k closer records, as its own search would keep
+            candidates.append(candidate_row(case_id=row.case_id, record_id=record_id, probe_id=row.id,
                                              gallery_id=embedding.id, distance=distance, rank=0,
                                              model_id=embedding.model_id, model_version=embedding.model_version,
                                              search_mode=ALERTING, now=now))
@@ -264,15 +285,17 @@ class Pipeline:
         return "embedded"
 
     def _embed_case(self, claim: Claim) -> str:
+        return self._until_model_settles(Case, claim, self._embed_case_once)
+
+    def _embed_case_once(self, claim: Claim) -> str:
         with transaction(self.sessions) as session:
-            photo = _case_photo(session, claim.row_id)
+            photo = case_photo(session, claim.row_id)
             if photo is None:
                 facts = None
             else:
                 facts = (photo.id, photo.storage_key, photo.wrapped_key)
                 embedders = _embedders(session)
-                stored = session.scalar(select(func.count()).where(Embedding.photo_id == photo.id,
-                                                                   Embedding.model_id == embedders[0].id))
+                stored = stored_faces(session, photo.id, embedders[0].id)
         if facts is None:
             return self._finish(Case, claim, "failed", "This case has no photo to search.")
         if stored:
@@ -289,8 +312,7 @@ class Pipeline:
             return self._finish(Case, claim, "rejected_input", refusal.message)
         # Every detected face is searched, low-quality ones too (flagged when shown, never dropped).
         others = [embed_again(image, faces, embedder) for embedder in embedders[1:]]
-        outcome = self._store_probe_faces(claim, photo_id, faces, others)
-        return self._embed_case(claim) if outcome == MODEL_CHANGED else outcome
+        return self._store_probe_faces(claim, photo_id, faces, others)
 
     def _store_probe_faces(self, claim: Claim, photo_id: int, faces: list[Face], others: list[list[Face]]) -> str:
         with transaction(self.sessions) as session:
@@ -303,9 +325,9 @@ class Pipeline:
             for faces_of_model in (faces, *others):
                 for number, face in enumerate(faces_of_model):
                     # Probe faces are stored but never indexed: the gallery holds record photos only.
-                    session.add(_embedding_row(photo_id, number, face))
+                    session.add(embedding_row(photo_id, number, face))
             photo = session.get(Photo, photo_id)
-            _set_outcome(photo, "embedded", None, now, faces_found=len(faces))
+            set_photo_outcome(photo, "embedded", None, now, faces_found=len(faces))
             case.faces = len(faces)
             case.status_message = "Faces found; searching the gallery."
         return "embedded"
@@ -319,14 +341,10 @@ class Pipeline:
             if case is None or case.status != "processing":
                 return NOT_PENDING
             choice = SearchChoice(mode=case.search_mode, candidate_limit=case.candidate_limit)
-            photo = _case_photo(session, case_id)
+            photo = case_photo(session, case_id)
             probe_photo = None if photo is None else (photo.age_at_photo, photo.taken_at)
             # Only the active model's faces: embeddings of different models are never compared.
-            probes = [] if photo is None else session.execute(
-                select(Embedding.id, Embedding.vector, Embedding.model_id, Embedding.model_version)
-                .where(Embedding.photo_id == photo.id, Embedding.model_id == active_model(session)[0])
-                .order_by(Embedding.face_index)
-            ).all()
+            probes = [] if photo is None else probe_faces(session, photo.id, active_model(session)[0])
             if probes:
                 record_event(session, action=AuditAction.SEARCH_STARTED, organisation_id=case.organisation_id,
                              target_type="case", target_id=case_id,
@@ -391,7 +409,7 @@ class Pipeline:
                 return SUPERSEDED
             organisation = session.get(Organisation, case.organisation_id)
             if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):
-                _set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
+                set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
                 _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="failed",
                                  candidate_ids=[])
                 return "failed"
@@ -404,15 +422,15 @@ class Pipeline:
                                                       model_id=probe.model_id, now=now)
                 ranked = self._rank(session, distances, ids, allowed, policies[probe.model_id], choice, probe_photo)
                 for candidate in ranked:
-                    rows.append(_candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
+                    rows.append(candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
                                                gallery_id=candidate.embedding_id, distance=candidate.distance,
                                                rank=candidate.rank, model_id=probe.model_id,
                                                model_version=probe.model_version, search_mode=choice.mode, now=now))
             inserted = insert_candidates(session, rows)
             # Two-way matching may have proposed records to these faces already.
             renumber_candidates(session, {probe.id for probe in probes})
-            total = session.scalar(select(func.count()).select_from(Candidate).where(Candidate.case_id == case_id))
-            _set_case_outcome(case, "searched", searched_message(total, case.search_mode), now)
+            total = case_candidate_count(session, case_id)
+            set_case_outcome(case, "searched", searched_message(total, case.search_mode), now)
             case.searched_at = now
             _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="searched",
                              candidate_ids=candidate_ids_of(session, case_id, rows))
@@ -457,6 +475,23 @@ class Pipeline:
     def _decode(self, storage_key: str | None, wrapped_key: bytes | None) -> DecodedImage:
         return decode_image(self.vault.open(storage_key, wrapped_key), image_limits(self.settings))
 
+    def _until_model_settles(self, model, claim: Claim, step: Callable[[Claim], str]) -> str:
+        """Run an embedding step again while the active model keeps changing under it, a few times at most.
+
+        Each run embeds with the models read at its start; a switch-over committed
+        meanwhile makes the write refuse (MODEL_CHANGED). Past MODEL_CHANGE_RETRIES runs
+        the row goes back to the queue (REQUEUED), where the reaper re-sends it and,
+        after its own bound on attempts, gives up with a sentence: never a loop.
+        """
+        for _ in range(MODEL_CHANGE_RETRIES):
+            outcome = step(claim)
+            if outcome != MODEL_CHANGED:
+                return outcome
+        log.warning("model_kept_changing", table=model.__tablename__, row_id=claim.row_id,
+                    runs=MODEL_CHANGE_RETRIES)
+        release_claim(self.sessions, model, claim)
+        return REQUEUED
+
     def _guarded(self, model, claim: Claim, step: Callable[[Claim], str]) -> str:
         """Run a step; give the claim back on a transient error, record `failed` on a bug."""
         try:
@@ -480,9 +515,9 @@ class Pipeline:
             if row is None:
                 return SUPERSEDED
             if model is Photo:
-                _set_outcome(row, status, message, utcnow(), **counts)
+                set_photo_outcome(row, status, message, utcnow(), **counts)
             else:
-                _set_case_outcome(row, status, message, utcnow(), **counts)
+                set_case_outcome(row, status, message, utcnow(), **counts)
         log.info("processed", table=model.__tablename__, row_id=claim.row_id, status=status)
         return status
 
@@ -528,24 +563,7 @@ def _ours(session: Session, model, claim: Claim):
     return row
 
 
-# ----- the database's word on what may be matched ------------------------------------------
-
-
-def lock_searchable_records(session: Session, record_ids: list[int], *, now: datetime,
-                            require_approved: bool = True) -> set[int]:
-    """The given records that are active with valid consent (and an approved organisation), locked FOR SHARE."""
-    if not record_ids:
-        return set()
-    query = (
-        select(Record.id)
-        .join(Consent, Consent.record_id == Record.id)
-        .where(Record.id.in_(record_ids), *_consent_valid(now))
-        .with_for_update(read=True, of=Record)
-    )
-    if require_approved:
-        query = query.join(Organisation, Organisation.id == Record.organisation_id).where(
-            in_good_standing(now))
-    return set(session.scalars(query).all())
+# ----- audit -----------------------------------------------------------------------------------
 
 
 def search_input(*, case_id: int, photo_id: int, probes: list, mode: str,
@@ -578,145 +596,9 @@ def _two_way_search_finished(session: Session, *, embedding: Embedding, record_i
                           "candidate_ids": candidate_ids})
 
 
-def candidate_ids_of(session: Session, case_id: int | None, rows: list[dict]) -> list[int]:
-    """The ids of the candidates a search proposed (`rows` as written; already there ones included)."""
-    pairs = {(row["case_id"], row["probe_embedding_id"], row["record_id"]) for row in rows}
-    if not pairs:
-        return []
-    case_ids = {case for case, _, _ in pairs} if case_id is None else {case_id}
-    found = session.execute(select(Candidate.id, Candidate.case_id, Candidate.probe_embedding_id, Candidate.record_id)
-                            .where(Candidate.case_id.in_(case_ids))).all()
-    return sorted(row.id for row in found if (row.case_id, row.probe_embedding_id, row.record_id) in pairs)
-
-
-def _record_in_good_standing(session: Session, record_id: int, now: datetime) -> bool:
-    return session.scalar(select(organisation_in_good_standing(Record.organisation_id, now))
-                          .where(Record.id == record_id)) or False
-
-
-def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, model_id: str,
-                                now: datetime, lock: bool = True) -> dict[int, int]:
-    """Embedding id -> record id for the ids that may be proposed now, their records locked FOR SHARE.
-
-    `lock=False` only counts (how far an investigative search must reach); what is
-    written is always decided under the lock.
-    """
-    if not embedding_ids:
-        return {}
-    query = (
-        select(Embedding.id, Photo.record_id)
-        .join(Photo, Photo.id == Embedding.photo_id)
-        .join(Record, Record.id == Photo.record_id)
-        .join(Consent, Consent.record_id == Record.id)
-        .join(Organisation, Organisation.id == Record.organisation_id)
-        .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == "embedded",
-               in_good_standing(now), *_consent_valid(now))
-    )
-    if lock:
-        query = query.with_for_update(read=True, of=Record)
-    return {row.id: row.record_id for row in session.execute(query).all()}
-
-
-def gallery_photo_ages(session: Session, embedding_ids: list[int]) -> dict[int, tuple[float | None, date | None]]:
-    """Embedding id -> (age, date taken) of its record photo; the age from the date of birth when not recorded."""
-    if not embedding_ids:
-        return {}
-    rows = session.execute(
-        select(Embedding.id, Photo.age_at_photo, Photo.taken_at, Record.date_of_birth)
-        .join(Photo, Photo.id == Embedding.photo_id)
-        .join(Record, Record.id == Photo.record_id)
-        .where(Embedding.id.in_(embedding_ids))
-    ).all()
-    return {row.id: (age_of_photo(row.age_at_photo, row.taken_at, row.date_of_birth), row.taken_at) for row in rows}
-
-
-def _consent_valid(now: datetime) -> tuple:
-    return (Record.status == "active", Consent.withdrawn_at.is_(None), Consent.obtained_at <= now,
-            Consent.expires_at > now)
-
-
-# ----- rows ---------------------------------------------------------------------------------
-
-
-def insert_candidates(session: Session, rows: list[dict]) -> int:
-    """Insert candidates, skipping any (probe face, record) pair that already has one."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Candidate).values(rows).on_conflict_do_nothing(
-        index_elements=["probe_embedding_id", "record_id"]).returning(Candidate.id)
-    return len(session.execute(statement).all())  # rows skipped as duplicates return nothing
-
-
-def renumber_candidates(session: Session, probe_ids: set[int]) -> None:
-    """Number each probe face's candidates 1..n by distance, so that no two share a rank.
-
-    A search ranks its own candidates, but two-way matching adds records to faces that
-    were searched before (and a search may add to a face two-way matching reached
-    first), so a face's ranks are numbered again after every insert. Ties in distance go
-    by record id, as `rank_candidates` orders them; withdrawn (redacted) candidates have
-    no distance any more and keep their order after the others. On PostgreSQL the two
-    writers cannot interleave here: a search holds its case row FOR UPDATE, and a new
-    candidate's foreign key to that row waits for it.
-    """
-    if not probe_ids:
-        return
-    rows = session.execute(
-        select(Candidate.id, Candidate.probe_embedding_id, Candidate.rank)
-        .where(Candidate.probe_embedding_id.in_(probe_ids))
-        .order_by(Candidate.probe_embedding_id, Candidate.distance.is_(None), Candidate.distance,
-                  Candidate.record_id, Candidate.rank, Candidate.id)
-    ).all()
-    changes, position, face = [], 0, None
-    for row in rows:
-        position = position + 1 if row.probe_embedding_id == face else 1
-        face = row.probe_embedding_id
-        if row.rank != position:
-            changes.append({"id": row.id, "rank": position})
-    if changes:
-        session.execute(update(Candidate), changes)
-
-
-def _candidate_row(*, case_id: int, record_id: int, probe_id: int, gallery_id: int, distance: float, rank: int,
-                   model_id: str, model_version: str, search_mode: str, now: datetime) -> dict:
-    return dict(case_id=case_id, record_id=record_id, probe_embedding_id=probe_id, gallery_embedding_id=gallery_id,
-                distance=float(distance), rank=rank, model_id=model_id, model_version=model_version,
-                search_mode=search_mode, status="pending_review", created_at=now)
-
-
-def _embedding_row(photo_id: int, face_index: int, face: Face) -> Embedding:
-    quality = {**asdict(face.quality), "jitters": face.jitters}
-    return Embedding(
-        photo_id=photo_id, face_index=face_index,
-        box_top=face.box.top, box_right=face.box.right, box_bottom=face.box.bottom, box_left=face.box.left,
-        quality=json.dumps(quality, sort_keys=True), vector=vector_to_bytes(face.embedding),
-        model_id=face.model_id, model_version=face.model_version,
-    )
-
-
 def _embedders(session: Session) -> list[Embedder]:
     """The active model's embedder, then a re-embedding's target while one is in progress."""
     return [get_embedder(model_id) for model_id in models_to_embed(session)]
-
-
-def _case_photo(session: Session, case_id: int) -> Photo | None:
-    return session.scalars(select(Photo).where(Photo.case_id == case_id).order_by(Photo.id).limit(1)).first()
-
-
-def _set_outcome(photo: Photo, status: str, message: str | None, now: datetime, *, faces_found: int | None = None):
-    photo.status = status
-    photo.status_message = message
-    photo.processed_at = now
-    if faces_found is not None:
-        photo.faces_found = faces_found
-
-
-def _set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *, faces: int | None = None):
-    case.status = status
-    case.status_message = message
-    if faces is not None:
-        case.faces = faces
 
 
 # ----- words for caseworkers ------------------------------------------------------------------

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.cases.models import Case
 from service.db import transaction, utcnow
 from service.photos.models import Photo
-from service.worker.dispatch import Dispatcher
+from service.dispatch import Dispatcher
 
 log = structlog.get_logger("reunite.worker.reaper")
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from matching.embedders import UnknownEmbedder, get_embedder
 from matching.index import IndexFileError, VectorIndex
 from service.photos.index_log import read_lock
+from service.photos.embeddings import vector_from_bytes, vector_to_bytes  # noqa: F401  (re-exported)
 from service.photos.models import Embedding, IndexChange
 
 log = structlog.get_logger("reunite.worker.replica")
@@ -37,15 +38,6 @@ log = structlog.get_logger("reunite.worker.replica")
 EMBEDDING_DIM = 128  # of a model id no embedder is registered under (an old or foreign log entry)
 CHANGES_PER_READ = 5_000
 DEFAULT_SNAPSHOT_EVERY = 1_000
-
-
-def vector_from_bytes(data: bytes) -> np.ndarray:
-    """An embedding column value back to its float32 vector (little-endian on disk)."""
-    return np.frombuffer(data, dtype="<f4").astype(np.float32)
-
-
-def vector_to_bytes(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
 
 
 class IndexReplica:

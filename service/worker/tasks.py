@@ -3,7 +3,7 @@
 Tasks receive row ids only, never objects or photos: the database holds the state,
 so any worker can pick up any message and a message carries nothing personal.
 `reembed_batch` (queue `embed`) runs one batch of a re-embedding job and sends the
-next (service.embedding.reembed); the reaper also re-sends a job whose message was lost.
+next (service.worker.reembed); the reaper also re-sends a job whose message was lost.
 
 Each worker process owns one `WorkerRuntime` and one `Pipeline`, created on first use
 in that process (never inherited through a fork). `install_worker_hooks` makes a
@@ -22,14 +22,22 @@ import structlog
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-from service.worker.celery_app import MAINTENANCE, REAP, RETRY_POLICY, RETRY_WEBHOOKS, SEARCH_CASE, SEARCH_QUEUE
-from service.worker.dispatch import EMBED_QUEUE, PROCESS_CASE, PROCESS_RECORD_PHOTO
+from service.worker.names import (
+    MAINTENANCE,
+    PROCESS_CASE,
+    PROCESS_RECORD_PHOTO,
+    REAP,
+    REEMBED_BATCH,
+    RETRY_WEBHOOKS,
+    ROUTES,
+    SEARCH_CASE,
+)
 from service.worker.runtime import TRANSIENT_ERRORS, WorkerRuntime, limit_native_threads
 
 log = structlog.get_logger("reunite.worker")
 
-# Re-embedding the gallery with another model, one batch per message (service.embedding.reembed).
-REEMBED_BATCH = "reunite.reembed_batch"
+# How a task retries on a transient error (the database was unreachable): backing off, five times at most.
+RETRY_POLICY = dict(retry_backoff=2, retry_backoff_max=300, retry_jitter=True, max_retries=5)
 
 
 @dataclass
@@ -46,16 +54,16 @@ class AppDispatcher:
         self._app = app
 
     def record_photo(self, photo_id: int) -> None:
-        self._app.send_task(PROCESS_RECORD_PHOTO, args=[photo_id], queue=EMBED_QUEUE)
+        self._app.send_task(PROCESS_RECORD_PHOTO, args=[photo_id], queue=ROUTES[PROCESS_RECORD_PHOTO])
 
     def case(self, case_id: int) -> None:
-        self._app.send_task(PROCESS_CASE, args=[case_id], queue=EMBED_QUEUE)
+        self._app.send_task(PROCESS_CASE, args=[case_id], queue=ROUTES[PROCESS_CASE])
 
     def search(self, case_id: int) -> None:
-        self._app.send_task(SEARCH_CASE, args=[case_id], queue=SEARCH_QUEUE)
+        self._app.send_task(SEARCH_CASE, args=[case_id], queue=ROUTES[SEARCH_CASE])
 
     def reembed(self, job_id: int) -> None:
-        self._app.send_task(REEMBED_BATCH, args=[job_id], queue=EMBED_QUEUE)
+        self._app.send_task(REEMBED_BATCH, args=[job_id], queue=ROUTES[REEMBED_BATCH])
 
 
 def process_state(app: Celery) -> _ProcessState:
@@ -91,7 +99,7 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=REEMBED_BATCH, **retrying)
     def reembed_batch(job_id: int) -> str:
-        from service.embedding.reembed import Reembedder
+        from service.worker.reembed import Reembedder
 
         runtime = process_state(app).runtime
         return Reembedder(settings=runtime.settings, sessions=runtime.sessions, vault=runtime.vault,

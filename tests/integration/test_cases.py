@@ -60,7 +60,9 @@ def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, d
     db.commit()
     candidate_id = add_candidate(db, case_id=case_id, record_id=record_id, gallery_embedding_id=None)
     body = client.get(f"{API}/cases/{case_id}", headers=headers).json()
-    assert body["faces"] == 1 and "two people" in body["status_message"]
+    # A searched case's words follow the candidates it shows (service.cases.service.case_words).
+    assert body["faces"] == 1 and body["status_message"] == (
+        "Searched the gallery: 1 possible match is waiting for human review.")
     # An open candidate reads under_review to anyone who has not decided it, so the
     # case page cannot tell a second reviewer what the first one decided.
     assert body["candidates"] == [{"id": candidate_id, "record_id": record_id, "rank": 1, "distance": 0.41,

@@ -21,9 +21,9 @@ from service.auth.models import User
 from service.cases.models import Case
 from service.cli import app as cli
 from service.db import transaction, utcnow
-from service.embedding import reembed as reembed_module
+from service.worker import reembed as reembed_module
 from service.embedding.models import ReembedFailure, ReembedJob
-from service.embedding.reembed import NOT_RUNNING, SKIPPED, Reembedder
+from service.worker.reembed import NOT_RUNNING, SKIPPED, Reembedder
 from service.embedding.service import (
     COMPLETE, FAILED, MORE, ReembedRefused, active_model, cancel_reembed, claim_batch, models_to_embed,
     photos_to_embed, release_batch, stalled_jobs, start_reembed,

@@ -27,7 +27,7 @@ from service.embedding.service import COMPLETE, ReembedRefused, active_model, st
 from service.photos.models import Embedding
 from service.photos.service import metadata_free_jpeg
 from service.worker.replica import IndexReplica, vector_from_bytes
-from service.embedding.reembed import Reembedder
+from service.worker.reembed import Reembedder
 from tests.support.faces import shrunk_jpeg
 from tests.support.gallery import World
 from tests.support.service import make_user

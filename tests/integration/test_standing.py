@@ -18,7 +18,7 @@ from sqlalchemy import select
 from service.db import utcnow
 from service.organisations.models import Organisation
 from service.organisations.standing import in_good_standing as standing_sql
-from service.worker.pipeline import eligible_gallery_embeddings, lock_searchable_records
+from service.records.gallery import eligible_gallery_embeddings, lock_searchable_records
 from tests.integration.test_reviews import (  # noqa: F401  (world and as_user are fixtures)
     API, add_candidate, as_user, queue_ids, world,
 )

@@ -22,7 +22,9 @@ from sqlalchemy import select, update
 
 from matching.index import VectorIndex
 from service.auth import service as auth_service
+from service.calibration.service import ReviewPolicy
 from service.cases.models import Case
+from service.cases.service import case_words
 from service.db import utcnow
 from service.organisations.models import Organisation
 from service.photos.index_log import append_index_change
@@ -210,6 +212,61 @@ def test_a_new_record_photo_is_matched_against_open_cases(world, sdist_images):
         photo.record_id, world.db.scalars(select(Embedding.id).where(Embedding.photo_id == photo.id)).one(), 1)
     assert candidate.status == "pending_review"
     assert world.candidates(closed) == []  # past its retention date: not open any more
+
+
+def test_two_way_matching_gives_a_face_no_more_than_its_top_k_and_breaks_ties_by_record(world, sdist_images):
+    world.pipeline.policy = ReviewPolicy(threshold=0.6, bands=(), top_k=1, calibration_id=None,
+                                         calibration_version=None)
+    case = world.case(read(sdist_images / "obama2.jpg"))
+    assert world.pipeline.process_case(case.id) == "searched"
+
+    first = world.enrol(read(sdist_images / "obama.jpg"))
+    second = world.enrol(read(sdist_images / "obama.jpg"))  # the same distance: a tie, lost by the later record
+
+    assert [(c.record_id, c.rank) for c in world.candidates(case)] == [(first.record_id, 1)]
+    assert second.status == "embedded"  # enrolled all the same: a later search of another face may find it
+
+
+def test_a_case_message_follows_the_candidates_two_way_matching_added(world, sdist_images):
+    case = world.case(read(sdist_images / "obama2.jpg"))
+    assert world.pipeline.process_case(case.id) == "searched"
+    assert "no record was close enough" in case_words(world.db, world.reload(case))
+    partner = make_organisation(world.db, name="Partner")
+
+    world.enrol(read(sdist_images / "obama.jpg"), organisation=partner)
+
+    assert case_words(world.db, world.reload(case)) == (
+        "Searched the gallery: 1 possible match is waiting for human review.")
+    # Hidden while the record's organisation is suspended, and the words say what is shown.
+    world.db.execute(update(Organisation).where(Organisation.id == partner.id).values(status="suspended"))
+    world.db.commit()
+    assert "no record was close enough" in case_words(world.db, world.reload(case))
+
+
+@pytest.mark.parametrize("changes", [1, pipeline_module.MODEL_CHANGE_RETRIES + 2])
+def test_embedding_again_after_a_model_switch_is_bounded(world, sdist_images, monkeypatch, changes):
+    """The active model changes under the write `changes` times: embed again, a few times at most."""
+    real = pipeline_module.active_model_for_write
+    calls = []
+
+    def switching(session):
+        calls.append(1)
+        return "a-model-switched-to-meanwhile" if len(calls) <= changes else real(session)
+
+    monkeypatch.setattr(pipeline_module, "active_model_for_write", switching)
+    photo = world.record_photo(read(sdist_images / "obama.jpg"))
+    outcome = world.pipeline.process_record_photo(photo.id)
+    if changes < pipeline_module.MODEL_CHANGE_RETRIES:
+        assert (outcome, world.reload(photo).status, len(calls)) == ("embedded", "embedded", changes + 1)
+        return
+    assert (outcome, len(calls)) == (pipeline_module.REQUEUED, pipeline_module.MODEL_CHANGE_RETRIES)
+    assert world.reload(photo).status == "queued"  # back in the queue: the reaper re-sends it, and gives up in time
+    assert world.db.scalars(select(Embedding)).all() == []
+
+    calls.clear()
+    case = world.case(read(sdist_images / "obama2.jpg"))
+    assert world.pipeline.process_case(case.id) == pipeline_module.REQUEUED
+    assert (world.reload(case).status, len(calls)) == ("queued", pipeline_module.MODEL_CHANGE_RETRIES)
 
 
 def test_case_photos_without_a_face_say_so(world):

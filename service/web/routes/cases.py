@@ -61,7 +61,7 @@ def case_list(request: Request, user: PageUser, session: DbSession,
     found, total = cases.list_cases(session, actor=user, case_reference=wanted or None, limit=PAGE_SIZE,
                                     offset=(page - 1) * PAGE_SIZE)
     return render(request, "cases/list.html", {
-        "title": "Cases", "cases": [(case, cases.case_words(case)) for case in found], "total": total,
+        "title": "Cases", "cases": [(case, cases.case_words(session, case)) for case in found], "total": total,
         "case_reference": wanted, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
         "can_submit": allowed(user.roles, Action.SUBMIT_CASES),
     })
@@ -124,7 +124,7 @@ def case_page(request: Request, case_id: DbId, user: PageUser, session: DbSessio
               "lead_label": facts[candidate.id].lead_label}
              for candidate, status in candidates]
     return render(request, "cases/detail.html", {
-        "title": f"Case {case.case_reference}", "case": case, "words": cases.case_words(case),
+        "title": f"Case {case.case_reference}", "case": case, "words": cases.case_words(session, case),
         "searching": case.status in SEARCHING, "candidates": shown,
         "investigative": case.search_mode == INVESTIGATIVE,
         "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
@@ -137,7 +137,7 @@ def case_page(request: Request, case_id: DbId, user: PageUser, session: DbSessio
 def case_progress(case_id: DbId, user: PhotoUser, session: DbSession) -> dict:
     """For the case page's poller: whether the search has finished, in words (no personal data)."""
     case = cases.own_case(session, actor=user, case_id=case_id)
-    return {"done": case.status not in SEARCHING, "status": case.status, "message": cases.case_words(case)}
+    return {"done": case.status not in SEARCHING, "status": case.status, "message": cases.case_words(session, case)}
 
 
 def _tone(case: Case) -> str:

@@ -45,11 +45,12 @@ from service.photos.models import Embedding, Photo
 from service.photos.service import image_limits
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.settings import Settings
-from service.worker.pipeline import _embedding_row, lock_searchable_records
+from service.photos.embeddings import embedding_row
+from service.records.gallery import lock_searchable_records
 from service.worker.replica import IndexReplica
 from service.worker.runtime import TRANSIENT_ERRORS
 
-log = structlog.get_logger("reunite.embedding.reembed")
+log = structlog.get_logger("reunite.worker.reembed")
 
 # Photos per batch: about ten seconds of work, so uploads queued behind a batch wait little.
 DEFAULT_BATCH_SIZE = 16
@@ -184,7 +185,7 @@ class Reembedder:
             if done:
                 return SKIPPED  # a repeated batch, or the pipeline embedded it with both models
             for number, face in enumerate(faces):
-                embedding = _embedding_row(photo.id, number, face)
+                embedding = embedding_row(photo.id, number, face)
                 session.add(embedding)
                 session.flush()
                 if photo.record_id is not None:
