@@ -50,21 +50,21 @@ class Calibration:
     reliable: bool  # False when impostor_pairs < 1 / target_fmr: the data cannot show that FMR
 
 
-def pair_distances(vectors: np.ndarray, labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def pair_distances(vectors: np.ndarray, labels: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distances of all pairs i < j, split into (genuine, impostor) float64 arrays."""
     vectors = np.asarray(vectors, dtype=np.float64)
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be (n, dim), got shape {vectors.shape}")
-    if labels.shape != (len(vectors),):
+    if label_array.shape != (len(vectors),):
         raise ValueError(f"need one label per vector: {len(vectors)} vectors, "
-                         f"labels of shape {labels.shape}")
+                         f"labels of shape {label_array.shape}")
     if not np.isfinite(vectors).all():
         raise ValueError("vectors contain NaN or infinite values")
     genuine, impostor = [np.empty(0)], [np.empty(0)]
     for i in range(len(vectors) - 1):  # row by row: exact, and no n-by-n temporaries
         distances = np.linalg.norm(vectors[i + 1:] - vectors[i], axis=1)
-        same = labels[i + 1:] == labels[i]
+        same = label_array[i + 1:] == label_array[i]
         genuine.append(distances[same])
         impostor.append(distances[~same])
     return np.concatenate(genuine), np.concatenate(impostor)

@@ -409,7 +409,7 @@ def _photo(entry: Entry, file_hash: str | None, analysis: _Analysis | None, from
            settings: FaceSettings) -> EmbeddedPhoto:
     gallery, probe = _failures(analysis or _Analysis(refusal="unreadable"))
     vector = analysis.vector if analysis is not None and (gallery is None or probe is None) else None
-    flags = tuple(quality_flags(analysis.quality, settings)) if vector is not None else ()
+    flags = tuple(quality_flags(analysis.quality, settings)) if analysis is not None and vector is not None else ()
     return EmbeddedPhoto(entry=entry, sha256=file_hash, vector=vector, gallery_failure=gallery,
                          probe_failure=probe, from_cache=from_cache and analysis is not None, quality_flags=flags)
 

@@ -51,12 +51,16 @@ DEFAULT_MODEL_ID = "dlib_face_recognition_resnet_model_v1"
 
 
 class FaceBox(Protocol):
-    """A face box in pixels (`matching.faces.Box` is one)."""
+    """A face box in pixels (`matching.faces.Box` is one); read-only, as a frozen dataclass is."""
 
-    top: int
-    right: int
-    bottom: int
-    left: int
+    @property
+    def top(self) -> int: ...
+    @property
+    def right(self) -> int: ...
+    @property
+    def bottom(self) -> int: ...
+    @property
+    def left(self) -> int: ...
 
 
 class UnknownEmbedder(LookupError):

@@ -398,14 +398,14 @@ def _rank(others: np.ndarray, ids: np.ndarray, mate: float, own: int) -> int:
     return 1 + int(np.count_nonzero(others < mate)) + int(np.count_nonzero((others == mate) & (ids < own)))
 
 
-def _gap_years(ages: np.ndarray, days: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _gap_years(ages: np.ndarray, days: np.ndarray, a: np.ndarray | np.integer, b: np.ndarray) -> np.ndarray:
     """`matching.ages.years_between` for arrays of pairs: from the two ages, else the two dates; NaN unknown."""
     by_age = np.abs(ages[a] - ages[b])
     by_date = np.abs(days[a] - days[b]) / DAYS_PER_YEAR
     return np.where(np.isnan(by_age), by_date, by_age)
 
 
-def _bins(values: np.ndarray, upper_edges: list[float]) -> np.ndarray:
+def _bins(values: np.ndarray, upper_edges: Sequence[float]) -> np.ndarray:
     """Index of the bin each value falls in (edges are exclusive upper bounds); -1 for NaN."""
     found = np.searchsorted(np.asarray(upper_edges, dtype=np.float64), values, side="right")
     return np.where(np.isnan(values), -1, found).astype(np.int64)
@@ -547,8 +547,9 @@ def _failure_to_enrol(t: _Trials, members: np.ndarray, weights: np.ndarray) -> d
         counts = weights[t.subject[chosen]]
         reasons: Counter[str] = Counter()
         for index, count in zip(chosen, counts):
-            if t.failures[role][index] is not None:
-                reasons[t.failures[role][index]] += int(count)
+            failure = t.failures[role][index]
+            if failure is not None:
+                reasons[failure] += int(count)
         photos, failed = int(counts.sum()), sum(reasons.values())
         out[role] = {"photos": photos, "failed": failed, "rate": failed / photos if photos else None,
                      "reasons": dict(sorted(reasons.items())),

@@ -285,7 +285,7 @@ class VectorIndex:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a snapshot atomically: temp file in the same directory, fsync, rename."""
         path = Path(path)
-        payload = {
+        payload: dict[str, Any] = {
             "meta": np.frombuffer(json.dumps(self._metadata()).encode(), dtype=np.uint8),
             "labels": self._labels[: self._size],
             "faiss": faiss.serialize_index(self._faiss),
@@ -415,8 +415,9 @@ class VectorIndex:
             self._live_selector = (selector, live_bits)  # the selector borrows live_bits
         selector = self._live_selector[0]
         if self._kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self._ef_search)
-        return faiss.SearchParameters(sel=selector)
+            # faiss's generated stubs lack SearchParametersHNSW and the `sel` keyword; both exist at run time.
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self._ef_search)  # type: ignore[attr-defined]
+        return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
     def _append_labels(self, ids: np.ndarray) -> None:
         needed = self._size + len(ids)
@@ -499,7 +500,7 @@ class VectorIndex:
             raise ValueError("id table has duplicate ids")
         index._faiss = raw_index
         index._codes = codes
-        if index.kind == "hnsw":
+        if index.kind == "hnsw" and isinstance(raw_index, faiss.IndexHNSWFlat):  # checked above
             raw_index.hnsw.efSearch = index.ef_search
         index._reset_labels(labels)
         index._train_if_due()  # only a file written without codes above train_min
