@@ -137,7 +137,7 @@ def _service_threshold(model_id: str) -> float:
             policy = review_policy(session, model_id)
     except SQLAlchemyError as error:
         raise _fail(f"the service database ({make_url(url).render_as_string()}) cannot be read, so its "
-                    f"threshold for {model_id} is unknown ({type(error.orig or error).__name__}). Start or "
+                    f"threshold for {model_id} is unknown ({type(getattr(error, 'orig', None) or error).__name__}). Start or "
                     "migrate it, or give --threshold to measure at a threshold of your choosing.") from None
     finally:
         engine.dispose()
