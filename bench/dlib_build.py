@@ -196,7 +196,7 @@ def bench_detection(fr, args, root: Path) -> dict:
     for label, path in (("large", large), ("medium", medium)):
         img = fr.load_image_file(str(path))
         times, boxes = timed_runs(
-            lambda: fr.face_locations(img, number_of_times_to_upsample=args.upsample, model="hog"), args.detect_runs)
+            lambda img=img: fr.face_locations(img, number_of_times_to_upsample=args.upsample, model="hog"), args.detect_runs)
         rel = os.path.relpath(path, root)
         h, w = img.shape[:2]
         print(f"{label:6s} {rel} {w}x{h}: best {min(times):.3f} s, median {statistics.median(times):.3f} s, "
@@ -216,10 +216,10 @@ def build_crops(fr, root: Path, upsample: int):
         for (top, right, bottom, left) in fr.face_locations(img, number_of_times_to_upsample=upsample, model="hog"):
             h, w = img.shape[:2]
             m = int(0.3 * max(bottom - top, right - left))
-            t, l = max(0, top - m), max(0, left - m)
+            t, lft = max(0, top - m), max(0, left - m)
             b, r = min(h, bottom + m), min(w, right + m)
-            crop = np.ascontiguousarray(img[t:b, l:r])
-            box = (top - t, right - l, bottom - t, left - l)
+            crop = np.ascontiguousarray(img[t:b, lft:r])
+            box = (top - t, right - lft, bottom - t, left - lft)
             crops.append((crop, box))
             records.append({"photo": os.path.relpath(path, root), "box": [top, right, bottom, left]})
     return crops, records

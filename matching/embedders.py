@@ -99,7 +99,7 @@ class Embedder(ABC):
     def version(self) -> str:
         """Identifies the exact weights; stored beside every embedding."""
 
-    def check_installed(self) -> None:
+    def check_installed(self) -> None:  # noqa: B027 (optional hook: most models have nothing to check)
         """Raise ModelNotInstalled when a weight file this model loads itself is missing or altered."""
 
     @abstractmethod

@@ -492,7 +492,7 @@ class VectorIndex:
             raise ValueError("id table does not match the FAISS index")
         if codes is not None and (
                 index.kind != "pq-refine" or not isinstance(codes, faiss.IndexPQFastScan)
-                or codes.d != index.dim or codes.pq.M != index.pq_m or codes.pq.nbits != 4
+                or codes.d != index.dim or index.pq_m != codes.pq.M or codes.pq.nbits != 4
                 or codes.ntotal != raw_index.ntotal):
             raise ValueError("PQ codes do not match the recorded kind or the FAISS index")
         live = labels[labels >= 0]

@@ -18,7 +18,6 @@ from service.calibration.models import Calibration, EvaluationReport
 from service.calibration.service import (
     CalibrationError, activate_calibration, publish_evaluation, review_policy, store_calibration,
 )
-from service.reviews.models import Candidate
 from tests.support.gallery import World
 from tests.support.pages import Person, text_of
 from tests.support.reports import synthetic_report
