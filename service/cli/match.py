@@ -151,7 +151,8 @@ def _embed_with_progress(identities: dict[str, list[Path]], workers: int,
 
 def _gallery_from(results: list[FileResult], identities: dict[str, list[Path]]) -> dict:
     """Ids and labels for every photo with exactly one face; the rest are refused."""
-    from matching.faces import MODEL_ID, model_version
+    from matching.embedders import model_version
+    from matching.faces import MODEL_ID
 
     record_ids = {name: number for number, name in enumerate(identities, start=1)}
     record_of_path = {p: record_ids[name] for name, photos in identities.items() for p in photos}
@@ -186,7 +187,8 @@ def _save_gallery(index_path: Path, kind: str, gallery: dict) -> None:
 
 
 def _load_gallery(index_path: Path) -> tuple[VectorIndex, dict]:
-    from matching.faces import MODEL_ID, model_version
+    from matching.embedders import model_version
+    from matching.faces import MODEL_ID
     from matching.index import IndexFileError, VectorIndex
 
     try:
@@ -296,7 +298,8 @@ def _start_reembed(settings, sessions, model: str, operator: str) -> None:
                   "every photo is done. Follow it with `reunite match reembed --status`.")
     if not calibrated:
         errors.print(f"[yellow]note:[/yellow] {model} has no calibration: after the switch, searches use the "
-                     f"placeholder review threshold until one is stored (`reunite calibrate MANIFEST --model {model}`).")
+                     "placeholder review threshold until one is stored "
+                     f"(`reunite calibrate MANIFEST --model {model}`).")
 
 
 def _cancel_reembed(sessions, operator: str) -> None:
