@@ -50,6 +50,7 @@ from face_recognition import api as fr_api  # noqa: E402
 ImageFile.LOAD_TRUNCATED_IMAGES = _truncated_setting
 
 from matching.embedders import DEFAULT_MODEL_ID, Embedder, default_embedder  # noqa: E402
+from matching.embedders import model_version as model_version  # noqa: E402  (re-exported for callers)
 
 MODEL_ID = DEFAULT_MODEL_ID
 EMBEDDING_DIM = 128

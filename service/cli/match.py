@@ -151,8 +151,7 @@ def _embed_with_progress(identities: dict[str, list[Path]], workers: int,
 
 def _gallery_from(results: list[FileResult], identities: dict[str, list[Path]]) -> dict:
     """Ids and labels for every photo with exactly one face; the rest are refused."""
-    from matching.embedders import model_version
-    from matching.faces import MODEL_ID
+    from matching.faces import MODEL_ID, model_version
 
     record_ids = {name: number for number, name in enumerate(identities, start=1)}
     record_of_path = {p: record_ids[name] for name, photos in identities.items() for p in photos}
@@ -187,8 +186,7 @@ def _save_gallery(index_path: Path, kind: str, gallery: dict) -> None:
 
 
 def _load_gallery(index_path: Path) -> tuple[VectorIndex, dict]:
-    from matching.embedders import model_version
-    from matching.faces import MODEL_ID
+    from matching.faces import MODEL_ID, model_version
     from matching.index import IndexFileError, VectorIndex
 
     try:
