@@ -1,10 +1,10 @@
-# One entry point for a fresh machine: `make run` and `make test` (see README).
+# One entry point for a fresh machine: `make run` and `make test` (see README); `make check` runs the quality gates.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 FACE_RECOGNITION = face-recognition==1.3.0
 
-.PHONY: install install-dev run test screenshots bench clean
+.PHONY: install install-dev run test check screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ run: install
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Quality gates (configured in pyproject.toml): lint everything; formatting and the coverage floor
+# on the pure packages only (TODO issue 12: the rest is formatted in one commit after the merges).
+# Only the unit tests run under coverage: tracing the whole suite would slow `make test`.
+# Measured 97 % of matching/ and vetting/ statements on 2026-12-04; the floor sits a few points below.
+COVERAGE_FLOOR ?= 94
+FORMATTED = matching vetting
+
+check: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check $(FORMATTED)
+	$(BIN)/mypy
+	$(BIN)/pytest tests/unit -q --cov=matching --cov=vetting --cov-report=term:skip-covered \
+		--cov-fail-under=$(COVERAGE_FLOOR)
+
 screenshots: install-dev
 	REUNITE_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/e2e/browser -q
 
@@ -42,4 +56,4 @@ bench: install-dev
 	$(BIN)/python bench/search_speed.py
 
 clean:
-	rm -rf $(VENV) reunite-data
+	rm -rf $(VENV) reunite-data .coverage .mypy_cache .ruff_cache

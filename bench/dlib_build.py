@@ -49,9 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--detect-runs", type=int, default=5, help="timed HOG runs per photo (after one warm-up)")
     p.add_argument("--upsample", type=int, default=1, help="number_of_times_to_upsample for face_locations")
     p.add_argument("--large-photo", default=None, help="photo for the large detection figure (default: largest found)")
-    p.add_argument("--medium-photo", default=None, help="photo for the ~1000 px figure (default: pixel count nearest 1000x1000)")
+    p.add_argument("--medium-photo", default=None,
+                   help="photo for the ~1000 px figure (default: pixel count nearest 1000x1000)")
     p.add_argument("--faces", type=int, default=100, help="embedding passes cover about this many faces")
-    p.add_argument("--embed-passes", type=int, default=3, help="timed embedding passes per model (best and median shown)")
+    p.add_argument("--embed-passes", type=int, default=3,
+                   help="timed embedding passes per model (best and median shown)")
     p.add_argument("--workers", type=int, default=1,
                    help="also time embeddings in N parallel processes (aggregate faces/s); 1 = skip")
     p.add_argument("--skip-detect", action="store_true", help="skip the detection timings")
@@ -139,8 +141,9 @@ def report_build(dlib) -> None:
     print("flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
     try:
         from importlib.metadata import distributions
+        wanted = {"dlib", "dlib-bin", "face-recognition", "face-recognition-models", "numpy"}
         dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
-                       if (d.metadata["Name"] or "").lower().replace("_", "-") in {"dlib", "dlib-bin", "face-recognition", "face-recognition-models", "numpy"})
+                       if (d.metadata["Name"] or "").lower().replace("_", "-") in wanted)
         print("distributions: " + ", ".join(dists))
     except Exception:
         pass
@@ -196,7 +199,8 @@ def bench_detection(fr, args, root: Path) -> dict:
     for label, path in (("large", large), ("medium", medium)):
         img = fr.load_image_file(str(path))
         times, boxes = timed_runs(
-            lambda: fr.face_locations(img, number_of_times_to_upsample=args.upsample, model="hog"), args.detect_runs)
+            lambda img=img: fr.face_locations(img, number_of_times_to_upsample=args.upsample, model="hog"),
+            args.detect_runs)
         rel = os.path.relpath(path, root)
         h, w = img.shape[:2]
         print(f"{label:6s} {rel} {w}x{h}: best {min(times):.3f} s, median {statistics.median(times):.3f} s, "
@@ -216,10 +220,10 @@ def build_crops(fr, root: Path, upsample: int):
         for (top, right, bottom, left) in fr.face_locations(img, number_of_times_to_upsample=upsample, model="hog"):
             h, w = img.shape[:2]
             m = int(0.3 * max(bottom - top, right - left))
-            t, l = max(0, top - m), max(0, left - m)
+            t, lft = max(0, top - m), max(0, left - m)
             b, r = min(h, bottom + m), min(w, right + m)
-            crop = np.ascontiguousarray(img[t:b, l:r])
-            box = (top - t, right - l, bottom - t, left - l)
+            crop = np.ascontiguousarray(img[t:b, lft:r])
+            box = (top - t, right - lft, bottom - t, left - lft)
             crops.append((crop, box))
             records.append({"photo": os.path.relpath(path, root), "box": [top, right, bottom, left]})
     return crops, records
@@ -287,7 +291,8 @@ def save_and_compare(args, embeddings: dict, records, detections) -> None:
     if args.save_embeddings:
         np.save(args.save_embeddings, arr)
         side = args.save_embeddings + ".json"
-        Path(side).write_text(json.dumps({"models": list(MODELS), "crops": records, "detections": detections}, indent=1))
+        sidecar = {"models": list(MODELS), "crops": records, "detections": detections}
+        Path(side).write_text(json.dumps(sidecar, indent=1))
         print(f"\nsaved embeddings {arr.shape} to {args.save_embeddings} (boxes in {side})")
     if args.compare:
         section(f"compare with {args.compare}")

@@ -81,7 +81,8 @@ class Raw:
         return self.fr.face_encodings(pixels, [box.as_tuple()])[0]
 
     def flip(self, pixels, box):
-        shape = self.api.pose_predictor_5_point(pixels, self.dlib_module.rectangle(box.left, box.top, box.right, box.bottom))
+        rect = self.dlib_module.rectangle(box.left, box.top, box.right, box.bottom)
+        shape = self.api.pose_predictor_5_point(pixels, rect)
         chip = self.dlib_module.get_face_chip(pixels, shape, size=150, padding=0.25)
         plain, mirrored = self.api.face_encoder.compute_face_descriptor([chip, np.ascontiguousarray(chip[:, ::-1])])
         return (np.asarray(plain) + np.asarray(mirrored)) / 2

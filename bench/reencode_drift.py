@@ -58,7 +58,8 @@ def nearest(probe: int, vectors: list[np.ndarray], people: list[str]) -> tuple[f
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", type=Path, default=REPO.parent / "shared" / "testdata" / "faces" / "identities")
+    parser.add_argument("folder", nargs="?", type=Path,
+                        default=REPO.parent / "shared" / "testdata" / "faces" / "identities")
     args = parser.parse_args(argv)
     settings = Settings(environment="development", data_dir=Path("/tmp/reunite-bench-unused"))
     rows = []
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for side, column in (("upload", 2), ("stored", 3)):
         vectors = [row[column] for row in rows]
         found = [nearest(i, vectors, people) for i in probes]
-        print(f"{side:>6}: genuine median {statistics.median(f[0] for f in found):.4f} max {max(f[0] for f in found):.4f}"
+        print(f"{side:>6}: genuine median {statistics.median(f[0] for f in found):.4f}"
+              f" max {max(f[0] for f in found):.4f}"
               f" | impostor min {min(f[1] for f in found):.4f} | rank 1 {sum(f[2] for f in found)}/{len(found)}")
 
 

@@ -13,8 +13,7 @@ from datetime import date
 
 DAYS_PER_YEAR = 365.2425
 # (label, lower edge, upper edge) in years; a gap of 1.9 years is in "0-1".
-AGE_GAPS: tuple[tuple[str, float, float], ...] = (
-    ("0-1", 0, 2), ("2-4", 2, 5), ("5-9", 5, 10), ("10+", 10, math.inf))
+AGE_GAPS: tuple[tuple[str, float, float], ...] = (("0-1", 0, 2), ("2-4", 2, 5), ("5-9", 5, 10), ("10+", 10, math.inf))
 
 
 def age_at(date_of_birth: date | None, taken_at: date | None) -> float | None:
@@ -24,8 +23,9 @@ def age_at(date_of_birth: date | None, taken_at: date | None) -> float | None:
     return (taken_at - date_of_birth).days / DAYS_PER_YEAR
 
 
-def years_between(*, age_a: float | None, taken_a: date | None,
-                  age_b: float | None, taken_b: date | None) -> float | None:
+def years_between(
+    *, age_a: float | None, taken_a: date | None, age_b: float | None, taken_b: date | None
+) -> float | None:
     """Years between two photos: from their ages when both are known, else their dates, else None."""
     if age_a is not None and age_b is not None:
         return abs(age_a - age_b)

@@ -50,21 +50,20 @@ class Calibration:
     reliable: bool  # False when impostor_pairs < 1 / target_fmr: the data cannot show that FMR
 
 
-def pair_distances(vectors: np.ndarray, labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def pair_distances(vectors: np.ndarray, labels: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean distances of all pairs i < j, split into (genuine, impostor) float64 arrays."""
     vectors = np.asarray(vectors, dtype=np.float64)
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be (n, dim), got shape {vectors.shape}")
-    if labels.shape != (len(vectors),):
-        raise ValueError(f"need one label per vector: {len(vectors)} vectors, "
-                         f"labels of shape {labels.shape}")
+    if label_array.shape != (len(vectors),):
+        raise ValueError(f"need one label per vector: {len(vectors)} vectors, labels of shape {label_array.shape}")
     if not np.isfinite(vectors).all():
         raise ValueError("vectors contain NaN or infinite values")
     genuine, impostor = [np.empty(0)], [np.empty(0)]
     for i in range(len(vectors) - 1):  # row by row: exact, and no n-by-n temporaries
-        distances = np.linalg.norm(vectors[i + 1:] - vectors[i], axis=1)
-        same = labels[i + 1:] == labels[i]
+        distances = np.linalg.norm(vectors[i + 1 :] - vectors[i], axis=1)
+        same = label_array[i + 1 :] == label_array[i]
         genuine.append(distances[same])
         impostor.append(distances[~same])
     return np.concatenate(genuine), np.concatenate(impostor)
@@ -117,15 +116,16 @@ def _as_distances(values: Any, what: str) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{what} distances must be one-dimensional, got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"no {what} pairs: calibration needs both genuine pairs (two photos "
-                         "of one person) and impostor pairs (photos of different people)")
+        raise ValueError(
+            f"no {what} pairs: calibration needs both genuine pairs (two photos "
+            "of one person) and impostor pairs (photos of different people)"
+        )
     if not np.isfinite(array).all() or (array < 0).any():
         raise ValueError(f"{what} distances must be finite and non-negative")
     return array
 
 
-def distance_band(distance: float | None,
-                  bands: Sequence[tuple[str, float]] = DISTANCE_BANDS) -> str | None:
+def distance_band(distance: float | None, bands: Sequence[tuple[str, float]] = DISTANCE_BANDS) -> str | None:
     """The band ("strong", "possible", "weak") a Euclidean distance falls in; None for None.
 
     `bands` are (name, upper edge) pairs, strongest first: a calibration's, or the placeholders.
@@ -164,8 +164,7 @@ def calibrated_bands(impostor: Any, target_fmr: float, threshold: float) -> list
     for band, divisor in reversed(BAND_FMR_DIVISORS):  # weakest first, so each caps the next
         fmr = target_fmr / divisor
         upper = min(_impostor_threshold(np.sort(impostor), fmr), ceiling)
-        edges.append(BandEdge(band=band, upper=upper, fmr=fmr,
-                              reliable=len(impostor) * fmr >= 1.0 - 1e-9))
+        edges.append(BandEdge(band=band, upper=upper, fmr=fmr, reliable=len(impostor) * fmr >= 1.0 - 1e-9))
         ceiling = upper
     return edges[::-1]
 
@@ -206,9 +205,18 @@ def thresholds_by_gap(pairs: Mapping[str, tuple[Any, Any]], target_fmr: float) -
             achieved = float(np.count_nonzero(impostor <= threshold)) / len(impostor)
             if len(genuine):
                 fnmr = float(np.count_nonzero(_as_distances(genuine, "genuine") > threshold)) / len(genuine)
-        found.append(GapThreshold(band=band, threshold=threshold, genuine_pairs=len(genuine),
-                                  impostor_pairs=len(impostor), achieved_fmr=achieved, fnmr=fnmr,
-                                  calibrated=calibrated, trials_needed=needed))
+        found.append(
+            GapThreshold(
+                band=band,
+                threshold=threshold,
+                genuine_pairs=len(genuine),
+                impostor_pairs=len(impostor),
+                achieved_fmr=achieved,
+                fnmr=fnmr,
+                calibrated=calibrated,
+                trials_needed=needed,
+            )
+        )
     return found
 
 

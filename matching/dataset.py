@@ -109,9 +109,17 @@ class EmbeddedPhoto:
 
     def sample(self) -> Sample:
         e = self.entry
-        return Sample(identity=e.identity, vector=self.vector, gallery=e.gallery, probe=e.probe,
-                      gallery_failure=self.gallery_failure, probe_failure=self.probe_failure,
-                      groups=dict(e.groups), age=e.age, taken_at=e.taken_at)
+        return Sample(
+            identity=e.identity,
+            vector=self.vector,
+            gallery=e.gallery,
+            probe=e.probe,
+            gallery_failure=self.gallery_failure,
+            probe_failure=self.probe_failure,
+            groups=dict(e.groups),
+            age=e.age,
+            taken_at=e.taken_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -149,22 +157,27 @@ class EmbeddedDataset:
     @property
     def templates(self) -> int:
         """Photos that gave a template in at least one role."""
-        return sum(1 for p in self.photos if p.vector is not None
-                   and (p.gallery_failure is None or p.probe_failure is None))
+        return sum(
+            1 for p in self.photos if p.vector is not None and (p.gallery_failure is None or p.probe_failure is None)
+        )
 
     @property
     def low_quality(self) -> int:
         """Photos whose template is flagged low quality (counted among `templates`)."""
-        return sum(1 for p in self.photos if p.low_quality
-                   and (p.gallery_failure is None or p.probe_failure is None))
+        return sum(1 for p in self.photos if p.low_quality and (p.gallery_failure is None or p.probe_failure is None))
 
     def summary(self) -> dict[str, Any]:
         """What the data set was, in counts and digests only: for stored calibrations and reports."""
-        return {"manifest_sha256": self.manifest_sha256, "photos": len(self.photos),
-                "identities": len({p.entry.identity for p in self.photos}), "photos_with_template": self.templates,
-                "duplicates_ignored": len(self.duplicates), "photos_low_quality": self.low_quality,
-                "model_id": self.model_id,
-                "model_version": self.model_version}
+        return {
+            "manifest_sha256": self.manifest_sha256,
+            "photos": len(self.photos),
+            "identities": len({p.entry.identity for p in self.photos}),
+            "photos_with_template": self.templates,
+            "duplicates_ignored": len(self.duplicates),
+            "photos_low_quality": self.low_quality,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+        }
 
 
 @dataclass(frozen=True)
@@ -211,8 +224,11 @@ def _folder_entries(root: Path) -> list[Entry]:
         raise ManifestError(f"cannot read the folder {root} ({exc})") from exc
     if not found:
         raise ManifestError(f"{root} has no sub-folders with photos (expected one folder per identity)")
-    return [Entry(path=photo.resolve(), relative=f"{name}/{photo.name}", identity=name)
-            for name, photos in found.items() for photo in photos]
+    return [
+        Entry(path=photo.resolve(), relative=f"{name}/{photo.name}", identity=name)
+        for name, photos in found.items()
+        for photo in photos
+    ]
 
 
 def _columns(header: list[str] | None) -> list[str]:
@@ -221,9 +237,10 @@ def _columns(header: list[str] | None) -> list[str]:
     columns = [c.strip() for c in header]
     for column in columns:
         if column.startswith(GROUP_PREFIX):
-            if not GROUP_NAME.fullmatch(column[len(GROUP_PREFIX):]):
-                raise ManifestError(f"group column {column!r} needs a name of letters, digits, '_' or '-' "
-                                    "after 'group:'", 1)
+            if not GROUP_NAME.fullmatch(column[len(GROUP_PREFIX) :]):
+                raise ManifestError(
+                    f"group column {column!r} needs a name of letters, digits, '_' or '-' after 'group:'", 1
+                )
         elif column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
             known = ", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
             raise ManifestError(f"unknown column {column!r} (known: {known}, group:<name>)", 1)
@@ -254,7 +271,7 @@ def _entry(row: list[str], columns: list[str], root: Path, line: int) -> Entry:
         line=line,
         age=_age(cells.get("age_at_photo", ""), line),
         taken_at=_taken_at(cells.get("taken_at", ""), line),
-        groups={c[len(GROUP_PREFIX):]: v for c, v in cells.items() if c.startswith(GROUP_PREFIX)},
+        groups={c[len(GROUP_PREFIX) :]: v for c, v in cells.items() if c.startswith(GROUP_PREFIX)},
     )
 
 
@@ -347,11 +364,19 @@ def embed_dataset(
         for key in computed:
             if analyses[key].refusal != "unreadable":  # may be readable next time
                 _write_cache(cache_dir, key, analyses[key])
-    photos = tuple(_photo(entry, file_hash, analyses.get(key) if key else None, key not in computed, face_settings)
-                   for entry, file_hash, key in zip(entries, hashes, keys))
-    return EmbeddedDataset(photos=photos, model_id=job.model_id, model_version=job.model_version,
-                           manifest_sha256=digest, cache_hits=sum(1 for p in photos if p.from_cache),
-                           computed=len(computed), duplicates=duplicates)
+    photos = tuple(
+        _photo(entry, file_hash, analyses.get(key) if key else None, key not in computed, face_settings)
+        for entry, file_hash, key in zip(entries, hashes, keys)
+    )
+    return EmbeddedDataset(
+        photos=photos,
+        model_id=job.model_id,
+        model_version=job.model_version,
+        manifest_sha256=digest,
+        cache_hits=sum(1 for p in photos if p.from_cache),
+        computed=len(computed),
+        duplicates=duplicates,
+    )
 
 
 @dataclass(frozen=True)
@@ -379,15 +404,24 @@ def _purpose(entry: Entry) -> Purpose:
     return "enrol" if entry.gallery else "probe"
 
 
-def _compute_missing(entries: Sequence[Entry], keys: Sequence[str | None], analyses: dict[str, _Analysis],
-                     job: _Job, workers: int | None, progress: _Progress) -> set[str]:
+def _compute_missing(
+    entries: Sequence[Entry],
+    keys: Sequence[str | None],
+    analyses: dict[str, _Analysis],
+    job: _Job,
+    workers: int | None,
+    progress: _Progress,
+) -> set[str]:
     """Run the pipeline, on every core, on the files whose outcome is not known; returns their keys."""
     from matching.batch import BatchJob, embed_files
 
     computed: set[str] = set()
     for purpose in ("enrol", "probe"):
-        todo = {key: entry.path for entry, key in zip(entries, keys)
-                if key and key not in analyses and _purpose(entry) == purpose}
+        todo = {
+            key: entry.path
+            for entry, key in zip(entries, keys)
+            if key and key not in analyses and _purpose(entry) == purpose
+        }
         batch = BatchJob(purpose=purpose, settings=job.face_settings, limits=job.limits, model_id=job.model_id)
         for key, result in zip(todo, embed_files(list(todo.values()), batch, workers)):
             analyses[key] = _analysis(result)
@@ -401,17 +435,26 @@ def _analysis(result: Any) -> _Analysis:
     if not result.ok:
         return _Analysis(refusal=result.refusal_code or "rejected_input")
     largest = max(result.faces, key=lambda face: face.quality.box_px)
-    return _Analysis(refusal=None, faces=len(result.faces), vector=largest.embedding,
-                     quality=known_figures(asdict(largest.quality)))
+    return _Analysis(
+        refusal=None, faces=len(result.faces), vector=largest.embedding, quality=known_figures(asdict(largest.quality))
+    )
 
 
-def _photo(entry: Entry, file_hash: str | None, analysis: _Analysis | None, from_cache: bool,
-           settings: FaceSettings) -> EmbeddedPhoto:
+def _photo(
+    entry: Entry, file_hash: str | None, analysis: _Analysis | None, from_cache: bool, settings: FaceSettings
+) -> EmbeddedPhoto:
     gallery, probe = _failures(analysis or _Analysis(refusal="unreadable"))
     vector = analysis.vector if analysis is not None and (gallery is None or probe is None) else None
-    flags = tuple(quality_flags(analysis.quality, settings)) if vector is not None else ()
-    return EmbeddedPhoto(entry=entry, sha256=file_hash, vector=vector, gallery_failure=gallery,
-                         probe_failure=probe, from_cache=from_cache and analysis is not None, quality_flags=flags)
+    flags = tuple(quality_flags(analysis.quality, settings)) if analysis is not None and vector is not None else ()
+    return EmbeddedPhoto(
+        entry=entry,
+        sha256=file_hash,
+        vector=vector,
+        gallery_failure=gallery,
+        probe_failure=probe,
+        from_cache=from_cache and analysis is not None,
+        quality_flags=flags,
+    )
 
 
 def _failures(analysis: _Analysis) -> tuple[str | None, str | None]:
@@ -440,8 +483,9 @@ def _file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _without_duplicates(entries: Sequence[Entry], hashes: Sequence[str | None]
-                        ) -> tuple[list[Entry], list[str | None], tuple[Duplicate, ...]]:
+def _without_duplicates(
+    entries: Sequence[Entry], hashes: Sequence[str | None]
+) -> tuple[list[Entry], list[str | None], tuple[Duplicate, ...]]:
     """Each photo once, as first listed: the same file content (or, unreadable, the same path) again
     is left out and reported. The same photo labelled as another identity is refused: a photo
     shows one person, and counting it once would pick one label silently."""
@@ -456,8 +500,11 @@ def _without_duplicates(entries: Sequence[Entry], hashes: Sequence[str | None]
             continue
         earlier = first[key]
         if earlier.identity != entry.identity:
-            raise ManifestError(f"{entry.relative!r} is the same photo as {_where(earlier)}, labelled as "
-                                "another person; a photo must show one person", entry.line)
+            raise ManifestError(
+                f"{entry.relative!r} is the same photo as {_where(earlier)}, labelled as "
+                "another person; a photo must show one person",
+                entry.line,
+            )
         duplicates.append(Duplicate(entry=entry, first=earlier))
     return [e for e, _ in kept], [h for _, h in kept], tuple(duplicates)
 
@@ -469,11 +516,16 @@ def _cache_key(file_hash: str, entry: Entry, job: _Job) -> str:
     cached figures, and change nothing that is cached.
     """
     settings = job.face_settings
-    face = {k: v for k, v in asdict(settings).items()
-            if k not in ("enrol_jitters", "probe_jitters", *GATE_FIELDS)}
-    material = {"format": CACHE_FORMAT, "file": file_hash, "model_id": job.model_id,
-                "model_version": job.model_version, "jitters": settings.jitters(_purpose(entry)),
-                "face_settings": face, "limits": asdict(job.limits)}
+    face = {k: v for k, v in asdict(settings).items() if k not in ("enrol_jitters", "probe_jitters", *GATE_FIELDS)}
+    material = {
+        "format": CACHE_FORMAT,
+        "file": file_hash,
+        "model_id": job.model_id,
+        "model_version": job.model_version,
+        "jitters": settings.jitters(_purpose(entry)),
+        "face_settings": face,
+        "limits": asdict(job.limits),
+    }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -490,8 +542,12 @@ def _read_cache(cache_dir: Path, key: str, dimension: int) -> _Analysis | None:
             vector = np.frombuffer(base64.b64decode(vector, validate=True), dtype="<f4").astype(np.float32)
             if vector.shape != (dimension,):
                 return None
-        return _Analysis(refusal=stored["refusal"], faces=int(stored["faces"]), vector=vector,
-                         quality=known_figures(stored["quality"]))
+        return _Analysis(
+            refusal=stored["refusal"],
+            faces=int(stored["faces"]),
+            vector=vector,
+            quality=known_figures(stored["quality"]),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -502,8 +558,12 @@ def _write_cache(cache_dir: Path, key: str, analysis: _Analysis) -> None:
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     vector = analysis.vector
-    stored = {"refusal": analysis.refusal, "faces": analysis.faces, "quality": dict(analysis.quality),
-              "vector": None if vector is None else base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()}
+    stored = {
+        "refusal": analysis.refusal,
+        "faces": analysis.faces,
+        "quality": dict(analysis.quality),
+        "vector": None if vector is None else base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode(),
+    }
     handle, scratch = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # created 0600
     try:
         with os.fdopen(handle, "w") as out:
@@ -518,7 +578,15 @@ def _dataset_digest(entries: Iterable[Entry], hashes: Iterable[str | None]) -> s
     """sha256 over every entry as read and its photo's sha256: the same data gives the same digest."""
     digest = hashlib.sha256()
     for entry, file_hash in zip(entries, hashes):
-        row = [entry.relative, entry.identity, entry.gallery, entry.probe, entry.age,
-               entry.taken_at.isoformat() if entry.taken_at else None, sorted(entry.groups.items()), file_hash]
+        row = [
+            entry.relative,
+            entry.identity,
+            entry.gallery,
+            entry.probe,
+            entry.age,
+            entry.taken_at.isoformat() if entry.taken_at else None,
+            sorted(entry.groups.items()),
+            file_hash,
+        ]
         digest.update(json.dumps(row).encode() + b"\n")
     return digest.hexdigest()

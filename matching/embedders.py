@@ -41,8 +41,16 @@ import numpy as np
 
 from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from matching.model_files import (
-    DLIB_LANDMARKS_5, DLIB_LANDMARKS_68, DLIB_RESNET, SFACE, YUNET, ModelFileError, WeightFile, file_sha256,
-    models_dir, verified_once,
+    DLIB_LANDMARKS_5,
+    DLIB_LANDMARKS_68,
+    DLIB_RESNET,
+    SFACE,
+    YUNET,
+    ModelFileError,
+    WeightFile,
+    file_sha256,
+    models_dir,
+    verified_once,
 )
 from matching.sface import five_points_from_68, unit  # numpy only: OpenCV loads with the SFace model
 
@@ -51,12 +59,16 @@ DEFAULT_MODEL_ID = "dlib_face_recognition_resnet_model_v1"
 
 
 class FaceBox(Protocol):
-    """A face box in pixels (`matching.faces.Box` is one)."""
+    """A face box in pixels (`matching.faces.Box` is one); read-only, as a frozen dataclass is."""
 
-    top: int
-    right: int
-    bottom: int
-    left: int
+    @property
+    def top(self) -> int: ...
+    @property
+    def right(self) -> int: ...
+    @property
+    def bottom(self) -> int: ...
+    @property
+    def left(self) -> int: ...
 
 
 class UnknownEmbedder(LookupError):
@@ -95,7 +107,7 @@ class Embedder(ABC):
     def version(self) -> str:
         """Identifies the exact weights; stored beside every embedding."""
 
-    def check_installed(self) -> None:
+    def check_installed(self) -> None:  # noqa: B027 (optional hook: most models have nothing to check)
         """Raise ModelNotInstalled when a weight file this model loads itself is missing or altered."""
 
     @abstractmethod
@@ -184,8 +196,10 @@ class DlibResNetFlip(DlibResNet):
         mirrored = [np.ascontiguousarray(chip[:, ::-1]) for chip in chips]
         vectors = _dlib_models().face_encoder.compute_face_descriptor([*chips, *mirrored], jitters)
         count = len(chips)
-        return [((np.asarray(plain, dtype=np.float64) + np.asarray(flipped, dtype=np.float64)) / 2).astype(np.float32)
-                for plain, flipped in zip(vectors[:count], vectors[count:])]
+        return [
+            ((np.asarray(plain, dtype=np.float64) + np.asarray(flipped, dtype=np.float64)) / 2).astype(np.float32)
+            for plain, flipped in zip(vectors[:count], vectors[count:])
+        ]
 
 
 def aligned_chips(image: np.ndarray, boxes: Sequence[FaceBox]) -> list[np.ndarray]:
@@ -193,8 +207,9 @@ def aligned_chips(image: np.ndarray, boxes: Sequence[FaceBox]) -> list[np.ndarra
     models = _dlib_models()
     shapes = models.dlib.full_object_detections()
     for box in boxes:
-        shapes.append(models.pose_predictor_5_point(image, models.dlib.rectangle(box.left, box.top, box.right,
-                                                                                 box.bottom)))
+        shapes.append(
+            models.pose_predictor_5_point(image, models.dlib.rectangle(box.left, box.top, box.right, box.bottom))
+        )
     return list(models.dlib.get_face_chips(image, shapes, size=150, padding=0.25))
 
 
@@ -277,8 +292,10 @@ class Fusion(Embedder):
         self.check_installed()
         per_part = [part.embed(image, boxes, jitters=jitters) for part in self.parts]
         scale = 1.0 / math.sqrt(len(self.parts))
-        return [np.concatenate([unit(vectors[face]) for vectors in per_part]) * np.float32(scale)
-                for face in range(len(boxes))]
+        return [
+            np.concatenate([unit(vectors[face]) for vectors in per_part]) * np.float32(scale)
+            for face in range(len(boxes))
+        ]
 
 
 # --- registry -------------------------------------------------------------------------------
@@ -331,8 +348,18 @@ def registry_entry(embedder: Embedder) -> dict[str, Any]:
         "metric": embedder.metric,
         "licence": " AND ".join(dict.fromkeys(weight.licence for weight in embedder.weights)),
         "training_data": embedder.training_data,
-        "weights": [{"file": w.name, "sha256": w.sha256, "bytes": w.size, "licence": w.licence, "source": w.source,
-                     "upstream": w.upstream, "training_data": w.training_data} for w in embedder.weights],
+        "weights": [
+            {
+                "file": w.name,
+                "sha256": w.sha256,
+                "bytes": w.size,
+                "licence": w.licence,
+                "source": w.source,
+                "upstream": w.upstream,
+                "training_data": w.training_data,
+            }
+            for w in embedder.weights
+        ],
     }
 
 
@@ -345,8 +372,13 @@ register_embedder(DlibResNet())
 register_embedder(DlibResNetAlign68())
 register_embedder(DlibResNetFlip())
 register_embedder(SFace())
-register_embedder(Fusion("fusion_dlib_sface", (_REGISTRY[DEFAULT_MODEL_ID], _REGISTRY[SFace.id]),
-                         training_data=f"{DLIB_RESNET.training_data} SFace: {SFACE.training_data}"))
+register_embedder(
+    Fusion(
+        "fusion_dlib_sface",
+        (_REGISTRY[DEFAULT_MODEL_ID], _REGISTRY[SFace.id]),
+        training_data=f"{DLIB_RESNET.training_data} SFace: {SFACE.training_data}",
+    )
+)
 
 
 # --- versions and models -----------------------------------------------------------------------
@@ -384,8 +416,12 @@ def _dlib_models():
 
     ImageFile.LOAD_TRUNCATED_IMAGES = truncated_setting
 
-    return SimpleNamespace(dlib=dlib, pose_predictor_5_point=api.pose_predictor_5_point,
-                           pose_predictor_68_point=api.pose_predictor_68_point, face_encoder=api.face_encoder)
+    return SimpleNamespace(
+        dlib=dlib,
+        pose_predictor_5_point=api.pose_predictor_5_point,
+        pose_predictor_68_point=api.pose_predictor_68_point,
+        face_encoder=api.face_encoder,
+    )
 
 
 def _require_opencv() -> None:
@@ -393,8 +429,11 @@ def _require_opencv() -> None:
     try:
         import cv2  # noqa: F401
     except ImportError:
-        raise ModelNotInstalled(SFace.id, "OpenCV is not installed: run `pip install "
-                                "'opencv-python-headless>=4.8,<5'` (OpenCV 5 cannot load these models).") from None
+        raise ModelNotInstalled(
+            SFace.id,
+            "OpenCV is not installed: run `pip install "
+            "'opencv-python-headless>=4.8,<5'` (OpenCV 5 cannot load these models).",
+        ) from None
 
 
 def _opencv_files_checked(folder) -> tuple[Any, Any]:

@@ -56,8 +56,7 @@ from matching.calibration import pair_distances, threshold_for_fmr
 
 ROLES = ("gallery", "probe")
 # (label, lower edge, upper edge) in whole years: a photo at 2.9 years is in "0-2".
-AGE_BANDS = (("0-2", 0, 3), ("3-5", 3, 6), ("6-9", 6, 10), ("10-13", 10, 14), ("14-17", 14, 18),
-             ("18+", 18, math.inf))
+AGE_BANDS = (("0-2", 0, 3), ("3-5", 3, 6), ("6-9", 6, 10), ("10-13", 10, 14), ("14-17", 14, 18), ("18+", 18, math.inf))
 BAND_EDGES = [upper for _, _, upper in AGE_BANDS[:-1]]
 GAP_EDGES = [upper for _, _, upper in AGE_GAPS[:-1]]  # the bins of matching.ages.gap_band
 CMC_MAX_RANK = 50
@@ -70,45 +69,45 @@ NO_TRIALS, TOO_FEW_TRIALS = "no_trials", "too_few_trials"  # why a rate is null:
 
 METHOD = {
     "failure_to_enrol": "A gallery photo enrols when exactly one face is detected, whatever its quality "
-                        "(the service's rule for record photos: low-quality faces are flagged, not "
-                        "refused); a probe photo when at least one face is detected, measured on its "
-                        "largest face. Any other outcome (no face, several faces in a gallery photo, "
-                        "refused input) is a failure to enrol in that role.",
+    "(the service's rule for record photos: low-quality faces are flagged, not "
+    "refused); a probe photo when at least one face is detected, measured on its "
+    "largest face. Any other outcome (no face, several faces in a gallery photo, "
+    "refused input) is a failure to enrol in that role.",
     "end_to_end": "The headline rates count failures to enrol, as NIST FRTE and ISO/IEC 19795-1 "
-                  "(generalised rates) do: a photo that failed to enrol has no template, so every "
-                  "comparison involving it has no distance and matches nothing at any threshold. "
-                  "FNMR: a same-person pair with a failed photo is a false non-match. FMR: a "
-                  "different-person pair with a failed photo is a correct non-match and stays in the "
-                  "denominator, so the end-to-end FMR is never above the enrolled-only one. Rank-k hit "
-                  "rates and FNIR: every probe photo is a search; a mated search whose probe failed, or "
-                  "whose person has no enrolled gallery photo besides the probe, is a miss at every rank "
-                  "and beyond every threshold. FPIR: a non-mated search whose probe failed returns no "
-                  "candidate, a correct rejection that stays in the denominator. The thresholds for a "
-                  "target FMR or FPIR are set on the trials that have a distance (as `reunite calibrate` "
-                  "sets the service's), so failures never move a threshold; both views use the same "
-                  "thresholds.",
+    "(generalised rates) do: a photo that failed to enrol has no template, so every "
+    "comparison involving it has no distance and matches nothing at any threshold. "
+    "FNMR: a same-person pair with a failed photo is a false non-match. FMR: a "
+    "different-person pair with a failed photo is a correct non-match and stays in the "
+    "denominator, so the end-to-end FMR is never above the enrolled-only one. Rank-k hit "
+    "rates and FNIR: every probe photo is a search; a mated search whose probe failed, or "
+    "whose person has no enrolled gallery photo besides the probe, is a miss at every rank "
+    "and beyond every threshold. FPIR: a non-mated search whose probe failed returns no "
+    "candidate, a correct rejection that stays in the denominator. The thresholds for a "
+    "target FMR or FPIR are set on the trials that have a distance (as `reunite calibrate` "
+    "sets the service's), so failures never move a threshold; both views use the same "
+    "thresholds.",
     "enrolled_only": "Beside the headline, under enrolled_only: the same figures over enrolled photos "
-                     "only (every trial involving a failed photo left out). They describe the model given "
-                     "a template, not what the service finds.",
+    "only (every trial involving a failed photo left out). They describe the model given "
+    "a template, not what the service finds.",
     "verification": "All unordered pairs of photos where one can be a gallery photo and the other a "
-                    "probe. One global threshold per target FMR, computed on all impostor pairs that "
-                    "have a distance and applied to every group.",
+    "probe. One global threshold per target FMR, computed on all impostor pairs that "
+    "have a distance and applied to every group.",
     "identification": "Each probe searches the gallery of enrolled photos, best photo per identity; a "
-                      "photo never matches itself. A search is mated when the probe's identity has "
-                      "another gallery photo. Non-mated searches: each probe searches the gallery with its "
-                      "own identity left out. FNIR counts a mated search as missed when its mate is "
-                      "farther than the threshold, at any rank; FPIR counts a non-mated search whose best "
-                      "candidate is within it.",
+    "photo never matches itself. A search is mated when the probe's identity has "
+    "another gallery photo. Non-mated searches: each probe searches the gallery with its "
+    "own identity left out. FNIR counts a mated search as missed when its mate is "
+    "farther than the threshold, at any rank; FPIR counts a non-mated search whose best "
+    "candidate is within it.",
     "groups": "A pair is in a group when both photos are; a search when its probe is.",
     "age_gaps": "Years between the two photos, from ages at photo, else from photo dates "
-                "(matching.ages); whole years (a gap of 1.9 years is in 0-1). Non-mated searches have "
-                "no gap, so FPIR by gap is N/A.",
+    "(matching.ages); whole years (a gap of 1.9 years is in 0-1). Non-mated searches have "
+    "no gap, so FPIR by gap is N/A.",
     "bootstrap": "Identities resampled with replacement, seeded; pairs and searches weighted by how often "
-                 "their identities were drawn (the gallery searched stays whole); every figure and the "
-                 "global thresholds recomputed per round; 95 % percentile intervals.",
+    "their identities were drawn (the gallery searched stays whole); every figure and the "
+    "global thresholds recomputed per round; 95 % percentile intervals.",
     "estimability": "A rate with no trial at all is N/A (null, unavailable: no_trials). A rate f needs at "
-                    "least 1/f impostor pairs (or non-mated searches); with fewer, the figure is null, "
-                    "marked reliable: false (unavailable: too_few_trials).",
+    "least 1/f impostor pairs (or non-mated searches); with fewer, the figure is null, "
+    "marked reliable: false (unavailable: too_few_trials).",
 }
 
 
@@ -201,16 +200,20 @@ def evaluate(
     _check(samples, config, bootstrap_rounds)
     trials = _trials(samples)
     figures = _figures(trials, config, np.ones(trials.identities, dtype=np.int64))
-    rounds = [_figures(trials, config, weights)
-              for weights in _identity_draws(trials.identities, bootstrap_rounds, seed)]
+    rounds = [
+        _figures(trials, config, weights) for weights in _identity_draws(trials.identities, bootstrap_rounds, seed)
+    ]
     if rounds:
         _add_intervals(figures, rounds, config.rate_keys)
     return {
         "threshold": config.threshold,
-        "settings": {"fmr_targets": list(config.fmr_targets), "fpir_targets": list(config.fpir_targets),
-                     "ranks": list(config.ranks), "headline": END_TO_END,
-                     "bootstrap": {"rounds": bootstrap_rounds, "seed": seed, "unit": "identity",
-                                   "confidence": 0.95}},
+        "settings": {
+            "fmr_targets": list(config.fmr_targets),
+            "fpir_targets": list(config.fpir_targets),
+            "ranks": list(config.ranks),
+            "headline": END_TO_END,
+            "bootstrap": {"rounds": bootstrap_rounds, "seed": seed, "unit": "identity", "confidence": 0.95},
+        },
         "dataset": _dataset_counts(trials),
         **figures,
         "curves": _curves(trials),
@@ -238,8 +241,10 @@ def verification_distances_by_gap(samples: Sequence[Sample]) -> dict[str, tuple[
     ages, days = _ages_and_days(samples)
     a, b, distance, genuine, scored = _pairs(vectors, subject, wanted, enrolled)
     gap = _bins(_gap_years(ages, days, a, b), GAP_EDGES)
-    return {label: (distance[genuine & scored & (gap == index)], distance[~genuine & scored & (gap == index)])
-            for index, (label, _, _) in enumerate(AGE_GAPS)}
+    return {
+        label: (distance[genuine & scored & (gap == index)], distance[~genuine & scored & (gap == index)])
+        for index, (label, _, _) in enumerate(AGE_GAPS)
+    }
 
 
 # ----- validation --------------------------------------------------------------------------
@@ -271,13 +276,16 @@ def _check(samples: Sequence[Sample], config: _Config, bootstrap_rounds: int) ->
 # ----- the comparisons -----------------------------------------------------------------------
 
 
-def _templates(samples: Sequence[Sample]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray],
-                                                   np.ndarray]:
+def _templates(
+    samples: Sequence[Sample],
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Identity index per sample (labels in sorted order), wanted and enrolled roles, vectors (zeros where none)."""
     labels = {label: index for index, label in enumerate(sorted({s.identity for s in samples}))}
     subject = np.array([labels[s.identity] for s in samples], dtype=np.int64)
-    wanted = {"gallery": np.array([s.gallery for s in samples], dtype=bool),
-              "probe": np.array([s.probe for s in samples], dtype=bool)}
+    wanted = {
+        "gallery": np.array([s.gallery for s in samples], dtype=bool),
+        "probe": np.array([s.probe for s in samples], dtype=bool),
+    }
     enrolled = {role: np.array([s.enrolled(role) for s in samples], dtype=bool) for role in ROLES}
     dim = next((len(s.vector) for s in samples if s.vector is not None), 1)
     vectors = np.array([s.vector if s.vector is not None else np.zeros(dim) for s in samples], dtype=np.float64)
@@ -305,7 +313,11 @@ def _trials(samples: Sequence[Sample]) -> _Trials:
         failures={role: [s.failure(role) for s in samples] for role in ROLES},
         groups=_group_members(samples),
         bands={label: band == i for i, (label, _, _) in enumerate(AGE_BANDS)} if (band >= 0).any() else {},
-        pair_a=pair_a, pair_b=pair_b, distance=distance, genuine=genuine, scored=scored,
+        pair_a=pair_a,
+        pair_b=pair_b,
+        distance=distance,
+        genuine=genuine,
+        scored=scored,
         pair_gap=_bins(_gap_years(ages, days, pair_a, pair_b), GAP_EDGES),
         **searches,
     )
@@ -320,8 +332,9 @@ def _group_members(samples: Sequence[Sample]) -> dict[str, dict[str, np.ndarray]
     return members
 
 
-def _pairs(vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.ndarray],
-           enrolled: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+def _pairs(
+    vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.ndarray], enrolled: dict[str, np.ndarray]
+) -> tuple[np.ndarray, ...]:
     """Verification pairs: unordered, one photo wanted as gallery and the other as probe.
 
     (a, b, distance, genuine, scored): a pair is scored when one photo enrolled as gallery and
@@ -342,8 +355,14 @@ def _pairs(vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.ndarra
     return a[keep], b[keep], distance[keep], same[keep], scored[keep]
 
 
-def _searches(vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.ndarray],
-              enrolled: dict[str, np.ndarray], ages: np.ndarray, days: np.ndarray) -> dict[str, Any]:
+def _searches(
+    vectors: np.ndarray,
+    subject: np.ndarray,
+    wanted: dict[str, np.ndarray],
+    enrolled: dict[str, np.ndarray],
+    ages: np.ndarray,
+    days: np.ndarray,
+) -> dict[str, Any]:
     """Each probe photo against the gallery of enrolled photos, best photo per identity, overall and
     per age gap. A probe without a template finds nobody: its mate and non-mate distances stay inf."""
     gallery = np.flatnonzero(enrolled["gallery"])
@@ -377,11 +396,19 @@ def _searches(vectors: np.ndarray, subject: np.ndarray, wanted: dict[str, np.nda
             gaps = _bins(_gap_years(ages, days, probe, gallery[mates]), GAP_EDGES)
             mate[row] = [best[column], *_best_by_gap(distances[mates], gaps)]
             rank[row] = [_rank(others, ids, m, subject[probe]) for m in mate[row]]
-    return {"probe": probes, "probe_enrolled": enrolled["probe"][probes],
-            "mated": mated[:, 0], "mate": mate[:, 0], "rank": rank[:, 0],
-            "non_mated": non_mated, "nonmate": nonmate,
-            "mated_by_gap": mated[:, 1:], "mate_by_gap": mate[:, 1:], "rank_by_gap": rank[:, 1:],
-            "gallery_identities": len(ids)}
+    return {
+        "probe": probes,
+        "probe_enrolled": enrolled["probe"][probes],
+        "mated": mated[:, 0],
+        "mate": mate[:, 0],
+        "rank": rank[:, 0],
+        "non_mated": non_mated,
+        "nonmate": nonmate,
+        "mated_by_gap": mated[:, 1:],
+        "mate_by_gap": mate[:, 1:],
+        "rank_by_gap": rank[:, 1:],
+        "gallery_identities": len(ids),
+    }
 
 
 def _best_by_gap(distances: np.ndarray, gaps: np.ndarray) -> np.ndarray:
@@ -398,14 +425,14 @@ def _rank(others: np.ndarray, ids: np.ndarray, mate: float, own: int) -> int:
     return 1 + int(np.count_nonzero(others < mate)) + int(np.count_nonzero((others == mate) & (ids < own)))
 
 
-def _gap_years(ages: np.ndarray, days: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _gap_years(ages: np.ndarray, days: np.ndarray, a: np.ndarray | np.integer, b: np.ndarray) -> np.ndarray:
     """`matching.ages.years_between` for arrays of pairs: from the two ages, else the two dates; NaN unknown."""
     by_age = np.abs(ages[a] - ages[b])
     by_date = np.abs(days[a] - days[b]) / DAYS_PER_YEAR
     return np.where(np.isnan(by_age), by_date, by_age)
 
 
-def _bins(values: np.ndarray, upper_edges: list[float]) -> np.ndarray:
+def _bins(values: np.ndarray, upper_edges: Sequence[float]) -> np.ndarray:
     """Index of the bin each value falls in (edges are exclusive upper bounds); -1 for NaN."""
     found = np.searchsorted(np.asarray(upper_edges, dtype=np.float64), values, side="right")
     return np.where(np.isnan(values), -1, found).astype(np.int64)
@@ -434,10 +461,13 @@ def _figures(t: _Trials, config: _Config, weights: np.ndarray) -> dict[str, Any]
         "failure_to_enrol": overall["failure_to_enrol"],
         "verification": {"overall": overall["verification"]},
         "identification": {"overall": overall["identification"]},
-        "enrolled_only": {"verification": {"overall": enrolled["verification"]},
-                          "identification": {"overall": enrolled["identification"]}},
-        "groups": {name: {value: subset(members) for value, members in values.items()}
-                   for name, values in t.groups.items()},
+        "enrolled_only": {
+            "verification": {"overall": enrolled["verification"]},
+            "identification": {"overall": enrolled["identification"]},
+        },
+        "groups": {
+            name: {value: subset(members) for value, members in values.items()} for name, values in t.groups.items()
+        },
         "age_bands": {band: subset(members) for band, members in t.bands.items()},
         "age_gaps": {label: _gap(t, config, weights, thresholds, index) for index, label in _gap_labels(t)},
     }
@@ -452,8 +482,10 @@ def _global_thresholds(t: _Trials, config: _Config, weights: np.ndarray) -> dict
     """One threshold per target rate, from all impostor pairs / all non-mated searches with a distance."""
     everyone = np.ones(len(t.subject), dtype=bool)
     genuine, impostor, mate, _, nonmate = _subset_trials(t, everyone, weights, ENROLLED_ONLY)
-    return {"fmr": _thresholds_for(genuine, impostor, config.fmr_targets),
-            "fpir": _thresholds_for(mate, nonmate, config.fpir_targets)}
+    return {
+        "fmr": _thresholds_for(genuine, impostor, config.fmr_targets),
+        "fpir": _thresholds_for(mate, nonmate, config.fpir_targets),
+    }
 
 
 def _thresholds_for(genuine: np.ndarray, impostor: np.ndarray, targets: tuple[float, ...]) -> dict[float, float | None]:
@@ -471,9 +503,10 @@ def _subset(t: _Trials, config: _Config, weights: np.ndarray, thresholds: dict, 
 
     def view(name: str) -> dict[str, Any]:
         genuine, impostor, mate, rank, nonmate = _subset_trials(t, members, weights, name)
-        return {"verification": _verification(genuine, impostor, thresholds["fmr"], config),
-                "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config,
-                                                  t.gallery_identities)}
+        return {
+            "verification": _verification(genuine, impostor, thresholds["fmr"], config),
+            "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config, t.gallery_identities),
+        }
 
     return {
         "photos": int(members.sum()),
@@ -487,9 +520,10 @@ def _subset(t: _Trials, config: _Config, weights: np.ndarray, thresholds: dict, 
 def _gap(t: _Trials, config: _Config, weights: np.ndarray, thresholds: dict, index: int) -> dict[str, Any]:
     def view(name: str) -> dict[str, Any]:
         genuine, impostor, mate, rank, nonmate = _gap_trials(t, index, weights, name)
-        return {"verification": _verification(genuine, impostor, thresholds["fmr"], config),
-                "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config,
-                                                  t.gallery_identities)}
+        return {
+            "verification": _verification(genuine, impostor, thresholds["fmr"], config),
+            "identification": _identification(mate, rank, nonmate, thresholds["fpir"], config, t.gallery_identities),
+        }
 
     return {**view(END_TO_END), "enrolled_only": view(ENROLLED_ONLY)}
 
@@ -531,13 +565,23 @@ def _weighted_pairs(t: _Trials, mask: np.ndarray, weights: np.ndarray) -> tuple[
     return distance[genuine], distance[~genuine]
 
 
-def _weighted_searches(t: _Trials, mask: np.ndarray, weights: np.ndarray, mated: np.ndarray, non_mated: np.ndarray,
-                       mate: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _weighted_searches(
+    t: _Trials,
+    mask: np.ndarray,
+    weights: np.ndarray,
+    mated: np.ndarray,
+    non_mated: np.ndarray,
+    mate: np.ndarray,
+    rank: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mate distances, mate ranks) of mated searches and best distances of non-mated ones."""
     repeats = weights[t.subject[t.probe]]
     mated, non_mated = mask & mated, mask & non_mated
-    return (np.repeat(mate[mated], repeats[mated]), np.repeat(rank[mated], repeats[mated]),
-            np.repeat(t.nonmate[non_mated], repeats[non_mated]))
+    return (
+        np.repeat(mate[mated], repeats[mated]),
+        np.repeat(rank[mated], repeats[mated]),
+        np.repeat(t.nonmate[non_mated], repeats[non_mated]),
+    )
 
 
 def _failure_to_enrol(t: _Trials, members: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
@@ -547,12 +591,17 @@ def _failure_to_enrol(t: _Trials, members: np.ndarray, weights: np.ndarray) -> d
         counts = weights[t.subject[chosen]]
         reasons: Counter[str] = Counter()
         for index, count in zip(chosen, counts):
-            if t.failures[role][index] is not None:
-                reasons[t.failures[role][index]] += int(count)
+            failure = t.failures[role][index]
+            if failure is not None:
+                reasons[failure] += int(count)
         photos, failed = int(counts.sum()), sum(reasons.values())
-        out[role] = {"photos": photos, "failed": failed, "rate": failed / photos if photos else None,
-                     "reasons": dict(sorted(reasons.items())),
-                     "unavailable": {} if photos else {"rate": NO_TRIALS}}
+        out[role] = {
+            "photos": photos,
+            "failed": failed,
+            "rate": failed / photos if photos else None,
+            "reasons": dict(sorted(reasons.items())),
+            "unavailable": {} if photos else {"rate": NO_TRIALS},
+        }
     return out
 
 
@@ -565,15 +614,22 @@ def _verification(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict, c
         "eer": eer,
         "eer_threshold": eer_threshold,
         "unavailable": {"eer": NO_TRIALS} if eer is None else {},
-        "at_threshold": {"threshold": config.threshold, "fmr": fmr, "fnmr": fnmr,
-                         "unavailable": _no_trials(fmr=impostor, fnmr=genuine)},
-        "at_fmr": {_key(target): _at_target(genuine, impostor, thresholds[target], target, "fmr", "fnmr")
-                   for target in config.fmr_targets},
+        "at_threshold": {
+            "threshold": config.threshold,
+            "fmr": fmr,
+            "fnmr": fnmr,
+            "unavailable": _no_trials(fmr=impostor, fnmr=genuine),
+        },
+        "at_fmr": {
+            _key(target): _at_target(genuine, impostor, thresholds[target], target, "fmr", "fnmr")
+            for target in config.fmr_targets
+        },
     }
 
 
-def _identification(mate: np.ndarray, rank: np.ndarray, nonmate: np.ndarray, thresholds: dict,
-                    config: _Config, gallery_identities: int) -> dict[str, Any]:
+def _identification(
+    mate: np.ndarray, rank: np.ndarray, nonmate: np.ndarray, thresholds: dict, config: _Config, gallery_identities: int
+) -> dict[str, Any]:
     fpir, fnir = _rates(mate, nonmate, config.threshold)
     ranks = {f"rank_{k}": float(np.mean(rank <= k)) if len(rank) else None for k in config.ranks}
     return {
@@ -584,15 +640,27 @@ def _identification(mate: np.ndarray, rank: np.ndarray, nonmate: np.ndarray, thr
         # With no more identities than k in the gallery, every enrolled mate is within rank k.
         "uninformative_ranks": [k for k in config.ranks if k >= gallery_identities],
         "unavailable": {key: NO_TRIALS for key, value in ranks.items() if value is None},
-        "at_threshold": {"threshold": config.threshold, "fnir": fnir, "fpir": fpir,
-                         "unavailable": _no_trials(fpir=nonmate, fnir=mate)},
-        "at_fpir": {_key(target): _at_target(mate, nonmate, thresholds[target], target, "fpir", "fnir")
-                    for target in config.fpir_targets},
+        "at_threshold": {
+            "threshold": config.threshold,
+            "fnir": fnir,
+            "fpir": fpir,
+            "unavailable": _no_trials(fpir=nonmate, fnir=mate),
+        },
+        "at_fpir": {
+            _key(target): _at_target(mate, nonmate, thresholds[target], target, "fpir", "fnir")
+            for target in config.fpir_targets
+        },
     }
 
 
-def _at_target(genuine: np.ndarray, impostor: np.ndarray, threshold: float | None, target: float,
-               false_match: str, false_non_match: str) -> dict[str, Any]:
+def _at_target(
+    genuine: np.ndarray,
+    impostor: np.ndarray,
+    threshold: float | None,
+    target: float,
+    false_match: str,
+    false_non_match: str,
+) -> dict[str, Any]:
     """Rates at a global threshold; the false-match side only where the trials can show `target`.
 
     A side without any trial is N/A (no_trials); a side the data cannot show, because the
@@ -700,8 +768,9 @@ def _curves(t: _Trials) -> dict[str, Any]:
     genuine, impostor, *_ = _subset_trials(t, everyone, ones, ENROLLED_ONLY)
     return {
         "overall": subset(everyone),
-        "groups": {name: {value: subset(members) for value, members in values.items()}
-                   for name, values in t.groups.items()},
+        "groups": {
+            name: {value: subset(members) for value, members in values.items()} for name, values in t.groups.items()
+        },
         "age_bands": {band: subset(members) for band, members in t.bands.items()},
         "age_gaps": {label: curves(*_gap_trials(t, index, ones, END_TO_END)) for index, label in _gap_labels(t)},
         "scores": _histograms(genuine, impostor),
@@ -734,9 +803,11 @@ def _histograms(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, Any] | N
         return None
     top = max(1.2, float(np.concatenate([genuine, impostor]).max()) * 1.02)
     edges = np.linspace(0.0, top, SCORE_BINS + 1)
-    return {"edges": _rounded(edges),
-            "genuine": np.histogram(genuine, edges)[0].tolist(),
-            "impostor": np.histogram(impostor, edges)[0].tolist()}
+    return {
+        "edges": _rounded(edges),
+        "genuine": np.histogram(genuine, edges)[0].tolist(),
+        "impostor": np.histogram(impostor, edges)[0].tolist(),
+    }
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -758,9 +829,12 @@ def _dataset_counts(t: _Trials) -> dict[str, Any]:
         "impostor_pairs": int((~t.genuine).sum()),
         "mated_searches": int(t.mated.sum()),
         "non_mated_searches": int(t.non_mated.sum()),
-        "enrolled_only": {"genuine_pairs": int((t.genuine & t.scored).sum()),
-                          "impostor_pairs": int((~t.genuine & t.scored).sum()),
-                          "mated_searches": int(mated.sum()), "non_mated_searches": int(non_mated.sum())},
+        "enrolled_only": {
+            "genuine_pairs": int((t.genuine & t.scored).sum()),
+            "impostor_pairs": int((~t.genuine & t.scored).sum()),
+            "mated_searches": int(mated.sum()),
+            "non_mated_searches": int(non_mated.sum()),
+        },
         "photos_with_age": int(sum(members.sum() for members in t.bands.values())),
         "group_names": sorted(t.groups),
     }

@@ -33,7 +33,11 @@ from PIL import ImageFile
 
 from matching.images import DecodedImage, InputRejected
 from matching.quality import (
-    DEFAULT_MAX_ASYMMETRY, DEFAULT_MIN_FACE_PX, DEFAULT_MIN_SHARPNESS, Gates, quality_flags,
+    DEFAULT_MAX_ASYMMETRY,
+    DEFAULT_MIN_FACE_PX,
+    DEFAULT_MIN_SHARPNESS,
+    Gates,
+    quality_flags,
 )
 
 # face_recognition switches Pillow to accept truncated files for everyone on
@@ -45,7 +49,8 @@ from face_recognition import api as fr_api  # noqa: E402
 
 ImageFile.LOAD_TRUNCATED_IMAGES = _truncated_setting
 
-from matching.embedders import DEFAULT_MODEL_ID, Embedder, default_embedder, model_version  # noqa: E402
+from matching.embedders import DEFAULT_MODEL_ID, Embedder, default_embedder  # noqa: E402
+from matching.embedders import model_version as model_version  # noqa: E402  (re-exported for callers)
 
 MODEL_ID = DEFAULT_MODEL_ID
 EMBEDDING_DIM = 128
@@ -123,8 +128,9 @@ class Face:
         return bool(self.quality.flags(gates))
 
 
-def analyse_image(image: DecodedImage, purpose: Purpose, settings: FaceSettings = FaceSettings(),
-                  embedder: Embedder | None = None) -> list[Face]:
+def analyse_image(
+    image: DecodedImage, purpose: Purpose, settings: FaceSettings = FaceSettings(), embedder: Embedder | None = None
+) -> list[Face]:
     """Detect, measure and embed every face (default embedder unless given); refuse none or too many."""
     detections = detect(image, settings)
     if not detections:
@@ -148,7 +154,10 @@ def detect(image: DecodedImage, settings: FaceSettings) -> list[tuple[Box, float
 
 
 def embed(
-    image: DecodedImage, detections: list[tuple[Box, float]], purpose: Purpose, settings: FaceSettings,
+    image: DecodedImage,
+    detections: list[tuple[Box, float]],
+    purpose: Purpose,
+    settings: FaceSettings,
     embedder: Embedder | None = None,
 ) -> list[Face]:
     """Landmarks, quality and embeddings for known boxes, all faces in one network batch."""
@@ -192,8 +201,10 @@ def embed_again(image: DecodedImage, faces: Sequence[Face], embedder: Embedder) 
         return []
     jitters = faces[0].jitters
     vectors = embedder.embed(image.pixels, [face.box for face in faces], jitters=jitters)
-    return [replace(face, embedding=vector, model_id=embedder.id, model_version=embedder.version)
-            for face, vector in zip(faces, vectors)]
+    return [
+        replace(face, embedding=vector, model_id=embedder.id, model_version=embedder.version)
+        for face, vector in zip(faces, vectors)
+    ]
 
 
 def _to_original(rect: dlib.rectangle, image: DecodedImage) -> Box:
@@ -210,9 +221,7 @@ def _to_original(rect: dlib.rectangle, image: DecodedImage) -> Box:
 def _sharpness(chip: np.ndarray) -> float:
     """Variance of a 4-neighbour Laplacian on the grey chip: low means blurred."""
     grey = np.asarray(chip, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    laplacian = (
-        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
-    )
+    laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
     return float(laplacian.var())
 
 

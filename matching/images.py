@@ -108,9 +108,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
     try:
         rgb = _to_rgb(_upright(image))
     except (OSError, ValueError) as exc:
-        raise NotAnImage(
-            "This photo uses a colour format we cannot read. Please send a JPEG or PNG copy."
-        ) from exc
+        raise NotAnImage("This photo uses a colour format we cannot read. Please send a JPEG or PNG copy.") from exc
     finally:
         image.close()
     pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
@@ -145,9 +143,7 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
     except Image.DecompressionBombError as exc:  # Pillow's own cap, far above ours
         raise _too_many_pixels_error(limits, "This photo has") from exc
     except (UnidentifiedImageError, SyntaxError, ValueError, OSError) as exc:
-        raise NotAnImage(
-            "This file is not a photo we can read. Please send a JPEG, PNG or WebP photo."
-        ) from exc
+        raise NotAnImage("This file is not a photo we can read. Please send a JPEG, PNG or WebP photo.") from exc
     width, height = image.size
     if width * height > limits.max_pixels or width <= 0 or height <= 0:
         image.close()
@@ -165,9 +161,7 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         image.close()
-        raise TruncatedImage(
-            "The photo file is damaged or incomplete. Please send the original file again."
-        ) from exc
+        raise TruncatedImage("The photo file is damaged or incomplete. Please send the original file again.") from exc
     return image
 
 
@@ -176,19 +170,22 @@ def _check_shape(width: int, height: int, limits: ImageLimits, image: Image.Imag
     long_side, short_side = max(width, height), min(width, height)
     if long_side > limits.max_side:
         image.close()
-        raise SideTooLong(f"The photo is {width:,}×{height:,} pixels; photos up to {limits.max_side:,} pixels "
-                          "on their longest side are accepted. Please send a smaller copy.")
+        raise SideTooLong(
+            f"The photo is {width:,}×{height:,} pixels; photos up to {limits.max_side:,} pixels "
+            "on their longest side are accepted. Please send a smaller copy."
+        )
     if long_side > limits.max_aspect * short_side:
         image.close()
-        raise UnusualShape(f"The photo is {width:,}×{height:,} pixels, far longer than it is wide; photos up to "
-                           f"{limits.max_aspect:g} times as long as wide are accepted. Please send the photo "
-                           "as taken, not a strip cut from it.")
+        raise UnusualShape(
+            f"The photo is {width:,}×{height:,} pixels, far longer than it is wide; photos up to "
+            f"{limits.max_aspect:g} times as long as wide are accepted. Please send the photo "
+            "as taken, not a strip cut from it."
+        )
 
 
 def _too_many_pixels_error(limits: ImageLimits, subject: str) -> TooManyPixels:
     return TooManyPixels(
-        f"{subject} more than the {limits.max_pixels / 1e6:.0f} megapixels accepted. "
-        "Please send a smaller copy."
+        f"{subject} more than the {limits.max_pixels / 1e6:.0f} megapixels accepted. Please send a smaller copy."
     )
 
 

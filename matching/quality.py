@@ -36,9 +36,12 @@ FIGURES = ("box_px", "sharpness", "asymmetry", "detection_score")
 class Gates(Protocol):
     """Anything with the three gate values: `QualityGates` or `matching.faces.FaceSettings`."""
 
-    min_face_px: int
-    min_sharpness: float
-    max_asymmetry: float
+    @property
+    def min_face_px(self) -> int: ...
+    @property
+    def min_sharpness(self) -> float: ...
+    @property
+    def max_asymmetry(self) -> float: ...
 
 
 @dataclass(frozen=True)

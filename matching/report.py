@@ -120,8 +120,15 @@ def _score_plot(scores: dict[str, Any], report: dict[str, Any]) -> bytes:
     for target, figures in report["verification"]["overall"]["at_fmr"].items():
         if figures["threshold"] is not None:
             axes.axvline(figures["threshold"], color="grey", linestyle="--", linewidth=0.8)
-            axes.annotate(f"FMR {target}", (figures["threshold"], 1.0), xycoords=("data", "axes fraction"),
-                          rotation=90, va="top", ha="right", fontsize="x-small")
+            axes.annotate(
+                f"FMR {target}",
+                (figures["threshold"], 1.0),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                va="top",
+                ha="right",
+                fontsize="x-small",
+            )
     axes.set_xlabel("Euclidean distance between two photos' templates")
     axes.set_ylabel("share of pairs")
     axes.set_title("Distances of same-person and different-person pairs")
@@ -137,13 +144,17 @@ def _slug(name: str) -> str:
 
 
 def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     environment.filters.update(pct=percent, num=_number, ci=_interval)
     images = {name: "data:image/png;base64," + base64.b64encode(data).decode() for name, data in plots.items()}
     template = environment.get_template("report.html.j2")
-    return template.render(report=report, images=images, caveats=caveats(report),
-                           few=FEW_IDENTITIES, slug=_slug)
+    return template.render(report=report, images=images, caveats=caveats(report), few=FEW_IDENTITIES, slug=_slug)
 
 
 def caveats(report: dict[str, Any]) -> list[str]:
@@ -159,21 +170,31 @@ def caveats(report: dict[str, Any]) -> list[str]:
     scored = report["enrolled_only"]["verification"]["overall"]["impostor_pairs"]  # what thresholds are set on
     for target, figures in verification["at_fmr"].items():
         if figures["threshold"] is None:
-            found.append(f"FNMR at FMR {target} is not reported: showing a false-match rate of {target} needs "
-                         f"at least {figures['trials_needed']} impostor pairs with a distance, and this data has "
-                         f"{scored}.")
+            found.append(
+                f"FNMR at FMR {target} is not reported: showing a false-match rate of {target} needs "
+                f"at least {figures['trials_needed']} impostor pairs with a distance, and this data has "
+                f"{scored}."
+            )
     found += _zero_error_caveats(report)
     identification = report["identification"]["overall"]
     if identification["uninformative_ranks"]:
         ranks = ", ".join(str(k) for k in identification["uninformative_ranks"])
-        found.append(f"The gallery holds {identification['gallery_identities']} people, so every enrolled "
-                     f"person is found by rank {ranks} by construction: the hit rate there says nothing about "
-                     "the matcher, only about failures to enrol.")
-    small = [f"{name} = {value}" for name, values in report["groups"].items()
-             for value, figures in values.items() if figures["identities"] < FEW_IDENTITIES]
+        found.append(
+            f"The gallery holds {identification['gallery_identities']} people, so every enrolled "
+            f"person is found by rank {ranks} by construction: the hit rate there says nothing about "
+            "the matcher, only about failures to enrol."
+        )
+    small = [
+        f"{name} = {value}"
+        for name, values in report["groups"].items()
+        for value, figures in values.items()
+        if figures["identities"] < FEW_IDENTITIES
+    ]
     if small:
-        found.append(f"Some groups have fewer than {FEW_IDENTITIES} people ({'; '.join(small)}): "
-                     "differences between such groups are anecdotes, not findings.")
+        found.append(
+            f"Some groups have fewer than {FEW_IDENTITIES} people ({'; '.join(small)}): "
+            "differences between such groups are anecdotes, not findings."
+        )
     return found
 
 
@@ -181,11 +202,15 @@ def _children_caveats(report: dict[str, Any]) -> list[str]:
     bands = report["age_bands"]
     children = sum(bands.get(band, {}).get("photos", 0) for band in CHILD_AGE_BANDS)
     if not bands:
-        return ["No photo has an age, so nothing here shows how the matcher does on children, the "
-                "people this service is for, or across the years between two photos of a child."]
+        return [
+            "No photo has an age, so nothing here shows how the matcher does on children, the "
+            "people this service is for, or across the years between two photos of a child."
+        ]
     if not children:
-        return ["No photo is of a child: nothing here shows how the matcher does on children, the "
-                "people this service is for."]
+        return [
+            "No photo is of a child: nothing here shows how the matcher does on children, the "
+            "people this service is for."
+        ]
     return []
 
 
@@ -201,9 +226,11 @@ def _zero_error_caveats(report: dict[str, Any]) -> list[str]:
 
 
 def _rule_of_three(what: str, error: str, trials: int) -> str:
-    return (f"No {what} were {error} at the service threshold, and the bootstrap interval is then 0–0: "
-            f"resampling cannot show errors that never happened. With {trials} {what}, the true rate "
-            f"could still be up to about {percent(min(1.0, 3 / trials))} (95 % upper bound, rule of three).")
+    return (
+        f"No {what} were {error} at the service threshold, and the bootstrap interval is then 0–0: "
+        f"resampling cannot show errors that never happened. With {trials} {what}, the true rate "
+        f"could still be up to about {percent(min(1.0, 3 / trials))} (95 % upper bound, rule of three)."
+    )
 
 
 def percent(value: Any) -> str:
@@ -234,4 +261,3 @@ def _interval(block: dict[str, Any], key: str) -> str:
     if not bounds:
         return ""
     return f"{percent(bounds[0])} – {percent(bounds[1])}"
-

@@ -86,8 +86,7 @@ def search_gallery(
     if np.ndim(query_vector) != 1:
         raise ValueError(f"expected one query vector, got shape {np.shape(query_vector)}")
     distances, ids = index.search(query_vector, top_k * oversample)
-    return rank_candidates(distances[0], ids[0], record_of=record_of,
-                           threshold=threshold, top_k=top_k)
+    return rank_candidates(distances[0], ids[0], record_of=record_of, threshold=threshold, top_k=top_k)
 
 
 def _one_row(distances: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +96,10 @@ def _one_row(distances: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nda
     if ids.ndim == 2 and ids.shape[0] == 1:
         ids = ids[0]
     if distances.ndim != 1 or distances.shape != ids.shape:
-        raise ValueError("expected the distances and ids of one query, with equal lengths; "
-                         f"got shapes {distances.shape} and {ids.shape}")
+        raise ValueError(
+            "expected the distances and ids of one query, with equal lengths; "
+            f"got shapes {distances.shape} and {ids.shape}"
+        )
     return distances, ids
 
 

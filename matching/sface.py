@@ -55,8 +55,9 @@ class SFaceModels:
         import cv2
 
         self._cv2 = cv2
-        self.detector = cv2.FaceDetectorYN.create(str(yunet), "", (DETECT_MAX_SIDE, DETECT_MAX_SIDE),
-                                                  DETECT_SCORE, 0.3, 20)
+        self.detector = cv2.FaceDetectorYN.create(
+            str(yunet), "", (DETECT_MAX_SIDE, DETECT_MAX_SIDE), DETECT_SCORE, 0.3, 20
+        )
         self.recogniser = cv2.FaceRecognizerSF.create(str(sface), "")
 
     def align(self, rgb: np.ndarray, box: Any, fallback: FallbackLandmarks) -> Aligned:
@@ -81,8 +82,13 @@ class SFaceModels:
         """YuNet's detection row (box, 5 landmarks, score) overlapping the box best, in crop pixels."""
         height, width = crop.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        small = crop if scale == 1.0 else self._cv2.resize(
-            crop, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=self._cv2.INTER_AREA)
+        small = (
+            crop
+            if scale == 1.0
+            else self._cv2.resize(
+                crop, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=self._cv2.INTER_AREA
+            )
+        )
         self.detector.setInputSize((small.shape[1], small.shape[0]))
         _, found = self.detector.detect(small)
         if found is None or len(found) == 0:
@@ -122,5 +128,9 @@ def unit(vector: np.ndarray) -> np.ndarray:
 def _crop_bounds(shape: tuple[int, ...], box: Any) -> tuple[int, int, int, int]:
     height, width = shape[:2]
     margin = round(CROP_MARGIN * max(box.right - box.left, box.bottom - box.top))
-    return (max(0, box.top - margin), max(0, box.left - margin),
-            min(height, box.bottom + margin), min(width, box.right + margin))
+    return (
+        max(0, box.top - margin),
+        max(0, box.left - margin),
+        min(height, box.bottom + margin),
+        min(width, box.right + margin),
+    )

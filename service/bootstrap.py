@@ -35,5 +35,6 @@ def create_first_admin(session: Session, *, email: str, issuer: str) -> NewOpera
     record_event(session, action=AuditAction.OPERATOR_CREATED, target_type="user", target_id=user.id,
                  details={"role": Role.PLATFORM_ADMIN.value, "via": "first_start"})
     session.commit()
+    assert user.totp_secret is not None  # create_user always enrols TOTP
     return NewOperator(email=user.email, password=password, totp_uri=totp_uri(user.totp_secret, email=user.email,
                                                                                  issuer=issuer))

@@ -105,7 +105,9 @@ def checkpoint_after_erasure(session: Session) -> None:
         return
     raw = engine.raw_connection()  # autocommit (isolation_level None): no transaction is opened
     try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        driver = raw.driver_connection
+        assert driver is not None  # a pooled connection that is checked out is always open
+        driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     finally:
         raw.close()
 

@@ -117,7 +117,7 @@ def redact_candidates(session: Session, *, record_id: int) -> int:
         update(Candidate).where(Candidate.record_id == record_id)
         .values(record_id=None, gallery_embedding_id=None, distance=None, status="redacted")
     )
-    return result.rowcount or 0
+    return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
 
 
 def erase_record(session: Session, *, record: Record, now: datetime, status: str, message: str) -> Erasure:
@@ -176,7 +176,7 @@ def files_erased_on_failure(vault: PhotoVault) -> Iterator[PhotoVault]:
     """Yield a vault for `store_photo`; if the block raises, every file it sealed is deleted."""
     recording = _RecordingVault(vault)
     try:
-        yield recording  # type: ignore[misc]  (store_photo only calls seal)
+        yield recording  # type: ignore[misc]  # store_photo only calls seal
     except BaseException:
         erase_files(vault, recording.storage_keys)
         raise

@@ -103,8 +103,9 @@ class PastDecision(Protocol):
     to_status: str
 
 
-def decide(status: str, decision: str, *, actor_id: int | None,
-           prior_approvals: Iterable[int] = frozenset()) -> Outcome:
+def decide(
+    status: str, decision: str, *, actor_id: int | None, prior_approvals: Iterable[int] = frozenset()
+) -> Outcome:
     """The outcome of `decision` on an organisation in `status`, or TransitionRefused.
 
     `prior_approvals` are the platform admins who approved in the current round of
@@ -198,12 +199,15 @@ def check_grant(*, granter_roles: Iterable[str], requested_roles: Iterable[str])
         raise GrantRefused("Give the user at least one role.", code="unknown_role")
     known = {role.value for role in Role}
     if unknown := sorted(requested - known):
-        raise GrantRefused(f"Unknown role: {', '.join(unknown)}. Roles are: "
-                           f"{', '.join(sorted(ORGANISATION_ROLES))}.", code="unknown_role")
+        raise GrantRefused(
+            f"Unknown role: {', '.join(unknown)}. Roles are: {', '.join(sorted(ORGANISATION_ROLES))}.",
+            code="unknown_role",
+        )
     roles = frozenset(Role(name) for name in requested)
     if roles & OPERATOR_ROLES:
         raise GrantRefused("Users of an organisation cannot be platform admins or auditors.", code="operator_role")
     if missing := sorted(roles - frozenset(granter_roles)):
-        raise GrantRefused(f"You can grant only roles you hold yourself, and you do not hold: "
-                           f"{', '.join(missing)}.", code="not_held")
+        raise GrantRefused(
+            f"You can grant only roles you hold yourself, and you do not hold: {', '.join(missing)}.", code="not_held"
+        )
     return roles

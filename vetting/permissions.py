@@ -36,20 +36,35 @@ _EVERY_ROLE = {Action.READ_SELF, Action.READ_MODEL_CARD}
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.CASEWORKER: frozenset(
-        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_RECORDS, Action.SUBMIT_CASES, Action.READ_CASES,
-                       Action.READ_NOTIFICATIONS}
+        _EVERY_ROLE
+        | {
+            Action.READ_ORGANISATION,
+            Action.MANAGE_RECORDS,
+            Action.SUBMIT_CASES,
+            Action.READ_CASES,
+            Action.READ_NOTIFICATIONS,
+        }
     ),
     Role.REVIEWER: frozenset(
-        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.READ_CASES, Action.REVIEW_CANDIDATES, Action.VIEW_PHOTOS,
-                       Action.READ_NOTIFICATIONS}
+        _EVERY_ROLE
+        | {
+            Action.READ_ORGANISATION,
+            Action.READ_CASES,
+            Action.REVIEW_CANDIDATES,
+            Action.VIEW_PHOTOS,
+            Action.READ_NOTIFICATIONS,
+        }
     ),
-    Role.ORG_ADMIN: frozenset(
-        _EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_USERS, Action.MANAGE_WEBHOOK}
-    ),
+    Role.ORG_ADMIN: frozenset(_EVERY_ROLE | {Action.READ_ORGANISATION, Action.MANAGE_USERS, Action.MANAGE_WEBHOOK}),
     Role.PLATFORM_ADMIN: frozenset(
         _EVERY_ROLE
-        | {Action.READ_ORGANISATION, Action.LIST_ORGANISATIONS, Action.DECIDE_ORGANISATION, Action.MANAGE_DENYLIST,
-           Action.MANAGE_MODELS}
+        | {
+            Action.READ_ORGANISATION,
+            Action.LIST_ORGANISATIONS,
+            Action.DECIDE_ORGANISATION,
+            Action.MANAGE_DENYLIST,
+            Action.MANAGE_MODELS,
+        }
     ),
     Role.PLATFORM_REVIEWER: frozenset(_EVERY_ROLE | {Action.REVIEW_CANDIDATES, Action.VIEW_PHOTOS}),
     Role.AUDITOR: frozenset(

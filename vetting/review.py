@@ -133,13 +133,19 @@ def may_see(parties: Parties, organisation_id: int | None, *, platform: bool = F
 
 def needs_platform_reviewer(parties: Parties) -> bool:
     """One organisation submitted the case and owns the record: only a platform reviewer is independent."""
-    return parties.record_organisation_id is not None and \
-        parties.case_organisation_id == parties.record_organisation_id
+    return parties.record_organisation_id is not None and parties.case_organisation_id == parties.record_organisation_id
 
 
-def decide(status: str, decision: str, *, parties: Parties, reviewer: Reviewer,
-           past_reviews: Iterable[PastReview], now: datetime,
-           new_account_days: int = DEFAULT_NEW_ACCOUNT_DAYS) -> Outcome:
+def decide(
+    status: str,
+    decision: str,
+    *,
+    parties: Parties,
+    reviewer: Reviewer,
+    past_reviews: Iterable[PastReview],
+    now: datetime,
+    new_account_days: int = DEFAULT_NEW_ACCOUNT_DAYS,
+) -> Outcome:
     """The outcome of `reviewer` recording `decision` at `now`, or ReviewRefused.
 
     `past_reviews` are every review recorded on the candidate so far; `status` is its
@@ -148,14 +154,20 @@ def decide(status: str, decision: str, *, parties: Parties, reviewer: Reviewer,
     status, decision = Status(status), Decision(decision)
     past = list(past_reviews)
     check_may_decide(status, parties=parties, reviewer=reviewer, past_reviews=past)
-    mine = PastReview(reviewer_id=reviewer.user_id, organisation_id=reviewer.organisation_id, decision=decision,
-                      account_created_at=reviewer.account_created_at, reviewed_at=now, platform=reviewer.platform)
-    return Outcome(decision, status, status_from_reviews([*past, mine], parties=parties,
-                                                         new_account_days=new_account_days))
+    mine = PastReview(
+        reviewer_id=reviewer.user_id,
+        organisation_id=reviewer.organisation_id,
+        decision=decision,
+        account_created_at=reviewer.account_created_at,
+        reviewed_at=now,
+        platform=reviewer.platform,
+    )
+    return Outcome(
+        decision, status, status_from_reviews([*past, mine], parties=parties, new_account_days=new_account_days)
+    )
 
 
-def check_may_decide(status: str, *, parties: Parties, reviewer: Reviewer,
-                     past_reviews: Iterable[PastReview]) -> None:
+def check_may_decide(status: str, *, parties: Parties, reviewer: Reviewer, past_reviews: Iterable[PastReview]) -> None:
     """Raise ReviewRefused unless the reviewer may record a decision now.
 
     The order matters: an outsider learns nothing (not even that the candidate was
@@ -165,21 +177,24 @@ def check_may_decide(status: str, *, parties: Parties, reviewer: Reviewer,
     if not may_see(parties, reviewer.organisation_id, platform=reviewer.platform):
         raise ReviewRefused("There is no such candidate.", code="not_yours")
     if status is Status.REDACTED or parties.record_organisation_id is None:
-        raise ReviewRefused("This candidate was withdrawn with the record's consent and cannot be reviewed.",
-                            code="redacted")
+        raise ReviewRefused(
+            "This candidate was withdrawn with the record's consent and cannot be reviewed.", code="redacted"
+        )
     if status in FINAL_STATUSES:
-        raise ReviewRefused(f"This candidate has already been {status.value}; no further decision is taken.",
-                            code="decided")
+        raise ReviewRefused(
+            f"This candidate has already been {status.value}; no further decision is taken.", code="decided"
+        )
     if reviewer.user_id == parties.case_submitted_by:
-        raise ReviewRefused("You submitted this case, so two other reviewers must decide its candidates.",
-                            code="own_case")
+        raise ReviewRefused(
+            "You submitted this case, so two other reviewers must decide its candidates.", code="own_case"
+        )
     if any(review.reviewer_id == reviewer.user_id for review in past_reviews):
-        raise ReviewRefused("You have already recorded your decision on this candidate.",
-                            code="already_reviewed")
+        raise ReviewRefused("You have already recorded your decision on this candidate.", code="already_reviewed")
 
 
-def status_from_reviews(reviews: Iterable[PastReview], *, parties: Parties,
-                        new_account_days: int = DEFAULT_NEW_ACCOUNT_DAYS) -> Status:
+def status_from_reviews(
+    reviews: Iterable[PastReview], *, parties: Parties, new_account_days: int = DEFAULT_NEW_ACCOUNT_DAYS
+) -> Status:
     """The open or decided status that a set of reviews amounts to (see the module rule).
 
     Reviews by people who were never eligible (the submitter, an outsider) are ignored,
@@ -191,8 +206,9 @@ def status_from_reviews(reviews: Iterable[PastReview], *, parties: Parties,
     confirmations = [review for review in eligible if review.decision == Decision.CONFIRM]
     confirmers = {review.reviewer_id for review in confirmations}
     from_record_owner = any(review.organisation_id == parties.record_organisation_id for review in confirmations)
-    independent = any(is_independent(review, parties=parties, new_account_days=new_account_days)
-                      for review in confirmations)
+    independent = any(
+        is_independent(review, parties=parties, new_account_days=new_account_days) for review in confirmations
+    )
     if len(confirmers) >= CONFIRMATIONS_REQUIRED and from_record_owner and independent:
         return Status.CONFIRMED
     if confirmers:
@@ -214,13 +230,15 @@ def is_independent(review: PastReview, *, parties: Parties, new_account_days: in
     Established: the account was at least `new_account_days` old when the review was made
     (unknown dates never count).
     """
-    outside = review.platform or (review.organisation_id is not None
-                                  and review.organisation_id != parties.case_organisation_id)
+    outside = review.platform or (
+        review.organisation_id is not None and review.organisation_id != parties.case_organisation_id
+    )
     if not outside or review.account_created_at is None or review.reviewed_at is None:
         return False
     return review.reviewed_at - review.account_created_at >= timedelta(days=new_account_days)
 
 
 def _eligible(review: PastReview, parties: Parties) -> bool:
-    return review.reviewer_id != parties.case_submitted_by and may_see(parties, review.organisation_id,
-                                                                       platform=review.platform)
+    return review.reviewer_id != parties.case_submitted_by and may_see(
+        parties, review.organisation_id, platform=review.platform
+    )

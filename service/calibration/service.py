@@ -53,7 +53,8 @@ class ReviewPolicy:
 
     def threshold_for(self, gap_years: float | None) -> float:
         """The review threshold for two photos `gap_years` apart (None: unknown gap)."""
-        return dict(self.gap_thresholds).get(gap_band(gap_years), self.threshold)
+        band = gap_band(gap_years)
+        return self.threshold if band is None else dict(self.gap_thresholds).get(band, self.threshold)
 
     @property
     def widest_threshold(self) -> float:

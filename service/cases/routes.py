@@ -119,6 +119,6 @@ def _summary(session: Session, case: Case) -> CaseSummary:
 
 
 def _candidate(candidate: Candidate, status: str, facts: CandidateFacts) -> CandidateOut:
-    return CandidateOut(id=candidate.id, record_id=candidate.record_id, rank=candidate.rank, distance=candidate.distance,
-                        distance_band=facts.band, years_between=facts.years_between,
+    return CandidateOut(id=candidate.id, record_id=candidate.record_id, rank=candidate.rank,
+                        distance=candidate.distance, distance_band=facts.band, years_between=facts.years_between,
                         search_mode=candidate.search_mode, lead_label=facts.lead_label, status=status)

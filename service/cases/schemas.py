@@ -16,8 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-SearchMode = Literal["alerting", "investigative"]
 from service.photos.quality import FaceQualityOut
+
+SearchMode = Literal["alerting", "investigative"]
 
 
 class CaseAccepted(BaseModel):

@@ -22,12 +22,14 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 FAILED = 2
 # Shown in --help: the settings the options fall back to, with their built-in defaults.
-DEFAULT_TARGET_FMR = f"REUNITE_CALIBRATION_TARGET_FMR, {Settings.model_fields['calibration_target_fmr'].default:g} unless set"
+DEFAULT_TARGET_FMR = (f"REUNITE_CALIBRATION_TARGET_FMR, {Settings.model_fields['calibration_target_fmr'].default:g}"
+                      " unless set")
 DEFAULT_TOP_K = f"REUNITE_REVIEW_TOP_K, {Settings.model_fields['review_top_k'].default} unless set"
 
 
 def calibrate(
-    manifest: Annotated[Path | None, typer.Argument(help="Manifest CSV, or a folder of one sub-folder per identity.")] = None,
+    manifest: Annotated[Path | None, typer.Argument(
+        help="Manifest CSV, or a folder of one sub-folder per identity.")] = None,
     target_fmr: Annotated[float | None, typer.Option(help="False-match rate to allow.",
                                                      show_default=DEFAULT_TARGET_FMR)] = None,
     top_k: Annotated[int | None, typer.Option(help="Candidates per probe face.",
@@ -36,8 +38,10 @@ def calibrate(
     cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.",
                                                show_default="~/.cache/reunite/embeddings")] = None,
     model: Annotated[str | None, typer.Option(help="Model id to calibrate; calibrate a new model before "
-                                                   "`reunite match reembed` to it.", show_default="the model in use")] = None,
-    activate: Annotated[int | None, typer.Option(help="Put calibration version N of the model in use back in force.")] = None,
+                                                   "`reunite match reembed` to it.",
+                                              show_default="the model in use")] = None,
+    activate: Annotated[int | None, typer.Option(
+        help="Put calibration version N of the model in use back in force.")] = None,
     list_all: Annotated[bool, typer.Option("--list", help="List the calibrations and which one is in force.")] = False,
 ) -> None:
     """Calibrate the review threshold for a target false-match rate (or list / re-activate calibrations)."""
@@ -51,7 +55,8 @@ def calibrate(
         elif activate is not None:
             _activate(sessions, activate, model)
         elif manifest is not None:
-            _calibrate(sessions, settings, manifest, model=model, target_fmr=target_fmr or settings.calibration_target_fmr,
+            _calibrate(sessions, settings, manifest, model=model,
+                       target_fmr=target_fmr or settings.calibration_target_fmr,
                        top_k=top_k or settings.review_top_k, workers=workers, cache=cache)
         else:
             _fail("give a MANIFEST to calibrate on, --list, or --activate N")

@@ -17,7 +17,7 @@ def demo(
         help="Folder with the sample photos (obama.jpg, obama2.jpg, obama3.jpg, biden.jpg).",
         show_default="face_recognition 1.3.0's test photos, fetched from PyPI into ~/.cache/reunite")] = None,
 ) -> None:
-    """Seed a demo sandbox (two sample organisations, their accounts, records and a searched case) and print the accounts."""
+    """Seed a demo sandbox (two sample organisations, accounts, records and a searched case); print the accounts."""
     from service.cli.serve import prepare
     from service.db import utcnow
     from service.demo.samples import SamplesUnavailable, sample_faces

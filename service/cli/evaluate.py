@@ -136,8 +136,9 @@ def _service_threshold(model_id: str) -> float:
         with Session(engine) as session:
             policy = review_policy(session, model_id)
     except SQLAlchemyError as error:
+        cause = type(getattr(error, "orig", None) or error).__name__
         raise _fail(f"the service database ({make_url(url).render_as_string()}) cannot be read, so its "
-                    f"threshold for {model_id} is unknown ({type(error.orig or error).__name__}). Start or "
+                    f"threshold for {model_id} is unknown ({cause}). Start or "
                     "migrate it, or give --threshold to measure at a threshold of your choosing.") from None
     finally:
         engine.dispose()
@@ -197,7 +198,8 @@ def _summary(report: dict[str, Any], dataset: EmbeddedDataset, written: list[Pat
     fte = report["failure_to_enrol"]
     console.print(f"Embeddings: {dataset.computed} computed, {dataset.cache_hits} from the cache.")
     console.print(f"{report['dataset']['photos']} photos of {report['dataset']['identities']} people; "
-                  f"failure to enrol: gallery {percent(fte['gallery']['rate'])}, probe {percent(fte['probe']['rate'])}.")
+                  f"failure to enrol: gallery {percent(fte['gallery']['rate'])}, "
+                  f"probe {percent(fte['probe']['rate'])}.")
     console.print("End to end (a photo that failed to enrol counts as a miss), enrolled photos only in brackets:")
     console.print(f"  rank 1: {percent(search['rank_1'])} of {search['mated_searches']} mated searches "
                   f"({percent(search_enrolled['rank_1'])} of {search_enrolled['mated_searches']})")

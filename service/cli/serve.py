@@ -148,6 +148,7 @@ def create_operator(
             user = create_user(session, email=email, password=password, roles={role})
             record_event(session, action=AuditAction.OPERATOR_CREATED, target_type="user", target_id=user.id,
                          details={"role": role, "via": "cli"})
+            assert user.totp_secret is not None  # create_user always enrols TOTP
             uri = totp_uri(user.totp_secret, email=user.email, issuer=settings.totp_issuer)
     except WeakPassword as exc:
         console.print(f"[red]error:[/red] {exc}")

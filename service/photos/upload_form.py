@@ -82,6 +82,7 @@ def parse_form(form: FormData, fields: type[F], *, file_required: bool = True) -
         errors += [{**error, "loc": ("body", *error["loc"])} for error in invalid.errors(include_url=False)]
     if errors:
         raise RequestValidationError(errors)
+    assert parsed is not None  # no errors: the fields validated
     return Upload(file=file, fields=parsed)
 
 

@@ -99,10 +99,10 @@ def _years_between(session: Session, candidate_ids: list[int]) -> dict[int, floa
     }
 
 
-def _probe_face_sizes(session: Session, probe_ids: set[int]) -> dict[int, int]:
+def _probe_face_sizes(session: Session, probe_ids: set[int]) -> dict[int | None, int]:
     if not probe_ids:
         return {}
     rows = session.execute(select(Candidate.probe_embedding_id, func.count(Candidate.id))
                            .where(Candidate.probe_embedding_id.in_(probe_ids))
                            .group_by(Candidate.probe_embedding_id)).all()
-    return dict(rows)
+    return {probe: count for probe, count in rows}

@@ -415,7 +415,8 @@ def _notification_out(notification: Notification, record_id: int | None, record_
                       record_reference: str | None, *, viewer: User) -> NotificationOut:
     own = record_id is not None and record_organisation_id == viewer.organisation_id
     return NotificationOut(id=notification.id, kind=notification.kind, candidate_id=notification.candidate_id,
-                           record_id=record_id if own else None, record_case_reference=record_reference if own else None,
+                           record_id=record_id if own else None,
+                           record_case_reference=record_reference if own else None,
                            created_at=notification.created_at, read_at=notification.read_at,
                            webhook_status=notification.webhook_status,
                            webhook_next_attempt_at=notification.webhook_next_attempt_at

@@ -120,7 +120,7 @@ def _ip_literal(host: str) -> IPAddress | None:
 def resolve_checked(host: str, port: int, *, allow_loopback: bool = False) -> list[str]:
     """Every address `host` resolves to, once; ForbiddenAddress if any is not allowed (socket.gaierror if none)."""
     answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = list(dict.fromkeys(answer[4][0] for answer in answers))
+    addresses = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
     for address in addresses:
         if not address_allowed(ipaddress.ip_address(address.split("%")[0]), allow_loopback=allow_loopback):
             raise ForbiddenAddress()
@@ -159,7 +159,7 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _connect_to_one_of(addresses: list[str], port: int, timeout: float) -> socket.socket:
+def _connect_to_one_of(addresses: list[str], port: int, timeout: float | None) -> socket.socket:
     error: OSError = OSError("no address")
     for address in addresses:
         try:

@@ -10,6 +10,7 @@ to the response, whether it is a page, a redirect or an error page.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import Request
@@ -37,5 +38,5 @@ def queue_cookie(request: Request, name: str, value: str | None) -> None:
     queued[name] = carrier.headers["set-cookie"]  # the last word on a cookie wins
 
 
-def queued_cookie_headers(scope: dict) -> list[str]:
+def queued_cookie_headers(scope: MutableMapping[str, Any]) -> list[str]:
     return list(scope.get("state", {}).get(QUEUED_COOKIES, {}).values())

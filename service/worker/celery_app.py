@@ -71,7 +71,7 @@ def broker_folders(settings: Settings) -> dict[str, Path] | None:
 def make_celery(settings: Settings) -> Celery:
     app = Celery("reunite", set_as_current=False)
     app.conf.update(_configuration(settings))
-    app.reunite_settings = settings
+    app.reunite_settings = settings  # type: ignore[attr-defined]  # read back by the tasks (service.worker.tasks)
     from service.worker.tasks import register_tasks
 
     register_tasks(app)

@@ -607,7 +607,8 @@ EMBEDDED = "The face was added to the gallery and is now searchable."
 UNREADABLE_PHOTO = "The stored photo could not be read. Please upload it again."
 NO_FACE_ENROL = ("No face was found in this photo. Please upload a photo in which the child's face "
                  "is clearly visible.")
-NO_FACE_CASE = "No face was found in this photo, so nothing was searched. Please send a photo where the face is clearly visible."
+NO_FACE_CASE = ("No face was found in this photo, so nothing was searched. Please send a photo where the face "
+                "is clearly visible.")
 CONSENT_NOT_VALID = ("The record's consent is no longer valid, so the photo was not added to the gallery.")
 ORGANISATION_NOT_APPROVED = "Your organisation is not approved at the moment, so this photo was not searched."
 UNEXPECTED_FAILURE = "Processing failed unexpectedly. Please try again later; the failure has been logged."

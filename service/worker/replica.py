@@ -19,7 +19,8 @@ start-up, since a replica without one rebuilds from the whole log.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,7 @@ def _last_sequence(session: Session, model_id: str) -> int:
     return int(last or 0)
 
 
-def _apply(session: Session, index: VectorIndex, changes: list) -> None:
+def _apply(session: Session, index: VectorIndex, changes: Sequence[Any]) -> None:
     """Apply changes in log order, batching consecutive adds (one vector query per run)."""
     run: list[tuple[int, int]] = []  # (seq, embedding_id) of consecutive adds
     for seq, op, embedding_id in changes:

@@ -95,7 +95,7 @@ def test_an_integer_beyond_the_id_columns_is_refused_with_a_sentence_on_every_ro
         for parameter in integer_parameters(operation):
             values = {p["name"]: 1 for p in integer_parameters(operation) if p["in"] == "path"}
             values[parameter["name"]] = too_big
-            url = re.sub(r"{(\w+)}", lambda match: str(values.get(match.group(1), 1)), path)
+            url = re.sub(r"{(\w+)}", lambda match, values=values: str(values.get(match.group(1), 1)), path)
             query = {parameter["name"]: too_big} if parameter["in"] == "query" else None
             response = client.request(method.upper(), url, params=query, headers=headers[account.email])
             assert response.status_code == 422, (method, url, query, response.status_code, response.text)

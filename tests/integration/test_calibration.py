@@ -18,7 +18,6 @@ from service.calibration.models import Calibration, EvaluationReport
 from service.calibration.service import (
     CalibrationError, activate_calibration, publish_evaluation, review_policy, store_calibration,
 )
-from service.reviews.models import Candidate
 from tests.support.gallery import World
 from tests.support.pages import Person, text_of
 from tests.support.reports import synthetic_report
@@ -171,8 +170,9 @@ def gap_pairs() -> dict:
 
 
 def test_thresholds_per_age_gap_are_stored_given_by_the_policy_shown_and_audited(client, db, app):
-    row = store_calibration(db, model_id=MODEL_ID, model_version="v-test", genuine=GENUINE, impostor=impostors_from(0.5),
-                            target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None, gap_pairs=gap_pairs())
+    row = store_calibration(db, model_id=MODEL_ID, model_version="v-test", genuine=GENUINE,
+                            impostor=impostors_from(0.5), target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None,
+                            gap_pairs=gap_pairs())
     db.commit()
     near, _, far, _ = row.gap_thresholds
     assert near["calibrated"] and near["threshold"] == pytest.approx(impostors_from(0.45)[1])

@@ -64,7 +64,8 @@ def test_the_demo_seeds_a_sandbox_whose_candidate_two_reviewers_confirm(data_dir
     application.state.engine.dispose()
 
     again = runner.invoke(cli, ["demo", "--photos", str(sdist_images)])
-    assert again.exit_code == 2 and "already in this database (organisations 'Demo sandbox: …'). Nothing was changed" in again.output
+    assert again.exit_code == 2
+    assert "already in this database (organisations 'Demo sandbox: …'). Nothing was changed" in again.output
 
 
 def test_the_demo_refuses_a_production_instance_and_a_folder_without_the_photos(data_dir, tmp_path, monkeypatch):
@@ -73,8 +74,8 @@ def test_the_demo_refuses_a_production_instance_and_a_folder_without_the_photos(
     missing = runner.invoke(cli, ["demo", "--photos", str(empty)])
     assert missing.exit_code == 2 and "lacks the sample photos obama.jpg, obama3.jpg" in missing.output
 
-    production = {"ENVIRONMENT": "production", "SECRET_KEY": "s" * 48, "MASTER_KEY": base64.b64encode(bytes(32)).decode(),
-                  "DATABASE_URL": f"sqlite:///{data_dir}/reunite.db"}
+    production = {"ENVIRONMENT": "production", "SECRET_KEY": "s" * 48,
+                  "MASTER_KEY": base64.b64encode(bytes(32)).decode(), "DATABASE_URL": f"sqlite:///{data_dir}/reunite.db"}
     for name, value in production.items():
         monkeypatch.setenv(f"REUNITE_{name}", value)
     refused = runner.invoke(cli, ["demo", "--photos", str(empty)])

@@ -109,7 +109,8 @@ def test_help_shows_the_defaults() -> None:
     wide = {"COLUMNS": "250"}
     evaluate_help = runner.invoke(app, ["evaluate", "--help"], env=wide).output
     assert "[default: 200]" in evaluate_help
-    assert "[default: (the service's active calibration for the model, else the model's published threshold (0.6 for dlib's))]" in evaluate_help
+    assert ("[default: (the service's active calibration for the model, else the model's published threshold "
+            "(0.6 for dlib's))]") in evaluate_help
     assert "[default: (~/.cache/reunite/embeddings)]" in evaluate_help
     calibrate_help = runner.invoke(app, ["calibrate", "--help"], env=wide).output
     assert "[default: (REUNITE_CALIBRATION_TARGET_FMR, 0.001 unless set)]" in calibrate_help

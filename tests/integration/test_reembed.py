@@ -354,9 +354,9 @@ def test_refusals_are_clear_and_change_nothing(world, admin, photos):
     assert (cancelled.status, cancelled.finished_by_id) == ("cancelled", admin.id)
     assert reembedder(world).run_batch(job_id) == NOT_RUNNING
     assert active(world) == DEFAULT_MODEL_ID
-    with pytest.raises(ReembedRefused, match="No re-embedding job"):
-        with transaction(world.app.state.session_factory) as session:
-            cancel_reembed(session, actor=session.get(User, admin.id), now=utcnow())
+    with (pytest.raises(ReembedRefused, match="No re-embedding job"),
+          transaction(world.app.state.session_factory) as session):
+        cancel_reembed(session, actor=session.get(User, admin.id), now=utcnow())
     assert audit_actions(world)[events:] == ["reembed_started", "reembed_cancelled"]
 
 

@@ -16,7 +16,6 @@ from functools import partial
 
 import anyio
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 

@@ -292,7 +292,8 @@ def test_a_refused_record_shows_the_services_sentence_and_creates_nothing(browse
 
     sign_in(browser, caseworker)
     token = CSRF.search(browser.get("/records/new").text).group(1)
-    too_long = browser.post("/records/new", data=record_form(token, expires_at=f"{utcnow().date() + timedelta(days=800)}T09:00"))
+    expires_at = f"{utcnow().date() + timedelta(days=800)}T09:00"
+    too_long = browser.post("/records/new", data=record_form(token, expires_at=expires_at))
     assert too_long.status_code == 422
     assert "Consent may last at most 730 days from when it was given" in too_long.text
     assert 'value="TZ-1"' in too_long.text  # what was typed is kept

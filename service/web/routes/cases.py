@@ -102,7 +102,8 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
     now = utcnow()
     try:
         # The number of leads stays in the form when alerting is chosen after typing it; it is not used then.
-        search = cases.parse_search(search_mode, candidate_limit if search_mode.strip().lower() == INVESTIGATIVE else None)
+        leads = candidate_limit if search_mode.strip().lower() == INVESTIGATIVE else None
+        search = cases.parse_search(search_mode, leads)
         facts = cases.parse_photo_facts(taken_at, age_at_photo, now=now)
         case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
                                  purpose=purpose, now=now, search=search, photo_facts=facts, dispatch=dispatcher.case,

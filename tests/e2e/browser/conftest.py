@@ -290,4 +290,5 @@ def wait_for_text(page, text: str, *, timeout_ms: int = WAIT_MS) -> None:
     page.get_by_text(text).first.wait_for(timeout=timeout_ms)
 
 
-__all__ = ["Live", "assert_accessible", "poll", "register_record", "screenshot", "sign_in", "sign_in_with", "wait_for_text", "WAIT_MS"]
+__all__ = ["Live", "assert_accessible", "poll", "register_record", "screenshot", "sign_in", "sign_in_with",
+           "wait_for_text", "WAIT_MS"]
