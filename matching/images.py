@@ -153,8 +153,9 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
     # first frame is the photo itself. Other multi-frame files are animations.
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         image.close()
-        raise AnimatedImage("This file holds several images (an animation or several pages). "
-                            "Please send one still photo.")
+        raise AnimatedImage(
+            "This file holds several images (an animation or several pages). Please send one still photo."
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

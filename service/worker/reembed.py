@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from matching.embedders import Embedder, ModelNotInstalled, UnknownEmbedder, get_embedder
-from matching.faces import Face, FaceSettings, NoFaceFound, analyse_image
+from matching.faces import Face, FaceSettings, NoFaceFound, Purpose, analyse_image
 from matching.images import InputRejected, decode_image
 from service.cases.models import Case
 from service.db import transaction, utcnow
@@ -150,7 +150,7 @@ class Reembedder:
 
     def _analyse(self, photo: PhotoToEmbed, embedder: Embedder) -> tuple[list[Face], str | None]:
         """The faces to store for the photo, or a reason code why there are none."""
-        purpose = "enrol" if photo.record_id is not None else "probe"
+        purpose: Purpose = "enrol" if photo.record_id is not None else "probe"
         try:
             image = decode_image(self.vault.open(photo.storage_key, photo.wrapped_key), image_limits(self.settings))
             faces = analyse_image(image, purpose, self.face_settings, embedder)

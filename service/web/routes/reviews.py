@@ -97,10 +97,10 @@ def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSess
         return _candidate_page(request, details, error=_form_problem(invalid), decision=decision,
                                rationale=rationale, status_code=422)
     try:
-        recorded = service.record_review(session, reviewer=user, candidate_id=candidate_id,
-                                         decision=body.decision, rationale=body.rationale,
-                                         new_account_days=settings.review_new_account_days,
-                                         deliver_webhook=deliver_webhook)
+        service.record_review(session, reviewer=user, candidate_id=candidate_id,
+                              decision=body.decision, rationale=body.rationale,
+                              new_account_days=settings.review_new_account_days,
+                              deliver_webhook=deliver_webhook)
     except ServiceError as refused:
         if refused.status == 404:
             raise
