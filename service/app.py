@@ -31,8 +31,10 @@ from service.deps import ACTION_KEY, PUBLIC, PUBLIC_KEY
 from service.logging import configure_logging
 from service.photos.storage import PhotoVault
 from service.problems import document_errors
+from service.refusal import REFUSALS
 from service.routers import api_routers, web_routers
 from service.settings import Settings
+from service.web.pages import refusal_handler
 from service.web.render import STATIC_DIR
 from service.web.security import DOCS_PATHS, WebSecurityMiddleware
 from service.worker.dispatch import CeleryDispatcher
@@ -133,6 +135,8 @@ def _add_metrics(app: FastAPI) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    for refusal in REFUSALS:  # the one refusal handler, for the API and the pages (service.web.pages)
+        app.add_exception_handler(refusal, refusal_handler)
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from vetting.refusal import PolicyRefused
 from vetting.roles import OPERATOR_ROLES, ORGANISATION_ROLES, Role
@@ -75,6 +75,8 @@ _PARTICIPLES = {
 
 class TransitionRefused(PolicyRefused):
     """The decision is not possible from the organisation's status; `code` names why."""
+
+    status = 409
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,9 @@ def _not_possible(status: Status, decision: Decision) -> TransitionRefused:
 
 class GrantRefused(PolicyRefused):
     """A role grant is refused; `code` is unknown_role, operator_role or not_held."""
+
+    status = 403
+    statuses: ClassVar[dict[str, int]] = {"unknown_role": 422}
 
 
 def check_grant(*, granter_roles: Iterable[str], requested_roles: Iterable[str]) -> frozenset[Role]:

@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import ClassVar
 
 from vetting.refusal import PolicyRefused
 
@@ -75,6 +76,9 @@ class ReviewRefused(PolicyRefused):
     Codes: `not_yours` (neither organisation is the reviewer's: report "not found"),
     `redacted`, `decided`, `own_case`, `already_reviewed`.
     """
+
+    status = 409
+    statuses: ClassVar[dict[str, int]] = {"not_yours": 404, "own_case": 403}
 
 
 @dataclass(frozen=True)

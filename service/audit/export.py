@@ -52,6 +52,7 @@ from service.audit.service import event_fields, record_event, write_checkpoint
 from service.audit.signing import AuditSigner
 from service.audit.verify import BUNDLE_FORMAT
 from service.auth.models import User
+from service.refusal import Refused
 
 CSV_COLUMNS = ("seq", "at", "actor_id", "organisation_id", "action", "target_type", "target_id", "details",
                "prev_hash", "hash")
@@ -64,7 +65,7 @@ class ExportFormat(StrEnum):
     CSV = "csv"
 
 
-class ExportRefused(ValueError):
+class ExportRefused(Refused, ValueError):
     """The export cannot be made as asked (a filter a verifiable bundle cannot honour)."""
 
 

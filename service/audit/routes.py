@@ -10,16 +10,17 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from service.audit import query
 from service.audit.actions import AuditAction
-from service.audit.export import ExportFormat, ExportRefused, bundle_lines, csv_lines, start_export
+from service.audit.export import ExportFormat, bundle_lines, csv_lines, start_export
 from service.audit.models import AuditEvent
 from service.audit.schemas import AuditEventOut, AuditEventPage
 from service.audit.signing import load_signer
 from service.deps import CurrentUser, DbId, DbOffset, DbSession, SettingsDep, permission
+from service.refusal import Refused
 from vetting.permissions import Action
 
 router = APIRouter(tags=["audit"])
@@ -37,7 +38,7 @@ def event_filters(
 ) -> query.EventFilters:
     since, until = _as_utc(since), _as_utc(until)
     if since is not None and until is not None and since >= until:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The start time must be before the end time.")
+        raise Refused("The start time must be before the end time.")
     return query.EventFilters(since=since, until=until, actor=actor, organisation=organisation, action=action)
 
 
@@ -67,10 +68,7 @@ def export(
 ) -> StreamingResponse:
     """Stream the trail: `jsonl` is the verifiable bundle, `csv` a filtered table."""
     signer = load_signer(settings.audit_key_file)
-    try:
-        started = start_export(session, user=user, export_format=export_format, filters=filters, signer=signer)
-    except ExportRefused as refused:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(refused)) from refused
+    started = start_export(session, user=user, export_format=export_format, filters=filters, signer=signer)
     # The stream reads through its own short sessions: the request's is closed when the route returns.
     factory = request.app.state.session_factory
     if export_format is ExportFormat.JSONL:

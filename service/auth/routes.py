@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 
 from service.auth import service
 from service.auth.schemas import Me, RefreshRequest, TokenResponse, TotpEnrolment
@@ -15,7 +15,7 @@ from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
 from vetting.permissions import Action
 
 router = APIRouter(tags=["auth"])
-# How sign-in and refresh refuse (service.AuthRefused), documented for the OpenAPI schema.
+# How sign-in and refresh refuse (service.refusal.Refusal), documented for the OpenAPI schema.
 SIGN_IN_REFUSALS = {401: {"description": "Wrong or missing credentials, code or refresh token"},
                     403: {"description": "The account's email domain is refused, its organisation cannot use "
                                           "the service now, or its second factor must be set up first"},
@@ -56,10 +56,6 @@ def forwarded_client(peer: str, forwarded_for: str | None, trusted_proxies: Iter
     return client
 
 
-def _refused(refused: service.AuthRefused) -> HTTPException:
-    return HTTPException(refused.status, refused.message, headers=refused.headers())
-
-
 @router.post("/auth/token", response_model=TokenResponse, responses=SIGN_IN_REFUSALS, **PUBLIC)
 def token(
     request: Request,
@@ -69,11 +65,8 @@ def token(
     password: Annotated[str, Form(max_length=1024)],
     otp: Annotated[str | None, Form(max_length=10)] = None,
 ) -> TokenResponse:
-    try:
-        pair = service.sign_in(session, settings=settings, email=username, password=password, otp=otp,
-                               address=client_address(request))
-    except service.AuthRefused as refused:
-        raise _refused(refused) from refused
+    pair = service.sign_in(session, settings=settings, email=username, password=password, otp=otp,
+                           address=client_address(request))
     return TokenResponse(**asdict(pair))
 
 
@@ -86,20 +79,14 @@ def enrol_totp(
     password: Annotated[str, Form(max_length=1024)],
 ) -> TotpEnrolment:
     """Set up the second factor of an account whose role needs one and that has none yet (shown once)."""
-    try:
-        enrolment = service.enrol_totp(session, settings=settings, email=username, password=password,
-                                       address=client_address(request))
-    except service.AuthRefused as refused:
-        raise _refused(refused) from refused
+    enrolment = service.enrol_totp(session, settings=settings, email=username, password=password,
+                                   address=client_address(request))
     return TotpEnrolment(secret=enrolment.secret, otpauth_uri=enrolment.uri)
 
 
 @router.post("/auth/refresh", response_model=TokenResponse, responses=SIGN_IN_REFUSALS, **PUBLIC)
 def refresh(body: RefreshRequest, session: DbSession, settings: SettingsDep) -> TokenResponse:
-    try:
-        pair = service.rotate_refresh_token(session, settings=settings, refresh_token=body.refresh_token)
-    except service.AuthRefused as refused:
-        raise _refused(refused) from refused
+    pair = service.rotate_refresh_token(session, settings=settings, refresh_token=body.refresh_token)
     return TokenResponse(**asdict(pair))
 
 

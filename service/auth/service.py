@@ -29,6 +29,7 @@ from service.db import utcnow
 from service.deps import ORGANISATION_STATUS_MESSAGES, organisation_standing
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
+from service.refusal import Refusal, TooMany
 from service.settings import Settings
 from vetting.exclusion import check_email
 from vetting.roles import OPERATOR_ROLES, ORGANISATION_ROLES, Role
@@ -47,20 +48,7 @@ BACKOFF_MEMORY = timedelta(days=1)
 SIGN_IN_STANDINGS = {None, "applied"}
 
 
-class AuthRefused(Exception):
-    """Sign-in or refresh refused; `status` is the HTTP status to answer with, and for 429 when to retry."""
-
-    def __init__(self, status: int, message: str, *, retry_after: int | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-
-
-class EnrolmentRequired(AuthRefused):
+class EnrolmentRequired(Refusal):
     """The password was right, and the account must set up its authenticator app before signing in."""
 
     def __init__(self) -> None:
@@ -69,7 +57,7 @@ class EnrolmentRequired(AuthRefused):
                               "(or sign in on the web page), add the key to your app, then sign in with a code.")
 
 
-class OrganisationRefused(AuthRefused):
+class OrganisationRefused(Refusal):
     """Right credentials, but the user's organisation cannot work now: no tokens (the page says why)."""
 
     def __init__(self, standing: str, organisation: Organisation | None):
@@ -168,7 +156,7 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
     stored = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token))).first()
     now = utcnow()
     if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
-        raise AuthRefused(401, "Please sign in again.")
+        raise Refusal(401, "Please sign in again.")
     user = session.get(User, stored.user_id)
     if stored.used_at is not None:
         # One of two holders of the family is a thief, and the access token issued with the newest
@@ -177,9 +165,9 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
         record_event(session, action=AuditAction.REFRESH_TOKEN_REUSED, actor_id=user.id,
                      organisation_id=user.organisation_id, details={"family": stored.family_id})
         session.commit()
-        raise AuthRefused(401, "This sign-in was ended for safety. Please sign in again.")
+        raise Refusal(401, "This sign-in was ended for safety. Please sign in again.")
     if user is None or user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
-        raise AuthRefused(401, "Please sign in again.")
+        raise Refusal(401, "Please sign in again.")
     if standing_refusal := _standing_refusal(session, user):
         raise standing_refusal
     stored.used_at = now
@@ -226,7 +214,7 @@ def enrol_totp(session: Session, *, settings: Settings, email: str, password: st
         record_event(session, action=AuditAction.TOTP_ENROL_FAILED, actor_id=user.id if user else None,
                      organisation_id=user.organisation_id if user else None)
         session.commit()
-        raise AuthRefused(401, BAD_CREDENTIALS)
+        raise Refusal(401, BAD_CREDENTIALS)
     record_event(session, action=AuditAction.TOTP_ENROLLED, actor_id=user.id, organisation_id=user.organisation_id)
     session.commit()
     return Enrolment(secret=secret, uri=totp_uri(secret, email=email, issuer=settings.totp_issuer))
@@ -237,12 +225,12 @@ def needs_totp_enrolment(user: User) -> bool:
 
 
 def _refusal_for(session: Session, user: User | None, *, password: str, otp: str | None):
-    """(reason code, AuthRefused) when sign-in must be refused, else None.
+    """(reason code, Refusal) when sign-in must be refused, else None.
 
     Nothing after the password is told apart from a wrong password until the second factor
     is right too: only then the denylist and the organisation's standing are named.
     """
-    bad = AuthRefused(401, BAD_CREDENTIALS)
+    bad = Refusal(401, BAD_CREDENTIALS)
     if not verify_password(password, user.password_hash if user else None) or user.status != "active":
         return ("bad_credentials", bad)
     if needs_totp_enrolment(user):
@@ -256,7 +244,7 @@ def _refusal_for(session: Session, user: User | None, *, password: str, otp: str
         if not _use_totp_step(session, user, step):
             return ("otp_reused", bad)
     if check_email(user.email, current_denylist(session)) is not None:
-        return ("denylisted_domain", AuthRefused(403, "This account's email domain belongs to a law-enforcement "
+        return ("denylisted_domain", Refusal(403, "This account's email domain belongs to a law-enforcement "
                                                       "body; Reunite does not serve them."))
     if standing_refusal := _standing_refusal(session, user):
         return ("organisation_unavailable", standing_refusal)
@@ -310,10 +298,10 @@ def account_backoff(failures: int, *, settings: Settings) -> timedelta | None:
     return timedelta(seconds=min(seconds, settings.login_backoff_max_seconds))
 
 
-def _too_many(reason: str, wait: timedelta) -> AuthRefused:
+def _too_many(reason: str, wait: timedelta) -> TooMany:
     seconds = max(1, math.ceil(wait.total_seconds()))
     when = f"{seconds} seconds" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
-    return AuthRefused(429, f"{reason} Try again in {when}.", retry_after=seconds)
+    return TooMany(f"{reason} Try again in {when}.", retry_after=seconds)
 
 
 def _issue_pair(session: Session, *, settings: Settings, user: User, family_id: str) -> TokenPair:

@@ -25,9 +25,10 @@ from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.calibration.models import Calibration, EvaluationReport
 from service.db import utcnow
+from service.refusal import Refused
 
 
-class CalibrationError(ValueError):
+class CalibrationError(Refused, ValueError):
     """A calibration cannot be stored or activated; the message says why in plain words."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.refusal import Refused
+
 ALERTING = "alerting"
 INVESTIGATIVE = "investigative"
 SEARCH_MODES = (ALERTING, INVESTIGATIVE)
@@ -24,7 +26,7 @@ REVIEWS_PER_CANDIDATE = 2  # the two-person rule: every candidate needs two revi
 BEYOND_THRESHOLD = "beyond_threshold"
 
 
-class SearchChoiceError(ValueError):
+class SearchChoiceError(Refused, ValueError):
     """A search mode or number of leads that cannot be used; the message says why in plain words."""
 
 

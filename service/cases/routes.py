@@ -2,7 +2,7 @@
 
 Submitting needs `submit_cases` (caseworkers); reading needs `read_cases`
 (caseworkers and reviewers of the submitting organisation). Refusals become
-`{"detail": sentence}` answers through `refusal_route` (a 429
+`{"detail": sentence}` answers through the app's one refusal handler (a 429
 also carries Retry-After). The case is dispatched to the workers only after it
 has committed. The search mode, number of leads, date taken and age at photo are
 taken as text and checked by the service, so a bad one gets a sentence, not a
@@ -29,14 +29,13 @@ from service.cases.schemas import (
 from service.db import utcnow
 from service.deps import CurrentUser, DbId, DbOffset, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.quality import case_faces
-from service.photos.service import UploadRefused, read_upload
+from service.photos.service import read_upload
 from service.photos.upload_form import Upload, upload_form, upload_permission
-from service.records.routes import refusal_route
 from service.reviews.candidate_facts import CandidateFacts, candidate_facts
 from service.reviews.models import Candidate
 from vetting.permissions import Action
 
-router = APIRouter(tags=["cases"], route_class=refusal_route(service.CaseError, UploadRefused))
+router = APIRouter(tags=["cases"])
 REFUSALS = {404: {"description": "No such case in your organisation"}}
 SUBMIT_REFUSALS = {400: {"description": "Empty file"}, 413: {"description": "Too large"},
                    415: {"description": "Not a still image"}, 422: {"description": "Refused: {detail}"},

@@ -35,13 +35,14 @@ from service.audit.service import record_event
 from service.auth.models import User
 from service.cases.models import Case
 from service.cases.modes import (
-    ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, SearchChoiceError, parse_search_choice,
+    ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, parse_search_choice,
     searched_message,
 )
 from service.organisations.models import Organisation
 from service.organisations.standing import in_good_standing
 from service.photos.models import Embedding, Photo
 from service.photos.service import check_upload, store_photo
+from service.refusal import Refusal
 from service.photos.storage import PhotoVault
 from service.retention import files_erased_on_failure
 from service.records.models import Record
@@ -67,18 +68,8 @@ REVIEW_LOAD_DAYS = 90
 OLDEST_AGE_AT_PHOTO = 120
 
 
-class CaseError(Exception):
-    """A refusal with its HTTP status, a sentence, and any headers (Retry-After)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-def not_found() -> CaseError:
-    return CaseError(404, "There is no such case in your organisation.")
+def not_found() -> Refusal:
+    return Refusal(404, "There is no such case in your organisation.")
 
 
 # --- submitting --------------------------------------------------------------------------------
@@ -93,30 +84,27 @@ class CasePhotoFacts:
 
 
 def parse_search(search_mode: str | None, candidate_limit: str | int | None) -> SearchChoice:
-    """The search mode and number of leads as typed; CaseError 422 with a sentence otherwise."""
-    try:
-        return parse_search_choice(search_mode, candidate_limit)
-    except SearchChoiceError as refused:
-        raise CaseError(422, str(refused)) from refused
+    """The search mode and number of leads as typed; Refusal 422 with a sentence otherwise."""
+    return parse_search_choice(search_mode, candidate_limit)
 
 
 def parse_photo_facts(taken_at: str | date | None, age_at_photo: str | float | None, *,
                       now: datetime) -> CasePhotoFacts:
-    """The case photo's date taken and age at photo as typed (both optional); CaseError 422 otherwise."""
+    """The case photo's date taken and age at photo as typed (both optional); Refusal 422 otherwise."""
     if isinstance(taken_at, str):
         try:
             taken_at = date.fromisoformat(taken_at.strip()) if taken_at.strip() else None
         except ValueError:
-            raise CaseError(422, "The date the photo was taken must be a date such as 2026-03-02.") from None
+            raise Refusal(422, "The date the photo was taken must be a date such as 2026-03-02.") from None
     if taken_at is not None and taken_at > (now + LATEST_TIME_ZONE).date():
-        raise CaseError(422, "The date the photo was taken cannot be in the future.")
+        raise Refusal(422, "The date the photo was taken cannot be in the future.")
     if isinstance(age_at_photo, str):
         try:
             age_at_photo = float(age_at_photo.strip()) if age_at_photo.strip() else None
         except ValueError:
-            raise CaseError(422, "The age in the photo must be a number of years, such as 9 or 9.5.") from None
+            raise Refusal(422, "The age in the photo must be a number of years, such as 9 or 9.5.") from None
     if age_at_photo is not None and not 0 <= age_at_photo <= OLDEST_AGE_AT_PHOTO:  # also refuses NaN
-        raise CaseError(422, f"The age in the photo must be from 0 to {OLDEST_AGE_AT_PHOTO} years.")
+        raise Refusal(422, f"The age in the photo must be from 0 to {OLDEST_AGE_AT_PHOTO} years.")
     return CasePhotoFacts(taken_at=taken_at, age_at_photo=age_at_photo)
 
 
@@ -130,14 +118,14 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
     `reunite demo` does); it runs only after the commit (service.effects).
 
     `search` and `photo_facts` come from `parse_search` and `parse_photo_facts`, which
-    refuse bad input before anything is stored. Raises CaseError (404, 422, 429) or
-    photos.service.UploadRefused (400-422); a refused submission leaves neither a row
+    refuse bad input before anything is stored. Raises Refusal (404, 422, 429) or
+    an upload Refusal (400-422); a refused submission leaves neither a row
     nor a file. Investigative cases count against the same daily quotas as alerting ones.
     """
     actor_id, organisation_id = actor.id, _organisation_of(actor)
     case_reference, purpose = case_reference.strip(), purpose.strip()
     if not case_reference or not purpose:
-        raise CaseError(422, "Give the case reference and the purpose of this search.")
+        raise Refusal(422, "Give the case reference and the purpose of this search.")
     check_quota(session, settings=settings, actor_id=actor_id, organisation_id=organisation_id, now=now)
     session.commit()  # no transaction (SQLite: no write lock) while the file is read and decoded
     image = check_upload(read_file(), settings)
@@ -191,7 +179,7 @@ def check_quota(session: Session, *, settings: Settings, actor_id: int, organisa
                  details={"rule": rule})
     session.commit()
     wait = math.ceil((reset - now).total_seconds())
-    raise CaseError(429, f"{sentence}. You can submit again from {reset:%H:%M} UTC on {reset:%d %B %Y} "
+    raise Refusal(429, f"{sentence}. You can submit again from {reset:%H:%M} UTC on {reset:%d %B %Y} "
                          f"(in {_duration(wait)}).", headers={"Retry-After": str(wait)})
 
 

@@ -52,6 +52,7 @@ from service.embedding.models import ACTIVE_ROW_ID, ActiveEmbeddingModel, Reembe
 from service.photos.models import Embedding, Photo
 from service.records.gallery import consent_valid
 from service.records.models import Consent, Record
+from service.refusal import Refusal
 from vetting.permissions import Action, allowed
 
 IN_PROGRESS = ("queued", "running")
@@ -70,13 +71,15 @@ FAILED_MESSAGE = ("{count} photo(s) could not be embedded with the new model, so
 CANCELLED_MESSAGE = "Cancelled by an operator; the active model was not changed."
 
 
-class ReembedRefused(Exception):
-    """A re-embedding cannot be started or changed; the message says why in plain words."""
+class ReembedRefused(Refusal):
+    """A re-embedding cannot be started or changed; the message says why, `code` (the rule) which check."""
 
     def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.message = message
-        self.code = code
+        super().__init__(422, message, rule=code)
+
+    @property
+    def code(self) -> str:
+        return self.rule or ""
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ from service.invitations.models import Invitation
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
 from service.organisations.service import (
-    Conflict, Forbidden, NotFound, Refused, ServiceError, check_new_member, check_not_a_member, email_in_use,
+    check_new_member, check_not_a_member, email_in_use,
 )
+from service.refusal import Conflict, Forbidden, NotFound, Refusal, Refused
 from service.settings import Settings
 from vetting import organisations as policy
 from vetting.exclusion import check_email
@@ -54,15 +55,16 @@ INVALID_LINK = ("This invitation link is not valid: it may have expired, been wi
 ORGANISATION_CLOSED = "Your organisation cannot take on new users at present; ask its administrator."
 
 
-class InvalidInvitation(ServiceError):
-    status = 404
-
+class InvalidInvitation(NotFound):
     def __init__(self) -> None:
         super().__init__(INVALID_LINK, rule="invalid_invitation")
 
 
-class TooManyAttempts(ServiceError):
-    status = 429
+class TooManyAttempts(Refusal):
+    """Too many failed acceptances from one address: 429 (without a Retry-After)."""
+
+    def __init__(self, message: str):
+        super().__init__(429, message)
 
 
 def hash_token(token: str) -> str:
@@ -202,7 +204,7 @@ def _usable(session: Session, *, token: str, settings: Settings, address: str, n
 
 
 def _refuse(session: Session, *, reason: str, address: str, invitation: Invitation | None = None,
-            error: ServiceError | None = None) -> NoReturn:
+            error: Refusal | None = None) -> NoReturn:
     """Count and audit a failed use of a link (never its token), then raise."""
     session.rollback()
     session.add(LoginAttempt(email=ATTEMPT_MARK, address=address, succeeded=False))

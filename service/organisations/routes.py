@@ -1,18 +1,13 @@
 """Organisations API: applications, vetting decisions, users and the denylist (thin: see service.py).
 
-Service refusals (`service.ServiceError`) become `{"detail": sentence, "rule": code}`
-answers with their status through the router's route class, so each route states
-only what it does. Applications are PUBLIC; every other route names its action.
+Service refusals (`service.refusal.Refusal`, and vetting's `PolicyRefused`) are
+answered `{"detail": sentence, "rule": code}` with their status by the app's one
+refusal handler, so each route states only what it does. Applications are PUBLIC; every other route names its action.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
 from service.auth.models import User
@@ -28,22 +23,7 @@ from vetting.organisations import Decision, Status
 from vetting.permissions import Action
 
 
-class ServiceErrorRoute(APIRoute):
-    """Answers a service refusal with its status, sentence and rule code."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except service.ServiceError as error:
-                return JSONResponse(error.body(), status_code=error.status, headers=getattr(error, "headers", dict)())
-
-        return answer
-
-
-router = APIRouter(tags=["organisations"], route_class=ServiceErrorRoute)
+router = APIRouter(tags=["organisations"])
 REFUSALS = {422: {"description": "Refused by a rule: {detail, rule}"}, 409: {"description": "State conflict"}}
 
 

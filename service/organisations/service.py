@@ -30,6 +30,7 @@ from service.db import utcnow
 from service.organisations.denylist import current_denylist
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.organisations.schemas import Application, CheckOut, DecisionOut, DenylistEntry, OrganisationOut
+from service.refusal import Conflict, NotFound, Refused, TooMany
 from service.reviews import webhook_address
 from service.settings import Settings
 from vetting import organisations as policy
@@ -44,49 +45,6 @@ ATTESTATION_REFUSAL = Refusal(
 )
 OPERATOR_ONLY_FIELDS = {"decisions", "pending_approvals", "checks"}
 EXPIRY_REASON = "Vetting period ended; the organisation must be vetted again."
-
-
-class ServiceError(Exception):
-    """A refusal the API answers with `status` and a sentence (and a rule code, if any)."""
-
-    status = 400
-
-    def __init__(self, message: str, *, rule: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.rule = rule
-
-    def body(self) -> dict[str, str]:
-        return {"detail": self.message} | ({"rule": self.rule} if self.rule else {})
-
-
-class Refused(ServiceError):
-    status = 422
-
-
-class Forbidden(ServiceError):
-    status = 403
-
-
-class NotFound(ServiceError):
-    status = 404
-
-
-class Conflict(ServiceError):
-    status = 409
-
-
-class TooMany(ServiceError):
-    """Too many requests: answered with 429 and a Retry-After of `retry_after` seconds."""
-
-    status = 429
-
-    def __init__(self, message: str, *, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 # `LoginAttempt.email` of an application: counted per address and overall for the application limits
@@ -230,11 +188,9 @@ def decide_organisation(session: Session, *, organisation_id: int, decision: str
     """Apply a platform admin's decision (approve, reject, suspend, reinstate, revoke)."""
     # The row lock serialises two admins deciding at once, so both approvals are counted.
     organisation = _visible_organisation(session, viewer=actor, organisation_id=organisation_id, lock=True)
-    try:
-        outcome = policy.decide(organisation.status, decision, actor_id=actor.id,
-                                prior_approvals=policy.pending_approvals(organisation.decisions))
-    except policy.TransitionRefused as refused:
-        raise Conflict(refused.message, rule=refused.code) from refused
+    # policy.TransitionRefused, when the decision is not possible, is answered 409 with its code.
+    outcome = policy.decide(organisation.status, decision, actor_id=actor.id,
+                            prior_approvals=policy.pending_approvals(organisation.decisions))
     _apply_outcome(session, organisation=organisation, outcome=outcome, actor_id=actor.id, reason=reason,
                    period_days=period_days, now=utcnow())
     session.commit()
@@ -397,11 +353,7 @@ def check_new_member(session: Session, *, actor: User, email: str, roles: Iterab
     Whether the address has an account already is left to the caller: an invitation does not
     tell (acceptance fails with the plain invalid-link answer); adding a user must (see email_taken).
     """
-    try:
-        granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)
-    except policy.GrantRefused as refused:
-        error = Refused if refused.code == "unknown_role" else Forbidden
-        raise error(refused.message, rule=refused.code) from refused
+    granted = policy.check_grant(granter_roles=actor.roles, requested_roles=roles)  # GrantRefused: 403 or 422
     if refusal := check_email(email, current_denylist(session)):
         raise Refused(refusal.message, rule=refusal.rule)
     return granted

@@ -35,6 +35,7 @@ from matching.images import (
 )
 from service.photos.models import Photo
 from service.photos.storage import PhotoVault
+from service.refusal import Refusal
 from service.settings import Settings
 
 THUMBNAIL_SIDE = 320
@@ -47,14 +48,6 @@ Size = Literal["full", "thumbnail"]
 # (UnusualShape, like a damaged file, is the default 422.)
 _STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, SideTooLong: 413, NotAnImage: 415,
            AnimatedImage: 415}
-
-
-class UploadRefused(Exception):
-    def __init__(self, status: int, message: str, code: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -72,9 +65,9 @@ def read_upload(file: BinaryIO, *, max_bytes: int) -> bytes:
     size = file.tell()
     file.seek(0)
     if size > max_bytes:
-        raise UploadRefused(413, f"The file is {size / 1_048_576:.1f} MB; photos up to "
-                                 f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
-                            "file_too_large")
+        raise Refusal(413, f"The file is {size / 1_048_576:.1f} MB; photos up to "
+                           f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
+                      rule="file_too_large")
     return file.read()
 
 
@@ -89,7 +82,7 @@ def check_upload(data: bytes, settings: Settings) -> CheckedImage:
     try:
         image = decode_image(data, image_limits(settings))
     except InputRejected as refusal:
-        raise UploadRefused(_STATUS.get(type(refusal), 422), refusal.message, refusal.code) from refusal
+        raise Refusal(_STATUS.get(type(refusal), 422), refusal.message, rule=refusal.code) from refusal
     return CheckedImage(data=metadata_free_jpeg(image.pixels, max_bytes=settings.max_upload_bytes),
                         width=image.width, height=image.height, source_format=image.source_format,
                         thumbnail=_thumbnail(image.working))

@@ -1,9 +1,9 @@
 """Records API: records with consent, their photos, and consent withdrawal (thin: see service.py).
 
 Every route needs `manage_records`, held by caseworkers of approved organisations;
-another organisation's record answers 404. Refusals of the service (`RecordError`)
-and of the upload checks (`UploadRefused`) become `{"detail": sentence}` answers
-with their status through the router's route class. The routes are plain `def`s,
+another organisation's record answers 404. Refusals of the service and of the
+upload checks (`service.refusal.Refusal`) are answered by the app's one refusal
+handler with their status and sentence. The routes are plain `def`s,
 so FastAPI runs them in its threadpool: decoding an upload never blocks the event
 loop. A photo's multipart body is read only once the caller is known to be allowed
 to upload (`service.photos.upload_form`). Work is handed to the workers only after
@@ -12,20 +12,17 @@ the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
 from service.db import utcnow
 from service.deps import CurrentUser, DbId, DbOffset, DbSession, DispatcherDep, SettingsDep, VaultDep, permission
 from service.photos.models import Photo
 from service.photos.quality import FaceQualityOut, photo_faces
-from service.photos.service import Size, UploadRefused, read_upload
+from service.photos.service import Size, read_upload
 from service.photos.upload_form import Upload, upload_form, upload_permission
 from service.records import service
 from service.records.models import Consent, Record
@@ -36,27 +33,7 @@ from service.records.schemas import (
 from vetting.permissions import Action
 
 
-def refusal_route(*refusals: type[Exception]) -> type[APIRoute]:
-    """A route class answering the given refusals (each with `status`, `message` and
-    optional `headers`, such as Retry-After) as `{"detail": sentence}`."""
-
-    class RefusalRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-
-            async def answer(request: Request) -> Response:
-                try:
-                    return await handler(request)
-                except refusals as refusal:
-                    return JSONResponse({"detail": refusal.message}, status_code=refusal.status,
-                                        headers=getattr(refusal, "headers", None))
-
-            return answer
-
-    return RefusalRoute
-
-
-router = APIRouter(tags=["records"], route_class=refusal_route(service.RecordError, UploadRefused))
+router = APIRouter(tags=["records"])
 REFUSALS = {404: {"description": "No such record in your organisation"},
             409: {"description": "State conflict"}, 422: {"description": "Refused: {detail}"}}
 UPLOAD_REFUSALS = REFUSALS | {400: {"description": "Empty file"}, 413: {"description": "Too large"},

@@ -4,7 +4,7 @@ Every function takes the session first and keyword-only arguments and finds
 records only within the actor's organisation (another organisation's record is
 "not found", never "forbidden"). Those that change something or show personal
 data write their audit event in the same transaction and commit. Refusals are
-`RecordError`s carrying an HTTP status and a sentence for the caseworker.
+`service.refusal.Refusal`s carrying an HTTP status and a sentence for the caseworker.
 
 Withdrawal (see `service.retention` for the erasure itself) answers only after the
 erasure has committed; the encrypted files are deleted just after that commit.
@@ -43,6 +43,7 @@ from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Consent, Record
 from service.records.schemas import ConsentIn, NewRecord
+from service.refusal import Refusal
 from service.retention import LOCK_RECORD, WITHDRAWN_MESSAGE, erase_files, erase_record, files_erased_on_failure
 from service.settings import Settings
 
@@ -68,17 +69,8 @@ PHOTO_STATUS_WORDS = {
 }
 
 
-class RecordError(Exception):
-    """A refusal with its HTTP status and a sentence for the caseworker."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def not_found() -> RecordError:
-    return RecordError(404, "There is no such record in your organisation.")
+def not_found() -> Refusal:
+    return Refusal(404, "There is no such record in your organisation.")
 
 
 # --- creating and reading records ----------------------------------------------------------
@@ -88,7 +80,7 @@ def create_record(session: Session, *, actor: User, body: NewRecord, now: dateti
                   max_consent_days: int) -> Record:
     """Register a record and its consent; refuse (422, 409) with a sentence."""
     if problem := new_record_problem(body, now=now, max_consent_days=max_consent_days):
-        raise RecordError(422, problem)
+        raise Refusal(422, problem)
     organisation_id = _organisation_of(actor)
     if _reference_taken(session, organisation_id=organisation_id, case_reference=body.case_reference):
         raise _duplicate_reference()
@@ -210,8 +202,8 @@ def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings,
     itself, as `reunite demo` does); it runs only after the commit (service.effects).
 
     `read_file` is called only once the record may take a photo, so a refusal about
-    the record (404, 409) comes before one about the file. Raises RecordError
-    (404, 409, 422) or photos.service.UploadRefused (400-422); a refused upload
+    the record (404, 409) comes before one about the file. Raises Refusal
+    (404, 409, 422) or an upload Refusal (400-422); a refused upload
     leaves neither a row nor a file.
     """
     actor_id, organisation_id = actor.id, _organisation_of(actor)
@@ -244,21 +236,21 @@ def age_at_photo(date_of_birth: date | None, taken_at: date | None) -> float | N
 
 def _check_accepts_photos(record: Record, *, now: datetime) -> None:
     if record.status == "withdrawn":
-        raise RecordError(409, "Consent for this record was withdrawn, so no photos can be added to it.")
+        raise Refusal(409, "Consent for this record was withdrawn, so no photos can be added to it.")
     if record.status == "expired" or not record.consent.valid_at(now):
-        raise RecordError(409, "Consent for this record has expired or is not yet valid, so no photos can be "
+        raise Refusal(409, "Consent for this record has expired or is not yet valid, so no photos can be "
                                "added to it: register the child again with renewed consent.")
     if record.status != "active":
-        raise RecordError(409, f"This record is {record.status}, so no photos can be added to it.")
+        raise Refusal(409, f"This record is {record.status}, so no photos can be added to it.")
 
 
 def _check_taken_at(taken_at: date | None, *, date_of_birth: date | None, now: datetime) -> None:
     if taken_at is None:
         return
     if taken_at > (now + LATEST_TIME_ZONE).date():
-        raise RecordError(422, "The date the photo was taken cannot be in the future.")
+        raise Refusal(422, "The date the photo was taken cannot be in the future.")
     if date_of_birth is not None and taken_at < date_of_birth:
-        raise RecordError(422, "The photo cannot have been taken before the child's date of birth.")
+        raise Refusal(422, "The photo cannot have been taken before the child's date of birth.")
 
 
 def record_photo(session: Session, *, actor: User, record_id: int, photo_id: int) -> Photo:
@@ -266,7 +258,7 @@ def record_photo(session: Session, *, actor: User, record_id: int, photo_id: int
     record = own_record(session, actor=actor, record_id=record_id)
     photo = session.get(Photo, photo_id)
     if photo is None or photo.record_id != record.id:
-        raise RecordError(404, "There is no such photo of this record.")
+        raise Refusal(404, "There is no such photo of this record.")
     return photo
 
 
@@ -277,7 +269,7 @@ def read_record_photo(session: Session, *, vault: PhotoVault, actor: User, recor
     try:
         data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as error:
-        raise RecordError(410, "This photo has been erased.") from error
+        raise Refusal(410, "This photo has been erased.") from error
     record_event(session, action=AuditAction.PHOTO_VIEWED, actor_id=actor.id, organisation_id=photo.organisation_id,
                  target_type="photo", target_id=photo.id, details={"record_id": record_id, "size": size})
     session.commit()
@@ -340,5 +332,5 @@ def _reference_taken(session: Session, *, organisation_id: int, case_reference: 
                                                   Record.case_reference == case_reference)) is not None
 
 
-def _duplicate_reference() -> RecordError:
-    return RecordError(409, "Your organisation already has a record with this case reference.")
+def _duplicate_reference() -> Refusal:
+    return Refusal(409, "Your organisation already has a record with this case reference.")

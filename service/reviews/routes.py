@@ -1,7 +1,8 @@
 """Review API: the queue, a candidate side by side, its two photos, decisions, notifications.
 
-Thin: the rule is `vetting.review`, the work `service.py`. Service refusals become
-`{"detail": sentence, "rule": code}` through the organisations' route class. Photos
+Thin: the rule is `vetting.review`, the work `service.py`. Service refusals (and
+`vetting.review.ReviewRefused`) become `{"detail": sentence, "rule": code}` through
+the app's one refusal handler. Photos
 are answered with `Cache-Control: no-store` and only after their view is audited.
 A confirmation's webhook is sent after the response: `record_review` registers it as an
 after-commit effect, and `deps.get_webhook_delivery` queues `webhooks.deliver` after the response.
@@ -14,13 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from service.deps import CurrentUser, DbId, DbSession, SettingsDep, VaultDep, WebhookDeliveryDep, permission
-from service.organisations.routes import ServiceErrorRoute
 from service.photos.service import Size
 from service.reviews import service
 from service.reviews.schemas import CandidateOut, NotificationOut, ReviewQueue, ReviewRecorded, ReviewRequest
 from vetting.permissions import Action
 
-router = APIRouter(tags=["reviews"], route_class=ServiceErrorRoute)
+router = APIRouter(tags=["reviews"])
 NOT_YOURS = {404: {"description": "No such candidate, or not your organisation's"}}
 PHOTO = {200: {"content": {"image/*": {}}, "description": "The decrypted photo"}, **NOT_YOURS}
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

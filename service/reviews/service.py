@@ -41,13 +41,13 @@ from service.db import utcnow
 from service.effects import after_commit
 from service.organisations.models import Organisation
 from service.organisations.standing import organisation_in_good_standing
-from service.organisations.service import Conflict, Forbidden, NotFound, ServiceError
 from matching.quality import Gates
 from service.photos.models import Embedding, Photo
 from service.photos.quality import face_quality
 from service.photos.service import Size, open_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.models import Record
+from service.refusal import Conflict, NotFound
 from service.reviews.candidate_facts import age_of_photo, candidate_facts
 from service.reviews.models import Candidate, Notification, Review
 from service.reviews.schemas import (
@@ -63,10 +63,6 @@ WEBHOOK_PENDING = "pending"  # set at confirmation; webhooks.deliver makes it se
 UNREAD_NOTICES_IN_QUEUE = 50
 Side = Literal["probe", "record"]
 
-_REFUSALS: dict[str, type[ServiceError]] = {
-    "not_yours": NotFound, "own_case": Forbidden, "redacted": Conflict, "decided": Conflict,
-    "already_reviewed": Conflict,
-}
 _NOT_FOUND = "There is no such candidate."
 _NO_PHOTO = "This photo is not available: it has been erased or withdrawn."
 
@@ -305,11 +301,9 @@ def record_review(session: Session, *, reviewer: User, candidate_id: int, decisi
     loaded = _load(session, viewer=reviewer, candidate_id=candidate_id, lock=True)
     candidate = loaded.candidate
     past = _past_reviews(session, candidate.id)  # read after the lock: includes a concurrent decision
-    try:
-        outcome = rule.decide(candidate.status, decision, parties=loaded.parties, reviewer=_as_reviewer(reviewer),
-                              past_reviews=past, now=now, new_account_days=new_account_days)
-    except rule.ReviewRefused as refused:
-        raise _REFUSALS[refused.code](refused.message, rule=refused.code) from refused
+    # rule.ReviewRefused carries its status (404 for not_yours, 403, 409) and is answered as it is.
+    outcome = rule.decide(candidate.status, decision, parties=loaded.parties, reviewer=_as_reviewer(reviewer),
+                          past_reviews=past, now=now, new_account_days=new_account_days)
     if loaded.case.purged_at is not None:
         raise Conflict("The case photo was deleted at the end of its retention period; this candidate "
                        "can no longer be reviewed.", rule="case_purged")

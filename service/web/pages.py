@@ -9,10 +9,11 @@ raise into a page a person can act on:
   organisation status page (403), saying what it means and what to do;
 - a role that does not grant the page's action: 403 page;
 - a form without this session's token: 403 page asking to reload and try again;
-- a refusal of a service function (`RecordError`, `CaseError`, `UploadRefused`,
-  the organisations' and reviews' `ServiceError`, `AuthRefused`: anything with
-  `status` and `message`) that the page did not handle itself: a page with the
-  refusal's sentence and status;
+- a refusal of a service function (`service.refusal.Refusal`, or vetting's
+  `PolicyRefused`) that the page did not handle itself: a page with the
+  refusal's sentence and status. `refusal_handler` is the app's one handler of
+  refusals, for the API (the `Problem` body) and for pages (this page); PageRoute
+  calls it itself, so the page is rendered while the request's session is open;
 - a malformed address (`/records/abc`): 404 page; a malformed form: 400 page.
 """
 
@@ -24,20 +25,14 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from service.auth.service import AuthRefused
-from service.cases.service import CaseError
 from service.deps import ORGANISATION_STATUS_MESSAGES
-from service.organisations.service import ServiceError
-from service.photos.service import UploadRefused
-from service.records.service import RecordError
+from service.refusal import REFUSALS, problem
 from service.web.csrf import CsrfRefused, check_csrf
 from service.web.render import redirect, render
 from service.web.session import NotPermitted, OrganisationUnavailable, SignInRequired, end_session
-
-# Refusals of the domain services: each carries `status` and `message` (a sentence for people).
-SERVICE_REFUSALS: tuple[type[Exception], ...] = (RecordError, CaseError, UploadRefused, ServiceError, AuthRefused)
 
 # What each organisation standing means for the person reading, and what they can do.
 STANDING_NEXT_STEPS = {
@@ -111,9 +106,17 @@ def answer_refusal(request: Request, error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return error_page(request, status=error.status_code, title="Something went wrong",
                           message=str(error.detail))
-    status, message = error.status, error.message  # type: ignore[attr-defined]
+    status, message = error.status, error.message  # type: ignore[attr-defined]  # a Refusal or PolicyRefused
     title = "Not found" if status in (404, 410) else "This could not be done"
     return error_page(request, status=status, title=title, message=message)
+
+
+async def refusal_handler(request: Request, refusal: Exception) -> Response:
+    """The one answer to a refusal (`service.refusal`): its page for a web page, the Problem shape for the API."""
+    if isinstance(request.scope.get("route"), PageRoute):
+        return answer_refusal(request, refusal)
+    status, body, headers = problem(refusal)  # type: ignore[arg-type]
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class PageRoute(APIRoute):
@@ -126,8 +129,10 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except (SignInRequired, OrganisationUnavailable, NotPermitted, CsrfRefused, RequestValidationError,
-                    HTTPException, *SERVICE_REFUSALS) as error:
+                    HTTPException) as error:
                 return answer_refusal(request, error)
+            except REFUSALS as refusal:
+                return await refusal_handler(request, refusal)
 
         return answer
 

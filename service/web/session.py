@@ -34,6 +34,7 @@ from service.auth.models import User
 from service.auth.service import TokenPair
 from service.deps import ACTION_KEY, DbSession, SettingsDep, organisation_standing, user_for_token
 from service.organisations.models import Organisation
+from service.refusal import Refusal
 from service.settings import Settings
 from service.web.cookies import queue_cookie
 from service.web.csrf import renew_csrf_secret
@@ -97,7 +98,7 @@ def _refreshed_user(request: Request, session: Session, settings: Settings) -> U
     try:
         pair = auth_service.rotate_refresh_token(session, settings=settings, refresh_token=refresh_token)
         user = user_for_token(session, settings, pair.access_token)
-    except (auth_service.AuthRefused, HTTPException):
+    except (Refusal, HTTPException):
         end_session(request)
         return None
     queue_cookie(request, ACCESS_COOKIE, pair.access_token)

@@ -24,7 +24,7 @@ from service.db import utcnow
 from service.invitations import service as invitations
 from service.invitations.models import Invitation
 from service.organisations.models import DenylistDomain, Organisation
-from service.organisations.service import Forbidden, NotFound
+from service.refusal import Forbidden, NotFound
 from tests.support.pages import CSRF, Person, text_of
 from tests.support.service import TOTP_CLOCK, make_organisation, make_user
 

@@ -28,7 +28,7 @@ from service.auth.tokens import issue_access_token
 from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
-from service.organisations.service import ServiceError
+from service.refusal import REFUSALS
 from service.photos.models import Embedding, Photo
 from service.photos.service import check_upload, store_photo
 from service.records.models import Consent, Record
@@ -475,7 +475,7 @@ def test_concurrent_confirmations_end_in_exactly_one_valid_state(app, db, world,
             recorded = reviews_service.record_review(session, reviewer=reviewer, candidate_id=candidate,
                                                      decision="confirm", rationale=RATIONALE, deliver_webhook=None)
             outcomes[name] = recorded.candidate_status
-        except ServiceError as refused:
+        except REFUSALS as refused:
             outcomes[name] = f"refused: {refused.rule}"
         finally:
             session.close()

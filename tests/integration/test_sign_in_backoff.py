@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from service.auth.service import AuthRefused, account_backoff, sign_in
+from service.auth.service import account_backoff, sign_in
+from service.refusal import Refusal
 from service.db import utcnow
 from tests.support.service import PASSWORD, make_organisation, make_user
 
@@ -32,7 +33,7 @@ def test_a_known_email_is_slowed_down_not_locked_out(db, limits):
         try:
             sign_in(db, settings=limits, email=account.email, password=password, address=address,
                     otp=account.otp() if password == PASSWORD else None, now=start + timedelta(seconds=at_seconds))
-        except AuthRefused as refused:
+        except Refusal as refused:
             return refused.status, refused.retry_after
         return 200, None
 

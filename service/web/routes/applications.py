@@ -18,6 +18,7 @@ from service.auth.routes import client_address
 from service.deps import PUBLIC, DbSession, SettingsDep
 from service.organisations import service as organisations
 from service.organisations.schemas import Application
+from service.refusal import REFUSALS
 from service.web.forms import field_errors, validation_message
 from service.web.pages import page_router
 from service.web.render import redirect, render
@@ -76,7 +77,7 @@ def apply(request: Request, session: DbSession, settings: SettingsDep,
                           error=validation_message(invalid, LABELS))
     try:
         organisations.apply(session, application=application, settings=settings, address=client_address(request))
-    except organisations.ServiceError as refused:
+    except REFUSALS as refused:
         page = _form_page(request, typed, status_code=refused.status, error=refused.message)
         page.headers.update(getattr(refused, "headers", dict)())
         return page

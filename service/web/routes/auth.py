@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from service.auth import service as auth_service
 from service.auth.routes import client_address
 from service.deps import PUBLIC, DbSession, SettingsDep
+from service.refusal import Refusal
 from service.web.pages import organisation_status_page, page_router
 from service.web.render import redirect, render, safe_next
 from service.web.session import (
@@ -60,10 +61,10 @@ def sign_in(request: Request, session: DbSession, settings: SettingsDep,
     except auth_service.OrganisationRefused as refused:  # why, without a session (item 15: no tokens)
         return organisation_status_page(request, OrganisationUnavailable(None, refused.organisation,
                                                                          refused.standing), signed_in=False)
-    except auth_service.AuthRefused as refused:
+    except Refusal as refused:
         page = render(request, "auth/sign_in.html", _form(email=email, next=target, error=refused.message),
                       status_code=refused.status)
-        page.headers.update(refused.headers() or {})
+        page.headers.update(refused.headers or {})
         return page
     start_session(request, pair)
     return redirect(request, target)
@@ -87,7 +88,7 @@ def _enrol(request: Request, session, settings, *, email: str, password: str) ->
     try:
         enrolment = auth_service.enrol_totp(session, settings=settings, email=email, password=password,
                                             address=client_address(request))
-    except auth_service.AuthRefused as refused:
+    except Refusal as refused:
         return render(request, "auth/sign_in.html", _form(email=email, error=refused.message),
                       status_code=refused.status)
     return render(request, "invitations/authenticator.html", {

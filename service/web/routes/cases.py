@@ -28,10 +28,11 @@ from service.cases.modes import ALERTING, INVESTIGATIVE, MAX_LEADS
 from service.db import utcnow
 from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.quality import case_faces
-from service.photos.service import UploadRefused, read_upload
+from service.photos.service import read_upload
 from service.photos.upload_form import Upload
 from service.reviews.candidate_facts import candidate_facts
 from service.web.pages import page_router
+from service.refusal import Refusal
 from service.web.render import add_nav, band_words, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
 from service.web.uploads import page_upload_form, page_upload_permission
@@ -108,7 +109,7 @@ def submit_case(request: Request, user: PageUser, session: DbSession, settings: 
         case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
                                  purpose=purpose, now=now, search=search, photo_facts=facts, dispatch=dispatcher.case,
                                  read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
-    except (cases.CaseError, UploadRefused) as refused:
+    except Refusal as refused:
         session.rollback()
         return _new_case_page(request, session, user, typed, status_code=refused.status, error=refused.message)
     return redirect(request, f"/cases/{case.id}",

@@ -20,7 +20,7 @@ from service.auth.routes import client_address
 from service.db import utcnow
 from service.deps import PUBLIC, DbSession, SettingsDep
 from service.invitations import service as invitations
-from service.organisations.service import Refused
+from service.refusal import Refused
 from service.web.pages import page_router
 from service.web.render import redirect, render
 from service.web.routes.org_admin import ROLE_CHOICES

@@ -26,7 +26,7 @@ from service.invitations.schemas import NewInvitation
 from service.organisations import service
 from service.organisations.models import Organisation
 from service.organisations.schemas import NewUser
-from service.organisations.service import ServiceError
+from service.refusal import REFUSALS
 from service.web.pages import page_router
 from service.web.render import add_nav, redirect, render
 from service.web.session import PageUser, page_permission
@@ -64,7 +64,7 @@ def add_user(request: Request, user: PageUser, session: DbSession,
     try:
         added = service.add_user(session, organisation_id=user.organisation_id, actor=user, email=body.email,
                                  password=body.password, roles=body.roles)
-    except ServiceError as refused:
+    except REFUSALS as refused:
         session.rollback()
         return _users_page(request, session, user, error=refused.message, email=email, roles=roles,
                            add_open=True, status_code=refused.status)
@@ -87,7 +87,7 @@ def invite(request: Request, user: PageUser, session: DbSession, settings: Setti
         invitation, token = invitations.invite_user(session, organisation_id=user.organisation_id, actor=user,
                                                     email=body.email, roles=body.roles, settings=settings,
                                                     now=utcnow())
-    except ServiceError as refused:
+    except REFUSALS as refused:
         session.rollback()
         return _users_page(request, session, user, invite_error=refused.message, invite_email=email,
                            invite_roles=roles, status_code=refused.status)
@@ -101,7 +101,7 @@ def revoke_invitation(request: Request, invitation_id: DbId, user: PageUser, ses
     try:
         invitations.revoke_invitation(session, organisation_id=user.organisation_id, actor=user,
                                       invitation_id=invitation_id, now=utcnow())
-    except ServiceError as refused:
+    except REFUSALS as refused:
         if refused.status == 404:
             raise
         session.rollback()
@@ -114,7 +114,7 @@ def remove_user(request: Request, user_id: DbId, user: PageUser, session: DbSess
     """Remove a user: their sessions end at once."""
     try:
         service.remove_user(session, organisation_id=user.organisation_id, actor=user, user_id=user_id)
-    except ServiceError as refused:
+    except REFUSALS as refused:
         if refused.status == 404:
             raise
         session.rollback()

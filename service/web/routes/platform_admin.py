@@ -20,7 +20,7 @@ from service.auth.models import User
 from service.deps import DbId, DbSession, SettingsDep
 from service.organisations import service
 from service.organisations.schemas import NewDenylistDomain, OrganisationOut
-from service.organisations.service import ServiceError
+from service.refusal import REFUSALS
 from service.web.pages import page_router
 from service.web.render import add_nav, redirect, render
 from service.web.session import PageUser, page_permission
@@ -97,7 +97,7 @@ def decide(request: Request, organisation_id: DbId, user: PageUser, session: DbS
         decided = service.decide_organisation(session, organisation_id=organisation_id, decision=decision,
                                               actor=user, reason=reason.strip(),
                                               period_days=settings.vetting_period_days)
-    except ServiceError as refused:
+    except REFUSALS as refused:
         if refused.status == 404:
             raise
         session.rollback()
@@ -167,7 +167,7 @@ def add_domain(request: Request, user: PageUser, session: DbSession,
                               domain=domain, reason=reason, status_code=422)
     try:
         row = service.add_denylist_domain(session, domain=body.domain, reason=body.reason, actor=user)
-    except ServiceError as refused:
+    except REFUSALS as refused:
         session.rollback()
         return _denylist_page(request, session, error=refused.message, domain=domain, reason=reason,
                               status_code=refused.status)
@@ -179,7 +179,7 @@ def remove_domain(request: Request, user: PageUser, session: DbSession,
                   domain: Annotated[str, Form(max_length=300)] = "") -> Response:
     try:
         service.remove_denylist_domain(session, domain=domain, actor=user)
-    except ServiceError as refused:
+    except REFUSALS as refused:
         session.rollback()
         return _denylist_page(request, session, error=refused.message, status_code=refused.status)
     return redirect(request, "/admin/denylist", flash="The domain was removed from the denylist.")

@@ -21,13 +21,14 @@ from service.db import utcnow
 from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
 from service.photos.models import Photo
 from service.photos.quality import FaceQualityOut, photo_faces
-from service.photos.service import Size, UploadRefused, read_upload
+from service.photos.service import Size, read_upload
 from service.photos.upload_form import Upload
 from service.records import service as records
 from service.records.models import Record
 from service.records.schemas import LawfulBasis, NewRecord
 from service.web.forms import field_errors, validation_message
 from service.web.pages import page_router
+from service.refusal import Refusal
 from service.web.render import add_nav, image_response, plural, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
 from service.web.uploads import page_upload_form, page_upload_permission
@@ -132,7 +133,7 @@ def create_record(request: Request, user: PageUser, session: DbSession, settings
     try:
         record = records.create_record(session, actor=user, body=body, now=utcnow(),
                                        max_consent_days=settings.consent_max_days)
-    except records.RecordError as refused:
+    except Refusal as refused:
         return _new_record_page(request, settings, typed, status_code=refused.status, error=refused.message)
     return redirect(request, f"/records/{record.id}",
                     flash="The record is registered. Now add one or more photos of the child.")
@@ -196,7 +197,7 @@ def upload_photo(request: Request, record_id: DbId, user: PageUser, session: DbS
             session, vault=vault, settings=settings, actor=user, record_id=record_id, taken_at=taken, now=utcnow(),
             read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
             dispatch=dispatcher.record_photo)
-    except (records.RecordError, UploadRefused) as refused:
+    except Refusal as refused:
         if refused.status == 404:
             raise
         return _record_page(request, session, settings, user, record_id, status_code=refused.status,

@@ -17,8 +17,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from service.deps import DbId, DbSession, SettingsDep, VaultDep, WebhookDeliveryDep
-from service.organisations.service import ServiceError
 from service.photos.service import Size
+from service.refusal import REFUSALS
 from service.reviews import service
 from service.reviews.schemas import CandidateOut, PhotoSide, ReviewRequest
 from service.web.pages import page_router
@@ -101,7 +101,7 @@ def decide(request: Request, candidate_id: DbId, user: PageUser, session: DbSess
                               decision=body.decision, rationale=body.rationale,
                               new_account_days=settings.review_new_account_days,
                               deliver_webhook=deliver_webhook)
-    except ServiceError as refused:
+    except REFUSALS as refused:
         if refused.status == 404:
             raise
         session.rollback()
