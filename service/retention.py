@@ -44,10 +44,11 @@ from service.audit.service import record_event
 from service.cases.models import Case
 from service.db import checkpoint_after_erasure
 from service.photos.index_log import append_index_change
-from service.photos.models import Embedding, Photo
+from service.photos.models import Embedding, Photo, PhotoStatus
 from service.photos.storage import PhotoVault, SealedPhoto
-from service.records.models import Consent, Record
+from service.records.models import Consent, Record, RecordStatus
 from service.reviews.models import Candidate
+from vetting.review import Status as CandidateStatus
 
 log = structlog.get_logger("reunite.retention")
 
@@ -56,7 +57,7 @@ EXPIRED_MESSAGE = "Erased: consent expired."
 PURGED_MESSAGE = "Erased: the case's retention period ended."
 ERASED_LABEL = "(erased)"  # a withdrawn or expired record's label: the real one is gone
 # Records in these states still hold photos that expiry must erase.
-LIVE_RECORD_STATUSES = ("active", "found")
+LIVE_RECORD_STATUSES = (RecordStatus.ACTIVE, RecordStatus.FOUND)
 # Lock the record's row only: its consent is loaded by an outer join, which PostgreSQL cannot lock.
 LOCK_RECORD = {"of": Record}
 
@@ -96,13 +97,13 @@ def erase_photos(session: Session, *, photos: Sequence[Photo], now: datetime, me
     erasure.embeddings_removed = len(faces)
     for photo in photos:
         erasure.storage_keys += [key for key in (photo.storage_key, photo.thumbnail_key) if key]
-        if photo.status == "erased":
+        if photo.status == PhotoStatus.ERASED:
             continue
         photo.wrapped_key = None
         photo.thumbnail_wrapped_key = None
         photo.sha256 = None
         photo.taken_at = photo.age_at_photo = None  # when it was taken and the child's age: gone with it
-        photo.status = "erased"
+        photo.status = PhotoStatus.ERASED
         photo.status_message = message
         photo.erased_at = now
         photo.claimed_at = None
@@ -115,7 +116,7 @@ def redact_candidates(session: Session, *, record_id: int) -> int:
     """Cut every candidate loose from the record: no record, no gallery face, no distance."""
     result = session.execute(
         update(Candidate).where(Candidate.record_id == record_id)
-        .values(record_id=None, gallery_embedding_id=None, distance=None, status="redacted")
+        .values(record_id=None, gallery_embedding_id=None, distance=None, status=CandidateStatus.REDACTED)
     )
     return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
 
@@ -200,7 +201,7 @@ def expire_consents(session: Session, *, vault: PhotoVault, now: datetime) -> li
         if record is None or record.status not in LIVE_RECORD_STATUSES or record.consent.valid_at(now):
             session.rollback()  # withdrawn or renewed meanwhile
             continue
-        erasure = erase_record(session, record=record, now=now, status="expired", message=EXPIRED_MESSAGE)
+        erasure = erase_record(session, record=record, now=now, status=RecordStatus.EXPIRED, message=EXPIRED_MESSAGE)
         record_event(session, action=AuditAction.CONSENT_EXPIRED, organisation_id=record.organisation_id,
                      target_type="record", target_id=record.id, details=erasure.counts())
         session.commit()

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, utcnow
+
+
+class CaseStatus(StrEnum):
+    """Where a case is in its search; the values are what the database stores."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SEARCHED = "searched"
+    NO_FACE = "no_face"
+    REJECTED_INPUT = "rejected_input"
+    FAILED = "failed"
 
 
 class Case(Base):
@@ -19,7 +31,7 @@ class Case(Base):
     case_reference: Mapped[str] = mapped_column(String(100))
     purpose: Mapped[str] = mapped_column(Text)
     # queued | processing | searched | no_face | rejected_input | failed
-    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=CaseStatus.QUEUED, index=True)
     status_message: Mapped[str | None] = mapped_column(Text)
     # alerting: the calibrated threshold and top-k; investigative: the best `candidate_limit`
     # records per face with no threshold (service.cases.modes).

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, aliased
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
-from service.cases.models import Case
+from service.cases.models import Case, CaseStatus
 from service.cases.modes import (
     ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, parse_search_choice,
     searched_message,
@@ -55,12 +55,12 @@ from service.settings import Settings
 from vetting.review import OPEN_STATUSES, Status, visible_status
 
 CASE_STATUS_WORDS = {
-    "queued": "Waiting to be searched.",
-    "processing": "Being searched: faces are being found and compared with the records.",
-    "searched": "Searched. Any candidates must be reviewed by two people before anything is concluded.",
-    "no_face": "No face was found in this photo; submit one where the face is clearly visible.",
-    "rejected_input": "This file could not be used as a photo.",
-    "failed": "The search failed; it will be retried. If it stays like this, submit the photo again.",
+    CaseStatus.QUEUED: "Waiting to be searched.",
+    CaseStatus.PROCESSING: "Being searched: faces are being found and compared with the records.",
+    CaseStatus.SEARCHED: "Searched. Any candidates must be reviewed by two people before anything is concluded.",
+    CaseStatus.NO_FACE: "No face was found in this photo; submit one where the face is clearly visible.",
+    CaseStatus.REJECTED_INPUT: "This file could not be used as a photo.",
+    CaseStatus.FAILED: "The search failed; it will be retried. If it stays like this, submit the photo again.",
 }
 PURGED_WORDS = "The photo and its faces were erased when the retention period ended."
 # How far back "recently" reaches for the review load a caseworker sees before choosing a mode.
@@ -134,7 +134,7 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
         session.get(Organisation, organisation_id, with_for_update=True)
         check_quota(session, settings=settings, actor_id=actor_id, organisation_id=organisation_id, now=now)
         case = Case(organisation_id=organisation_id, submitted_by=actor_id, case_reference=case_reference,
-                    purpose=purpose, status="queued", attempts=0, created_at=now,
+                    purpose=purpose, status=CaseStatus.QUEUED, attempts=0, created_at=now,
                     search_mode=search.mode, candidate_limit=search.candidate_limit,
                     retention_until=now + timedelta(days=settings.case_retention_days))
         session.add(case)
@@ -239,7 +239,7 @@ def review_load(session: Session, *, actor: User, now: datetime) -> ReviewLoad:
 
 
 def _mode_history(session: Session, organisation_id: int, mode: str, since: datetime) -> ModeHistory:
-    searched = (Case.organisation_id == organisation_id, Case.search_mode == mode, Case.status == "searched",
+    searched = (Case.organisation_id == organisation_id, Case.search_mode == mode, Case.status == CaseStatus.SEARCHED,
                 Case.created_at >= since)
     cases = session.scalar(select(func.count(Case.id)).where(*searched)) or 0
     if not cases:
@@ -334,7 +334,7 @@ def case_words(session: Session, case: Case) -> str:
     them: two-way matching may have proposed a record since, and the candidates of an
     organisation not in good standing are hidden (see `visible_candidate_count`).
     """
-    if case.status == "searched":
+    if case.status == CaseStatus.SEARCHED:
         words = searched_message(visible_candidate_count(session, case.id), case.search_mode)
     else:
         words = case.status_message or CASE_STATUS_WORDS.get(case.status, case.status)
@@ -365,7 +365,7 @@ def open_case_faces(session: Session, *, model_id: str, record_id: int, now: dat
         .join(Photo, Photo.id == Embedding.photo_id)
         .join(Case, Case.id == Photo.case_id)
         .join(Organisation, Organisation.id == Case.organisation_id)
-        .where(Case.status.in_(("processing", "searched")), Case.retention_until > now,
+        .where(Case.status.in_((CaseStatus.PROCESSING, CaseStatus.SEARCHED)), Case.retention_until > now,
                Case.purged_at.is_(None), in_good_standing(now),
                Embedding.model_id == model_id, ~proposed)
     ).all())

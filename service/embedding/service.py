@@ -47,16 +47,16 @@ from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import User
 from service.calibration.service import active_calibration
-from service.cases.models import Case
+from service.cases.models import Case, CaseStatus
 from service.embedding.models import ACTIVE_ROW_ID, ActiveEmbeddingModel, ReembedFailure, ReembedJob
-from service.photos.models import Embedding, Photo
+from service.photos.models import Embedding, Photo, PhotoStatus
 from service.records.gallery import consent_valid
 from service.records.models import Consent, Record
 from service.refusal import Refusal
 from vetting.permissions import Action, allowed
 
 IN_PROGRESS = ("queued", "running")
-OPEN_CASE_STATUSES = ("processing", "searched")
+OPEN_CASE_STATUSES = (CaseStatus.PROCESSING, CaseStatus.SEARCHED)
 # A different key from the audit chain's and the index log's.
 MODEL_STATE_LOCK_KEY = 0x5255454D  # "RUEM"
 
@@ -349,7 +349,7 @@ def _eligible_photos(now: datetime) -> Select:
                                    *consent_valid(now))
     case_open = exists().where(Case.id == Photo.case_id, Case.status.in_(OPEN_CASE_STATUSES),
                                Case.retention_until > now, Case.purged_at.is_(None))
-    return select(Photo.id).where(Photo.status == "embedded",
+    return select(Photo.id).where(Photo.status == PhotoStatus.EMBEDDED,
                                   or_(and_(Photo.record_id.is_not(None), record_usable),
                                       and_(Photo.case_id.is_not(None), case_open)))
 

@@ -9,11 +9,26 @@ the FAISS replicas learn about additions and removals.
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, utcnow
+
+
+class PhotoStatus(StrEnum):
+    """Where a photo is in its processing; the values are what the database stores."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    EMBEDDED = "embedded"
+    NO_FACE = "no_face"
+    SEVERAL_FACES = "several_faces"
+    LOW_QUALITY = "low_quality"  # legacy: no photo is refused for its quality now
+    REJECTED_INPUT = "rejected_input"
+    FAILED = "failed"
+    ERASED = "erased"
 
 
 class Photo(Base):
@@ -38,7 +53,7 @@ class Photo(Base):
     taken_at: Mapped[date | None] = mapped_column(Date)
     age_at_photo: Mapped[float | None] = mapped_column(Float)
     # queued | processing | embedded | no_face | several_faces | low_quality | rejected_input | failed | erased
-    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=PhotoStatus.QUEUED, index=True)
     status_message: Mapped[str | None] = mapped_column(Text)
     faces_found: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

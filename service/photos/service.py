@@ -33,7 +33,7 @@ from matching.images import (
     TooManyPixels,
     decode_image,
 )
-from service.photos.models import Photo
+from service.photos.models import Photo, PhotoStatus
 from service.photos.storage import PhotoVault
 from service.refusal import Refusal
 from service.settings import Settings
@@ -146,7 +146,7 @@ def store_photo(
         thumbnail_key=thumbnail.storage_key, thumbnail_wrapped_key=thumbnail.wrapped_key,
         content_type=STORED_MEDIA_TYPE, byte_size=len(image.data),
         width=image.width, height=image.height, taken_at=taken_at, age_at_photo=age_at_photo,
-        status="queued", attempts=0,
+        status=PhotoStatus.QUEUED, attempts=0,
     )
     session.add(photo)
     session.flush()

@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from service.organisations.models import Organisation
 from service.organisations.standing import in_good_standing, organisation_in_good_standing
-from service.photos.models import Embedding, Photo
-from service.records.models import Consent, Record
+from service.photos.models import Embedding, Photo, PhotoStatus
+from service.records.models import Consent, Record, RecordStatus
 from service.reviews.candidate_facts import age_of_photo
 
 
 def consent_valid(now: datetime) -> tuple[ColumnElement[bool], ...]:
     """The record is active and its consent (joined) is valid at `now`."""
-    return (Record.status == "active", Consent.withdrawn_at.is_(None), Consent.obtained_at <= now,
+    return (Record.status == RecordStatus.ACTIVE, Consent.withdrawn_at.is_(None), Consent.obtained_at <= now,
             Consent.expires_at > now)
 
 
@@ -69,7 +69,7 @@ def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, m
         .join(Record, Record.id == Photo.record_id)
         .join(Consent, Consent.record_id == Record.id)
         .join(Organisation, Organisation.id == Record.organisation_id)
-        .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == "embedded",
+        .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == PhotoStatus.EMBEDDED,
                in_good_standing(now), *consent_valid(now))
     )
     if lock:

@@ -8,11 +8,21 @@ ever written to logs or audit details.
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
+
+
+class RecordStatus(StrEnum):
+    """A record's state; the values are what the database stores."""
+
+    ACTIVE = "active"
+    FOUND = "found"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
 
 
 class Record(Base):
@@ -27,7 +37,7 @@ class Record(Base):
     date_of_birth: Mapped[date | None] = mapped_column(Date)
     age_years: Mapped[int | None] = mapped_column(Integer)  # when the date of birth is unknown
     missing_since: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(20), default="active", index=True)  # active|found|withdrawn|expired
+    status: Mapped[str] = mapped_column(String(20), default=RecordStatus.ACTIVE, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

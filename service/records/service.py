@@ -38,10 +38,10 @@ from service.audit.service import record_event
 from service.auth.models import User
 from service.db import checkpoint_after_erasure
 from service.effects import after_commit
-from service.photos.models import Photo
+from service.photos.models import Photo, PhotoStatus
 from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
-from service.records.models import Consent, Record
+from service.records.models import Consent, Record, RecordStatus
 from service.records.schemas import ConsentIn, NewRecord
 from service.refusal import Refusal
 from service.retention import LOCK_RECORD, WITHDRAWN_MESSAGE, erase_files, erase_record, files_erased_on_failure
@@ -54,18 +54,18 @@ CLOCK_SKEW = timedelta(minutes=5)
 LATEST_TIME_ZONE = timedelta(hours=14)
 
 PHOTO_STATUS_WORDS = {
-    "queued": "Waiting to be processed.",
-    "processing": "Being processed: the face is being found and measured.",
-    "embedded": "Ready: the face in this photo can be matched.",
-    "no_face": "No face was found in this photo; upload one where the child's face is clearly visible.",
-    "several_faces": "This photo shows several faces; upload one showing only the child.",
+    PhotoStatus.QUEUED: "Waiting to be processed.",
+    PhotoStatus.PROCESSING: "Being processed: the face is being found and measured.",
+    PhotoStatus.EMBEDDED: "Ready: the face in this photo can be matched.",
+    PhotoStatus.NO_FACE: "No face was found in this photo; upload one where the child's face is clearly visible.",
+    PhotoStatus.SEVERAL_FACES: "This photo shows several faces; upload one showing only the child.",
     # Legacy: before quality became a flag, such photos were refused; none is refused for its quality now.
-    "low_quality": ("This photo was not added to the gallery: an earlier version of Reunite refused faces it "
+    PhotoStatus.LOW_QUALITY: ("This photo was not added to the gallery: an earlier version of Reunite refused faces it "
                     "judged too small, blurred or turned away. Upload it again: it will be added and flagged "
                     "low quality instead."),
-    "rejected_input": "This file could not be used as a photo.",
-    "failed": "Processing failed; it will be retried. If it stays like this, upload the photo again.",
-    "erased": "Erased.",
+    PhotoStatus.REJECTED_INPUT: "This file could not be used as a photo.",
+    PhotoStatus.FAILED: "Processing failed; it will be retried. If it stays like this, upload the photo again.",
+    PhotoStatus.ERASED: "Erased.",
 }
 
 
@@ -88,7 +88,7 @@ def create_record(session: Session, *, actor: User, body: NewRecord, now: dateti
     record = Record(
         organisation_id=organisation_id, created_by=actor.id, case_reference=body.case_reference,
         label=body.label, date_of_birth=body.date_of_birth, age_years=body.age_years,
-        missing_since=body.missing_since, status="active", created_at=now, updated_at=now,
+        missing_since=body.missing_since, status=RecordStatus.ACTIVE, created_at=now, updated_at=now,
         consent=Consent(
             guardian_name=consent.guardian_name, guardian_relationship=consent.guardian_relationship,
             responsibility_verified_by=consent.responsibility_verified_by,
@@ -185,8 +185,8 @@ def own_record(session: Session, *, actor: User, record_id: int, lock: bool = Fa
 
 def photo_words(photo: Photo) -> str:
     """What the photo's status means, in words: the worker's own message when it left one."""
-    if photo.status == "low_quality":  # a legacy refusal: its stored message asks for another photo
-        return PHOTO_STATUS_WORDS["low_quality"]
+    if photo.status == PhotoStatus.LOW_QUALITY:  # a legacy refusal: its stored message asks for another photo
+        return PHOTO_STATUS_WORDS[PhotoStatus.LOW_QUALITY]
     return photo.status_message or PHOTO_STATUS_WORDS.get(photo.status, photo.status)
 
 
@@ -235,12 +235,12 @@ def age_at_photo(date_of_birth: date | None, taken_at: date | None) -> float | N
 
 
 def _check_accepts_photos(record: Record, *, now: datetime) -> None:
-    if record.status == "withdrawn":
+    if record.status == RecordStatus.WITHDRAWN:
         raise Refusal(409, "Consent for this record was withdrawn, so no photos can be added to it.")
-    if record.status == "expired" or not record.consent.valid_at(now):
+    if record.status == RecordStatus.EXPIRED or not record.consent.valid_at(now):
         raise Refusal(409, "Consent for this record has expired or is not yet valid, so no photos can be "
                                "added to it: register the child again with renewed consent.")
-    if record.status != "active":
+    if record.status != RecordStatus.ACTIVE:
         raise Refusal(409, f"This record is {record.status}, so no photos can be added to it.")
 
 
@@ -300,12 +300,12 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
     """
     record = own_record(session, actor=actor, record_id=record_id, lock=True)
     consent = record.consent
-    if record.status == "withdrawn" and consent.withdrawn_at is not None:
+    if record.status == RecordStatus.WITHDRAWN and consent.withdrawn_at is not None:
         withdrawn_at = consent.withdrawn_at
         session.commit()
         return Withdrawal(record_id=record.id, status=record.status, withdrawn_at=withdrawn_at,
                           already_withdrawn=True)
-    erasure = erase_record(session, record=record, now=now, status="withdrawn", message=WITHDRAWN_MESSAGE)
+    erasure = erase_record(session, record=record, now=now, status=RecordStatus.WITHDRAWN, message=WITHDRAWN_MESSAGE)
     consent.withdrawn_at = now
     record_event(session, action=AuditAction.CONSENT_WITHDRAWN, actor_id=actor.id,
                  organisation_id=record.organisation_id,

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.reviews.models import Candidate
+from vetting.review import Status as CandidateStatus
 
 
 def candidate_row(*, case_id: int, record_id: int, probe_id: int, gallery_id: int, distance: float, rank: int,
@@ -22,7 +23,7 @@ def candidate_row(*, case_id: int, record_id: int, probe_id: int, gallery_id: in
     """A new candidate, waiting for review, as `insert_candidates` takes it."""
     return dict(case_id=case_id, record_id=record_id, probe_embedding_id=probe_id, gallery_embedding_id=gallery_id,
                 distance=float(distance), rank=rank, model_id=model_id, model_version=model_version,
-                search_mode=search_mode, status="pending_review", created_at=now)
+                search_mode=search_mode, status=CandidateStatus.PENDING_REVIEW, created_at=now)
 
 
 def insert_candidates(session: Session, rows: list[dict]) -> int:

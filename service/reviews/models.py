@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, utcnow
+from vetting.review import Status
 
 
 class Candidate(Base):
@@ -28,7 +29,7 @@ class Candidate(Base):
     # investigative candidate a lead without joining its case.
     search_mode: Mapped[str] = mapped_column(String(20), default="alerting", server_default="alerting")
     # pending_review | awaiting_second_review | confirmed | rejected | redacted
-    status: Mapped[str] = mapped_column(String(30), default="pending_review", index=True)
+    status: Mapped[str] = mapped_column(String(30), default=Status.PENDING_REVIEW, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -70,7 +70,7 @@ from matching.images import DecodedImage, InputRejected, decode_image
 from matching.search import rank_candidates
 from service.audit.service import record_event
 from service.calibration.service import ReviewPolicy, review_policy
-from service.cases.models import Case
+from service.cases.models import Case, CaseStatus
 from service.cases.modes import ALERTING, SearchChoice, searched_message
 from service.cases.service import open_case_faces, set_case_outcome
 from service.db import transaction, utcnow
@@ -85,7 +85,7 @@ from service.photos.embeddings import (
     vector_from_bytes,
 )
 from service.photos.index_log import append_index_change
-from service.photos.models import Embedding, Photo
+from service.photos.models import Embedding, Photo, PhotoStatus
 from service.photos.service import image_limits
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.records.gallery import (
@@ -173,21 +173,21 @@ class Pipeline:
             storage_key, wrapped_key, record_id = photo.storage_key, photo.wrapped_key, photo.record_id
             embedders = _embedders(session)
         if record_id is None:
-            return self._finish(Photo, claim, "failed", "This photo does not belong to a record.")
+            return self._finish(Photo, claim, PhotoStatus.FAILED, "This photo does not belong to a record.")
         try:
             image = self._decode(storage_key, wrapped_key)
             faces = analyse_image(image, "enrol", self.face_settings, embedders[0])
         except PhotoUnavailable:
-            return self._finish(Photo, claim, "failed", UNREADABLE_PHOTO)
+            return self._finish(Photo, claim, PhotoStatus.FAILED, UNREADABLE_PHOTO)
         except NoFaceFound:
-            return self._finish(Photo, claim, "no_face", NO_FACE_ENROL, faces_found=0)
+            return self._finish(Photo, claim, PhotoStatus.NO_FACE, NO_FACE_ENROL, faces_found=0)
         except TooManyFaces:
-            return self._finish(Photo, claim, "several_faces",
+            return self._finish(Photo, claim, PhotoStatus.SEVERAL_FACES,
                                 several_faces_message(f"more than {self.face_settings.max_faces}"))
         except InputRejected as refusal:
-            return self._finish(Photo, claim, "rejected_input", refusal.message)
+            return self._finish(Photo, claim, PhotoStatus.REJECTED_INPUT, refusal.message)
         if len(faces) > 1:  # which one is the child? A person must choose, by cropping.
-            return self._finish(Photo, claim, "several_faces", several_faces_message(str(len(faces))),
+            return self._finish(Photo, claim, PhotoStatus.SEVERAL_FACES, several_faces_message(str(len(faces))),
                                 faces_found=len(faces))
         # A small, blurry or turned face is enrolled all the same and flagged when shown
         # (service.photos.quality): flagged, it can still be found; refused, it never could.
@@ -203,8 +203,8 @@ class Pipeline:
             if photo is None:
                 return SUPERSEDED
             if not record_ok:
-                set_photo_outcome(photo, "failed", CONSENT_NOT_VALID, now)
-                return "failed"
+                set_photo_outcome(photo, PhotoStatus.FAILED, CONSENT_NOT_VALID, now)
+                return PhotoStatus.FAILED
             if active_model_for_write(session) != face.model_id:
                 return MODEL_CHANGED
             embedding = embedding_row(photo.id, 0, face)
@@ -221,9 +221,9 @@ class Pipeline:
             # standing (as a case search would find it). Hidden, not lost: later searches find it.
             matched = (self._match_open_cases(session, embedding, face.embedding, record_id, now)
                        if record_in_good_standing(session, record_id, now) else 0)
-            set_photo_outcome(photo, "embedded", EMBEDDED, now, faces_found=1)
+            set_photo_outcome(photo, PhotoStatus.EMBEDDED, EMBEDDED, now, faces_found=1)
         log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
-        return "embedded"
+        return PhotoStatus.EMBEDDED
 
     def _match_open_cases(self, session: Session, embedding: Embedding, vector: np.ndarray,
                           record_id: int, now: datetime) -> int:
@@ -277,12 +277,12 @@ class Pipeline:
         if claim is None:
             return DUPLICATE
         outcome = self._guarded(Case, claim, self._embed_case)
-        if outcome != "embedded":
+        if outcome != PhotoStatus.EMBEDDED:
             return outcome
         if self.send_search is None:
             return self.search_case(case_id)
         self.send_search(case_id)
-        return "embedded"
+        return PhotoStatus.EMBEDDED
 
     def _embed_case(self, claim: Claim) -> str:
         return self._until_model_settles(Case, claim, self._embed_case_once)
@@ -297,19 +297,19 @@ class Pipeline:
                 embedders = _embedders(session)
                 stored = stored_faces(session, photo.id, embedders[0].id)
         if facts is None:
-            return self._finish(Case, claim, "failed", "This case has no photo to search.")
+            return self._finish(Case, claim, CaseStatus.FAILED, "This case has no photo to search.")
         if stored:
-            return "embedded"  # an earlier attempt stored the faces: search them again
+            return PhotoStatus.EMBEDDED  # an earlier attempt stored the faces: search them again
         photo_id, storage_key, wrapped_key = facts
         try:
             image = self._decode(storage_key, wrapped_key)
             faces = analyse_image(image, "probe", self.face_settings, embedders[0])
         except PhotoUnavailable:
-            return self._finish(Case, claim, "failed", UNREADABLE_PHOTO)
+            return self._finish(Case, claim, CaseStatus.FAILED, UNREADABLE_PHOTO)
         except NoFaceFound:
-            return self._finish(Case, claim, "no_face", NO_FACE_CASE, faces=0)
+            return self._finish(Case, claim, CaseStatus.NO_FACE, NO_FACE_CASE, faces=0)
         except InputRejected as refusal:  # includes too many faces
-            return self._finish(Case, claim, "rejected_input", refusal.message)
+            return self._finish(Case, claim, CaseStatus.REJECTED_INPUT, refusal.message)
         # Every detected face is searched, low-quality ones too (flagged when shown, never dropped).
         others = [embed_again(image, faces, embedder) for embedder in embedders[1:]]
         return self._store_probe_faces(claim, photo_id, faces, others)
@@ -327,10 +327,10 @@ class Pipeline:
                     # Probe faces are stored but never indexed: the gallery holds record photos only.
                     session.add(embedding_row(photo_id, number, face))
             photo = session.get(Photo, photo_id)
-            set_photo_outcome(photo, "embedded", None, now, faces_found=len(faces))
+            set_photo_outcome(photo, PhotoStatus.EMBEDDED, None, now, faces_found=len(faces))
             case.faces = len(faces)
             case.status_message = "Faces found; searching the gallery."
-        return "embedded"
+        return PhotoStatus.EMBEDDED
 
     # ----- cases: search the gallery -----------------------------------------------------
 
@@ -338,7 +338,7 @@ class Pipeline:
         """Search each stored probe face in the caught-up replica and write candidates."""
         with transaction(self.sessions) as session:
             case = session.get(Case, case_id)
-            if case is None or case.status != "processing":
+            if case is None or case.status != CaseStatus.PROCESSING:
                 return NOT_PENDING
             choice = SearchChoice(mode=case.search_mode, candidate_limit=case.candidate_limit)
             photo = case_photo(session, case_id)
@@ -405,14 +405,14 @@ class Pipeline:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
-            if case is None or case.status != "processing":
+            if case is None or case.status != CaseStatus.PROCESSING:
                 return SUPERSEDED
             organisation = session.get(Organisation, case.organisation_id)
             if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):
-                set_case_outcome(case, "failed", ORGANISATION_NOT_APPROVED, now)
-                _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="failed",
+                set_case_outcome(case, CaseStatus.FAILED, ORGANISATION_NOT_APPROVED, now)
+                _search_finished(session, case=case, probes=probes, gallery=gallery, outcome=CaseStatus.FAILED,
                                  candidate_ids=[])
-                return "failed"
+                return CaseStatus.FAILED
             rows = []
             policies = {model_id: self._policy(session, model_id) for model_id in {probe.model_id for probe in probes}}
             for probe, (distances, ids) in zip(probes, found):
@@ -430,12 +430,12 @@ class Pipeline:
             # Two-way matching may have proposed records to these faces already.
             renumber_candidates(session, {probe.id for probe in probes})
             total = case_candidate_count(session, case_id)
-            set_case_outcome(case, "searched", searched_message(total, case.search_mode), now)
+            set_case_outcome(case, CaseStatus.SEARCHED, searched_message(total, case.search_mode), now)
             case.searched_at = now
-            _search_finished(session, case=case, probes=probes, gallery=gallery, outcome="searched",
+            _search_finished(session, case=case, probes=probes, gallery=gallery, outcome=CaseStatus.SEARCHED,
                              candidate_ids=candidate_ids_of(session, case_id, rows))
         log.info("case_searched", case_id=case_id, faces=len(probes), candidates=total, new_candidates=inserted)
-        return "searched"
+        return CaseStatus.SEARCHED
 
     def _rank(self, session: Session, distances: np.ndarray, ids: np.ndarray, allowed: dict[int, int],
               policy: ReviewPolicy, choice: SearchChoice, probe_photo: tuple | None) -> list:
@@ -503,7 +503,7 @@ class Pipeline:
             log.error("processing_failed", table=model.__tablename__, row_id=claim.row_id,
                       error=type(error).__name__)
             try:
-                self._finish(model, claim, "failed", UNEXPECTED_FAILURE)
+                self._finish(model, claim, CaseStatus.FAILED, UNEXPECTED_FAILURE)
             except Exception:  # the database may be what failed; the reaper retries then
                 pass
             raise
@@ -530,8 +530,8 @@ def claim_row(sessions: sessionmaker[Session], model, row_id: int, *, now: datet
     with transaction(sessions) as session:
         token = session.execute(
             update(model)
-            .where(model.id == row_id, model.status == "queued")
-            .values(status="processing", claimed_at=now or utcnow(), attempts=model.attempts + 1)
+            .where(model.id == row_id, model.status == CaseStatus.QUEUED)
+            .values(status=CaseStatus.PROCESSING, claimed_at=now or utcnow(), attempts=model.attempts + 1)
             .returning(model.attempts)
             .execution_options(synchronize_session=False)
         ).scalar_one_or_none()
@@ -548,8 +548,8 @@ def release_claim(sessions: sessionmaker[Session], model, claim: Claim) -> None:
         with transaction(sessions) as session:
             session.execute(
                 update(model)
-                .where(model.id == claim.row_id, model.status == "processing", model.attempts == claim.token)
-                .values(status="queued", claimed_at=utcnow())
+                .where(model.id == claim.row_id, model.status == CaseStatus.PROCESSING, model.attempts == claim.token)
+                .values(status=CaseStatus.QUEUED, claimed_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
     except Exception:
@@ -558,7 +558,7 @@ def release_claim(sessions: sessionmaker[Session], model, claim: Claim) -> None:
 
 def _ours(session: Session, model, claim: Claim):
     row = session.get(model, claim.row_id, with_for_update=True, populate_existing=True)
-    if row is None or row.status != "processing" or row.attempts != claim.token:
+    if row is None or row.status != CaseStatus.PROCESSING or row.attempts != claim.token:
         return None
     return row
 

@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy import and_, func, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.cases.models import Case
+from service.cases.models import Case, CaseStatus
 from service.db import transaction, utcnow
 from service.photos.models import Photo
 from service.dispatch import Dispatcher
@@ -69,15 +69,15 @@ def reap(sessions: sessionmaker[Session], *, dispatcher: Dispatcher, processing_
 
 
 def _reap_table(session: Session, model, now: datetime, timeout: timedelta) -> tuple[list[int], list[int]]:
-    stuck = and_(model.status == "processing", model.claimed_at < now - timeout)
+    stuck = and_(model.status == CaseStatus.PROCESSING, model.claimed_at < now - timeout)
     last_sent = func.coalesce(model.claimed_at, model.created_at)
-    lost = and_(model.status == "queued", last_sent < now - LOST_MESSAGE_AFTER)
+    lost = and_(model.status == CaseStatus.QUEUED, last_sent < now - LOST_MESSAGE_AFTER)
     scope = [model.record_id.is_not(None)] if model is Photo else []
     # Failing first: the rows given up on are then no longer stuck or lost.
     failed = _ids(session, update(model).where(*scope, or_(stuck, lost), model.attempts >= MAX_ATTEMPTS)
-                  .values(status="failed", status_message=GAVE_UP, claimed_at=None).returning(model.id))
+                  .values(status=CaseStatus.FAILED, status_message=GAVE_UP, claimed_at=None).returning(model.id))
     requeued = _ids(session, update(model).where(*scope, or_(stuck, lost))
-                    .values(status="queued", claimed_at=now).returning(model.id))
+                    .values(status=CaseStatus.QUEUED, claimed_at=now).returning(model.id))
     return failed, requeued
 
 

@@ -41,7 +41,7 @@ from service.embedding.service import (
     photos_to_embed, record_failure, release_batch,
 )
 from service.photos.index_log import append_index_change
-from service.photos.models import Embedding, Photo
+from service.photos.models import Embedding, Photo, PhotoStatus
 from service.photos.service import image_limits
 from service.photos.storage import PhotoUnavailable, PhotoVault
 from service.settings import Settings
@@ -57,7 +57,7 @@ DEFAULT_BATCH_SIZE = 16
 NOT_RUNNING = "not_running"  # the job is over, or another delivery holds its batch
 
 # Per-photo outcomes.
-EMBEDDED = "embedded"
+EMBEDDED = PhotoStatus.EMBEDDED
 SKIPPED = "skipped"  # withdrawn, closed or erased meanwhile, or already embedded with the target
 
 
@@ -178,7 +178,7 @@ class Reembedder:
             elif not _case_open(session, photo.case_id, now):
                 return SKIPPED
             row = session.get(Photo, photo.id, with_for_update=True, populate_existing=True)
-            if row is None or row.status != "embedded":
+            if row is None or row.status != PhotoStatus.EMBEDDED:
                 return SKIPPED
             done = session.scalar(select(func.count()).select_from(Embedding).where(
                 Embedding.photo_id == photo.id, Embedding.model_id == claim.target_model_id))

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from service.cases import service as cases
-from service.cases.models import Case
+from service.cases.models import Case, CaseStatus
 from service.cases.modes import ALERTING, INVESTIGATIVE, MAX_LEADS
 from service.db import utcnow
 from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
@@ -37,20 +37,22 @@ from service.web.render import add_nav, band_words, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
 from service.web.uploads import page_upload_form, page_upload_permission
 from vetting.permissions import Action, allowed
+from vetting.review import UNDER_REVIEW
+from vetting.review import Status as CandidateStatus
 
 router = page_router(tags=["pages: cases"])
 add_nav("Cases", "/cases", Action.READ_CASES, order=20,
         description="Search the records with a photo, and follow each search.")
 PAGE_SIZE = 25
-SEARCHING = ("queued", "processing")
-AWAITING_REVIEW = ("under_review", "pending_review", "awaiting_second_review")
+SEARCHING = (CaseStatus.QUEUED, CaseStatus.PROCESSING)
+AWAITING_REVIEW = (UNDER_REVIEW, CandidateStatus.PENDING_REVIEW, CandidateStatus.AWAITING_SECOND_REVIEW)
 CANDIDATE_WORDS = {
     "under_review": "Waiting for two reviewers",
-    "pending_review": "Waiting for two reviewers",
-    "awaiting_second_review": "Waiting for a second reviewer",
-    "confirmed": "Confirmed by two reviewers; the organisation that registered the child has been told",
-    "rejected": "Not the same child, a reviewer decided",
-    "redacted": "Withdrawn: the family withdrew consent, so the record and its photos are gone",
+    CandidateStatus.PENDING_REVIEW: "Waiting for two reviewers",
+    CandidateStatus.AWAITING_SECOND_REVIEW: "Waiting for a second reviewer",
+    CandidateStatus.CONFIRMED: "Confirmed by two reviewers; the organisation that registered the child has been told",
+    CandidateStatus.REJECTED: "Not the same child, a reviewer decided",
+    CandidateStatus.REDACTED: "Withdrawn: the family withdrew consent, so the record and its photos are gone",
 }
 
 
@@ -143,7 +145,7 @@ def case_progress(case_id: DbId, user: PhotoUser, session: DbSession) -> dict:
 
 
 def _tone(case: Case) -> str:
-    if case.status == "searched":
+    if case.status == CaseStatus.SEARCHED:
         return "ok"
     return "wait" if case.status in SEARCHING else "bad"
 

@@ -19,12 +19,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from service.db import utcnow
 from service.deps import DbId, DbSession, DispatcherDep, SettingsDep, VaultDep
-from service.photos.models import Photo
+from service.photos.models import Photo, PhotoStatus
 from service.photos.quality import FaceQualityOut, photo_faces
 from service.photos.service import Size, read_upload
 from service.photos.upload_form import Upload
 from service.records import service as records
-from service.records.models import Record
+from service.records.models import Record, RecordStatus
 from service.records.schemas import LawfulBasis, NewRecord
 from service.web.forms import field_errors, validation_message
 from service.web.pages import page_router
@@ -39,11 +39,12 @@ add_nav("Records", "/records", Action.MANAGE_RECORDS, order=10,
         description="Children registered with their family's consent, and their photos.")
 MANAGE = page_permission(Action.MANAGE_RECORDS)
 PAGE_SIZE = 25
-PENDING_PHOTO = ("queued", "processing")
+PENDING_PHOTO = (PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
 PHOTO_STATUS_SHORT = {
-    "queued": "Waiting", "processing": "Processing", "embedded": "Ready", "no_face": "No face found",
-    "several_faces": "Several faces", "low_quality": "Not added", "rejected_input": "Refused",
-    "failed": "Failed", "erased": "Erased",
+    PhotoStatus.QUEUED: "Waiting", PhotoStatus.PROCESSING: "Processing", PhotoStatus.EMBEDDED: "Ready",
+    PhotoStatus.NO_FACE: "No face found", PhotoStatus.SEVERAL_FACES: "Several faces",
+    PhotoStatus.LOW_QUALITY: "Not added", PhotoStatus.REJECTED_INPUT: "Refused", PhotoStatus.FAILED: "Failed",
+    PhotoStatus.ERASED: "Erased",
 }
 
 LAWFUL_BASES = {
@@ -234,7 +235,7 @@ def _record_page(request: Request, session, settings, user, record_id: int, *, s
         "title": f"Record {record.case_reference}", "record": record, "consent": record.consent,
         "consent_valid": record.consent.valid_at(now),
         "photos": [_photo_view(photo, faces[photo.id]) for photo in photos],
-        "accepts_photos": record.status == "active" and record.consent.valid_at(now),
+        "accepts_photos": record.status == RecordStatus.ACTIVE and record.consent.valid_at(now),
         "processing": any(photo.status in PENDING_PHOTO for photo in photos),
         "lawful_basis_words": LAWFUL_BASES.get(record.consent.lawful_basis, record.consent.lawful_basis),
         "upload_error": upload_error,
@@ -243,13 +244,13 @@ def _record_page(request: Request, session, settings, user, record_id: int, *, s
 
 def _photo_view(photo: Photo, faces: list[FaceQualityOut]) -> dict:
     status = photo.status
-    face = faces[0] if faces and status == "embedded" else None
+    face = faces[0] if faces and status == PhotoStatus.EMBEDDED else None
     flagged = face is not None and face.low_quality
-    tone = ("warn" if flagged else "ok" if status == "embedded" else "wait" if status in PENDING_PHOTO
-            else "info" if status == "erased" else "bad")
+    tone = ("warn" if flagged else "ok" if status == PhotoStatus.EMBEDDED else "wait" if status in PENDING_PHOTO
+            else "info" if status == PhotoStatus.ERASED else "bad")
     short = "Ready, low quality" if flagged else PHOTO_STATUS_SHORT.get(status, status.replace("_", " ").capitalize())
     return {"photo": photo, "words": records.photo_words(photo), "tone": tone, "short": short, "face": face,
-            "shown": status != "erased" and photo.thumbnail_key is not None}
+            "shown": status != PhotoStatus.ERASED and photo.thumbnail_key is not None}
 
 
 # --- consent withdrawal ----------------------------------------------------------------------------
@@ -280,9 +281,10 @@ def withdraw(request: Request, record_id: DbId, user: PageUser, session: DbSessi
 def _withdrawal_page(request: Request, session, user, record_id: int, *, status_code: int = 200,
                      error: str | None = None) -> Response:
     record: Record = records.own_record(session, actor=user, record_id=record_id)
-    photos = [photo for photo in records.record_photos(session, record_id=record.id) if photo.status != "erased"]
+    photos = [photo for photo in records.record_photos(session, record_id=record.id)
+              if photo.status != PhotoStatus.ERASED]
     return render(request, "records/withdraw.html", {
         "title": "Withdraw consent", "record": record, "photo_count": len(photos),
-        "already": record.status == "withdrawn", "error": error,
+        "already": record.status == RecordStatus.WITHDRAWN, "error": error,
     }, status_code=status_code)
 

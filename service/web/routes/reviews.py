@@ -25,6 +25,7 @@ from service.web.pages import page_router
 from service.web.render import add_nav, band_words, image_response, redirect, render
 from service.web.session import PageUser, PhotoUser, page_permission, photo_permission
 from vetting.permissions import Action, allowed
+from vetting.review import Status as CandidateStatus
 
 router = page_router(tags=["pages: reviews"])
 add_nav("Review queue", "/reviews", Action.REVIEW_CANDIDATES, order=30,
@@ -38,14 +39,15 @@ DECISIONS = (
     ("inconclusive", "Inconclusive", "I cannot tell from these photos."),
 )
 DECISION_WORDS = {value: words for value, words, _ in DECISIONS}
-STATUS_CLASSES = {"confirmed": "status-ok", "rejected": "status-bad", "redacted": "status-bad"}
+STATUS_CLASSES = {CandidateStatus.CONFIRMED: "status-ok", CandidateStatus.REJECTED: "status-bad",
+                  CandidateStatus.REDACTED: "status-bad"}
 STATUS_WORDS = {
     "under_review": "Under review",
-    "pending_review": "Waiting for reviewers",
-    "awaiting_second_review": "Waiting for a second reviewer",
-    "confirmed": "Confirmed by two reviewers",
-    "rejected": "Rejected",
-    "redacted": "Withdrawn (the record's consent was withdrawn)",
+    CandidateStatus.PENDING_REVIEW: "Waiting for reviewers",
+    CandidateStatus.AWAITING_SECOND_REVIEW: "Waiting for a second reviewer",
+    CandidateStatus.CONFIRMED: "Confirmed by two reviewers",
+    CandidateStatus.REJECTED: "Rejected",
+    CandidateStatus.REDACTED: "Withdrawn (the record's consent was withdrawn)",
 }
 INVOLVEMENT_WORDS = {
     "submitted_case": "Submitted the case",
@@ -153,9 +155,9 @@ def _why_not(details: CandidateOut) -> str | None:
     """Why this viewer cannot decide now, in words (None when they can or already did)."""
     if details.can_decide or details.your_review is not None:
         return None
-    if details.status == "redacted":
+    if details.status == CandidateStatus.REDACTED:
         return "The record's consent was withdrawn, so this candidate was withdrawn and its photos erased."
-    if details.status in ("confirmed", "rejected"):
+    if details.status in (CandidateStatus.CONFIRMED, CandidateStatus.REJECTED):
         return f"This candidate has already been {details.status}; no further decision is taken."
     return ("You cannot decide this candidate: its case was submitted by you (two other reviewers must decide), "
             "or its case photo was deleted at the end of its retention period.")
