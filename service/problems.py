@@ -1,7 +1,8 @@
 """The one shape of every error answer, and its place in the published OpenAPI schema.
 
 Every refusal is JSON `{"detail": sentence}`; some add `rule` (the code of the
-rule that refused, such as `law_enforcement_type`) and a request whose fields are
+rule that refused, such as `law_enforcement_type`: service.refusal's one handler
+writes both from a `Refusal` or a vetting `PolicyRefused`) and a request whose fields are
 missing or invalid adds `errors`, one `{field, problem}` per field (see
 `create_app`'s validation handler). `document_errors` rewrites the schema FastAPI
 generates so that it says exactly this for every route: the 422 it documents is
