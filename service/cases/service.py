@@ -54,7 +54,7 @@ from service.reviews.service import parties_in_good_standing
 from service.settings import Settings
 from vetting.review import OPEN_STATUSES, Status, visible_status
 
-CASE_STATUS_WORDS = {
+CASE_STATUS_WORDS: dict[str, str] = {
     CaseStatus.QUEUED: "Waiting to be searched.",
     CaseStatus.PROCESSING: "Being searched: faces are being found and compared with the records.",
     CaseStatus.SEARCHED: "Searched. Any candidates must be reviewed by two people before anything is concluded.",

@@ -53,7 +53,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 # A date typed as "today" is accepted if it is today anywhere on Earth (UTC+14 is the furthest ahead).
 LATEST_TIME_ZONE = timedelta(hours=14)
 
-PHOTO_STATUS_WORDS = {
+PHOTO_STATUS_WORDS: dict[str, str] = {
     PhotoStatus.QUEUED: "Waiting to be processed.",
     PhotoStatus.PROCESSING: "Being processed: the face is being found and measured.",
     PhotoStatus.EMBEDDED: "Ready: the face in this photo can be matched.",
