@@ -139,7 +139,7 @@ def test_an_auditor_searches_downloads_and_sees_the_chain_verified(live, browser
     expect(page.get_by_role("heading", level=1)).to_have_text("Audit trail")
 
     # Search: the auditor's own sign-in, by action and user.
-    page.get_by_label("Action (optional)", exact=True).fill("login")
+    page.get_by_label("Action (optional)", exact=True).select_option("login")
     page.get_by_label("User id (optional)", exact=True).fill(str(auditor.user.id))
     page.get_by_role("button", name="Search").click()
     rows = page.locator("table.audit-events tbody tr")
