@@ -33,12 +33,12 @@ run: install
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Quality gates (configured in pyproject.toml): lint everything; formatting and the coverage floor
-# on the pure packages only (TODO issue 12: the rest is formatted in one commit after the merges).
+# Quality gates (configured in pyproject.toml): lint and formatting everywhere; the coverage floor
+# on the pure packages only.
 # Only the unit tests run under coverage: tracing the whole suite would slow `make test`.
 # Measured 97 % of matching/ and vetting/ statements on 2026-12-04; the floor sits a few points below.
 COVERAGE_FLOOR ?= 94
-FORMATTED = matching vetting
+FORMATTED = .
 
 check: install-dev
 	$(BIN)/ruff check .

@@ -44,18 +44,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_faces = os.environ.get("REUNITE_TEST_FACES") or str(repo.parent / "shared" / "testdata" / "faces")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--faces-dir", default=default_faces, help="root of the shared test faces (default: %(default)s)")
-    p.add_argument("--blas-threads", type=int, default=None,
-                   help="set OPENBLAS/OMP/MKL_NUM_THREADS to N before importing numpy and dlib")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS to N before importing numpy and dlib",
+    )
     p.add_argument("--detect-runs", type=int, default=5, help="timed HOG runs per photo (after one warm-up)")
     p.add_argument("--upsample", type=int, default=1, help="number_of_times_to_upsample for face_locations")
     p.add_argument("--large-photo", default=None, help="photo for the large detection figure (default: largest found)")
-    p.add_argument("--medium-photo", default=None,
-                   help="photo for the ~1000 px figure (default: pixel count nearest 1000x1000)")
+    p.add_argument(
+        "--medium-photo", default=None, help="photo for the ~1000 px figure (default: pixel count nearest 1000x1000)"
+    )
     p.add_argument("--faces", type=int, default=100, help="embedding passes cover about this many faces")
-    p.add_argument("--embed-passes", type=int, default=3,
-                   help="timed embedding passes per model (best and median shown)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="also time embeddings in N parallel processes (aggregate faces/s); 1 = skip")
+    p.add_argument(
+        "--embed-passes", type=int, default=3, help="timed embedding passes per model (best and median shown)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also time embeddings in N parallel processes (aggregate faces/s); 1 = skip",
+    )
     p.add_argument("--skip-detect", action="store_true", help="skip the detection timings")
     p.add_argument("--save-embeddings", metavar="PATH", default=None)
     p.add_argument("--compare", metavar="OTHER.npy", default=None)
@@ -110,15 +120,15 @@ def elf_comment(path: str) -> str:
         data = Path(path).read_bytes()
         if data[:4] != b"\x7fELF" or data[4] != 2:
             return "?"
-        shoff, = struct.unpack_from("<Q", data, 0x28)
+        (shoff,) = struct.unpack_from("<Q", data, 0x28)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
         sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
         strtab = sections[shstrndx]
         for sh in sections:
             name_off = strtab[4] + sh[0]
-            name = data[name_off:data.index(b"\0", name_off)]
+            name = data[name_off : data.index(b"\0", name_off)]
             if name == b".comment":
-                raw = data[sh[4]:sh[4] + sh[5]]
+                raw = data[sh[4] : sh[4] + sh[5]]
                 return "; ".join(sorted({s.decode(errors="replace") for s in raw.split(b"\0") if s}))
     except Exception as exc:  # report, never fail the benchmark on this
         return f"? ({exc})"
@@ -128,22 +138,31 @@ def elf_comment(path: str) -> str:
 def report_build(dlib) -> None:
     section("interpreter and dlib build")
     print(f"python {platform.python_version()} at {sys.executable}")
-    print(f"cpu: {cpu_summary()}; os.cpu_count()={os.cpu_count()}; "
-          f"affinity={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}")
+    print(
+        f"cpu: {cpu_summary()}; os.cpu_count()={os.cpu_count()}; "
+        f"affinity={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}"
+    )
     print(f"dlib {dlib.__version__} from {os.path.dirname(dlib.__file__)}")
     print(f"dlib compiled: {getattr(dlib, '__time_compiled__', '?')}")
     ext = sys.modules.get("_dlib_pybind11")
     if ext is not None and getattr(ext, "__file__", None):
         print(f"extension: {ext.__file__}")
         print(f"extension compiler: {elf_comment(ext.__file__)}")
-    flags = {k: getattr(dlib, k) for k in sorted(dir(dlib))
-             if k.startswith(("DLIB_USE_", "USE_")) and isinstance(getattr(dlib, k), bool)}
+    flags = {
+        k: getattr(dlib, k)
+        for k in sorted(dir(dlib))
+        if k.startswith(("DLIB_USE_", "USE_")) and isinstance(getattr(dlib, k), bool)
+    }
     print("flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
     try:
         from importlib.metadata import distributions
+
         wanted = {"dlib", "dlib-bin", "face-recognition", "face-recognition-models", "numpy"}
-        dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
-                       if (d.metadata["Name"] or "").lower().replace("_", "-") in wanted)
+        dists = sorted(
+            f"{d.metadata['Name']}=={d.version}"
+            for d in distributions()
+            if (d.metadata["Name"] or "").lower().replace("_", "-") in wanted
+        )
         print("distributions: " + ", ".join(dists))
     except Exception:
         pass
@@ -160,9 +179,21 @@ def report_threads() -> None:
         print("threadpoolctl: not installed")
         return
     for info in threadpool_info():
-        print("threadpool: " + ", ".join(f"{k}={info.get(k)}" for k in
-                                          ("user_api", "internal_api", "num_threads", "version",
-                                           "threading_layer", "architecture", "filepath")))
+        print(
+            "threadpool: "
+            + ", ".join(
+                f"{k}={info.get(k)}"
+                for k in (
+                    "user_api",
+                    "internal_api",
+                    "num_threads",
+                    "version",
+                    "threading_layer",
+                    "architecture",
+                    "filepath",
+                )
+            )
+        )
 
 
 def find_photos(root: Path) -> list[Path]:
@@ -177,8 +208,13 @@ def pick_photos(args, root: Path) -> tuple[Path, Path]:
         with Image.open(p) as im:
             sizes[p] = im.size
     large = Path(args.large_photo) if args.large_photo else max(sizes, key=lambda p: sizes[p][0] * sizes[p][1])
-    medium = Path(args.medium_photo) if args.medium_photo else min(  # nearest to 1000x1000 pixels
-        (p for p in sizes if p != large), key=lambda p: (abs(sizes[p][0] * sizes[p][1] - 1_000_000), str(p)))
+    medium = (
+        Path(args.medium_photo)
+        if args.medium_photo
+        else min(  # nearest to 1000x1000 pixels
+            (p for p in sizes if p != large), key=lambda p: (abs(sizes[p][0] * sizes[p][1] - 1_000_000), str(p))
+        )
+    )
     return large, medium
 
 
@@ -200,11 +236,14 @@ def bench_detection(fr, args, root: Path) -> dict:
         img = fr.load_image_file(str(path))
         times, boxes = timed_runs(
             lambda img=img: fr.face_locations(img, number_of_times_to_upsample=args.upsample, model="hog"),
-            args.detect_runs)
+            args.detect_runs,
+        )
         rel = os.path.relpath(path, root)
         h, w = img.shape[:2]
-        print(f"{label:6s} {rel} {w}x{h}: best {min(times):.3f} s, median {statistics.median(times):.3f} s, "
-              f"{len(boxes)} face(s) {boxes}")
+        print(
+            f"{label:6s} {rel} {w}x{h}: best {min(times):.3f} s, median {statistics.median(times):.3f} s, "
+            f"{len(boxes)} face(s) {boxes}"
+        )
         out[rel] = [list(b) for b in boxes]
     return out
 
@@ -217,7 +256,7 @@ def build_crops(fr, root: Path, upsample: int):
     ident = root / "identities"
     for path in find_photos(ident if ident.is_dir() else root):
         img = fr.load_image_file(str(path))
-        for (top, right, bottom, left) in fr.face_locations(img, number_of_times_to_upsample=upsample, model="hog"):
+        for top, right, bottom, left in fr.face_locations(img, number_of_times_to_upsample=upsample, model="hog"):
             h, w = img.shape[:2]
             m = int(0.3 * max(bottom - top, right - left))
             t, lft = max(0, top - m), max(0, left - m)
@@ -238,8 +277,10 @@ def bench_embeddings(fr, args, crops) -> dict:
 
     reps = max(1, -(-args.faces // len(crops)))
     work = crops * reps
-    section(f"embeddings (face_encodings, known locations, num_jitters=1): {len(crops)} distinct faces "
-            f"x {reps} = {len(work)} per pass, 1 warm-up + {args.embed_passes} passes")
+    section(
+        f"embeddings (face_encodings, known locations, num_jitters=1): {len(crops)} distinct faces "
+        f"x {reps} = {len(work)} per pass, 1 warm-up + {args.embed_passes} passes"
+    )
     results = {}
     for model in MODELS:
         embed_pass(fr, crops[:3], model)  # warm-up: loads the shape predictor and the network
@@ -250,9 +291,11 @@ def bench_embeddings(fr, args, crops) -> dict:
             encs = embed_pass(fr, work, model)
             per_face.append((time.perf_counter() - t0) / len(work) * 1000)
             if first is None:
-                first = np.array(encs[:len(crops)])
-        print(f"model={model:5s}: best {min(per_face):.1f} ms/face, median {statistics.median(per_face):.1f} ms/face "
-              f"({1000 / min(per_face):.1f} faces/s in one process)")
+                first = np.array(encs[: len(crops)])
+        print(
+            f"model={model:5s}: best {min(per_face):.1f} ms/face, median {statistics.median(per_face):.1f} ms/face "
+            f"({1000 / min(per_face):.1f} faces/s in one process)"
+        )
         results[model] = first
     return results
 
@@ -261,6 +304,7 @@ def _worker(payload):
     faces_dir, n, model, blas_threads = payload
     apply_thread_env(blas_threads)
     import face_recognition as fr
+
     crops, _ = build_crops(fr, Path(faces_dir), 1)
     work = (crops * (-(-n // len(crops))))[:n]
     embed_pass(fr, work[:3], model)
@@ -272,16 +316,20 @@ def _worker(payload):
 def bench_workers(args, root: Path) -> None:
     import multiprocessing as mp
 
-    section(f"embeddings in {args.workers} parallel processes (each BLAS threads="
-            f"{os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}, {args.faces} faces each)")
+    section(
+        f"embeddings in {args.workers} parallel processes (each BLAS threads="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}, {args.faces} faces each)"
+    )
     ctx = mp.get_context("spawn")
     for model in MODELS:
         with ctx.Pool(args.workers) as pool:
             spans = pool.map(_worker, [(str(root), args.faces, model, args.blas_threads)] * args.workers)
         wall = max(e for _, e in spans) - min(s for s, _ in spans)
         total = args.faces * args.workers
-        print(f"model={model:5s}: {total} faces in {wall:.2f} s wall = {total / wall:.1f} faces/s aggregate "
-              f"({wall / args.faces * 1000:.1f} ms/face per process)")
+        print(
+            f"model={model:5s}: {total} faces in {wall:.2f} s wall = {total / wall:.1f} faces/s aggregate "
+            f"({wall / args.faces * 1000:.1f} ms/face per process)"
+        )
 
 
 def save_and_compare(args, embeddings: dict, records, detections) -> None:
@@ -304,8 +352,10 @@ def save_and_compare(args, embeddings: dict, records, detections) -> None:
             print(f"crop boxes identical: {same_crops}")
             if detections and meta.get("detections"):
                 common = set(detections) & set(meta["detections"])
-                print(f"detection boxes identical: {all(detections[k] == meta['detections'][k] for k in common)} "
-                      f"({len(common)} photo(s) compared)")
+                print(
+                    f"detection boxes identical: {all(detections[k] == meta['detections'][k] for k in common)} "
+                    f"({len(common)} photo(s) compared)"
+                )
             if not same_crops:
                 print("(the face crops differ, so the embedding difference below is not meaningful)")
         if other.shape != arr.shape:
@@ -325,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.blas_threads is not None:
         try:
             from threadpoolctl import threadpool_limits
+
             threadpool_limits(args.blas_threads)
         except ImportError:
             pass

@@ -70,13 +70,16 @@ def photo_sets() -> tuple[str, dict[str, list[Path]]]:
     shared = REPO.parent / "shared" / "testdata" / "faces" / "identities"
     if shared.is_dir():
         folders = sorted(p for p in shared.iterdir() if p.is_dir())
-        return str(shared), {f.name: sorted(p for p in f.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-                             for f in folders}
+        return str(shared), {
+            f.name: sorted(p for p in f.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES) for f in folders
+        }
     from tests.support.faces import sdist_faces
 
     folder = sdist_faces()
-    return str(folder), {"obama": [folder / n for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")],
-                         "biden": [folder / "biden.jpg"]}
+    return str(folder), {
+        "obama": [folder / n for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")],
+        "biden": [folder / "biden.jpg"],
+    }
 
 
 def cycled(photos: list[Path], count: int) -> list[Path]:
@@ -97,8 +100,10 @@ def summary(values: list[float]) -> str:
     if not values:
         return "n=0"
     ms = [v * 1000 for v in values]
-    return (f"p50 {percentile(ms, 0.5):7.0f} ms   p95 {percentile(ms, 0.95):7.0f} ms   "
-            f"mean {statistics.fmean(ms):7.0f} ms   (n={len(ms)})")
+    return (
+        f"p50 {percentile(ms, 0.5):7.0f} ms   p95 {percentile(ms, 0.95):7.0f} ms   "
+        f"mean {statistics.fmean(ms):7.0f} ms   (n={len(ms)})"
+    )
 
 
 def minus(left: list[float], right: list[float]) -> list[float]:
@@ -127,10 +132,15 @@ class Bench:
         self.database = self.databases.create()  # dropped by close()
         self.redis_url = redis_url
         self.settings = Settings(
-            environment="test", secret_key="b" * 48, database_url=self.databases.url(self.database),
-            master_key=base64.b64encode(os.urandom(32)).decode(), data_dir=scratch / "data",
-            audit_key_path=scratch / "audit-key.pem", broker_url=redis_url,
-            daily_cases_per_user=1_000_000, daily_cases_per_organisation=1_000_000,
+            environment="test",
+            secret_key="b" * 48,
+            database_url=self.databases.url(self.database),
+            master_key=base64.b64encode(os.urandom(32)).decode(),
+            data_dir=scratch / "data",
+            audit_key_path=scratch / "audit-key.pem",
+            broker_url=redis_url,
+            daily_cases_per_user=1_000_000,
+            daily_cases_per_organisation=1_000_000,
         )
         self.app = self.client = self.workers = None
 
@@ -173,13 +183,19 @@ class Bench:
 
         owner = make_organisation(self.session, name="Gallery owner")
         searcher = make_organisation(self.session, name="Searcher")
-        users = {"owner": make_user(self.session, "caseworker", organisation=owner).user,
-                 "searcher": make_user(self.session, "caseworker", organisation=searcher).user}
+        users = {
+            "owner": make_user(self.session, "caseworker", organisation=owner).user,
+            "searcher": make_user(self.session, "caseworker", organisation=searcher).user,
+        }
         self.session.commit()
         self.headers = {}
         for name, user in users.items():
-            token, _ = issue_access_token(secret=self.settings.signing_secret(), user_id=user.id,
-                                          token_version=user.token_version, lifetime=timedelta(hours=2))
+            token, _ = issue_access_token(
+                secret=self.settings.signing_secret(),
+                user_id=user.id,
+                token_version=user.token_version,
+                lifetime=timedelta(hours=2),
+            )
             self.headers[name] = {"Authorization": f"Bearer {token}"}
         self.session.rollback()
 
@@ -187,27 +203,42 @@ class Bench:
 
     def create_record(self, number: int) -> int:
         now = datetime.now(UTC)
-        body = {"case_reference": f"BENCH-{number}", "label": f"Bench child {number}", "age_years": 9,
-                "missing_since": (now.date() - timedelta(days=30)).isoformat(),
-                "consent": {"guardian_name": "Bench Guardian", "guardian_relationship": "mother",
-                            "responsibility_verified_by": "benchmark", "lawful_basis": "consent",
-                            "purpose": "benchmark", "notice_version": "bench",
-                            "obtained_at": (now - timedelta(days=1)).isoformat(),
-                            "expires_at": (now + timedelta(days=30)).isoformat()}}
+        body = {
+            "case_reference": f"BENCH-{number}",
+            "label": f"Bench child {number}",
+            "age_years": 9,
+            "missing_since": (now.date() - timedelta(days=30)).isoformat(),
+            "consent": {
+                "guardian_name": "Bench Guardian",
+                "guardian_relationship": "mother",
+                "responsibility_verified_by": "benchmark",
+                "lawful_basis": "consent",
+                "purpose": "benchmark",
+                "notice_version": "bench",
+                "obtained_at": (now - timedelta(days=1)).isoformat(),
+                "expires_at": (now + timedelta(days=30)).isoformat(),
+            },
+        }
         response = self.client.post("/api/v1/records", json=body, headers=self.headers["owner"])
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
     def upload(self, record_id: int, data: bytes) -> int:
-        response = self.client.post(f"/api/v1/records/{record_id}/photos", headers=self.headers["owner"],
-                                    files={"file": ("photo", data, "application/octet-stream")})
+        response = self.client.post(
+            f"/api/v1/records/{record_id}/photos",
+            headers=self.headers["owner"],
+            files={"file": ("photo", data, "application/octet-stream")},
+        )
         assert response.status_code == 202, response.text
         return response.json()["photo_id"]
 
     def submit(self, data: bytes, number: int) -> int:
-        response = self.client.post("/api/v1/cases", headers=self.headers["searcher"],
-                                    data={"case_reference": f"PROBE-{number}", "purpose": "benchmark"},
-                                    files={"file": ("photo", data, "application/octet-stream")})
+        response = self.client.post(
+            "/api/v1/cases",
+            headers=self.headers["searcher"],
+            data={"case_reference": f"PROBE-{number}", "purpose": "benchmark"},
+            files={"file": ("photo", data, "application/octet-stream")},
+        )
         assert response.status_code == 202, response.text
         return response.json()["id"]
 
@@ -231,8 +262,11 @@ class Bench:
 
         deadline = time.monotonic() + DEADLINE_SECONDS + len(photo_ids)
         while True:
-            counts = dict(self.session.execute(select(Photo.status, func.count()).where(Photo.id.in_(photo_ids))
-                                               .group_by(Photo.status)).all())
+            counts = dict(
+                self.session.execute(
+                    select(Photo.status, func.count()).where(Photo.id.in_(photo_ids)).group_by(Photo.status)
+                ).all()
+            )
             self.session.rollback()
             if not counts.get("queued") and not counts.get("processing"):
                 return counts
@@ -300,8 +334,9 @@ def measure_latency(bench: Bench, probes: list[Path], warmup: int) -> dict:
         seen.append(seen_wall - started_wall)
         analysed.append(analyse(data))
     tasks, _ = bench.task_times(0, offset)
-    return dict(written=written, seen=seen, posting=posting, analysed=analysed, tasks=tasks,
-                candidates=bench.candidate_count())
+    return dict(
+        written=written, seen=seen, posting=posting, analysed=analysed, tasks=tasks, candidates=bench.candidate_count()
+    )
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -373,8 +408,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="submissions before timing (not counted)")
     parser.add_argument("--enrolments", type=int, default=60, help="record photos enrolled with two workers")
     parser.add_argument("--postgres", default=ADMIN_URL, help="PostgreSQL server URL (a database is created)")
-    parser.add_argument("--redis-url", default=None,
-                        help="Redis database for the broker (default: an empty one on 127.0.0.1:6379)")
+    parser.add_argument(
+        "--redis-url", default=None, help="Redis database for the broker (default: an empty one on 127.0.0.1:6379)"
+    )
     args = parser.parse_args()
 
     source, identities = photo_sets()
@@ -383,8 +419,10 @@ def main() -> None:
     enrolments = cycled(every_photo, args.enrolments)
     redis_url = args.redis_url or empty_redis_database("redis://127.0.0.1:6379")
     print(f"machine at start: {machine_state()}")
-    print(f"photos: {len(every_photo)} from {source} ({len(identities)} identities); broker {redis_url}; "
-          f"PostgreSQL {args.postgres.rsplit('@', 1)[-1]}")
+    print(
+        f"photos: {len(every_photo)} from {source} ({len(identities)} identities); broker {redis_url}; "
+        f"PostgreSQL {args.postgres.rsplit('@', 1)[-1]}"
+    )
 
     scratch = Path(tempfile.mkdtemp(prefix="reunite-bench-"))
     bench = Bench(postgres_admin_url=args.postgres, redis_url=redis_url, scratch=scratch)
@@ -396,8 +434,10 @@ def main() -> None:
         counts = bench.wait_photos(gallery)
         print(f"gallery: {len(gallery)} records, one photo each: {counts}")
 
-        print(f"\n1. latency, {args.submissions} sequential submissions, one idle worker process "
-              f"(after {args.warmup} warm-up submissions)")
+        print(
+            f"\n1. latency, {args.submissions} sequential submissions, one idle worker process "
+            f"(after {args.warmup} warm-up submissions)"
+        )
         latency = measure_latency(bench, probes, args.warmup)
         print(f"  POST /cases answered (202)          {summary(latency['posting'])}")
         print(f"  POST -> candidates written          {summary(latency['written'])}")

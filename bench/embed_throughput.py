@@ -100,8 +100,16 @@ def main() -> None:
         originals, shrunk = build_sets(source, args.copies, scratch)
         count = len(files_in(originals))
         commands = {
-            "reunite match enrol": [reunite, "match", "enrol", str(originals), "--index",
-                                    str(scratch / "bench.index"), "--workers", str(args.workers)],
+            "reunite match enrol": [
+                reunite,
+                "match",
+                "enrol",
+                str(originals),
+                "--index",
+                str(scratch / "bench.index"),
+                "--workers",
+                str(args.workers),
+            ],
             "raw-original": [sys.executable, "-c", RAW_LOOP, str(args.workers), *files_in(originals)],
             "raw-working": [sys.executable, "-c", RAW_LOOP, str(args.workers), *files_in(shrunk)],
         }

@@ -40,8 +40,7 @@ from matching.faces import FaceSettings, detect  # noqa: E402
 from matching.images import ImageLimits, load_image_file  # noqa: E402
 from matching.model_files import SFACE, YUNET, verified_path  # noqa: E402
 
-MODELS = ("dlib_face_recognition_resnet_model_v1", "dlib_resnet_v1_flip", "sface_2021dec_int8bq",
-          "fusion_dlib_sface")
+MODELS = ("dlib_face_recognition_resnet_model_v1", "dlib_resnet_v1_flip", "sface_2021dec_int8bq", "fusion_dlib_sface")
 
 
 def default_faces() -> Path:
@@ -91,7 +90,7 @@ class Raw:
         cv2 = self.cv2
         margin = round(0.5 * max(box.right - box.left, box.bottom - box.top))
         top, left = max(0, box.top - margin), max(0, box.left - margin)
-        crop = cv2.cvtColor(pixels[top:box.bottom + margin, left:box.right + margin], cv2.COLOR_RGB2BGR)
+        crop = cv2.cvtColor(pixels[top : box.bottom + margin, left : box.right + margin], cv2.COLOR_RGB2BGR)
         scale = min(1.0, 320 / max(crop.shape[:2]))
         small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else crop
         self.detector.setInputSize((small.shape[1], small.shape[0]))
@@ -104,16 +103,22 @@ class Raw:
         return self.dlib(pixels, box), self.sface(pixels, box)
 
     def for_model(self, model_id: str):
-        return {"dlib_face_recognition_resnet_model_v1": self.dlib, "dlib_resnet_v1_flip": self.flip,
-                "sface_2021dec_int8bq": self.sface, "fusion_dlib_sface": self.fusion}[model_id]
+        return {
+            "dlib_face_recognition_resnet_model_v1": self.dlib,
+            "dlib_resnet_v1_flip": self.flip,
+            "sface_2021dec_int8bq": self.sface,
+            "fusion_dlib_sface": self.fusion,
+        }[model_id]
 
 
 def speed(faces, rounds: int) -> None:
     import cv2
 
     raw = Raw()
-    print(f"faces: {len(faces)}, rounds: {rounds}, OpenCV threads: {cv2.getNumThreads()}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '-')}")
+    print(
+        f"faces: {len(faces)}, rounds: {rounds}, OpenCV threads: {cv2.getNumThreads()}, "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '-')}"
+    )
     print(f"{'model':<40}{'ours ms/face':>14}{'raw ms/face':>13}{'ours/raw':>10}")
     for model_id in MODELS:
         embedder, library = get_embedder(model_id), raw.for_model(model_id)
@@ -141,8 +146,10 @@ def separation(faces) -> None:
         for (a, va), (b, vb) in itertools.combinations(zip([f[0] for f in faces], vectors), 2):
             (same if a == b else different).append(float(np.linalg.norm(va - vb)))
         d_prime = (np.mean(different) - np.mean(same)) / np.sqrt((np.var(different) + np.var(same)) / 2)
-        print(f"{model_id:<40}{max(same):>10.3f}{min(different):>10.3f}{min(different) / max(same):>8.2f}"
-              f"{d_prime:>9.2f}  ({len(same)}/{len(different)})")
+        print(
+            f"{model_id:<40}{max(same):>10.3f}{min(different):>10.3f}{min(different) / max(same):>8.2f}"
+            f"{d_prime:>9.2f}  ({len(same)}/{len(different)})"
+        )
 
 
 def fallback(faces) -> None:
@@ -162,8 +169,10 @@ def fallback(faces) -> None:
     finally:
         sface.MIN_OVERLAP = saved
     shifts = [float(np.linalg.norm(a - b)) for a, b in zip(yunet, derived)]
-    print(f"SFace landmarks, {len(faces)} faces: dlib-68 fallback moves a vector by median {np.median(shifts):.3f}, "
-          f"max {max(shifts):.3f}")
+    print(
+        f"SFace landmarks, {len(faces)} faces: dlib-68 fallback moves a vector by median {np.median(shifts):.3f}, "
+        f"max {max(shifts):.3f}"
+    )
     labels = [f[0] for f in faces]
     for name, probes in (("yunet probe vs yunet gallery", yunet), ("fallback probe vs yunet gallery", derived)):
         same, different = [], []
@@ -178,8 +187,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--separation", action="store_true")
     parser.add_argument("--fallback", action="store_true")
-    parser.add_argument("--opencv-threads", type=int, default=None,
-                        help="OpenCV threads (the workers use 1: one process per core) [default: OpenCV's]")
+    parser.add_argument(
+        "--opencv-threads",
+        type=int,
+        default=None,
+        help="OpenCV threads (the workers use 1: one process per core) [default: OpenCV's]",
+    )
     args = parser.parse_args()
     if args.opencv_threads is not None:
         import cv2

@@ -35,9 +35,16 @@ def samples(identities: int, photos_per: int, fail: float, rng: np.random.Genera
         for _ in range(photos_per):
             failed = rng.random() < fail
             vector = None if failed else (centre + rng.normal(scale=0.03, size=128)).astype(np.float32)
-            found.append(Sample(identity=f"p{person}", vector=vector, gallery_failure="no_face" if failed else None,
-                                probe_failure="no_face" if failed else None, groups={"g": "abc"[person % 3]},
-                                age=float(rng.integers(0, 30))))
+            found.append(
+                Sample(
+                    identity=f"p{person}",
+                    vector=vector,
+                    gallery_failure="no_face" if failed else None,
+                    probe_failure="no_face" if failed else None,
+                    groups={"g": "abc"[person % 3]},
+                    age=float(rng.integers(0, 30)),
+                )
+            )
     return found
 
 
@@ -64,9 +71,11 @@ def main() -> None:
     floor = time.perf_counter() - start
 
     counts = point["dataset"]
-    print(f"{counts['photos']} photos, {counts['identities']} people, {args.fail:.0%} failing to enrol: "
-          f"{counts['genuine_pairs'] + counts['impostor_pairs']} pairs, {counts['mated_searches']} mated and "
-          f"{counts['non_mated_searches']} non-mated searches (end to end)")
+    print(
+        f"{counts['photos']} photos, {counts['identities']} people, {args.fail:.0%} failing to enrol: "
+        f"{counts['genuine_pairs'] + counts['impostor_pairs']} pairs, {counts['mated_searches']} mated and "
+        f"{counts['non_mated_searches']} non-mated searches (end to end)"
+    )
     print(f"point estimates (both countings, every group, band and gap, curves): {point_seconds:.2f} s")
     print(f"each bootstrap round: {per_round:.2f} s ({args.rounds} rounds)")
     print(f"floor, pair_distances over the enrolled photos once: {floor:.2f} s")

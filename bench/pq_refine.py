@@ -42,8 +42,10 @@ REMOVED_SHARE = 0.1  # removed without compaction for the last VectorIndex row
 # Builds use one thread: with another process on one of the two cores, OpenMP's spinning
 # barriers made two-thread k-means training 10-20x slower (0.75 s became 12-14 s at 100k).
 BUILD_THREADS = 1
-DEFAULT_VARIANTS = ("PQ32x4fs;PQ64x4fs;PQ64x4fs_64;PQ128x4fs;OPQ32,PQ32x4fs;OPQ64,PQ64x4fs;"
-                    "PCA64,PQ32x4fs;PCA64,PQ64x4fs;IVF1024,PQ64x4fs")
+DEFAULT_VARIANTS = (
+    "PQ32x4fs;PQ64x4fs;PQ64x4fs_64;PQ128x4fs;OPQ32,PQ32x4fs;OPQ64,PQ64x4fs;"
+    "PCA64,PQ32x4fs;PCA64,PQ64x4fs;IVF1024,PQ64x4fs"
+)
 
 
 @dataclass
@@ -69,8 +71,7 @@ class RawSearcher:
         return np.sqrt(np.maximum(squared, 0)), found
 
 
-def build_variant(spec: str, vectors: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[faiss.Index, float, float]:
+def build_variant(spec: str, vectors: np.ndarray, rng: np.random.Generator) -> tuple[faiss.Index, float, float]:
     """(refine index, build seconds, RSS growth MB) for one factory string."""
     before = shared.rss_mb()
     set_search_threads(BUILD_THREADS)
@@ -97,34 +98,57 @@ def search_grid(spec: str, args: argparse.Namespace) -> list[tuple[str, faiss.Se
     return grid
 
 
-def bench_variant(spec: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-                  args: argparse.Namespace, rng: np.random.Generator) -> list[Result]:
+def bench_variant(
+    spec: str,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> list[Result]:
     index, build_s, rss = build_variant(spec, vectors, rng)
     print(f"  {spec}: built in {build_s:.1f} s, RSS +{rss:.0f} MB")
     set_search_threads(1)
     results = []
     for label, params in search_grid(spec, args):
         timings = shared.time_single_queries(RawSearcher(index, params), queries)
-        result = Result(len(vectors), spec, label, build_s, rss, timings,
-                        shared.recall_at_k(timings.found, truth), os.getloadavg()[0])
+        result = Result(
+            len(vectors),
+            spec,
+            label,
+            build_s,
+            rss,
+            timings,
+            shared.recall_at_k(timings.found, truth),
+            os.getloadavg()[0],
+        )
         print_row(result)
         results.append(result)
     del index
     return results
 
 
-def bench_vector_index(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-                       exact: faiss.IndexFlatL2, args: argparse.Namespace,
-                       rng: np.random.Generator) -> list[Result]:
+def bench_vector_index(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    exact: faiss.IndexFlatL2,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> list[Result]:
     """The service's own kind, built through `rebuild` like a replica would; then again
     after removing REMOVED_SHARE of the ids (no compaction), against the exact answers
     over the remaining vectors."""
     before = shared.rss_mb()
     set_search_threads(BUILD_THREADS)
     started = time.perf_counter()
-    index = VectorIndex.rebuild((np.arange(len(vectors), dtype=np.int64), vectors),
-                                kind="pq-refine", pq_m=args.pq_m, k_factor=args.kind_k_factor,
-                                compact_threshold=1.0)
+    index = VectorIndex.rebuild(
+        (np.arange(len(vectors), dtype=np.int64), vectors),
+        kind="pq-refine",
+        pq_m=args.pq_m,
+        k_factor=args.kind_k_factor,
+        compact_threshold=1.0,
+    )
     build_s = time.perf_counter() - started
     rss = shared.rss_mb() - before
     params = f"pq_m={args.pq_m}, k_factor={args.kind_k_factor}"
@@ -132,22 +156,29 @@ def bench_vector_index(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarr
     results = []
     for label in ("", f", {REMOVED_SHARE:.0%} removed"):
         if label:
-            removed = rng.choice(len(vectors), size=int(REMOVED_SHARE * len(vectors)),
-                                 replace=False)
+            removed = rng.choice(len(vectors), size=int(REMOVED_SHARE * len(vectors)), replace=False)
             index.remove(removed)
             truth = exact_without(exact, queries, removed)
         timings = shared.time_single_queries(index, queries)
         if label:
             assert not np.isin(timings.found, removed).any(), "a removed id was returned"
-        results.append(Result(len(vectors), "VectorIndex pq-refine", params + label, build_s,
-                              rss, timings, shared.recall_at_k(timings.found, truth),
-                              os.getloadavg()[0]))
+        results.append(
+            Result(
+                len(vectors),
+                "VectorIndex pq-refine",
+                params + label,
+                build_s,
+                rss,
+                timings,
+                shared.recall_at_k(timings.found, truth),
+                os.getloadavg()[0],
+            )
+        )
         print_row(results[-1])
     return results
 
 
-def exact_without(exact: faiss.IndexFlatL2, queries: np.ndarray, removed: np.ndarray
-                  ) -> np.ndarray:
+def exact_without(exact: faiss.IndexFlatL2, queries: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """True top-K ids (= positions here) over the gallery minus `removed`."""
     excluded = faiss.IDSelectorBatch(removed.astype(np.int64))
     kept = faiss.IDSelectorNot(excluded)
@@ -157,8 +188,9 @@ def exact_without(exact: faiss.IndexFlatL2, queries: np.ndarray, removed: np.nda
     return found
 
 
-def bench_size(size: int, model: shared.EmbeddingModel, args: argparse.Namespace,
-               rng: np.random.Generator) -> list[Result]:
+def bench_size(
+    size: int, model: shared.EmbeddingModel, args: argparse.Namespace, rng: np.random.Generator
+) -> list[Result]:
     print(f"\n== {size:,} vectors")
     vectors, identity, centres = shared.make_gallery(size, model, rng)
     queries, _ = shared.make_queries(args.queries, centres, model, rng)
@@ -178,13 +210,18 @@ def print_row(r: Result) -> None:
     wall50, wall95 = np.percentile(r.timings.wall, [50, 95])
     cpu95 = np.percentile(r.timings.cpu, 95)
     met = "yes" if wall95 <= 5 and r.recall >= shared.RECALL_TARGET else ""
-    print(f"| {r.size:,} | {r.kind} | {r.params} | {r.build_s:.1f} | {wall50:.2f} | {wall95:.2f} "
-          f"| {cpu95:.2f} | {r.recall:.4f} | {r.rss_mb:.0f} | {r.load:.2f} | {met} |", flush=True)
+    print(
+        f"| {r.size:,} | {r.kind} | {r.params} | {r.build_s:.1f} | {wall50:.2f} | {wall95:.2f} "
+        f"| {cpu95:.2f} | {r.recall:.4f} | {r.rss_mb:.0f} | {r.load:.2f} | {met} |",
+        flush=True,
+    )
 
 
 def print_table(results: list[Result]) -> None:
-    print("\n| vectors | kind | params | build s | p50 ms | p95 ms | CPU p95 ms | recall@10 "
-          "| RSS delta MB | load 1 min | target met |")
+    print(
+        "\n| vectors | kind | params | build s | p50 ms | p95 ms | CPU p95 ms | recall@10 "
+        "| RSS delta MB | load 1 min | target met |"
+    )
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for result in results:
         print_row(result)
@@ -198,8 +235,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", default="100000,1000000", type=numbers)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
-                        type=lambda text: [part for part in text.split(";") if part])
+    parser.add_argument(
+        "--variants", default=DEFAULT_VARIANTS, type=lambda text: [part for part in text.split(";") if part]
+    )
     parser.add_argument("--k-factors", default="10,30,50,100,300", type=numbers)
     parser.add_argument("--nprobes", default="256,512", type=numbers, help="IVF variants only")
     parser.add_argument("--pq-m", type=int, default=64, help="for the VectorIndex row")

@@ -128,8 +128,11 @@ def turn(image: Image.Image, level: float, box: Box) -> bytes:
     outer_left, outer_right = max(0.0, left - half), min(image.width - 1.0, right + half)
     # Output column -> source column: what was in the middle now shows at middle + shift.
     columns = np.arange(image.width, dtype=np.float64)
-    source = np.interp(columns, [0, outer_left, middle + level * half, outer_right, image.width - 1],
-                       [0, outer_left, middle, outer_right, image.width - 1])
+    source = np.interp(
+        columns,
+        [0, outer_left, middle + level * half, outer_right, image.width - 1],
+        [0, outer_left, middle, outer_right, image.width - 1],
+    )
     pixels = np.asarray(image, dtype=np.float32)
     low = np.floor(source).astype(int)
     high = np.minimum(low + 1, image.width - 1)
@@ -217,8 +220,16 @@ def measure_photo(task: tuple[int, Path]) -> list[Observation]:
 def _observation(number: int, degradation: str, level: float, face) -> Observation:
     if face is None:
         return Observation(number, degradation, level, detected=False)
-    return Observation(number, degradation, level, detected=True, box_px=face.quality.box_px,
-                       sharpness=face.quality.sharpness, asymmetry=face.quality.asymmetry, vector=face.embedding)
+    return Observation(
+        number,
+        degradation,
+        level,
+        detected=True,
+        box_px=face.quality.box_px,
+        sharpness=face.quality.sharpness,
+        asymmetry=face.quality.asymmetry,
+        vector=face.embedding,
+    )
 
 
 # ----- scoring ----------------------------------------------------------------------------------
@@ -255,8 +266,15 @@ def score(observations: Sequence[Observation], identity_of: Sequence[str]) -> li
                 impostor = min(float(np.linalg.norm(o.vector - clean[p])) for p in different)
         scored.append(Scored(o, genuine, impostor, mated=bool(same)))
     clean_genuine = {s.observation.photo: s.genuine for s in scored if s.observation.degradation == "clean"}
-    return [replace(s, rise=None if s.genuine is None or clean_genuine.get(s.observation.photo) is None
-                    else s.genuine - clean_genuine[s.observation.photo]) for s in scored]
+    return [
+        replace(
+            s,
+            rise=None
+            if s.genuine is None or clean_genuine.get(s.observation.photo) is None
+            else s.genuine - clean_genuine[s.observation.photo],
+        )
+        for s in scored
+    ]
 
 
 def _median(values: Iterable[float | None]) -> str:
@@ -277,9 +295,12 @@ def _row(items: list[Scored], threshold: float) -> list[str]:
     mated = [s for s in items if s.mated]
     return [
         _rate(sum(s.observation.detected for s in items), len(items)),
-        _median(s.observation.box_px for s in items), _median(s.observation.sharpness for s in items),
-        _median(s.observation.asymmetry for s in items), _median(s.genuine for s in mated),
-        _median(s.impostor for s in items), _rate(sum(s.rank_1 for s in mated), len(mated)),
+        _median(s.observation.box_px for s in items),
+        _median(s.observation.sharpness for s in items),
+        _median(s.observation.asymmetry for s in items),
+        _median(s.genuine for s in mated),
+        _median(s.impostor for s in items),
+        _rate(sum(s.rank_1 for s in mated), len(mated)),
         _rate(sum(s.within(threshold) for s in mated), len(mated)),
     ]
 
@@ -300,8 +321,9 @@ def print_levels(scored: list[Scored], threshold: float) -> None:
     rows = [["none (clean)", "-", *_row([s for s in scored if s.observation.degradation == "clean"], threshold)]]
     for degradation in DEGRADATIONS:
         for level in degradation.levels:
-            items = [s for s in scored if s.observation.degradation == degradation.name
-                     and s.observation.level == level]
+            items = [
+                s for s in scored if s.observation.degradation == degradation.name and s.observation.level == level
+            ]
             shown = "none" if level == degradation.levels[0] else f"{level:g}"
             rows.append([f"{degradation.name} ({degradation.unit})", shown, *_row(items, threshold)])
     _print_table(["degradation", "level", *FIGURE_COLUMNS], rows)
@@ -344,8 +366,14 @@ def _flagged(s: Scored, figure: str, gate: float) -> bool:
 
 def print_pooled(scored: list[Scored], threshold: float) -> None:
     """Every detected, mated degraded copy, binned by each figure; then each candidate gate scored."""
-    pool = [s for s in scored if s.observation.detected and s.mated and s.observation.degradation != "clean"
-            and s.observation.level != _first_level(s.observation.degradation)]
+    pool = [
+        s
+        for s in scored
+        if s.observation.detected
+        and s.mated
+        and s.observation.degradation != "clean"
+        and s.observation.level != _first_level(s.observation.degradation)
+    ]
     print(f"## Pooled: {len(pool)} detected degraded copies of photos whose person has another photo\n")
     print("rise: how much the genuine distance grew over the same photo's clean one.\n")
     for figure, edges in BINS.items():
@@ -355,13 +383,22 @@ def print_pooled(scored: list[Scored], threshold: float) -> None:
         for low, high in zip(edges, edges[1:]):
             items = [s for s in copies if low <= getattr(s.observation, figure) < high]
             if items:
-                rows.append([f"{low:g}-{high:g}", str(len(items)), _median(s.genuine for s in items),
-                             _median(s.rise for s in items), _p90(s.rise for s in items),
-                             _rate(sum(s.rank_1 for s in items), len(items)),
-                             _rate(sum(s.within(threshold) for s in items), len(items))])
+                rows.append(
+                    [
+                        f"{low:g}-{high:g}",
+                        str(len(items)),
+                        _median(s.genuine for s in items),
+                        _median(s.rise for s in items),
+                        _p90(s.rise for s in items),
+                        _rate(sum(s.rank_1 for s in items), len(items)),
+                        _rate(sum(s.within(threshold) for s in items), len(items)),
+                    ]
+                )
         print(f"### By {figure} ({'every degradation' if sources is None else ', '.join(sources) + ' copies'})\n")
-        _print_table([figure, "copies", "genuine (median)", "rise (median)", "rise (90th pct)", "rank 1",
-                      f"within {threshold}"], rows)
+        _print_table(
+            [figure, "copies", "genuine (median)", "rise (median)", "rise (90th pct)", "rank 1", f"within {threshold}"],
+            rows,
+        )
     print("### Candidate gates: flagged copies against the others\n")
     rows = []
     for figure, gates in CANDIDATE_GATES.items():
@@ -369,40 +406,74 @@ def print_pooled(scored: list[Scored], threshold: float) -> None:
             flagged = [s for s in pool if _flagged(s, figure, gate)]
             kept = [s for s in pool if not _flagged(s, figure, gate)]
             sign = ">" if figure == "asymmetry" else "<"
-            rows.append([f"{figure} {sign} {gate:g}", _rate(len(flagged), len(pool)), _median(s.rise for s in flagged),
-                         _rate(sum(s.rank_1 for s in flagged), len(flagged)),
-                         _rate(sum(s.within(threshold) for s in flagged), len(flagged)), _median(s.rise for s in kept),
-                         _rate(sum(s.rank_1 for s in kept), len(kept)),
-                         _rate(sum(s.within(threshold) for s in kept), len(kept))])
-    _print_table(["flag when", "flagged", "flagged: rise", "flagged: rank 1", f"flagged: within {threshold}",
-                  "others: rise", "others: rank 1", f"others: within {threshold}"], rows)
-    current = (f"box_px < {DEFAULT_MIN_FACE_PX}, sharpness < {DEFAULT_MIN_SHARPNESS:g}, "
-               f"asymmetry > {DEFAULT_MAX_ASYMMETRY:g}")
-    flagged = [s for s in pool if s.observation.box_px < DEFAULT_MIN_FACE_PX
-               or s.observation.sharpness < DEFAULT_MIN_SHARPNESS or s.observation.asymmetry > DEFAULT_MAX_ASYMMETRY]
+            rows.append(
+                [
+                    f"{figure} {sign} {gate:g}",
+                    _rate(len(flagged), len(pool)),
+                    _median(s.rise for s in flagged),
+                    _rate(sum(s.rank_1 for s in flagged), len(flagged)),
+                    _rate(sum(s.within(threshold) for s in flagged), len(flagged)),
+                    _median(s.rise for s in kept),
+                    _rate(sum(s.rank_1 for s in kept), len(kept)),
+                    _rate(sum(s.within(threshold) for s in kept), len(kept)),
+                ]
+            )
+    _print_table(
+        [
+            "flag when",
+            "flagged",
+            "flagged: rise",
+            "flagged: rank 1",
+            f"flagged: within {threshold}",
+            "others: rise",
+            "others: rank 1",
+            f"others: within {threshold}",
+        ],
+        rows,
+    )
+    current = (
+        f"box_px < {DEFAULT_MIN_FACE_PX}, sharpness < {DEFAULT_MIN_SHARPNESS:g}, asymmetry > {DEFAULT_MAX_ASYMMETRY:g}"
+    )
+    flagged = [
+        s
+        for s in pool
+        if s.observation.box_px < DEFAULT_MIN_FACE_PX
+        or s.observation.sharpness < DEFAULT_MIN_SHARPNESS
+        or s.observation.asymmetry > DEFAULT_MAX_ASYMMETRY
+    ]
     print(f"Gates in matching/quality.py now ({current}): flag {_rate(len(flagged), len(pool))} of the copies.\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = REPO.parent / "shared" / "testdata" / "faces" / "identities"
-    parser.add_argument("folder", nargs="?", type=Path, default=default,
-                        help="one sub-folder of photos per identity [default: the shared faces]")
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=default,
+        help="one sub-folder of photos per identity [default: the shared faces]",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes [default: 2]")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD,
-                        help=f"review threshold for 'within T' [default: {DEFAULT_REVIEW_THRESHOLD}]")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_REVIEW_THRESHOLD,
+        help=f"review threshold for 'within T' [default: {DEFAULT_REVIEW_THRESHOLD}]",
+    )
     args = parser.parse_args(argv)
     identities = photos_by_identity(args.folder)
     photos = [(name, path) for name, paths in identities.items() for path in paths]
     identity_of = [name for name, _ in photos]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        observations = [o for found in pool.map(measure_photo, list(enumerate(p for _, p in photos)))
-                        for o in found]
+        observations = [o for found in pool.map(measure_photo, list(enumerate(p for _, p in photos))) for o in found]
     scored = score(observations, identity_of)
     copies = sum(1 for o in observations if o.degradation != "clean")
-    print(f"# Quality gates: {len(photos)} photos of {len(identities)} identities from {args.folder}, "
-          f"{copies} degraded copies, {time.perf_counter() - started:.0f} s\n")
+    print(
+        f"# Quality gates: {len(photos)} photos of {len(identities)} identities from {args.folder}, "
+        f"{copies} degraded copies, {time.perf_counter() - started:.0f} s\n"
+    )
     print_clean(scored)
     print_levels(scored, args.threshold)
     print_pooled(scored, args.threshold)

@@ -35,8 +35,11 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def photos_by_identity(folder: Path) -> dict[str, list[Path]]:
-    return {person.name: sorted(p for p in person.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-            for person in sorted(folder.iterdir()) if person.is_dir()}
+    return {
+        person.name: sorted(p for p in person.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        for person in sorted(folder.iterdir())
+        if person.is_dir()
+    }
 
 
 def embedding(data: bytes, settings: Settings) -> np.ndarray | None:
@@ -58,8 +61,9 @@ def nearest(probe: int, vectors: list[np.ndarray], people: list[str]) -> tuple[f
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", type=Path,
-                        default=REPO.parent / "shared" / "testdata" / "faces" / "identities")
+    parser.add_argument(
+        "folder", nargs="?", type=Path, default=REPO.parent / "shared" / "testdata" / "faces" / "identities"
+    )
     args = parser.parse_args(argv)
     settings = Settings(environment="development", data_dir=Path("/tmp/reunite-bench-unused"))
     rows = []
@@ -79,9 +83,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for side, column in (("upload", 2), ("stored", 3)):
         vectors = [row[column] for row in rows]
         found = [nearest(i, vectors, people) for i in probes]
-        print(f"{side:>6}: genuine median {statistics.median(f[0] for f in found):.4f}"
-              f" max {max(f[0] for f in found):.4f}"
-              f" | impostor min {min(f[1] for f in found):.4f} | rank 1 {sum(f[2] for f in found)}/{len(found)}")
+        print(
+            f"{side:>6}: genuine median {statistics.median(f[0] for f in found):.4f}"
+            f" max {max(f[0] for f in found):.4f}"
+            f" | impostor min {min(f[1] for f in found):.4f} | rank 1 {sum(f[2] for f in found)}/{len(found)}"
+        )
 
 
 if __name__ == "__main__":

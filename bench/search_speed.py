@@ -84,6 +84,7 @@ class EmbeddingModel:
 
 # ----- fitting the synthetic distribution ----------------------------------------------------
 
+
 def real_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(embeddings, person labels) of the largest face of every photo under folder/<person>/."""
     if not folder.is_dir():
@@ -155,8 +156,7 @@ def impostor_spread(mean: np.ndarray, covariance: np.ndarray, seed: int) -> floa
     return float(distance_samples(model, np.random.default_rng(seed), 4000)[1].std())
 
 
-def weight_for_spread(mean: np.ndarray, covariance: np.ndarray, start: float,
-                      target_sd: float, seed: int) -> float:
+def weight_for_spread(mean: np.ndarray, covariance: np.ndarray, start: float, target_sd: float, seed: int) -> float:
     """Smallest shrinkage weight >= start giving impostor distances the target spread.
 
     More shrinkage spreads variance over more dimensions, which narrows the distribution of
@@ -174,8 +174,7 @@ def weight_for_spread(mean: np.ndarray, covariance: np.ndarray, start: float,
     return high
 
 
-def distance_samples(model: EmbeddingModel, rng: np.random.Generator, pairs: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def distance_samples(model: EmbeddingModel, rng: np.random.Generator, pairs: int) -> tuple[np.ndarray, np.ndarray]:
     """Distances between two photos of one identity, and between photos of two identities."""
     centres = model.centres(pairs, rng)
     same = np.linalg.norm(model.photos(centres, rng) - model.photos(centres, rng), axis=1)
@@ -184,8 +183,9 @@ def distance_samples(model: EmbeddingModel, rng: np.random.Generator, pairs: int
     return same, different
 
 
-def make_gallery(size: int, model: EmbeddingModel, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_gallery(
+    size: int, model: EmbeddingModel, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vectors (size, DIM) float32, identity of each vector, identity centres)."""
     low, high = PHOTOS_PER_IDENTITY
     counts = rng.integers(low, high + 1, size=size)  # more identities than needed; cut below
@@ -199,13 +199,15 @@ def make_gallery(size: int, model: EmbeddingModel, rng: np.random.Generator
     return vectors, identity, centres
 
 
-def make_queries(count: int, centres: np.ndarray, model: EmbeddingModel,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def make_queries(
+    count: int, centres: np.ndarray, model: EmbeddingModel, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     identity = rng.integers(0, len(centres), size=count)
     return model.photos(centres[identity], rng), identity
 
 
 # ----- measuring -----------------------------------------------------------------------------
+
 
 def rss_mb() -> float:
     """Resident memory after returning freed heap pages to the OS.
@@ -249,8 +251,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def recall_within(found: np.ndarray, truth: np.ndarray, truth_distances: np.ndarray) -> float:
     """Share of exact top-K neighbours within the review threshold that were found."""
-    wanted = [set(ids[d <= DEFAULT_REVIEW_THRESHOLD].tolist())
-              for ids, d in zip(truth, truth_distances)]
+    wanted = [set(ids[d <= DEFAULT_REVIEW_THRESHOLD].tolist()) for ids, d in zip(truth, truth_distances)]
     hits = sum(len(w & set(f)) for w, f in zip(wanted, found.tolist()))
     return hits / max(1, sum(len(w) for w in wanted))
 
@@ -273,8 +274,10 @@ def tune_ef_search(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -
         index.ef_search = ef
         timings = time_single_queries(index, queries)
         recall = recall_at_k(timings.found, truth)
-        print(f"    {'':37}{ef:4d}   {recall:.4f}   {np.percentile(timings.wall, 95):8.2f}"
-              f"   {np.percentile(timings.cpu, 95):9.2f}")
+        print(
+            f"    {'':37}{ef:4d}   {recall:.4f}   {np.percentile(timings.wall, 95):8.2f}"
+            f"   {np.percentile(timings.cpu, 95):9.2f}"
+        )
         if recall >= RECALL_TARGET:
             return ef
     return EF_CANDIDATES[-1]
@@ -292,8 +295,9 @@ class Row:
     settings: str = ""
 
 
-def bench_size(size: int, model: EmbeddingModel, args: argparse.Namespace,
-               rng: np.random.Generator, threads_once: bool) -> list[Row]:
+def bench_size(
+    size: int, model: EmbeddingModel, args: argparse.Namespace, rng: np.random.Generator, threads_once: bool
+) -> list[Row]:
     print(f"\n== {size:,} vectors")
     vectors, identity, centres = make_gallery(size, model, rng)
     queries, query_identity = make_queries(args.queries, centres, model, rng)
@@ -312,8 +316,15 @@ def bench_size(size: int, model: EmbeddingModel, args: argparse.Namespace,
     report_floor(vectors, queries[0], float(np.percentile(truth.wall, 50)))
     if threads_once:
         set_search_threads(2)
-        rows.append(Row(size, "exact (flat)", time_single_queries(exact, queries[:200]),
-                        exact_rss, settings="2 threads, 200 queries"))
+        rows.append(
+            Row(
+                size,
+                "exact (flat)",
+                time_single_queries(exact, queries[:200]),
+                exact_rss,
+                settings="2 threads, 200 queries",
+            )
+        )
         set_search_threads(1)
     tuning_truth = exact.search(tuning, K)[1]
     # `exact` stays alive while the others are built: its freed memory would mask their growth.
@@ -325,40 +336,63 @@ def bench_size(size: int, model: EmbeddingModel, args: argparse.Namespace,
     return rows
 
 
-def bench_hnsw(size: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray,
-               truth: Timings, tuning: np.ndarray, tuning_truth: np.ndarray,
-               args: argparse.Namespace) -> Row:
+def bench_hnsw(
+    size: int,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    truth: Timings,
+    tuning: np.ndarray,
+    tuning_truth: np.ndarray,
+    args: argparse.Namespace,
+) -> Row:
     before = rss_mb()
     set_search_threads(os.cpu_count() or 1)  # building parallelises well
     started = time.perf_counter()
-    approx = VectorIndex.rebuild((ids, vectors), kind="hnsw", hnsw_m=args.hnsw_m,
-                                 ef_construction=args.ef_construction)
+    approx = VectorIndex.rebuild((ids, vectors), kind="hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction)
     build_s = time.perf_counter() - started
     hnsw_rss = rss_mb() - before
-    print(f"  hnsw: built in {build_s:.1f} s (M={args.hnsw_m}, "
-          f"efConstruction={args.ef_construction}, {os.cpu_count()} threads)")
+    print(
+        f"  hnsw: built in {build_s:.1f} s (M={args.hnsw_m}, "
+        f"efConstruction={args.ef_construction}, {os.cpu_count()} threads)"
+    )
     set_search_threads(1)
     approx.ef_search = args.ef_search or tune_ef_search(approx, tuning, tuning_truth)
     timings = time_single_queries(approx, queries)
     settings = f"M={args.hnsw_m}, efC={args.ef_construction}, ef_search={approx.ef_search}"
-    return Row(size, "hnsw", timings, hnsw_rss, recall_at_k(timings.found, truth.found),
-               recall_within(timings.found, truth.found, truth.distances), build_s, settings)
+    return Row(
+        size,
+        "hnsw",
+        timings,
+        hnsw_rss,
+        recall_at_k(timings.found, truth.found),
+        recall_within(timings.found, truth.found, truth.distances),
+        build_s,
+        settings,
+    )
 
 
-def bench_pq_refine(size: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray,
-                    truth: Timings, args: argparse.Namespace) -> Row:
+def bench_pq_refine(
+    size: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, truth: Timings, args: argparse.Namespace
+) -> Row:
     before = rss_mb()
     set_search_threads(1)  # training runs on one thread anyway (see matching.index)
     started = time.perf_counter()
-    approx = VectorIndex.rebuild((ids, vectors), kind="pq-refine", pq_m=args.pq_m,
-                                 k_factor=args.k_factor)
+    approx = VectorIndex.rebuild((ids, vectors), kind="pq-refine", pq_m=args.pq_m, k_factor=args.k_factor)
     build_s = time.perf_counter() - started
     pq_rss = rss_mb() - before
     print(f"  pq-refine: trained and built in {build_s:.1f} s (pq_m={args.pq_m}, 1 thread)")
     timings = time_single_queries(approx, queries)
-    return Row(size, "pq-refine", timings, pq_rss, recall_at_k(timings.found, truth.found),
-               recall_within(timings.found, truth.found, truth.distances), build_s,
-               f"pq_m={args.pq_m} (4-bit fast scan), k_factor={args.k_factor}")
+    return Row(
+        size,
+        "pq-refine",
+        timings,
+        pq_rss,
+        recall_at_k(timings.found, truth.found),
+        recall_within(timings.found, truth.found, truth.distances),
+        build_s,
+        f"pq_m={args.pq_m} (4-bit fast scan), k_factor={args.k_factor}",
+    )
 
 
 def report_data_shape(vectors: np.ndarray, identity: np.ndarray) -> None:
@@ -367,21 +401,27 @@ def report_data_shape(vectors: np.ndarray, identity: np.ndarray) -> None:
     different = distances[identity[sample[:, 0]] != identity[sample[:, 1]]]
     pairs = np.flatnonzero(identity[1:] == identity[:-1])[:20000]  # neighbours in one identity
     same = np.linalg.norm(vectors[pairs] - vectors[pairs + 1], axis=1)
-    print(f"  data: {identity[-1] + 1:,} identities; mean norm "
-          f"{np.linalg.norm(vectors[:20000], axis=1).mean():.3f}; distance same identity "
-          f"{same.mean():.3f} (sd {same.std():.3f}), different {different.mean():.3f} "
-          f"(sd {different.std():.3f})")
+    print(
+        f"  data: {identity[-1] + 1:,} identities; mean norm "
+        f"{np.linalg.norm(vectors[:20000], axis=1).mean():.3f}; distance same identity "
+        f"{same.mean():.3f} (sd {same.std():.3f}), different {different.mean():.3f} "
+        f"(sd {different.std():.3f})"
+    )
 
 
 def report_floor(vectors: np.ndarray, query: np.ndarray, exact_p50: float) -> None:
     one, two = matvec_ms(vectors, query, 1), matvec_ms(vectors, query, 2)
-    print(f"  one pass over the matrix (X @ q, best of 7): {one:.2f} ms on 1 BLAS thread, "
-          f"{two:.2f} ms on 2; exact p50 / 1-thread pass = {exact_p50 / one:.2f}x (target <= 1.5x)")
+    print(
+        f"  one pass over the matrix (X @ q, best of 7): {one:.2f} ms on 1 BLAS thread, "
+        f"{two:.2f} ms on 2; exact p50 / 1-thread pass = {exact_p50 / one:.2f}x (target <= 1.5x)"
+    )
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n| vectors | index | p50 ms | p95 ms | CPU p50 ms | CPU p95 ms | RSS delta MB "
-          f"| recall@10 | recall <= {DEFAULT_REVIEW_THRESHOLD} | build s | settings |")
+    print(
+        f"\n| vectors | index | p50 ms | p95 ms | CPU p50 ms | CPU p95 ms | RSS delta MB "
+        f"| recall@10 | recall <= {DEFAULT_REVIEW_THRESHOLD} | build s | settings |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         wall50, wall95 = np.percentile(r.timings.wall, [50, 95])
@@ -389,8 +429,10 @@ def print_table(rows: list[Row]) -> None:
         recall = f"{r.recall:.4f}" if r.recall is not None else "exact"
         within = f"{r.recall_within:.4f}" if r.recall_within is not None else "exact"
         build = f"{r.build_s:.0f}" if r.build_s is not None else "-"
-        print(f"| {r.size:,} | {r.kind} | {wall50:.2f} | {wall95:.2f} | {cpu50:.2f} | "
-              f"{cpu95:.2f} | {r.rss_mb:.0f} | {recall} | {within} | {build} | {r.settings} |")
+        print(
+            f"| {r.size:,} | {r.kind} | {wall50:.2f} | {wall95:.2f} | {cpu50:.2f} | "
+            f"{cpu95:.2f} | {r.rss_mb:.0f} | {recall} | {within} | {build} | {r.settings} |"
+        )
 
 
 def fitted_model(args: argparse.Namespace) -> EmbeddingModel:
@@ -414,40 +456,54 @@ def fitted_model(args: argparse.Namespace) -> EmbeddingModel:
         genuine, impostor = pair_distances(embeddings, labels)
         impostor_sd = float(impostor.std())
         floor = ledoit_wolf_weight(embeddings)
-        print(f"real: {len(embeddings)} embeddings of {len(set(labels))} people; mean-vector "
-              f"norm {np.linalg.norm(mean):.3f}; mean norm "
-              f"{np.linalg.norm(embeddings, axis=1).mean():.3f}; distance same person "
-              f"{genuine.mean():.3f}, different {impostor.mean():.3f} (sd {impostor_sd:.3f})")
+        print(
+            f"real: {len(embeddings)} embeddings of {len(set(labels))} people; mean-vector "
+            f"norm {np.linalg.norm(mean):.3f}; mean norm "
+            f"{np.linalg.norm(embeddings, axis=1).mean():.3f}; distance same person "
+            f"{genuine.mean():.3f}, different {impostor.mean():.3f} (sd {impostor_sd:.3f})"
+        )
     weight = weight_for_spread(mean, covariance, floor, impostor_sd, args.seed)
     covariance = shrunk(covariance, weight)
     model = fit_model(mean, covariance, args.seed)
-    print(f"shrinkage weight {weight:.2f} (Ledoit-Wolf floor {floor:.2f}); effective dimension "
-          f"{effective_dimension(covariance):.1f} of {DIM}; variance scales: between "
-          f"{model.between:.4f}, within {model.within:.4f}")
+    print(
+        f"shrinkage weight {weight:.2f} (Ledoit-Wolf floor {floor:.2f}); effective dimension "
+        f"{effective_dimension(covariance):.1f} of {DIM}; variance scales: between "
+        f"{model.between:.4f}, within {model.within:.4f}"
+    )
     return model
 
 
 def describe_machine() -> None:
-    model_name = next((line.split(":", 1)[1].strip() for line in
-                       subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                       if line.startswith("Model name")), platform.processor())
+    model_name = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        platform.processor(),
+    )
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    print(f"cpu: {model_name}, {os.cpu_count()} cores; faiss {faiss.__version__}; "
-          f"numpy {np.__version__}; python {platform.python_version()}")
+    print(
+        f"cpu: {model_name}, {os.cpu_count()} cores; faiss {faiss.__version__}; "
+        f"numpy {np.__version__}; python {platform.python_version()}"
+    )
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100000,1000000",
-                        type=lambda text: [int(part) for part in text.split(",")])
+    parser.add_argument("--sizes", default="100000,1000000", type=lambda text: [int(part) for part in text.split(",")])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--tune-queries", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hnsw-m", type=int, default=48)
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--ef-search", type=int, default=0, help="skip tuning and use this")
-    parser.add_argument("--approx", default="hnsw,pq-refine", type=lambda text: text.split(","),
-                        help="approximate kinds to measure besides exact search")
+    parser.add_argument(
+        "--approx",
+        default="hnsw,pq-refine",
+        type=lambda text: text.split(","),
+        help="approximate kinds to measure besides exact search",
+    )
     parser.add_argument("--pq-m", type=int, default=64, help="pq-refine sub-quantizers")
     parser.add_argument("--k-factor", type=int, default=100, help="pq-refine short list / k")
     parser.add_argument("--faces", type=Path, default=FACES)

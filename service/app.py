@@ -58,8 +58,13 @@ def create_app(settings: Settings) -> FastAPI:
     # Swagger UI and ReDoc load their scripts from a CDN, unpinned, and need inline script, so they
     # are served only in development; /openapi.json stays everywhere for clients and tools.
     interactive_docs = settings.environment == "development"
-    app = FastAPI(title="Reunite", version="1", lifespan=lifespan, docs_url="/docs" if interactive_docs else None,
-                  redoc_url="/redoc" if interactive_docs else None)
+    app = FastAPI(
+        title="Reunite",
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs" if interactive_docs else None,
+        redoc_url="/redoc" if interactive_docs else None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
@@ -123,8 +128,9 @@ def _add_metrics(app: FastAPI) -> None:
         requests.labels(request.method, template, str(response.status_code)).inc()
         latency.labels(request.method, template).observe(elapsed)
         # Paths only, never bodies or query strings: they may carry case details.
-        log.info("request", method=request.method, route=template, status=response.status_code,
-                 ms=round(elapsed * 1000, 1))
+        log.info(
+            "request", method=request.method, route=template, status=response.status_code, ms=round(elapsed * 1000, 1)
+        )
         response.headers["X-Request-ID"] = request_id
         structlog.contextvars.clear_contextvars()
         return response
@@ -137,6 +143,7 @@ def _add_metrics(app: FastAPI) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     for refusal in REFUSALS:  # the one refusal handler, for the API and the pages (service.web.pages)
         app.add_exception_handler(refusal, refusal_handler)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []

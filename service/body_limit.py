@@ -27,8 +27,10 @@ class BodySizeLimit:
     def __init__(self, app: ASGIApp, *, max_upload_bytes: int):
         self.app = app
         self.limit = max_upload_bytes + FORM_OVERHEAD_BYTES
-        self.message = (f"The request is larger than the {self.limit / 1_048_576:.0f} MB accepted: photos up to "
-                        f"{max_upload_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.")
+        self.message = (
+            f"The request is larger than the {self.limit / 1_048_576:.0f} MB accepted: photos up to "
+            f"{max_upload_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy."
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +64,8 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await JSONResponse({"detail": self.message}, status_code=413, headers={"Connection": "close"})(
-            scope, receive, send)
+            scope, receive, send
+        )
 
 
 def _declared_length(scope: Scope) -> int:

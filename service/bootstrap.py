@@ -32,9 +32,15 @@ def create_first_admin(session: Session, *, email: str, issuer: str) -> NewOpera
         return None
     password = secrets.token_urlsafe(18)
     user = create_user(session, email=email, password=password, roles={Role.PLATFORM_ADMIN.value})
-    record_event(session, action=AuditAction.OPERATOR_CREATED, target_type="user", target_id=user.id,
-                 details={"role": Role.PLATFORM_ADMIN.value, "via": "first_start"})
+    record_event(
+        session,
+        action=AuditAction.OPERATOR_CREATED,
+        target_type="user",
+        target_id=user.id,
+        details={"role": Role.PLATFORM_ADMIN.value, "via": "first_start"},
+    )
     session.commit()
     assert user.totp_secret is not None  # create_user always enrols TOTP
-    return NewOperator(email=user.email, password=password, totp_uri=totp_uri(user.totp_secret, email=user.email,
-                                                                                 issuer=issuer))
+    return NewOperator(
+        email=user.email, password=password, totp_uri=totp_uri(user.totp_secret, email=user.email, issuer=issuer)
+    )

@@ -123,8 +123,10 @@ def check_organisation_active(organisation: Organisation | None) -> None:
     """Refuse (403) anyone whose organisation is not approved and in date."""
     standing = organisation_standing(organisation)
     if standing is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, ORGANISATION_STATUS_MESSAGES.get(
-            standing, "Your organisation cannot use Reunite at present."))
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite at present."),
+        )
 
 
 ORGANISATION_STATUS_MESSAGES = {

@@ -57,8 +57,9 @@ def _run_effects(session: Session) -> None:
         try:
             effect()
         except Exception as error:  # committed all the same; see the module docstring for the recovery
-            log.warning("after_commit_effect_failed", effect=_name(effect), ids=_ids(effect),
-                        error=type(error).__name__)
+            log.warning(
+                "after_commit_effect_failed", effect=_name(effect), ids=_ids(effect), error=type(error).__name__
+            )
 
 
 def _drop_effects(session: Session, transaction: SessionTransaction) -> None:

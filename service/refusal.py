@@ -22,8 +22,9 @@ class Refusal(Exception):
 
     status = 400
 
-    def __init__(self, status: int | None, message: str, *, rule: str | None = None,
-                 headers: Mapping[str, str] | None = None):
+    def __init__(
+        self, status: int | None, message: str, *, rule: str | None = None, headers: Mapping[str, str] | None = None
+    ):
         super().__init__(message)
         if status is not None:
             self.status = status

@@ -72,8 +72,11 @@ class Erasure:
     storage_keys: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"photos_erased": self.photos_erased, "embeddings_removed": self.embeddings_removed,
-                "candidates_redacted": self.candidates_redacted}
+        return {
+            "photos_erased": self.photos_erased,
+            "embeddings_removed": self.embeddings_removed,
+            "candidates_redacted": self.candidates_redacted,
+        }
 
 
 # --- erasure building blocks (not committed) ---------------------------------------------------
@@ -115,7 +118,8 @@ def erase_photos(session: Session, *, photos: Sequence[Photo], now: datetime, me
 def redact_candidates(session: Session, *, record_id: int) -> int:
     """Cut every candidate loose from the record: no record, no gallery face, no distance."""
     result = session.execute(
-        update(Candidate).where(Candidate.record_id == record_id)
+        update(Candidate)
+        .where(Candidate.record_id == record_id)
         .values(record_id=None, gallery_embedding_id=None, distance=None, status=CandidateStatus.REDACTED)
     )
     return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
@@ -189,9 +193,9 @@ def files_erased_on_failure(vault: PhotoVault) -> Iterator[PhotoVault]:
 def expire_consents(session: Session, *, vault: PhotoVault, now: datetime) -> list[int]:
     """Erase every record whose consent has expired (status `expired`); their ids."""
     due = session.scalars(
-        select(Record.id).join(Consent, Consent.record_id == Record.id)
-        .where(Record.status.in_(LIVE_RECORD_STATUSES), Consent.withdrawn_at.is_(None),
-               Consent.expires_at <= now)
+        select(Record.id)
+        .join(Consent, Consent.record_id == Record.id)
+        .where(Record.status.in_(LIVE_RECORD_STATUSES), Consent.withdrawn_at.is_(None), Consent.expires_at <= now)
         .order_by(Record.id)
     ).all()
     session.commit()  # end the read; each record gets its own short transaction below
@@ -202,8 +206,14 @@ def expire_consents(session: Session, *, vault: PhotoVault, now: datetime) -> li
             session.rollback()  # withdrawn or renewed meanwhile
             continue
         erasure = erase_record(session, record=record, now=now, status=RecordStatus.EXPIRED, message=EXPIRED_MESSAGE)
-        record_event(session, action=AuditAction.CONSENT_EXPIRED, organisation_id=record.organisation_id,
-                     target_type="record", target_id=record.id, details=erasure.counts())
+        record_event(
+            session,
+            action=AuditAction.CONSENT_EXPIRED,
+            organisation_id=record.organisation_id,
+            target_type="record",
+            target_id=record.id,
+            details=erasure.counts(),
+        )
         session.commit()
         erase_files(vault, erasure.storage_keys)
         expired.append(record_id)
@@ -230,8 +240,14 @@ def purge_cases(session: Session, *, vault: PhotoVault, now: datetime) -> list[i
         erasure = erase_photos(session, photos=photos, now=now, message=PURGED_MESSAGE)
         case.purged_at = now
         counts = {"photos_erased": erasure.photos_erased, "embeddings_removed": erasure.embeddings_removed}
-        record_event(session, action=AuditAction.CASE_PURGED, organisation_id=case.organisation_id,
-                     target_type="case", target_id=case.id, details=counts)
+        record_event(
+            session,
+            action=AuditAction.CASE_PURGED,
+            organisation_id=case.organisation_id,
+            target_type="case",
+            target_id=case.id,
+            details=counts,
+        )
         session.commit()
         erase_files(vault, erasure.storage_keys)
         purged.append(case_id)

@@ -152,16 +152,23 @@ class Settings(BaseSettings):
         return self.broker_url or "filesystem://"
 
     def quality_gates(self) -> QualityGates:
-        return QualityGates(min_face_px=self.quality_min_face_px, min_sharpness=self.quality_min_sharpness,
-                            max_asymmetry=self.quality_max_asymmetry)
+        return QualityGates(
+            min_face_px=self.quality_min_face_px,
+            min_sharpness=self.quality_min_sharpness,
+            max_asymmetry=self.quality_max_asymmetry,
+        )
 
     def face_settings(self) -> FaceSettings:
         """The one place the service's face settings are made from these settings."""
         # Imported here: matching.faces loads dlib, which most users of Settings never need.
         from matching.faces import FaceSettings
 
-        return FaceSettings(max_faces=self.max_faces_per_photo, min_face_px=self.quality_min_face_px,
-                            min_sharpness=self.quality_min_sharpness, max_asymmetry=self.quality_max_asymmetry)
+        return FaceSettings(
+            max_faces=self.max_faces_per_photo,
+            min_face_px=self.quality_min_face_px,
+            min_sharpness=self.quality_min_sharpness,
+            max_asymmetry=self.quality_max_asymmetry,
+        )
 
     def signing_secret(self) -> str:
         """The JWT secret; in development a random one is created once in data_dir."""
@@ -170,7 +177,8 @@ class Settings(BaseSettings):
     def photo_master_key(self) -> bytes:
         """The photo master key; in development a random one is created once in data_dir."""
         encoded = self.master_key.get_secret_value() or self._generated(
-            "master-key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+            "master-key", lambda: base64.b64encode(secrets.token_bytes(32)).decode()
+        )
         return _decode_key(encoded)
 
     def _generated(self, name: str, make) -> str:

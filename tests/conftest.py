@@ -19,8 +19,9 @@ def quick_hashing(monkeypatch):
     from tests.support.service import PASSWORD, password_hash
 
     real = auth_service.hash_password
-    monkeypatch.setattr(auth_service, "hash_password",
-                        lambda password: password_hash() if password == PASSWORD else real(password))
+    monkeypatch.setattr(
+        auth_service, "hash_password", lambda password: password_hash() if password == PASSWORD else real(password)
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -72,8 +73,11 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backends", default=",".join(BACKENDS),
-                     help="database backends for service tests (comma-separated: sqlite,postgresql)")
+    parser.addoption(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="database backends for service tests (comma-separated: sqlite,postgresql)",
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -125,9 +129,14 @@ def database_url(backend, migrated_template, tmp_path, request):
 
 @pytest.fixture
 def settings(database_url, tmp_path) -> Settings:
-    return Settings(environment="test", secret_key="t" * 48, database_url=database_url,
-                    master_key=base64.b64encode(os.urandom(32)).decode(),
-                    data_dir=tmp_path / "data", audit_key_path=tmp_path / "audit-key.pem")
+    return Settings(
+        environment="test",
+        secret_key="t" * 48,
+        database_url=database_url,
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+        data_dir=tmp_path / "data",
+        audit_key_path=tmp_path / "audit-key.pem",
+    )
 
 
 @pytest.fixture

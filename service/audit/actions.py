@@ -93,5 +93,7 @@ def known_action(code: str) -> AuditAction:
     try:
         return AuditAction(code)
     except ValueError:
-        raise ValueError(f"{code!r} is not an audit action code; the codes are listed in the audit "
-                         "page's Action menu, such as review_recorded or calibration.created.") from None
+        raise ValueError(
+            f"{code!r} is not an audit action code; the codes are listed in the audit "
+            "page's Action menu, such as review_recorded or calibration.created."
+        ) from None

@@ -39,8 +39,17 @@ def checkpoint_message(seq: int, head_hash: str) -> bytes:
 
 # What an export header's signature covers: the exact range of events in the bundle and the
 # hashes at both of its ends, so no event can be cut from either end nor the header edited.
-SIGNED_HEADER_FIELDS = ("format", "exported_at", "key_id", "filters", "first_seq", "last_seq", "event_count",
-                        "base_hash", "head_hash")
+SIGNED_HEADER_FIELDS = (
+    "format",
+    "exported_at",
+    "key_id",
+    "filters",
+    "first_seq",
+    "last_seq",
+    "event_count",
+    "base_hash",
+    "head_hash",
+)
 
 
 def header_message(header: dict[str, Any]) -> bytes:

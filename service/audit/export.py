@@ -54,8 +54,18 @@ from service.audit.verify import BUNDLE_FORMAT
 from service.auth.models import User
 from service.refusal import Refused
 
-CSV_COLUMNS = ("seq", "at", "actor_id", "organisation_id", "action", "target_type", "target_id", "details",
-               "prev_hash", "hash")
+CSV_COLUMNS = (
+    "seq",
+    "at",
+    "actor_id",
+    "organisation_id",
+    "action",
+    "target_type",
+    "target_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
 # Cells a spreadsheet would run as a formula (CSV injection); such text gets a leading quote.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -91,15 +101,26 @@ def start_export(
 ) -> Export:
     """Record the export, sign the new head, commit; return what to stream."""
     check_bundle_filters(export_format, filters)
-    event = record_event(session, action=AuditAction.AUDIT_EXPORTED, actor_id=user.id,
-                         organisation_id=user.organisation_id,
-                         details={"format": export_format.value, "filters": filters.used()})
+    event = record_event(
+        session,
+        action=AuditAction.AUDIT_EXPORTED,
+        actor_id=user.id,
+        organisation_id=user.organisation_id,
+        details={"format": export_format.value, "filters": filters.used()},
+    )
     checkpoint_head(session, signer=signer, head=event)
     first_seq = first_seq_since(session, filters.since) if export_format is ExportFormat.JSONL else 1
     base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == first_seq))
     session.commit()
-    return Export(format=export_format, filters=filters, first_seq=first_seq, last_seq=event.seq,
-                  exported_at=event.at, base_hash=base_hash, head_hash=event.hash)
+    return Export(
+        format=export_format,
+        filters=filters,
+        first_seq=first_seq,
+        last_seq=event.seq,
+        exported_at=event.at,
+        base_hash=base_hash,
+        head_hash=event.hash,
+    )
 
 
 def check_bundle_filters(export_format: ExportFormat, filters: EventFilters) -> None:
@@ -125,11 +146,11 @@ def checkpoint_head(session: Session, *, signer: AuditSigner, head: AuditEvent) 
 def bundle_lines(factory: sessionmaker[Session], *, export: Export, signer: AuditSigner) -> Iterator[bytes]:
     """The JSON-lines bundle, one batch of lines per chunk."""
     yield _line(bundle_header(export, signer))
-    for events in event_batches(factory, filters=EventFilters(), first_seq=export.first_seq,
-                                last_seq=export.last_seq):
+    for events in event_batches(factory, filters=EventFilters(), first_seq=export.first_seq, last_seq=export.last_seq):
         yield b"".join(_line(event_line(event)) for event in events)
-    for checkpoints in checkpoint_batches(factory, key_id=signer.key_id, first_seq=export.first_seq,
-                                          last_seq=export.last_seq):
+    for checkpoints in checkpoint_batches(
+        factory, key_id=signer.key_id, first_seq=export.first_seq, last_seq=export.last_seq
+    ):
         yield b"".join(_line(checkpoint_line(checkpoint)) for checkpoint in checkpoints)
 
 
@@ -176,8 +197,7 @@ def csv_lines(factory: sessionmaker[Session], *, export: Export) -> Iterator[byt
 
 def csv_row(event: AuditEvent) -> list:
     fields = event_fields(event)
-    values = {**fields, "details": canonical_json(fields["details"]), "prev_hash": event.prev_hash,
-              "hash": event.hash}
+    values = {**fields, "details": canonical_json(fields["details"]), "prev_hash": event.prev_hash, "hash": event.hash}
     return [_spreadsheet_safe(values[column]) for column in CSV_COLUMNS]
 
 

@@ -84,9 +84,16 @@ def export(
 
 def _event_out(event: AuditEvent) -> AuditEventOut:
     return AuditEventOut(
-        seq=event.seq, at=event.at, actor_id=event.actor_id, organisation_id=event.organisation_id,
-        action=event.action, target_type=event.target_type, target_id=event.target_id,
-        details=json.loads(event.details), prev_hash=event.prev_hash, hash=event.hash,
+        seq=event.seq,
+        at=event.at,
+        actor_id=event.actor_id,
+        organisation_id=event.organisation_id,
+        action=event.action,
+        target_type=event.target_type,
+        target_id=event.target_id,
+        details=json.loads(event.details),
+        prev_hash=event.prev_hash,
+        hash=event.hash,
     )
 
 

@@ -40,7 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from service.audit.chain import (
-    GENESIS_HASH, HASHED_FIELDS, SIGNED_HEADER_FIELDS, checkpoint_message, event_hash, header_message,
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    SIGNED_HEADER_FIELDS,
+    checkpoint_message,
+    event_hash,
+    header_message,
 )
 from service.audit.signing import KeyFileError, key_id_of, load_public_key, signature_valid
 
@@ -127,8 +132,9 @@ def verify_bundle(
     if header is None or header.get("type") != "header":
         raise UnreadableBundle(f"the first line is not a {BUNDLE_FORMAT} header")
     if header.get("format") in OLD_FORMATS:
-        raise UnreadableBundle(f"{header['format']} bundles have an unsigned header and cannot be trusted; "
-                               "export the trail again")
+        raise UnreadableBundle(
+            f"{header['format']} bundles have an unsigned header and cannot be trusted; export the trail again"
+        )
     if header.get("format") != BUNDLE_FORMAT:
         raise UnreadableBundle(f"the first line is not a {BUNDLE_FORMAT} header")
     report = Report()
@@ -175,8 +181,7 @@ def normalise_fingerprint(text: str) -> str:
     return value
 
 
-def _choose_key(header: dict[str, Any], trusted_key_pem: str | None, trusted_fingerprint: str | None,
-                report: Report):
+def _choose_key(header: dict[str, Any], trusted_key_pem: str | None, trusted_fingerprint: str | None, report: Report):
     """The trusted key: the one given, or the bundle's if it has the pinned fingerprint."""
     try:
         bundled = load_public_key(header.get("public_key_pem") or "")
@@ -198,8 +203,13 @@ def _choose_key(header: dict[str, Any], trusted_key_pem: str | None, trusted_fin
         raise UnreadableBundle("the trusted public key does not have the fingerprint given")
     report.key_id = expected
     if bundled is None or key_id_of(bundled) != expected:
-        report.problems.append(Problem(None, f"the bundle was signed with another key than the trusted one "
-                                             f"({expected[:16]}…): it was re-signed or comes from another service"))
+        report.problems.append(
+            Problem(
+                None,
+                f"the bundle was signed with another key than the trusted one "
+                f"({expected[:16]}…): it was re-signed or comes from another service",
+            )
+        )
     elif header.get("key_id") != expected:
         report.problems.append(Problem(None, "the header's key_id does not match its public key"))
     return key
@@ -209,12 +219,18 @@ def _check_header_signature(header: dict[str, Any], public_key, report: Report) 
     """Whether the export header is signed by the trusted key (its range, end hashes and time)."""
     missing = [name for name in SIGNED_HEADER_FIELDS if name not in header]
     if missing or not isinstance(header.get("signature"), str):
-        report.problems.append(Problem(None, f"the export header is not signed or lacks "
-                                             f"{', '.join(missing) or 'its signature'}"))
+        report.problems.append(
+            Problem(None, f"the export header is not signed or lacks {', '.join(missing) or 'its signature'}")
+        )
         return False
     if not signature_valid(public_key, header_message(header), header["signature"]):
-        report.problems.append(Problem(None, "the export header's signature does not verify: the header "
-                                             "(its range, end hashes or time) was edited or signed by another key"))
+        report.problems.append(
+            Problem(
+                None,
+                "the export header's signature does not verify: the header "
+                "(its range, end hashes or time) was edited or signed by another key",
+            )
+        )
         return False
     return True
 
@@ -243,7 +259,7 @@ class _ChainWalk:
     def hash_at(self, seq: int) -> str | None:
         position = seq - (self.report.first_seq or 0)
         if 0 <= position < len(self.seqs) and self.seqs[position] == seq:
-            return self.hashes[position * 32:(position + 1) * 32].hex()
+            return self.hashes[position * 32 : (position + 1) * 32].hex()
         return None
 
     def _check_position(self, event: dict[str, Any]) -> None:
@@ -251,21 +267,28 @@ class _ChainWalk:
         if self.previous is None:
             self._check_start(event)
         elif seq != expected:
-            self._problem(expected, f"expected seq {expected} here but found seq {seq}: "
-                          "events were removed, reordered or inserted")
+            self._problem(
+                expected,
+                f"expected seq {expected} here but found seq {seq}: events were removed, reordered or inserted",
+            )
         elif event["prev_hash"] != self.previous["hash"]:
             self._problem(seq, f"prev_hash is not the hash of seq {seq - 1}: an event was replaced or inserted")
 
     def _check_start(self, event: dict[str, Any]) -> None:
         seq = event["seq"]
         if self.declared_first is not None and seq != self.declared_first:
-            self._problem(self.declared_first, f"the header says the bundle starts at seq "
-                          f"{self.declared_first}, but its first event is seq {seq}")
+            self._problem(
+                self.declared_first,
+                f"the header says the bundle starts at seq {self.declared_first}, but its first event is seq {seq}",
+            )
         if seq == 1 and event["prev_hash"] != GENESIS_HASH:
             self._problem(1, "the first event of the trail does not start from the genesis hash")
         elif event["prev_hash"] != self.base_hash:
-            self._problem(seq, "the first event does not chain from the base hash the header signs: "
-                          "events before it were cut or it was replaced")
+            self._problem(
+                seq,
+                "the first event does not chain from the base hash the header signs: "
+                "events before it were cut or it was replaced",
+            )
 
     def _keep(self, event: dict[str, Any]) -> None:
         report = self.report
@@ -302,8 +325,11 @@ def _check_checkpoint(record: dict[str, Any], public_key, chain: _ChainWalk, rep
         report.problems.append(Problem(seq, "checkpoint before the bundle's first event"))
         return None
     if chain.hash_at(seq) != record["head_hash"]:
-        report.problems.append(Problem(seq, f"the signed head is not the hash of seq {seq}: "
-                                            "events up to it were changed, removed or inserted"))
+        report.problems.append(
+            Problem(
+                seq, f"the signed head is not the hash of seq {seq}: events up to it were changed, removed or inserted"
+            )
+        )
         return None
     return seq
 
@@ -314,24 +340,40 @@ def _check_ends(header: dict[str, Any], covered: list[int], chain: _ChainWalk, r
     signed_end = max(covered, default=0)
     header_end = header["last_seq"] if _is_seq(header.get("last_seq")) else 0
     if max(signed_end, header_end) > last:
-        source = f"a signed checkpoint covers seq {signed_end}" if signed_end > last else \
-            f"its signed header says it ends at seq {header_end}"
-        report.problems.append(Problem(last + 1, f"missing: the bundle stops at seq {last}, but {source}: "
-                                                  "the tail was cut off"))
+        source = (
+            f"a signed checkpoint covers seq {signed_end}"
+            if signed_end > last
+            else f"its signed header says it ends at seq {header_end}"
+        )
+        report.problems.append(
+            Problem(last + 1, f"missing: the bundle stops at seq {last}, but {source}: the tail was cut off")
+        )
     elif header_end != last or chain.hash_at(last) != header.get("head_hash"):
-        report.problems.append(Problem(last, f"the last event (seq {last}) is not the head the export header "
-                                             "signs: the tail was cut off or changed"))
+        report.problems.append(
+            Problem(
+                last,
+                f"the last event (seq {last}) is not the head the export header signs: the tail was cut off or changed",
+            )
+        )
     elif header.get("event_count") != report.events:
-        report.problems.append(Problem(None, f"the bundle holds {report.events} events but its signed header "
-                                             f"says {header.get('event_count')}"))
+        report.problems.append(
+            Problem(
+                None, f"the bundle holds {report.events} events but its signed header says {header.get('event_count')}"
+            )
+        )
 
 
 def _coverage(header: dict[str, Any], covered: list[int], report: Report) -> Coverage:
     last_checkpoint = max(covered, default=None)
     after = (last_checkpoint or report.first_seq - 1) + 1
-    return Coverage(first_seq=report.first_seq, last_seq=report.last_seq, exported_at=header["exported_at"],
-                    base_hash=header["base_hash"], last_checkpoint=last_checkpoint,
-                    header_only=(after, report.last_seq) if after <= report.last_seq else None)
+    return Coverage(
+        first_seq=report.first_seq,
+        last_seq=report.last_seq,
+        exported_at=header["exported_at"],
+        base_hash=header["base_hash"],
+        last_checkpoint=last_checkpoint,
+        header_only=(after, report.last_seq) if after <= report.last_seq else None,
+    )
 
 
 def coverage_rows(report: Report) -> list[tuple[str, str]]:
@@ -339,17 +381,25 @@ def coverage_rows(report: Report) -> list[tuple[str, str]]:
     coverage = report.coverage
     rows = [
         ("trusted key", f"{report.key_id} (checked against the {report.trusted_by} given)"),
-        ("export header signs", f"seq {coverage.first_seq} to {coverage.last_seq} ({report.events} events), "
-                                f"the hashes at both ends, exported at {coverage.exported_at}"),
-        ("chain", "from the first event of the trail (genesis)" if coverage.from_genesis else
-         f"from seq {coverage.first_seq}, chained to base hash {coverage.base_hash}: "
-         "earlier events are not in this bundle and are not proven"),
+        (
+            "export header signs",
+            f"seq {coverage.first_seq} to {coverage.last_seq} ({report.events} events), "
+            f"the hashes at both ends, exported at {coverage.exported_at}",
+        ),
+        (
+            "chain",
+            "from the first event of the trail (genesis)"
+            if coverage.from_genesis
+            else f"from seq {coverage.first_seq}, chained to base hash {coverage.base_hash}: "
+            "earlier events are not in this bundle and are not proven",
+        ),
         ("checkpoints", f"the last at seq {coverage.last_checkpoint}" if coverage.last_checkpoint else "none"),
     ]
     if coverage.header_only:
         first, last = coverage.header_only
-        rows.append(("after the last checkpoint", f"seq {first} to {last}: covered only by the export header's "
-                                                 "signature"))
+        rows.append(
+            ("after the last checkpoint", f"seq {first} to {last}: covered only by the export header's signature")
+        )
     else:
         rows.append(("after the last checkpoint", "no events: every event is also under a checkpoint"))
     rows.append(("not covered", "anything recorded after the export time: compare with a newer export"))

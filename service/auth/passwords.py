@@ -39,8 +39,11 @@ def password_problem(password: str, user_inputs: list[str]) -> str | None:
         return None
     feedback = result["feedback"]
     advice = " ".join(filter(None, [feedback.get("warning"), *feedback.get("suggestions", [])]))
-    return " ".join(filter(None, ["This password is too easy to guess.", advice or
-                                  "Use a longer password of several uncommon words."]))
+    return " ".join(
+        filter(
+            None, ["This password is too easy to guess.", advice or "Use a longer password of several uncommon words."]
+        )
+    )
 
 
 def check_password(password: str, user_inputs: list[str]) -> None:

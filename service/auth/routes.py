@@ -16,17 +16,20 @@ from vetting.permissions import Action
 
 router = APIRouter(tags=["auth"])
 # How sign-in and refresh refuse (service.refusal.Refusal), documented for the OpenAPI schema.
-SIGN_IN_REFUSALS = {401: {"description": "Wrong or missing credentials, code or refresh token"},
-                    403: {"description": "The account's email domain is refused, its organisation cannot use "
-                                          "the service now, or its second factor must be set up first"},
-                    429: {"description": "Too many failed sign-ins or applications"}}
+SIGN_IN_REFUSALS = {
+    401: {"description": "Wrong or missing credentials, code or refresh token"},
+    403: {
+        "description": "The account's email domain is refused, its organisation cannot use "
+        "the service now, or its second factor must be set up first"
+    },
+    429: {"description": "Too many failed sign-ins or applications"},
+}
 
 
 def client_address(request: Request) -> str:
     """The client's address: the peer's, or what trusted proxies (REUNITE_TRUSTED_PROXIES) forwarded."""
     peer = request.client.host if request.client else "unknown"
-    return forwarded_client(peer, request.headers.get("x-forwarded-for"),
-                            request.app.state.settings.trusted_proxies)
+    return forwarded_client(peer, request.headers.get("x-forwarded-for"), request.app.state.settings.trusted_proxies)
 
 
 def forwarded_client(peer: str, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str:
@@ -65,8 +68,9 @@ def token(
     password: Annotated[str, Form(max_length=1024)],
     otp: Annotated[str | None, Form(max_length=10)] = None,
 ) -> TokenResponse:
-    pair = service.sign_in(session, settings=settings, email=username, password=password, otp=otp,
-                           address=client_address(request))
+    pair = service.sign_in(
+        session, settings=settings, email=username, password=password, otp=otp, address=client_address(request)
+    )
     return TokenResponse(**asdict(pair))
 
 
@@ -79,8 +83,9 @@ def enrol_totp(
     password: Annotated[str, Form(max_length=1024)],
 ) -> TotpEnrolment:
     """Set up the second factor of an account whose role needs one and that has none yet (shown once)."""
-    enrolment = service.enrol_totp(session, settings=settings, email=username, password=password,
-                                   address=client_address(request))
+    enrolment = service.enrol_totp(
+        session, settings=settings, email=username, password=password, address=client_address(request)
+    )
     return TotpEnrolment(secret=enrolment.secret, otpauth_uri=enrolment.uri)
 
 
@@ -97,5 +102,10 @@ def logout(user: CurrentUser, session: DbSession) -> None:
 
 @router.get("/me", response_model=Me, **permission(Action.READ_SELF))
 def me(user: CurrentUser) -> Me:
-    return Me(id=user.id, email=user.email, roles=sorted(user.roles), organisation_id=user.organisation_id,
-              totp_enabled=user.totp_secret is not None)
+    return Me(
+        id=user.id,
+        email=user.email,
+        roles=sorted(user.roles),
+        organisation_id=user.organisation_id,
+        totp_enabled=user.totp_secret is not None,
+    )

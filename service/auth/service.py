@@ -22,7 +22,12 @@ from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
 from service.auth.passwords import (
-    check_password, hash_password, new_totp_secret, totp_step, totp_uri, verify_password,
+    check_password,
+    hash_password,
+    new_totp_secret,
+    totp_step,
+    totp_uri,
+    verify_password,
 )
 from service.auth.tokens import issue_access_token
 from service.db import utcnow
@@ -52,17 +57,21 @@ class EnrolmentRequired(Refusal):
     """The password was right, and the account must set up its authenticator app before signing in."""
 
     def __init__(self) -> None:
-        super().__init__(403, "Your role needs a code from an authenticator app, which this account has not set "
-                              "up yet. Set it up now: POST your email and password to /api/v1/auth/totp/enrol "
-                              "(or sign in on the web page), add the key to your app, then sign in with a code.")
+        super().__init__(
+            403,
+            "Your role needs a code from an authenticator app, which this account has not set "
+            "up yet. Set it up now: POST your email and password to /api/v1/auth/totp/enrol "
+            "(or sign in on the web page), add the key to your app, then sign in with a code.",
+        )
 
 
 class OrganisationRefused(Refusal):
     """Right credentials, but the user's organisation cannot work now: no tokens (the page says why)."""
 
     def __init__(self, standing: str, organisation: Organisation | None):
-        super().__init__(403, ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite "
-                                                                         "at present."))
+        super().__init__(
+            403, ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite at present.")
+        )
         self.standing = standing
         self.organisation = organisation
 
@@ -130,7 +139,13 @@ def password_words(email: str, organisation_name: str | None) -> list[str]:
 
 
 def sign_in(
-    session: Session, *, settings: Settings, email: str, password: str, otp: str | None, address: str,
+    session: Session,
+    *,
+    settings: Settings,
+    email: str,
+    password: str,
+    otp: str | None,
+    address: str,
     now: datetime | None = None,
 ) -> TokenPair:
     """Check rate limits, password, second factor, denylist and standing; issue a token pair."""
@@ -141,8 +156,13 @@ def sign_in(
     session.add(LoginAttempt(email=email, address=address, succeeded=refusal is None, at=now))
     if refusal is not None:
         reason, error = refusal
-        record_event(session, action=AuditAction.LOGIN_FAILED, actor_id=user.id if user else None,
-                     organisation_id=user.organisation_id if user else None, details={"reason": reason})
+        record_event(
+            session,
+            action=AuditAction.LOGIN_FAILED,
+            actor_id=user.id if user else None,
+            organisation_id=user.organisation_id if user else None,
+            details={"reason": reason},
+        )
         session.commit()
         raise error
     record_event(session, action=AuditAction.LOGIN, actor_id=user.id, organisation_id=user.organisation_id)
@@ -162,8 +182,13 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
         # One of two holders of the family is a thief, and the access token issued with the newest
         # refresh token may be theirs: every access token of the user stops working now, not on expiry.
         end_sessions(session, user=user)
-        record_event(session, action=AuditAction.REFRESH_TOKEN_REUSED, actor_id=user.id,
-                     organisation_id=user.organisation_id, details={"family": stored.family_id})
+        record_event(
+            session,
+            action=AuditAction.REFRESH_TOKEN_REUSED,
+            actor_id=user.id,
+            organisation_id=user.organisation_id,
+            details={"family": stored.family_id},
+        )
         session.commit()
         raise Refusal(401, "This sign-in was ended for safety. Please sign in again.")
     if user is None or user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
@@ -181,7 +206,8 @@ def end_sessions(session: Session, *, user: User) -> None:
     """Every access token issued so far and every refresh token of the user stop working."""
     user.token_version += 1
     session.execute(
-        update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
 
@@ -193,8 +219,9 @@ def sign_out(session: Session, *, user: User) -> None:
     session.commit()
 
 
-def enrol_totp(session: Session, *, settings: Settings, email: str, password: str, address: str,
-               now: datetime | None = None) -> Enrolment:
+def enrol_totp(
+    session: Session, *, settings: Settings, email: str, password: str, address: str, now: datetime | None = None
+) -> Enrolment:
     """Give an account whose role needs a second factor, and that has none, its authenticator key.
 
     The password is checked as at sign-in (rate limits, failures counted), and any other case
@@ -205,14 +232,26 @@ def enrol_totp(session: Session, *, settings: Settings, email: str, password: st
     check_rate_limits(session, settings=settings, email=email, address=address, now=now)
     user = session.scalars(select(User).where(User.email == email)).first()
     secret = new_totp_secret()
-    enrolled = (verify_password(password, user.password_hash if user else None) and user.status == "active"
-                and needs_totp_enrolment(user) and session.execute(
-                    update(User).where(User.id == user.id, User.totp_secret.is_(None)).values(totp_secret=secret)
-                    .execution_options(synchronize_session=False)).rowcount == 1)
+    enrolled = (
+        verify_password(password, user.password_hash if user else None)
+        and user.status == "active"
+        and needs_totp_enrolment(user)
+        and session.execute(
+            update(User)
+            .where(User.id == user.id, User.totp_secret.is_(None))
+            .values(totp_secret=secret)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
     if not enrolled:
         session.add(LoginAttempt(email=email, address=address, succeeded=False, at=now))
-        record_event(session, action=AuditAction.TOTP_ENROL_FAILED, actor_id=user.id if user else None,
-                     organisation_id=user.organisation_id if user else None)
+        record_event(
+            session,
+            action=AuditAction.TOTP_ENROL_FAILED,
+            actor_id=user.id if user else None,
+            organisation_id=user.organisation_id if user else None,
+        )
         session.commit()
         raise Refusal(401, BAD_CREDENTIALS)
     record_event(session, action=AuditAction.TOTP_ENROLLED, actor_id=user.id, organisation_id=user.organisation_id)
@@ -244,8 +283,10 @@ def _refusal_for(session: Session, user: User | None, *, password: str, otp: str
         if not _use_totp_step(session, user, step):
             return ("otp_reused", bad)
     if check_email(user.email, current_denylist(session)) is not None:
-        return ("denylisted_domain", Refusal(403, "This account's email domain belongs to a law-enforcement "
-                                                      "body; Reunite does not serve them."))
+        return (
+            "denylisted_domain",
+            Refusal(403, "This account's email domain belongs to a law-enforcement body; Reunite does not serve them."),
+        )
     if standing_refusal := _standing_refusal(session, user):
         return ("organisation_unavailable", standing_refusal)
     return None
@@ -263,8 +304,11 @@ def _standing_refusal(session: Session, user: User) -> OrganisationRefused | Non
 def _use_totp_step(session: Session, user: User, step: int) -> bool:
     """Record the code's step as used, unless it or a later one was: of two uses at once, one wins."""
     claimed = session.execute(
-        update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step).execution_options(synchronize_session=False))
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
     return claimed.rowcount == 1
 
 
@@ -273,16 +317,19 @@ def check_rate_limits(session: Session, *, settings: Settings, email: str, addre
     still inside its back-off: the delay doubles with each failure since its last success."""
     failures = select(LoginAttempt.at).where(LoginAttempt.succeeded.is_(False))
     since = now - timedelta(minutes=settings.login_window_minutes)
-    by_address = session.scalars(failures.where(LoginAttempt.address == address, LoginAttempt.at >= since)
-                                 .order_by(LoginAttempt.at)).all()
+    by_address = session.scalars(
+        failures.where(LoginAttempt.address == address, LoginAttempt.at >= since).order_by(LoginAttempt.at)
+    ).all()
     if len(by_address) >= settings.login_failures_per_address:
         wait = by_address[len(by_address) - settings.login_failures_per_address] - since
         raise _too_many("Too many failed sign-ins from your network.", wait)
-    last_success = session.scalar(select(func.max(LoginAttempt.at)).where(
-        LoginAttempt.email == email, LoginAttempt.succeeded.is_(True)))
+    last_success = session.scalar(
+        select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email, LoginAttempt.succeeded.is_(True))
+    )
     counted_from = max(filter(None, [last_success, now - BACKOFF_MEMORY]))
-    by_account = session.scalars(failures.where(LoginAttempt.email == email, LoginAttempt.at > counted_from)
-                                 .order_by(LoginAttempt.at)).all()
+    by_account = session.scalars(
+        failures.where(LoginAttempt.email == email, LoginAttempt.at > counted_from).order_by(LoginAttempt.at)
+    ).all()
     if wait := account_backoff(len(by_account), settings=settings):
         remaining = by_account[-1] + wait - now
         if remaining > timedelta(0):
@@ -312,10 +359,14 @@ def _issue_pair(session: Session, *, settings: Settings, user: User, family_id: 
         lifetime=timedelta(minutes=settings.access_token_minutes),
     )
     refresh = secrets.token_urlsafe(32)
-    session.add(RefreshToken(
-        user_id=user.id, family_id=family_id, token_hash=_digest(refresh),
-        expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
-    ))
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=_digest(refresh),
+            expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
+        )
+    )
     return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
 
 

@@ -35,16 +35,18 @@ def model_card(session: Session, *, model_id: str, model_version: str) -> dict[s
         "model": {**_registry_facts(model_id), "id": model_id, "version": model_version},
         "models": _registry(),
         "review_threshold": policy.threshold,
-        "distance_bands": calibration.bands if calibration else [
-            {"band": band, "upper": upper, "reliable": False} for band, upper in policy.bands],
+        "distance_bands": calibration.bands
+        if calibration
+        else [{"band": band, "upper": upper, "reliable": False} for band, upper in policy.bands],
         "calibration": _calibration_out(calibration),
         "evaluation": _evaluation_out(evaluation),
         "notice": standing_notice(calibration, evaluation),
     }
 
 
-NOT_INSTALLED = ("its weight files are missing or altered on this server; an operator installs them with "
-                 "`reunite models install`")
+NOT_INSTALLED = (
+    "its weight files are missing or altered on this server; an operator installs them with `reunite models install`"
+)
 
 
 def _registry() -> list[dict[str, Any]]:
@@ -65,10 +67,18 @@ def _calibration_out(row: Calibration | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {
-        "version": row.version, "model_version": row.model_version, "threshold": row.threshold,
-        "target_fmr": row.target_fmr, "achieved_fmr": row.achieved_fmr, "fnmr": row.fnmr,
-        "top_k": row.top_k, "genuine_pairs": row.genuine_pairs, "impostor_pairs": row.impostor_pairs,
-        "reliable": row.reliable, "bands": row.bands, "dataset": row.dataset,
+        "version": row.version,
+        "model_version": row.model_version,
+        "threshold": row.threshold,
+        "target_fmr": row.target_fmr,
+        "achieved_fmr": row.achieved_fmr,
+        "fnmr": row.fnmr,
+        "top_k": row.top_k,
+        "genuine_pairs": row.genuine_pairs,
+        "impostor_pairs": row.impostor_pairs,
+        "reliable": row.reliable,
+        "bands": row.bands,
+        "dataset": row.dataset,
         # Per age-gap band: its own threshold where its data could show the target, else null (the
         # review threshold applies); empty when the calibration data had no ages or dates.
         "gap_thresholds": row.gap_thresholds or [],
@@ -107,8 +117,10 @@ def _evaluation_sentence(evaluation: EvaluationReport | None) -> str:
     report = evaluation.report
     dataset = report.get("dataset", {})
     rank_1 = _value(report.get("identification", {}).get("overall", {}).get("rank_1"))
-    where = (f"In the latest evaluation ({dataset.get('photos', '?')} photos of "
-             f"{dataset.get('identities', '?')} people, published {evaluation.published_at:%d %B %Y})")
+    where = (
+        f"In the latest evaluation ({dataset.get('photos', '?')} photos of "
+        f"{dataset.get('identities', '?')} people, published {evaluation.published_at:%d %B %Y})"
+    )
     if rank_1 is None:
         return where + " the rank-1 hit rate could not be measured."
     return f"{where} the right person was ranked first for {_percent(rank_1)} of probe photos."
@@ -127,18 +139,21 @@ def _children_sentence(evaluation: EvaluationReport | None) -> str:
             measured.append(f"aged {band}: {_percent(rank_1)}" + (f" of {searches} searches" if searches else ""))
     if not measured:
         return UNMEASURED_CHILDREN
-    return ("Ranked first for children " + "; ".join(measured) + ". Few searches make these figures "
-            "uncertain; the model card gives their intervals.")
+    return (
+        "Ranked first for children " + "; ".join(measured) + ". Few searches make these figures "
+        "uncertain; the model card gives their intervals."
+    )
 
 
 def _threshold_sentence(calibration: Calibration | None) -> str:
     if calibration is None:
-        return ("The review threshold has not been calibrated on measured data yet, so the bands are "
-                "provisional.")
+        return "The review threshold has not been calibrated on measured data yet, so the bands are provisional."
     reliability = "" if calibration.reliable else " (from too few pairs to be sure of that rate)"
-    return (f"Candidates are proposed up to a distance set for a false-match rate of "
-            f"{calibration.target_fmr:g}{reliability}; at that distance "
-            f"{_percent(calibration.fnmr)} of same-person pairs were missed in calibration.")
+    return (
+        f"Candidates are proposed up to a distance set for a false-match rate of "
+        f"{calibration.target_fmr:g}{reliability}; at that distance "
+        f"{_percent(calibration.fnmr)} of same-person pairs were missed in calibration."
+    )
 
 
 def _value(figure: Any) -> float | None:

@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 
 from matching.ages import gap_band
 from matching.calibration import (
-    DEFAULT_REVIEW_THRESHOLD, DISTANCE_BANDS, calibrated_bands, distance_band, threshold_for_fmr, thresholds_by_gap,
+    DEFAULT_REVIEW_THRESHOLD,
+    DISTANCE_BANDS,
+    calibrated_bands,
+    distance_band,
+    threshold_for_fmr,
+    thresholds_by_gap,
 )
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
@@ -63,8 +68,9 @@ class ReviewPolicy:
         return max([self.threshold, *(threshold for _, threshold in self.gap_thresholds)])
 
 
-PLACEHOLDER_POLICY = ReviewPolicy(threshold=DEFAULT_REVIEW_THRESHOLD, bands=DISTANCE_BANDS, top_k=None,
-                                  calibration_id=None, calibration_version=None)
+PLACEHOLDER_POLICY = ReviewPolicy(
+    threshold=DEFAULT_REVIEW_THRESHOLD, bands=DISTANCE_BANDS, top_k=None, calibration_id=None, calibration_version=None
+)
 
 
 def store_calibration(
@@ -95,11 +101,22 @@ def store_calibration(
         raise CalibrationError(str(exc)) from exc
     version = (session.scalar(select(func.max(Calibration.version)).where(Calibration.model_id == model_id)) or 0) + 1
     row = Calibration(
-        model_id=model_id, model_version=model_version, version=version, threshold=figures.threshold,
-        target_fmr=target_fmr, top_k=top_k, bands=[asdict(edge) for edge in edges],
-        achieved_fmr=figures.achieved_fmr, fnmr=figures.fnmr, genuine_pairs=figures.genuine_pairs,
-        impostor_pairs=figures.impostor_pairs, reliable=figures.reliable, gap_thresholds=by_gap, dataset=dataset,
-        created_by_id=actor_id, activated_at=utcnow(),
+        model_id=model_id,
+        model_version=model_version,
+        version=version,
+        threshold=figures.threshold,
+        target_fmr=target_fmr,
+        top_k=top_k,
+        bands=[asdict(edge) for edge in edges],
+        achieved_fmr=figures.achieved_fmr,
+        fnmr=figures.fnmr,
+        genuine_pairs=figures.genuine_pairs,
+        impostor_pairs=figures.impostor_pairs,
+        reliable=figures.reliable,
+        gap_thresholds=by_gap,
+        dataset=dataset,
+        created_by_id=actor_id,
+        activated_at=utcnow(),
     )
     session.add(row)
     session.flush()
@@ -107,8 +124,9 @@ def store_calibration(
     return row
 
 
-def _gap_thresholds(gap_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
-                    target_fmr: float) -> list[dict[str, Any]]:
+def _gap_thresholds(
+    gap_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | None, target_fmr: float
+) -> list[dict[str, Any]]:
     """Every band's threshold or why it has none; nothing when no pair had a known gap."""
     if not gap_pairs or not any(len(genuine) or len(impostor) for genuine, impostor in gap_pairs.values()):
         return []
@@ -117,8 +135,9 @@ def _gap_thresholds(gap_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]] | Non
 
 def activate_calibration(session: Session, *, model_id: str, version: int, actor_id: int | None) -> Calibration:
     """Put an earlier (or the current) calibration of `model_id` back in force."""
-    row = session.scalars(select(Calibration).where(Calibration.model_id == model_id,
-                                                    Calibration.version == version)).first()
+    row = session.scalars(
+        select(Calibration).where(Calibration.model_id == model_id, Calibration.version == version)
+    ).first()
     if row is None:
         raise CalibrationError(f"There is no calibration version {version} for model {model_id}.")
     row.activated_at = utcnow()
@@ -128,26 +147,43 @@ def activate_calibration(session: Session, *, model_id: str, version: int, actor
 
 
 def _audit_activation(session: Session, row: Calibration, *, actor_id: int | None, action: AuditAction) -> None:
-    record_event(session, action=action, actor_id=actor_id, target_type="calibration", target_id=row.id,
-                 details={"model_id": row.model_id, "version": row.version, "threshold": round(row.threshold, 6),
-                          "target_fmr": row.target_fmr, "impostor_pairs": row.impostor_pairs,
-                          "genuine_pairs": row.genuine_pairs, "reliable": row.reliable,
-                          **_gap_details(row.gap_thresholds or [])})
+    record_event(
+        session,
+        action=action,
+        actor_id=actor_id,
+        target_type="calibration",
+        target_id=row.id,
+        details={
+            "model_id": row.model_id,
+            "version": row.version,
+            "threshold": round(row.threshold, 6),
+            "target_fmr": row.target_fmr,
+            "impostor_pairs": row.impostor_pairs,
+            "genuine_pairs": row.genuine_pairs,
+            "reliable": row.reliable,
+            **_gap_details(row.gap_thresholds or []),
+        },
+    )
 
 
 def _gap_details(gaps: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Per-band thresholds for the audit trail, as parallel lists of codes and numbers (details are
     flat): the band, its threshold (null: not calibrated, the global one applies) and pair counts."""
-    return {"gap_bands": [gap["band"] for gap in gaps],
-            "gap_thresholds": [None if gap["threshold"] is None else round(gap["threshold"], 6) for gap in gaps],
-            "gap_genuine_pairs": [gap["genuine_pairs"] for gap in gaps],
-            "gap_impostor_pairs": [gap["impostor_pairs"] for gap in gaps]}
+    return {
+        "gap_bands": [gap["band"] for gap in gaps],
+        "gap_thresholds": [None if gap["threshold"] is None else round(gap["threshold"], 6) for gap in gaps],
+        "gap_genuine_pairs": [gap["genuine_pairs"] for gap in gaps],
+        "gap_impostor_pairs": [gap["impostor_pairs"] for gap in gaps],
+    }
 
 
 def active_calibration(session: Session, model_id: str) -> Calibration | None:
     return session.scalars(
-        select(Calibration).where(Calibration.model_id == model_id, Calibration.activated_at.is_not(None))
-        .order_by(Calibration.activated_at.desc(), Calibration.id.desc()).limit(1)).first()
+        select(Calibration)
+        .where(Calibration.model_id == model_id, Calibration.activated_at.is_not(None))
+        .order_by(Calibration.activated_at.desc(), Calibration.id.desc())
+        .limit(1)
+    ).first()
 
 
 def list_calibrations(session: Session, model_id: str | None = None) -> list[Calibration]:
@@ -167,9 +203,14 @@ def policy_of(row: Calibration | None) -> ReviewPolicy:
     if row is None:
         return PLACEHOLDER_POLICY
     gaps = tuple((gap["band"], gap["threshold"]) for gap in row.gap_thresholds or [] if gap["calibrated"])
-    return ReviewPolicy(threshold=row.threshold, bands=tuple((edge["band"], edge["upper"]) for edge in row.bands),
-                        top_k=row.top_k, calibration_id=row.id, calibration_version=row.version,
-                        gap_thresholds=gaps)
+    return ReviewPolicy(
+        threshold=row.threshold,
+        bands=tuple((edge["band"], edge["upper"]) for edge in row.bands),
+        top_k=row.top_k,
+        calibration_id=row.id,
+        calibration_version=row.version,
+        gap_thresholds=gaps,
+    )
 
 
 def band_lookup(session: Session) -> Callable[[str, float | None], str | None]:
@@ -188,20 +229,32 @@ def publish_evaluation(session: Session, *, report: dict[str, Any], actor_id: in
     """Store an evaluation report (`report.json` of `reunite evaluate`) for the model card."""
     try:
         model, dataset = report["model"], report["dataset"]
-        row = EvaluationReport(model_id=str(model["id"]), model_version=str(model["version"]),
-                               dataset_sha256=str(dataset["manifest_sha256"]), report=report,
-                               published_by_id=actor_id)
+        row = EvaluationReport(
+            model_id=str(model["id"]),
+            model_version=str(model["version"]),
+            dataset_sha256=str(dataset["manifest_sha256"]),
+            report=report,
+            published_by_id=actor_id,
+        )
     except (KeyError, TypeError) as exc:
         raise CalibrationError("That file is not a report written by `reunite evaluate`.") from exc
     session.add(row)
     session.flush()
-    record_event(session, action=AuditAction.EVALUATION_PUBLISHED, actor_id=actor_id, target_type="evaluation_report",
-                 target_id=row.id, details={"model_id": row.model_id, "photos": dataset.get("photos"),
-                                            "identities": dataset.get("identities")})
+    record_event(
+        session,
+        action=AuditAction.EVALUATION_PUBLISHED,
+        actor_id=actor_id,
+        target_type="evaluation_report",
+        target_id=row.id,
+        details={"model_id": row.model_id, "photos": dataset.get("photos"), "identities": dataset.get("identities")},
+    )
     return row
 
 
 def latest_evaluation(session: Session, model_id: str) -> EvaluationReport | None:
-    return session.scalars(select(EvaluationReport).where(EvaluationReport.model_id == model_id)
-                           .order_by(EvaluationReport.published_at.desc(), EvaluationReport.id.desc())
-                           .limit(1)).first()
+    return session.scalars(
+        select(EvaluationReport)
+        .where(EvaluationReport.model_id == model_id)
+        .order_by(EvaluationReport.published_at.desc(), EvaluationReport.id.desc())
+        .limit(1)
+    ).first()

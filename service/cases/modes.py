@@ -48,12 +48,15 @@ def parse_search_choice(mode: str | None, candidate_limit: str | int | None) -> 
     limit = _whole_number(candidate_limit)
     if mode == ALERTING:
         if limit is not None:
-            raise SearchChoiceError("A number of leads is only for an investigative search; an alerting search "
-                                    "proposes the records within the review threshold.")
+            raise SearchChoiceError(
+                "A number of leads is only for an investigative search; an alerting search "
+                "proposes the records within the review threshold."
+            )
         return SearchChoice()
     if limit is None:
-        raise SearchChoiceError(f"Say how many leads an investigative search should propose for each face, "
-                                f"from 1 to {MAX_LEADS}.")
+        raise SearchChoiceError(
+            f"Say how many leads an investigative search should propose for each face, from 1 to {MAX_LEADS}."
+        )
     if not 1 <= limit <= MAX_LEADS:
         raise SearchChoiceError(f"The number of leads must be from 1 to {MAX_LEADS}; {limit} is not.")
     return SearchChoice(mode=INVESTIGATIVE, candidate_limit=limit)
@@ -82,8 +85,10 @@ def searched_message(candidates: int, mode: str) -> str:
         if candidates == 0:
             return "Searched the gallery: no record could be proposed as a lead."
         noun = "investigative lead is" if candidates == 1 else "investigative leads are"
-        return (f"Searched the gallery: {candidates} {noun} waiting for human review; none of them is a match "
-                f"until two reviewers confirm it.")
+        return (
+            f"Searched the gallery: {candidates} {noun} waiting for human review; none of them is a match "
+            f"until two reviewers confirm it."
+        )
     if candidates == 0:
         return "Searched the gallery: no record was close enough to propose for review."
     noun = "possible match is" if candidates == 1 else "possible matches are"

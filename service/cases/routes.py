@@ -23,7 +23,14 @@ from service.cases import service
 from service.cases.models import Case
 from service.cases.modes import MAX_LEADS, REVIEWS_PER_CANDIDATE
 from service.cases.schemas import (
-    CandidateOut, CaseAccepted, CaseOut, CasePage, CaseSummary, InvestigativeCost, ModeHistoryOut, OpenQueue,
+    CandidateOut,
+    CaseAccepted,
+    CaseOut,
+    CasePage,
+    CaseSummary,
+    InvestigativeCost,
+    ModeHistoryOut,
+    OpenQueue,
     ReviewLoadOut,
 )
 from service.db import utcnow
@@ -37,11 +44,17 @@ from vetting.permissions import Action
 
 router = APIRouter(tags=["cases"])
 REFUSALS = {404: {"description": "No such case in your organisation"}}
-SUBMIT_REFUSALS = {400: {"description": "Empty file"}, 413: {"description": "Too large"},
-                   415: {"description": "Not a still image"}, 422: {"description": "Refused: {detail}"},
-                   429: {"description": "Daily quota used; see Retry-After"}}
-MODE_HELP = ("alerting (the default): the records within the calibrated review threshold. investigative: the "
-             f"candidate_limit closest records per face (1 to {MAX_LEADS}), with no threshold; leads, not matches.")
+SUBMIT_REFUSALS = {
+    400: {"description": "Empty file"},
+    413: {"description": "Too large"},
+    415: {"description": "Not a still image"},
+    422: {"description": "Refused: {detail}"},
+    429: {"description": "Daily quota used; see Retry-After"},
+}
+MODE_HELP = (
+    "alerting (the default): the records within the calibrated review threshold. investigative: the "
+    f"candidate_limit closest records per face (1 to {MAX_LEADS}), with no threshold; leads, not matches."
+)
 
 
 class CaseFields(BaseModel):
@@ -52,35 +65,57 @@ class CaseFields(BaseModel):
     search_mode: str | None = Field(None, max_length=20, description=MODE_HELP)
     candidate_limit: str | None = Field(None, max_length=20, description="1 to 50; investigative only.")
     taken_at: str | None = Field(None, max_length=20, description="The case photo's date, YYYY-MM-DD.")
-    age_at_photo: str | None = Field(None, max_length=20,
-                                     description="The age of the person in the case photo, in years.")
+    age_at_photo: str | None = Field(
+        None, max_length=20, description="The age of the person in the case photo, in years."
+    )
 
 
-@router.post("/cases", status_code=202, response_model=CaseAccepted, responses=SUBMIT_REFUSALS,
-             **upload_permission(Action.SUBMIT_CASES, CaseFields))
-def submit_case(user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
-                dispatcher: DispatcherDep,
-                upload: Annotated[Upload[CaseFields], Depends(upload_form(CaseFields))]) -> CaseAccepted:
+@router.post(
+    "/cases",
+    status_code=202,
+    response_model=CaseAccepted,
+    responses=SUBMIT_REFUSALS,
+    **upload_permission(Action.SUBMIT_CASES, CaseFields),
+)
+def submit_case(
+    user: CurrentUser,
+    session: DbSession,
+    settings: SettingsDep,
+    vault: VaultDep,
+    dispatcher: DispatcherDep,
+    upload: Annotated[Upload[CaseFields], Depends(upload_form(CaseFields))],
+) -> CaseAccepted:
     """Search the records for the face(s) in a photo (multipart: `file` and the fields); the search runs in
     the background."""
     now, form, file = utcnow(), upload.fields, upload.file
     search = service.parse_search(form.search_mode, form.candidate_limit)
     facts = service.parse_photo_facts(form.taken_at, form.age_at_photo, now=now)
-    case = service.submit_case(session, vault=vault, settings=settings, actor=user,
-                               case_reference=form.case_reference, purpose=form.purpose, now=now, search=search,
-                               photo_facts=facts, dispatch=dispatcher.case,
-                               read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
+    case = service.submit_case(
+        session,
+        vault=vault,
+        settings=settings,
+        actor=user,
+        case_reference=form.case_reference,
+        purpose=form.purpose,
+        now=now,
+        search=search,
+        photo_facts=facts,
+        dispatch=dispatcher.case,
+        read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
+    )
     return CaseAccepted(id=case.id, status=case.status)
 
 
 @router.get("/cases", response_model=CasePage, **permission(Action.READ_CASES))
-def list_cases(user: CurrentUser, session: DbSession,
-               case_reference: Annotated[str | None, Query(max_length=100)] = None,
-               limit: Annotated[int, Query(ge=1, le=100)] = 50,
-               offset: Annotated[DbOffset, Query()] = 0) -> CasePage:
+def list_cases(
+    user: CurrentUser,
+    session: DbSession,
+    case_reference: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[DbOffset, Query()] = 0,
+) -> CasePage:
     """Your organisation's cases, newest first."""
-    cases, total = service.list_cases(session, actor=user, case_reference=case_reference, limit=limit,
-                                      offset=offset)
+    cases, total = service.list_cases(session, actor=user, case_reference=case_reference, limit=limit, offset=offset)
     return CasePage(items=[_summary(session, case) for case in cases], total=total, limit=limit, offset=offset)
 
 
@@ -92,11 +127,13 @@ def get_review_load(user: CurrentUser, session: DbSession) -> ReviewLoadOut:
     return ReviewLoadOut(
         window_days=load.days,
         alerting=ModeHistoryOut(**vars(load.alerting)),
-        investigative=InvestigativeCost(**vars(load.investigative), max_leads_per_face=MAX_LEADS,
-                                        reviews_per_candidate=REVIEWS_PER_CANDIDATE),
+        investigative=InvestigativeCost(
+            **vars(load.investigative), max_leads_per_face=MAX_LEADS, reviews_per_candidate=REVIEWS_PER_CANDIDATE
+        ),
         open_queue=OpenQueue(candidates=load.open_candidates, reviews_needed=load.reviews_needed),
-        summary=" ".join((f"Alerting: {words['alerting']}", f"Investigative: {words['investigative']}",
-                          words["queue"])),
+        summary=" ".join(
+            (f"Alerting: {words['alerting']}", f"Investigative: {words['investigative']}", words["queue"])
+        ),
     )
 
 
@@ -105,19 +142,38 @@ def get_case(case_id: DbId, user: CurrentUser, session: DbSession, settings: Set
     """A case's progress and outcome, in words, with its faces' quality flags and its candidates."""
     case, candidates = service.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])  # a few queries, not per candidate
-    return CaseOut(**_summary(session, case).model_dump(), searched_at=case.searched_at,
-                   candidates=[_candidate(candidate, status, facts[candidate.id]) for candidate, status in candidates],
-                   face_quality=case_faces(session, case.id, settings.quality_gates()))
+    return CaseOut(
+        **_summary(session, case).model_dump(),
+        searched_at=case.searched_at,
+        candidates=[_candidate(candidate, status, facts[candidate.id]) for candidate, status in candidates],
+        face_quality=case_faces(session, case.id, settings.quality_gates()),
+    )
 
 
 def _summary(session: Session, case: Case) -> CaseSummary:
-    return CaseSummary(id=case.id, case_reference=case.case_reference, status=case.status,
-                       status_message=service.case_words(session, case), faces=case.faces, search_mode=case.search_mode,
-                       candidate_limit=case.candidate_limit, created_at=case.created_at,
-                       retention_until=case.retention_until, purged_at=case.purged_at)
+    return CaseSummary(
+        id=case.id,
+        case_reference=case.case_reference,
+        status=case.status,
+        status_message=service.case_words(session, case),
+        faces=case.faces,
+        search_mode=case.search_mode,
+        candidate_limit=case.candidate_limit,
+        created_at=case.created_at,
+        retention_until=case.retention_until,
+        purged_at=case.purged_at,
+    )
 
 
 def _candidate(candidate: Candidate, status: str, facts: CandidateFacts) -> CandidateOut:
-    return CandidateOut(id=candidate.id, record_id=candidate.record_id, rank=candidate.rank,
-                        distance=candidate.distance, distance_band=facts.band, years_between=facts.years_between,
-                        search_mode=candidate.search_mode, lead_label=facts.lead_label, status=status)
+    return CandidateOut(
+        id=candidate.id,
+        record_id=candidate.record_id,
+        rank=candidate.rank,
+        distance=candidate.distance,
+        distance_band=facts.band,
+        years_between=facts.years_between,
+        search_mode=candidate.search_mode,
+        lead_label=facts.lead_label,
+        status=status,
+    )

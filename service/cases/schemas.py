@@ -31,13 +31,18 @@ class CandidateOut(BaseModel):
     record_id: int | None = Field(description="None once the record's consent was withdrawn or expired.")
     rank: int
     distance: float | None
-    distance_band: str | None = Field(description="beyond_threshold: farther than the review threshold "
-                                                  "(only investigative searches propose those).")
-    years_between: float | None = Field(description="Years between the case photo and the record photo, from "
-                                                    "the ages at photo, else the dates taken; None when unknown.")
+    distance_band: str | None = Field(
+        description="beyond_threshold: farther than the review threshold (only investigative searches propose those)."
+    )
+    years_between: float | None = Field(
+        description="Years between the case photo and the record photo, from "
+        "the ages at photo, else the dates taken; None when unknown."
+    )
     search_mode: SearchMode = Field(description="The mode the candidate was found in.")
-    lead_label: str | None = Field(description="For an investigative candidate: its rank among its face's "
-                                               "leads, and that it is a lead, not a match.")
+    lead_label: str | None = Field(
+        description="For an investigative candidate: its rank among its face's "
+        "leads, and that it is a lead, not a match."
+    )
     status: str = Field(description="under_review while open and not yet decided by the reader.")
 
 
@@ -57,8 +62,10 @@ class CaseSummary(BaseModel):
 class CaseOut(CaseSummary):
     searched_at: datetime | None
     candidates: list[CandidateOut]
-    face_quality: list[FaceQualityOut] = Field(default_factory=list, description=(
-        "Each face found in the case photo, in order: all are searched; low-quality ones are flagged."))
+    face_quality: list[FaceQualityOut] = Field(
+        default_factory=list,
+        description=("Each face found in the case photo, in order: all are searched; low-quality ones are flagged."),
+    )
 
 
 class CasePage(BaseModel):

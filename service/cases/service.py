@@ -35,7 +35,12 @@ from service.audit.service import record_event
 from service.auth.models import User
 from service.cases.models import Case, CaseStatus
 from service.cases.modes import (
-    ALERTING, INVESTIGATIVE, MAX_LEADS, REVIEWS_PER_CANDIDATE, SearchChoice, parse_search_choice,
+    ALERTING,
+    INVESTIGATIVE,
+    MAX_LEADS,
+    REVIEWS_PER_CANDIDATE,
+    SearchChoice,
+    parse_search_choice,
     searched_message,
 )
 from service.organisations.models import Organisation
@@ -88,8 +93,9 @@ def parse_search(search_mode: str | None, candidate_limit: str | int | None) -> 
     return parse_search_choice(search_mode, candidate_limit)
 
 
-def parse_photo_facts(taken_at: str | date | None, age_at_photo: str | float | None, *,
-                      now: datetime) -> CasePhotoFacts:
+def parse_photo_facts(
+    taken_at: str | date | None, age_at_photo: str | float | None, *, now: datetime
+) -> CasePhotoFacts:
     """The case photo's date taken and age at photo as typed (both optional); Refusal 422 otherwise."""
     if isinstance(taken_at, str):
         try:
@@ -108,10 +114,20 @@ def parse_photo_facts(taken_at: str | date | None, age_at_photo: str | float | N
     return CasePhotoFacts(taken_at=taken_at, age_at_photo=age_at_photo)
 
 
-def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, case_reference: str,
-                purpose: str, read_file: Callable[[], bytes], now: datetime,
-                dispatch: Callable[[int], None] | None, search: SearchChoice = SearchChoice(),
-                photo_facts: CasePhotoFacts = CasePhotoFacts()) -> Case:
+def submit_case(
+    session: Session,
+    *,
+    vault: PhotoVault,
+    settings: Settings,
+    actor: User,
+    case_reference: str,
+    purpose: str,
+    read_file: Callable[[], bytes],
+    now: datetime,
+    dispatch: Callable[[int], None] | None,
+    search: SearchChoice = SearchChoice(),
+    photo_facts: CasePhotoFacts = CasePhotoFacts(),
+) -> Case:
     """Check quotas and the photo, then store the case and its photo; once committed, `dispatch(case.id)`.
 
     `dispatch` is the dispatcher's `case` (None: the caller runs the search itself, as
@@ -133,19 +149,40 @@ def submit_case(session: Session, *, vault: PhotoVault, settings: Settings, acto
         # Serialise this organisation's submissions so the quota count below is exact.
         session.get(Organisation, organisation_id, with_for_update=True)
         check_quota(session, settings=settings, actor_id=actor_id, organisation_id=organisation_id, now=now)
-        case = Case(organisation_id=organisation_id, submitted_by=actor_id, case_reference=case_reference,
-                    purpose=purpose, status=CaseStatus.QUEUED, attempts=0, created_at=now,
-                    search_mode=search.mode, candidate_limit=search.candidate_limit,
-                    retention_until=now + timedelta(days=settings.case_retention_days))
+        case = Case(
+            organisation_id=organisation_id,
+            submitted_by=actor_id,
+            case_reference=case_reference,
+            purpose=purpose,
+            status=CaseStatus.QUEUED,
+            attempts=0,
+            created_at=now,
+            search_mode=search.mode,
+            candidate_limit=search.candidate_limit,
+            retention_until=now + timedelta(days=settings.case_retention_days),
+        )
         session.add(case)
         session.flush()
-        photo = store_photo(session, vault=sealing_vault, image=image, organisation_id=organisation_id,
-                            uploaded_by=actor_id, case_id=case.id, taken_at=photo_facts.taken_at,
-                            age_at_photo=photo_facts.age_at_photo)
+        photo = store_photo(
+            session,
+            vault=sealing_vault,
+            image=image,
+            organisation_id=organisation_id,
+            uploaded_by=actor_id,
+            case_id=case.id,
+            taken_at=photo_facts.taken_at,
+            age_at_photo=photo_facts.age_at_photo,
+        )
         photo.created_at = now
-        record_event(session, action=AuditAction.CASE_SUBMITTED, actor_id=actor_id, organisation_id=organisation_id,
-                     target_type="case", target_id=case.id,
-                     details=_submitted_details(case.id, photo.id, search))
+        record_event(
+            session,
+            action=AuditAction.CASE_SUBMITTED,
+            actor_id=actor_id,
+            organisation_id=organisation_id,
+            target_type="case",
+            target_id=case.id,
+            details=_submitted_details(case.id, photo.id, search),
+        )
         if dispatch is not None:
             after_commit(session, partial(dispatch, case.id))
         session.commit()
@@ -160,8 +197,7 @@ def _submitted_details(case_id: int, photo_id: int, search: SearchChoice) -> dic
     return details
 
 
-def check_quota(session: Session, *, settings: Settings, actor_id: int, organisation_id: int,
-                now: datetime) -> None:
+def check_quota(session: Session, *, settings: Settings, actor_id: int, organisation_id: int, now: datetime) -> None:
     """Refuse (429, audited) when the person or the organisation has used today's submissions."""
     day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
     reset = day_start + timedelta(days=1)
@@ -170,17 +206,27 @@ def check_quota(session: Session, *, settings: Settings, actor_id: int, organisa
     if by_user >= settings.daily_cases_per_user:
         refusal = ("user_daily_quota", f"You have submitted {by_user} searches today, the most one person may")
     elif by_organisation >= settings.daily_cases_per_organisation:
-        refusal = ("organisation_daily_quota",
-                   f"Your organisation has submitted {by_organisation} searches today, its daily limit")
+        refusal = (
+            "organisation_daily_quota",
+            f"Your organisation has submitted {by_organisation} searches today, its daily limit",
+        )
     else:
         return
     rule, sentence = refusal
-    record_event(session, action=AuditAction.CASE_REFUSED, actor_id=actor_id, organisation_id=organisation_id,
-                 details={"rule": rule})
+    record_event(
+        session,
+        action=AuditAction.CASE_REFUSED,
+        actor_id=actor_id,
+        organisation_id=organisation_id,
+        details={"rule": rule},
+    )
     session.commit()
     wait = math.ceil((reset - now).total_seconds())
-    raise Refusal(429, f"{sentence}. You can submit again from {reset:%H:%M} UTC on {reset:%d %B %Y} "
-                         f"(in {_duration(wait)}).", headers={"Retry-After": str(wait)})
+    raise Refusal(
+        429,
+        f"{sentence}. You can submit again from {reset:%H:%M} UTC on {reset:%d %B %Y} (in {_duration(wait)}).",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def _count_since(session: Session, condition, *, since: datetime) -> int:
@@ -221,10 +267,14 @@ def review_load(session: Session, *, actor: User, now: datetime) -> ReviewLoad:
     since = now - timedelta(days=REVIEW_LOAD_DAYS)
     open_rows = session.execute(
         select(Candidate.status, func.count(Candidate.id))
-        .join(Case, Case.id == Candidate.case_id).join(Record, Record.id == Candidate.record_id)
-        .where(Candidate.status.in_([status.value for status in OPEN_STATUSES]), Case.purged_at.is_(None),
-               (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id),
-               *parties_in_good_standing(now))
+        .join(Case, Case.id == Candidate.case_id)
+        .join(Record, Record.id == Candidate.record_id)
+        .where(
+            Candidate.status.in_([status.value for status in OPEN_STATUSES]),
+            Case.purged_at.is_(None),
+            (Case.organisation_id == organisation_id) | (Record.organisation_id == organisation_id),
+            *parties_in_good_standing(now),
+        )
         .group_by(Candidate.status)
     ).all()
     waiting = dict(open_rows)
@@ -234,18 +284,24 @@ def review_load(session: Session, *, actor: User, now: datetime) -> ReviewLoad:
         days=REVIEW_LOAD_DAYS,
         alerting=_mode_history(session, organisation_id, ALERTING, since),
         investigative=_mode_history(session, organisation_id, INVESTIGATIVE, since),
-        open_candidates=pending + second, reviews_needed=REVIEWS_PER_CANDIDATE * pending + second,
+        open_candidates=pending + second,
+        reviews_needed=REVIEWS_PER_CANDIDATE * pending + second,
     )
 
 
 def _mode_history(session: Session, organisation_id: int, mode: str, since: datetime) -> ModeHistory:
-    searched = (Case.organisation_id == organisation_id, Case.search_mode == mode, Case.status == CaseStatus.SEARCHED,
-                Case.created_at >= since)
+    searched = (
+        Case.organisation_id == organisation_id,
+        Case.search_mode == mode,
+        Case.status == CaseStatus.SEARCHED,
+        Case.created_at >= since,
+    )
     cases = session.scalar(select(func.count(Case.id)).where(*searched)) or 0
     if not cases:
         return ModeHistory(recent_cases=0, average_candidates=None)
-    candidates = session.scalar(select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id)
-                                .where(*searched)) or 0
+    candidates = (
+        session.scalar(select(func.count(Candidate.id)).join(Case, Case.id == Candidate.case_id).where(*searched)) or 0
+    )
     return ModeHistory(recent_cases=cases, average_candidates=round(candidates / cases, 1))
 
 
@@ -253,21 +309,28 @@ def review_load_words(load: ReviewLoad) -> dict[str, str]:
     """The review load in sentences, for the case form and the API: alerting, investigative, queue."""
     alerting = load.alerting
     if alerting.average_candidates is None:
-        alerting_words = (f"No history yet: your organisation has had no alerting search in the last "
-                          f"{load.days} days.")
+        alerting_words = f"No history yet: your organisation has had no alerting search in the last {load.days} days."
     else:
-        alerting_words = (f"Your organisation's alerting searches of the last {load.days} days proposed "
-                          f"{_average(alerting.average_candidates, 'candidate')} per case on average "
-                          f"({_count(alerting.recent_cases, 'case')}).")
-    investigative_words = (f"Up to the number of leads you choose (1 to {MAX_LEADS}) for each face found in the "
-                           f"photo, whether or not any is close; each lead needs {REVIEWS_PER_CANDIDATE} reviews, "
-                           f"so 25 leads for one face need {25 * REVIEWS_PER_CANDIDATE} reviews.")
+        alerting_words = (
+            f"Your organisation's alerting searches of the last {load.days} days proposed "
+            f"{_average(alerting.average_candidates, 'candidate')} per case on average "
+            f"({_count(alerting.recent_cases, 'case')})."
+        )
+    investigative_words = (
+        f"Up to the number of leads you choose (1 to {MAX_LEADS}) for each face found in the "
+        f"photo, whether or not any is close; each lead needs {REVIEWS_PER_CANDIDATE} reviews, "
+        f"so 25 leads for one face need {25 * REVIEWS_PER_CANDIDATE} reviews."
+    )
     if load.investigative.average_candidates is not None:
-        investigative_words += (f" Your organisation's investigative searches of the last {load.days} days "
-                                f"proposed {_average(load.investigative.average_candidates, 'lead')} per case on "
-                                f"average.")
-    queue_words = (f"Your organisation's review queue now: {_count(load.open_candidates, 'open candidate')}, "
-                   f"needing at least {_count(load.reviews_needed, 'more review')}.")
+        investigative_words += (
+            f" Your organisation's investigative searches of the last {load.days} days "
+            f"proposed {_average(load.investigative.average_candidates, 'lead')} per case on "
+            f"average."
+        )
+    queue_words = (
+        f"Your organisation's review queue now: {_count(load.open_candidates, 'open candidate')}, "
+        f"needing at least {_count(load.reviews_needed, 'more review')}."
+    )
     return {"alerting": alerting_words, "investigative": investigative_words, "queue": queue_words}
 
 
@@ -299,23 +362,34 @@ def case_details(session: Session, *, actor: User, case_id: int) -> tuple[Case, 
     """
     case = own_case(session, actor=actor, case_id=case_id)
     candidates = session.scalars(
-        select(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
+        select(Candidate)
+        .outerjoin(Record, Record.id == Candidate.record_id)
         .where(Candidate.case_id == case.id, *parties_in_good_standing(utcnow()))
         .order_by(Candidate.probe_embedding_id, Candidate.rank, Candidate.id)
     ).all()
-    reviewed = set(session.scalars(
-        select(Review.candidate_id).where(Review.reviewer_id == actor.id,
-                                          Review.candidate_id.in_([c.id for c in candidates]))
-    ))
-    record_event(session, action=AuditAction.CASE_VIEWED, actor_id=actor.id, organisation_id=case.organisation_id,
-                 target_type="case", target_id=case.id,
-                 details={"case_id": case.id, "candidate_ids": [c.id for c in candidates]})
+    reviewed = set(
+        session.scalars(
+            select(Review.candidate_id).where(
+                Review.reviewer_id == actor.id, Review.candidate_id.in_([c.id for c in candidates])
+            )
+        )
+    )
+    record_event(
+        session,
+        action=AuditAction.CASE_VIEWED,
+        actor_id=actor.id,
+        organisation_id=case.organisation_id,
+        target_type="case",
+        target_id=case.id,
+        details={"case_id": case.id, "candidate_ids": [c.id for c in candidates]},
+    )
     session.commit()
     return case, [(c, visible_status(c.status, has_reviewed=c.id in reviewed)) for c in candidates]
 
 
-def list_cases(session: Session, *, actor: User, case_reference: str | None, limit: int,
-               offset: int) -> tuple[list[Case], int]:
+def list_cases(
+    session: Session, *, actor: User, case_reference: str | None, limit: int, offset: int
+) -> tuple[list[Case], int]:
     """The organisation's cases, newest first, and their total."""
     where = [Case.organisation_id == _organisation_of(actor)]
     if case_reference:
@@ -343,10 +417,15 @@ def case_words(session: Session, case: Case) -> str:
 
 def visible_candidate_count(session: Session, case_id: int) -> int:
     """How many of the case's candidates are shown now: those `case_details` lists."""
-    return session.scalar(
-        select(func.count(Candidate.id)).select_from(Candidate).outerjoin(Record, Record.id == Candidate.record_id)
-        .where(Candidate.case_id == case_id, *parties_in_good_standing(utcnow()))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count(Candidate.id))
+            .select_from(Candidate)
+            .outerjoin(Record, Record.id == Candidate.record_id)
+            .where(Candidate.case_id == case_id, *parties_in_good_standing(utcnow()))
+        )
+        or 0
+    )
 
 
 def open_case_faces(session: Session, *, model_id: str, record_id: int, now: datetime) -> list:
@@ -357,22 +436,35 @@ def open_case_faces(session: Session, *, model_id: str, record_id: int, now: dat
     is left out.
     """
     earlier = aliased(Embedding)
-    proposed = (select(Candidate.id).join(earlier, earlier.id == Candidate.probe_embedding_id)
-                .where(Candidate.case_id == Photo.case_id, Candidate.record_id == record_id,
-                       earlier.face_index == Embedding.face_index).exists())
-    return list(session.execute(
-        select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
-        .join(Photo, Photo.id == Embedding.photo_id)
-        .join(Case, Case.id == Photo.case_id)
-        .join(Organisation, Organisation.id == Case.organisation_id)
-        .where(Case.status.in_((CaseStatus.PROCESSING, CaseStatus.SEARCHED)), Case.retention_until > now,
-               Case.purged_at.is_(None), in_good_standing(now),
-               Embedding.model_id == model_id, ~proposed)
-    ).all())
+    proposed = (
+        select(Candidate.id)
+        .join(earlier, earlier.id == Candidate.probe_embedding_id)
+        .where(
+            Candidate.case_id == Photo.case_id,
+            Candidate.record_id == record_id,
+            earlier.face_index == Embedding.face_index,
+        )
+        .exists()
+    )
+    return list(
+        session.execute(
+            select(Embedding.id, Embedding.vector, Photo.case_id, Photo.age_at_photo, Photo.taken_at)
+            .join(Photo, Photo.id == Embedding.photo_id)
+            .join(Case, Case.id == Photo.case_id)
+            .join(Organisation, Organisation.id == Case.organisation_id)
+            .where(
+                Case.status.in_((CaseStatus.PROCESSING, CaseStatus.SEARCHED)),
+                Case.retention_until > now,
+                Case.purged_at.is_(None),
+                in_good_standing(now),
+                Embedding.model_id == model_id,
+                ~proposed,
+            )
+        ).all()
+    )
 
 
-def set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *,
-                     faces: int | None = None) -> None:
+def set_case_outcome(case: Case, status: str, message: str | None, now: datetime, *, faces: int | None = None) -> None:
     """Record what processing made of a case: its status, a sentence for the caseworker, the faces found."""
     case.status = status
     case.status_message = message

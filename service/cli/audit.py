@@ -32,10 +32,16 @@ def audit() -> None:
 @audit_app.command("verify")
 def verify(
     bundle: Annotated[Path, typer.Argument(help="A bundle from GET /api/v1/audit/export?format=jsonl.")],
-    public_key: Annotated[Path | None, typer.Option(
-        "--public-key", help="PEM file of the operator's public key; the bundle must be signed with it.")] = None,
-    fingerprint: Annotated[str | None, typer.Option(
-        "--fingerprint", help="The operator's key fingerprint (64 hex digits); the bundle's key must have it.")] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="PEM file of the operator's public key; the bundle must be signed with it."),
+    ] = None,
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--fingerprint", help="The operator's key fingerprint (64 hex digits); the bundle's key must have it."
+        ),
+    ] = None,
 ) -> None:
     """Check the signed header, every hash, the chain and the checkpoint signatures against a trusted key."""
     try:
@@ -64,8 +70,10 @@ def public_key_command() -> None:
 
 
 def _print_ok(report: Report) -> None:
-    console.print(f"[green]OK[/green] {report.events} events (seq {report.first_seq} to {report.last_seq}), "
-                  f"the export header and {report.checkpoints} signed checkpoints verified")
+    console.print(
+        f"[green]OK[/green] {report.events} events (seq {report.first_seq} to {report.last_seq}), "
+        f"the export header and {report.checkpoints} signed checkpoints verified"
+    )
     for name, value in coverage_rows(report):
         console.print(f"  {name}: ", end="")
         console.print(value, markup=False)

@@ -13,9 +13,13 @@ errors = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def demo(
-    photos: Annotated[Path | None, typer.Option(
-        help="Folder with the sample photos (obama.jpg, obama2.jpg, obama3.jpg, biden.jpg).",
-        show_default="face_recognition 1.3.0's test photos, fetched from PyPI into ~/.cache/reunite")] = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with the sample photos (obama.jpg, obama2.jpg, obama3.jpg, biden.jpg).",
+            show_default="face_recognition 1.3.0's test photos, fetched from PyPI into ~/.cache/reunite",
+        ),
+    ] = None,
 ) -> None:
     """Seed a demo sandbox (two sample organisations, accounts, records and a searched case); print the accounts."""
     from service.cli.serve import prepare
@@ -29,8 +33,10 @@ def demo(
     except ValueError as error:  # pydantic's ValidationError is one
         raise _fail(f"the service settings are not valid: {error}") from None
     if settings.environment != "development":
-        raise _fail("the demo creates sample organisations and accounts, so it runs only on a development "
-                    "instance (REUNITE_ENVIRONMENT=development)")
+        raise _fail(
+            "the demo creates sample organisations and accounts, so it runs only on a development "
+            "instance (REUNITE_ENVIRONMENT=development)"
+        )
     try:
         folder = photos or sample_faces()
     except SamplesUnavailable as error:
@@ -51,12 +57,15 @@ def _show(sandbox) -> None:
     console.print("[bold]Demo sandbox created[/bold] (sample organisations and photos of adults; no real case).")
     console.print("Accounts (the passwords are shown only now):")
     for account in sandbox.accounts:
-        console.print(f"  {account.email}  password {account.password}  "
-                      f"({', '.join(account.roles)}; {account.organisation})")
-    console.print(f"Case {sandbox.case_id} was searched: {sandbox.candidates} candidate(s) await two reviews. "
-                  "Each account sets up its authenticator app at its first sign-in. Sign in as each of the "
-                  "two reviewers in turn and open Reviews to confirm or reject the candidate; the Family "
-                  "Links caseworker follows the case under Cases.")
+        console.print(
+            f"  {account.email}  password {account.password}  ({', '.join(account.roles)}; {account.organisation})"
+        )
+    console.print(
+        f"Case {sandbox.case_id} was searched: {sandbox.candidates} candidate(s) await two reviews. "
+        "Each account sets up its authenticator app at its first sign-in. Sign in as each of the "
+        "two reviewers in turn and open Reviews to confirm or reject the candidate; the Family "
+        "Links caseworker follows the case under Cases."
+    )
 
 
 def _fail(message: str) -> typer.Exit:

@@ -30,22 +30,38 @@ FAILED = 2
 
 
 def evaluate(
-    manifest: Annotated[Path, typer.Argument(help="CSV manifest (path, identity, set, age_at_photo, taken_at, "
-                                                  "group:<name>) or a folder of one sub-folder per identity.")],
+    manifest: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV manifest (path, identity, set, age_at_photo, taken_at, "
+            "group:<name>) or a folder of one sub-folder per identity."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Folder to write report.json, report.html and the plots into.")],
-    threshold: Annotated[float | None, typer.Option(
-        min=0.0, show_default="the service's active calibration for the model, else the model's published "
-                              f"threshold ({DEFAULT_REVIEW_THRESHOLD} for dlib's)",
-        help="Review threshold to measure at.")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            show_default="the service's active calibration for the model, else the model's published "
+            f"threshold ({DEFAULT_REVIEW_THRESHOLD} for dlib's)",
+            help="Review threshold to measure at.",
+        ),
+    ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap rounds for the 95 % intervals (0: none).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap draws.")] = 0,
     model: Annotated[str | None, typer.Option(help="Embedding model id.", show_default="the default model")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = one per core).")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.",
-                                               show_default="~/.cache/reunite/embeddings")] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Embedding cache folder.", show_default="~/.cache/reunite/embeddings")
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")] = False,
-    publish: Annotated[bool, typer.Option("--publish", help="Also store the report in the service's database, "
-                                                            "for the model card and the reviewers' notice.")] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Also store the report in the service's database, for the model card and the reviewers' notice.",
+        ),
+    ] = False,
 ) -> None:
     """Measure the matcher on labelled photos, the way NIST FRTE reports it."""
     from matching.evaluation import evaluate as measure
@@ -58,8 +74,9 @@ def evaluate(
     dataset = _embed_or_fail(manifest, model_id=model, workers=workers or None, cache=cache, use_cache=not no_cache)
     if not dataset.templates:
         raise _fail("no photo gave a usable face; nothing was written")
-    report = _with_provenance(measure(dataset.samples, threshold=threshold, bootstrap_rounds=bootstrap, seed=seed),
-                              dataset)
+    report = _with_provenance(
+        measure(dataset.samples, threshold=threshold, bootstrap_rounds=bootstrap, seed=seed), dataset
+    )
     try:
         written = write_report(report, out)
     except OSError as exc:
@@ -69,9 +86,15 @@ def evaluate(
         _publish(report)
 
 
-def embed_with_progress(manifest: Path, *, settings: Settings, model_id: str | None = None,
-                        workers: int | None = None, cache: Path | None = None,
-                        use_cache: bool = True) -> EmbeddedDataset:
+def embed_with_progress(
+    manifest: Path,
+    *,
+    settings: Settings,
+    model_id: str | None = None,
+    workers: int | None = None,
+    cache: Path | None = None,
+    use_cache: bool = True,
+) -> EmbeddedDataset:
     """Read MANIFEST and embed its photos as the service would, with a progress bar on stderr.
 
     The service's face settings and image limits come from `settings`; `cache` defaults to
@@ -85,10 +108,15 @@ def embed_with_progress(manifest: Path, *, settings: Settings, model_id: str | N
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True) as progress:
         task = progress.add_task("embed", total=len(entries))
-        embedded = embed_dataset(entries, face_settings=settings.face_settings(),
-                                 limits=image_limits(settings), workers=workers, model_id=model_id,
-                                 cache_dir=(cache or default_cache_dir()) if use_cache else None,
-                                 progress_callback=lambda done, total: progress.update(task, completed=done))
+        embedded = embed_dataset(
+            entries,
+            face_settings=settings.face_settings(),
+            limits=image_limits(settings),
+            workers=workers,
+            model_id=model_id,
+            cache_dir=(cache or default_cache_dir()) if use_cache else None,
+            progress_callback=lambda done, total: progress.update(task, completed=done),
+        )
     for duplicate in embedded.duplicates:
         errors.print(f"[yellow]warning:[/yellow] {duplicate.describe()}.")
     return embedded
@@ -137,9 +165,11 @@ def _service_threshold(model_id: str) -> float:
             policy = review_policy(session, model_id)
     except SQLAlchemyError as error:
         cause = type(getattr(error, "orig", None) or error).__name__
-        raise _fail(f"the service database ({make_url(url).render_as_string()}) cannot be read, so its "
-                    f"threshold for {model_id} is unknown ({cause}). Start or "
-                    "migrate it, or give --threshold to measure at a threshold of your choosing.") from None
+        raise _fail(
+            f"the service database ({make_url(url).render_as_string()}) cannot be read, so its "
+            f"threshold for {model_id} is unknown ({cause}). Start or "
+            "migrate it, or give --threshold to measure at a threshold of your choosing."
+        ) from None
     finally:
         engine.dispose()
     if not policy.calibrated:
@@ -157,10 +187,14 @@ def _published_threshold(model_id: str) -> float:
     except UnknownEmbedder as error:
         raise _fail(str(error)) from None
     if threshold is None:
-        raise _fail(f"{model_id} has no calibration and no published threshold: give --threshold, or calibrate "
-                    f"it first (reunite calibrate MANIFEST --model {model_id})")
-    console.print(f"Threshold {threshold}: {model_id} is not calibrated in this service; its published "
-                  "threshold, not measured here.")
+        raise _fail(
+            f"{model_id} has no calibration and no published threshold: give --threshold, or calibrate "
+            f"it first (reunite calibrate MANIFEST --model {model_id})"
+        )
+    console.print(
+        f"Threshold {threshold}: {model_id} is not calibrated in this service; its published "
+        "threshold, not measured here."
+    )
     return threshold
 
 
@@ -185,8 +219,11 @@ def _with_provenance(report: dict[str, Any], dataset: EmbeddedDataset) -> dict[s
         "model": {"id": dataset.model_id, "version": dataset.model_version},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,
-        "dataset": {"manifest_sha256": dataset.manifest_sha256, "duplicates_ignored": len(dataset.duplicates),
-                    **report["dataset"]},
+        "dataset": {
+            "manifest_sha256": dataset.manifest_sha256,
+            "duplicates_ignored": len(dataset.duplicates),
+            **report["dataset"],
+        },
     }
 
 
@@ -197,18 +234,24 @@ def _summary(report: dict[str, Any], dataset: EmbeddedDataset, written: list[Pat
     pairs, pairs_enrolled = report["verification"]["overall"], report["enrolled_only"]["verification"]["overall"]
     fte = report["failure_to_enrol"]
     console.print(f"Embeddings: {dataset.computed} computed, {dataset.cache_hits} from the cache.")
-    console.print(f"{report['dataset']['photos']} photos of {report['dataset']['identities']} people; "
-                  f"failure to enrol: gallery {percent(fte['gallery']['rate'])}, "
-                  f"probe {percent(fte['probe']['rate'])}.")
+    console.print(
+        f"{report['dataset']['photos']} photos of {report['dataset']['identities']} people; "
+        f"failure to enrol: gallery {percent(fte['gallery']['rate'])}, "
+        f"probe {percent(fte['probe']['rate'])}."
+    )
     console.print("End to end (a photo that failed to enrol counts as a miss), enrolled photos only in brackets:")
-    console.print(f"  rank 1: {percent(search['rank_1'])} of {search['mated_searches']} mated searches "
-                  f"({percent(search_enrolled['rank_1'])} of {search_enrolled['mated_searches']})")
+    console.print(
+        f"  rank 1: {percent(search['rank_1'])} of {search['mated_searches']} mated searches "
+        f"({percent(search_enrolled['rank_1'])} of {search_enrolled['mated_searches']})"
+    )
     at, at_enrolled = search["at_threshold"], search_enrolled["at_threshold"]
-    console.print(f"  at threshold {report['threshold']:.3f}: FNIR {percent(at['fnir'])} "
-                  f"({percent(at_enrolled['fnir'])}), FPIR {percent(at['fpir'])} ({percent(at_enrolled['fpir'])}) of "
-                  f"{search['non_mated_searches']} non-mated searches; FNMR {percent(pairs['at_threshold']['fnmr'])} "
-                  f"({percent(pairs_enrolled['at_threshold']['fnmr'])}), FMR {percent(pairs['at_threshold']['fmr'])} "
-                  f"({percent(pairs_enrolled['at_threshold']['fmr'])}).")
+    console.print(
+        f"  at threshold {report['threshold']:.3f}: FNIR {percent(at['fnir'])} "
+        f"({percent(at_enrolled['fnir'])}), FPIR {percent(at['fpir'])} ({percent(at_enrolled['fpir'])}) of "
+        f"{search['non_mated_searches']} non-mated searches; FNMR {percent(pairs['at_threshold']['fnmr'])} "
+        f"({percent(pairs_enrolled['at_threshold']['fnmr'])}), FMR {percent(pairs['at_threshold']['fmr'])} "
+        f"({percent(pairs_enrolled['at_threshold']['fmr'])})."
+    )
     for sentence in caveats(report)[1:]:
         console.print(f"[yellow]note:[/yellow] {sentence}")
     console.print(f"Wrote {len(written)} files into {written[0].parent}")

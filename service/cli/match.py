@@ -103,17 +103,13 @@ def search(
     record_of = {int(k): v for k, v in gallery["embeddings"].items()}
     report = []
     for face in faces:
-        candidates = search_gallery(
-            vector_index, face.embedding, record_of=record_of, threshold=threshold, top_k=top_k
-        )
+        candidates = search_gallery(vector_index, face.embedding, record_of=record_of, threshold=threshold, top_k=top_k)
         report.append(
             {
                 "box": list(face.box.as_tuple()),
                 "quality": asdict(face.quality),
                 "quality_flags": face.quality.flags(face_settings),
-                "candidates": [
-                    {**asdict(c), "label": gallery["records"][str(c.record_id)]} for c in candidates
-                ],
+                "candidates": [{**asdict(c), "label": gallery["records"][str(c.record_id)]} for c in candidates],
             }
         )
     if as_json:
@@ -134,8 +130,9 @@ def _face_settings() -> FaceSettings:
         raise fail(f"the service settings are not valid: {exc}") from exc
 
 
-def _embed_with_progress(identities: dict[str, list[Path]], workers: int,
-                         face_settings: FaceSettings) -> list[FileResult]:
+def _embed_with_progress(
+    identities: dict[str, list[Path]], workers: int, face_settings: FaceSettings
+) -> list[FileResult]:
     from matching.batch import BatchJob, embed_files
 
     paths = [p for photos in identities.values() for p in photos]
@@ -246,17 +243,28 @@ def _print_search(report: list[dict], threshold: float) -> None:
 
 @match_app.command("reembed")
 def reembed(
-    model: Annotated[str | None, typer.Option(
-        "--model", help="Model id to re-embed the gallery with (--status lists them).")] = None,
-    operator: Annotated[str | None, typer.Option(
-        help="Email of the platform admin starting or cancelling; recorded in the audit trail.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model id to re-embed the gallery with (--status lists them).")
+    ] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(help="Email of the platform admin starting or cancelling; recorded in the audit trail."),
+    ] = None,
     status: Annotated[bool, typer.Option("--status", help="Show the active model and the latest job.")] = False,
     cancel: Annotated[bool, typer.Option("--cancel", help="Stop the job in progress; the model stays.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Send the job in progress to the workers again.")] = False,
 ) -> None:
     """Re-embed the gallery from the stored photos in the background; switch models only when complete."""
-    chosen = [name for name, given in (("--model", model is not None), ("--status", status), ("--cancel", cancel),
-                                       ("--resume", resume)) if given]
+    chosen = [
+        name
+        for name, given in (
+            ("--model", model is not None),
+            ("--status", status),
+            ("--cancel", cancel),
+            ("--resume", resume),
+        )
+        if given
+    ]
     if len(chosen) != 1:
         raise fail("give exactly one of --model ID, --status, --cancel or --resume")
     if (model is not None or cancel) and not operator:
@@ -292,12 +300,16 @@ def _start_reembed(settings, sessions, model: str, operator: str) -> None:
         raise fail(refusal.message) from refusal
     console.print(f"Re-embedding job {job.id} started: {job.total} photo(s) to embed with {model}.")
     _send_batch(settings, job.id)
-    console.print("The workers embed them in the background; the service switches to the new model only when "
-                  "every photo is done. Follow it with `reunite match reembed --status`.")
+    console.print(
+        "The workers embed them in the background; the service switches to the new model only when "
+        "every photo is done. Follow it with `reunite match reembed --status`."
+    )
     if not calibrated:
-        errors.print(f"[yellow]note:[/yellow] {model} has no calibration: after the switch, searches use the "
-                     "placeholder review threshold until one is stored "
-                     f"(`reunite calibrate MANIFEST --model {model}`).")
+        errors.print(
+            f"[yellow]note:[/yellow] {model} has no calibration: after the switch, searches use the "
+            "placeholder review threshold until one is stored "
+            f"(`reunite calibrate MANIFEST --model {model}`)."
+        )
 
 
 def _cancel_reembed(sessions, operator: str) -> None:
@@ -309,8 +321,9 @@ def _cancel_reembed(sessions, operator: str) -> None:
             job = cancel_reembed(session, actor=_operator(session, operator), now=utcnow())
     except ReembedRefused as refusal:
         raise fail(refusal.message) from refusal
-    console.print(f"Re-embedding job {job.id} cancelled after {job.done} of {job.total} photo(s); "
-                  "the active model is unchanged.")
+    console.print(
+        f"Re-embedding job {job.id} cancelled after {job.done} of {job.total} photo(s); the active model is unchanged."
+    )
 
 
 def _resume_reembed(settings, sessions) -> None:
@@ -334,9 +347,11 @@ def _send_batch(settings, job_id: int) -> None:
     try:
         AppDispatcher(make_celery(settings)).reembed(job_id)
     except Exception as exc:  # the job is recorded; the scheduler re-sends a job that does not move
-        errors.print(f"[yellow]warning:[/yellow] the job is recorded but could not be sent to the workers "
-                     f"({type(exc).__name__}). The scheduler sends it again within "
-                     f"{settings.processing_timeout_minutes} minutes, or run `reunite match reembed --resume`.")
+        errors.print(
+            f"[yellow]warning:[/yellow] the job is recorded but could not be sent to the workers "
+            f"({type(exc).__name__}). The scheduler sends it again within "
+            f"{settings.processing_timeout_minutes} minutes, or run `reunite match reembed --resume`."
+        )
         raise typer.Exit(PARTLY_REFUSED) from exc
 
 
@@ -373,11 +388,16 @@ def _show_status(sessions) -> None:
         return
     table = Table(title=f"Re-embedding job {job.id}", show_header=False)
     share = f" ({100 * job.done / job.total:.0f}%)" if job.total else ""
-    rows = [("status", job.status), ("model", f"{job.source_model_id} -> {job.target_model_id}"),
-            ("photos", f"{job.done} of {job.total} done{share}, {job.failed} failed"),
-            ("started", f"{_when(job.created_at)} by {emails.get(job.started_by_id, '-')}"),
-            ("finished", _when(job.finished_at) + (f" by {emails[job.finished_by_id]}"
-                                                   if job.finished_by_id in emails else ""))]
+    rows = [
+        ("status", job.status),
+        ("model", f"{job.source_model_id} -> {job.target_model_id}"),
+        ("photos", f"{job.done} of {job.total} done{share}, {job.failed} failed"),
+        ("started", f"{_when(job.created_at)} by {emails.get(job.started_by_id, '-')}"),
+        (
+            "finished",
+            _when(job.finished_at) + (f" by {emails[job.finished_by_id]}" if job.finished_by_id in emails else ""),
+        ),
+    ]
     if reasons:
         rows.append(("failures", ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))))
     if job.message:

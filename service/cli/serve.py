@@ -62,8 +62,10 @@ def serve(
         console.print(f"  email:      {operator.email}")
         console.print(f"  password:   {operator.password}")
         console.print(f"  TOTP (add to an authenticator app): {operator.totp_uri}")
-    console.print(f"Reunite on http://{host}:{port} (data in {settings.data_dir.resolve()}); "
-                  "API docs at /docs in development, /openapi.json always")
+    console.print(
+        f"Reunite on http://{host}:{port} (data in {settings.data_dir.resolve()}); "
+        "API docs at /docs in development, /openapi.json always"
+    )
     child = start_worker_process() if worker else None
     if child is not None:
         console.print(f"Worker started (pid {child.pid}), broker {settings.celery_broker_url}")
@@ -85,12 +87,22 @@ WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_
 
 def start_worker_process() -> subprocess.Popen:
     """`reunite worker --concurrency 1 --beat` as a child with the same settings (environment)."""
-    command = [sys.executable, "-c", "from service.cli import app; app()",
-               "worker", "--concurrency", "1", "--beat", "--loglevel", "warning"]
+    command = [
+        sys.executable,
+        "-c",
+        "from service.cli import app; app()",
+        "worker",
+        "--concurrency",
+        "1",
+        "--beat",
+        "--loglevel",
+        "warning",
+    ]
     # Its own session: a Ctrl-C in the terminal reaches serve only, which then stops the
     # worker in order (warm shutdown: the task in hand is finished or given back).
-    return subprocess.Popen(command, env={**os.environ, **WORKER_ENVIRONMENT}, start_new_session=True,
-                            preexec_fn=_stop_when_parent_dies)
+    return subprocess.Popen(
+        command, env={**os.environ, **WORKER_ENVIRONMENT}, start_new_session=True, preexec_fn=_stop_when_parent_dies
+    )
 
 
 def stop_worker_process(child: subprocess.Popen) -> None:
@@ -146,8 +158,13 @@ def create_operator(
     try:
         with transaction(sessions) as session:
             user = create_user(session, email=email, password=password, roles={role})
-            record_event(session, action=AuditAction.OPERATOR_CREATED, target_type="user", target_id=user.id,
-                         details={"role": role, "via": "cli"})
+            record_event(
+                session,
+                action=AuditAction.OPERATOR_CREATED,
+                target_type="user",
+                target_id=user.id,
+                details={"role": role, "via": "cli"},
+            )
             assert user.totp_secret is not None  # create_user always enrols TOTP
             uri = totp_uri(user.totp_secret, email=user.email, issuer=settings.totp_issuer)
     except WeakPassword as exc:

@@ -37,9 +37,17 @@ def worker(
     app = make_celery(settings)
     install_worker_hooks(app)
     argv = [
-        "worker", "--queues", queues, "--pool", pool, "--loglevel", loglevel,
-        "--concurrency", str(concurrency or os.cpu_count() or 1),
-        "--hostname", name or f"reunite-{os.getpid()}@{socket.gethostname()}",
+        "worker",
+        "--queues",
+        queues,
+        "--pool",
+        pool,
+        "--loglevel",
+        loglevel,
+        "--concurrency",
+        str(concurrency or os.cpu_count() or 1),
+        "--hostname",
+        name or f"reunite-{os.getpid()}@{socket.gethostname()}",
     ]
     if beat:
         argv.append("--beat")

@@ -48,11 +48,26 @@ def _download_sdist(folder: Path) -> Path:
     if not archive.exists():
         with tempfile.TemporaryDirectory(dir=folder) as scratch:
             fetched = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                 "face_recognition==1.3.0", "-d", scratch], capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "face_recognition==1.3.0",
+                    "-d",
+                    scratch,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if fetched.returncode != 0:
-                raise SamplesUnavailable(f"pip could not download {SDIST} from the package registry: "
-                                         f"{fetched.stderr.strip()[-300:]}")
+                raise SamplesUnavailable(
+                    f"pip could not download {SDIST} from the package registry: {fetched.stderr.strip()[-300:]}"
+                )
             os.replace(Path(scratch) / SDIST, archive)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     if digest != SDIST_SHA256:

@@ -101,9 +101,15 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
             raise DemoExists("A demo sandbox is already in this database (organisations 'Demo sandbox: …').")
         organisations = {demo: _approved_organisation(session, demo, now=now) for demo in (HOPE, FAMILY)}
         accounts, users = _accounts(session, organisations, settings=settings, now=now)
-        record_event(session, action=AuditAction.DEMO_SEEDED, target_type="organisation",
-                     details={"organisation_ids": [o.id for o in organisations.values()],
-                              "user_ids": [u.id for u in users.values()]})
+        record_event(
+            session,
+            action=AuditAction.DEMO_SEEDED,
+            target_type="organisation",
+            details={
+                "organisation_ids": [o.id for o in organisations.values()],
+                "user_ids": [u.id for u in users.values()],
+            },
+        )
         session.commit()
         vault = PhotoVault(settings.photo_root, settings.photo_master_key())
         records, photo_ids = _records(session, vault, settings, users[(HOPE, "caseworker")], photos, now=now)
@@ -112,10 +118,17 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
         with _pipeline(sessions, vault, settings) as pipeline:
             for photo_id in photo_ids:  # enrolled first, as a gallery is before a case is searched
                 pipeline.process_record_photo(photo_id)
-            case_id = submit_case(session, vault=vault, settings=settings, actor=case_submitter,
-                                  case_reference="DEMO-C1", purpose="Demo: searching for sample person 1",
-                                  read_file=(photos / CASE_PHOTO).read_bytes, now=now,
-                                  dispatch=None).id  # the pipeline below runs the search here
+            case_id = submit_case(
+                session,
+                vault=vault,
+                settings=settings,
+                actor=case_submitter,
+                case_reference="DEMO-C1",
+                purpose="Demo: searching for sample person 1",
+                read_file=(photos / CASE_PHOTO).read_bytes,
+                now=now,
+                dispatch=None,
+            ).id  # the pipeline below runs the search here
             session.commit()
             pipeline.process_case(case_id)
         found = len(session.scalars(select(Candidate.id).where(Candidate.case_id == case_id)).all())
@@ -124,10 +137,18 @@ def seed_sandbox(sessions: sessionmaker[Session], *, settings: Settings, photos:
 
 def _approved_organisation(session: Session, demo: DemoOrganisation, *, now: datetime) -> Organisation:
     organisation = Organisation(
-        name=demo.name, org_type="ngo", country="GB", registration_number=demo.registration_number,
-        website=f"https://{demo.domain}", contact_email=f"contact@{demo.domain}", status="approved",
-        attests_no_law_enforcement=True, purpose="Demonstrating Reunite with sample data only",
-        approved_at=now, vetting_expires_at=now + timedelta(days=365))
+        name=demo.name,
+        org_type="ngo",
+        country="GB",
+        registration_number=demo.registration_number,
+        website=f"https://{demo.domain}",
+        contact_email=f"contact@{demo.domain}",
+        status="approved",
+        attests_no_law_enforcement=True,
+        purpose="Demonstrating Reunite with sample data only",
+        approved_at=now,
+        vetting_expires_at=now + timedelta(days=365),
+    )
     session.add(organisation)
     session.flush()
     return organisation
@@ -138,8 +159,7 @@ def _accounts(session: Session, organisations: dict, *, settings: Settings, now:
     accounts, users = [], {}
     for demo, local, roles in ACCOUNTS:
         email, password = f"{local}@{demo.domain}", secrets.token_urlsafe(15)
-        user = create_user(session, email=email, password=password, roles=roles,
-                           organisation_id=organisations[demo].id)
+        user = create_user(session, email=email, password=password, roles=roles, organisation_id=organisations[demo].id)
         user.created_at = now - timedelta(days=settings.review_new_account_days + 1)
         users[(demo, local)] = user
         accounts.append(DemoAccount(demo.name, email, password, tuple(sorted(roles))))
@@ -150,24 +170,44 @@ def _accounts(session: Session, organisations: dict, *, settings: Settings, now:
 def _records(session: Session, vault: PhotoVault, settings: Settings, caseworker, photos: Path, *, now: datetime):
     record_ids, photo_ids = [], []
     for reference, label, names in RECORDS:
-        record = create_record(session, actor=caseworker, body=_new_record(reference, label, now=now), now=now,
-                               max_consent_days=settings.consent_max_days)
+        record = create_record(
+            session,
+            actor=caseworker,
+            body=_new_record(reference, label, now=now),
+            now=now,
+            max_consent_days=settings.consent_max_days,
+        )
         record_ids.append(record.id)
         for name in names:
-            photo = add_record_photo(session, vault=vault, settings=settings, actor=caseworker,
-                                     record_id=record.id, read_file=(photos / name).read_bytes,
-                                     taken_at=None, now=now, dispatch=None)  # _pipeline processes it
+            photo = add_record_photo(
+                session,
+                vault=vault,
+                settings=settings,
+                actor=caseworker,
+                record_id=record.id,
+                read_file=(photos / name).read_bytes,
+                taken_at=None,
+                now=now,
+                dispatch=None,
+            )  # _pipeline processes it
             photo_ids.append(photo.id)
     return record_ids, photo_ids
 
 
 def _new_record(reference: str, label: str, *, now: datetime) -> NewRecord:
-    consent = ConsentIn(guardian_name="Demo guardian (not a real person)", guardian_relationship="guardian",
-                        responsibility_verified_by="demo: nothing to verify", lawful_basis=LawfulBasis.CONSENT,
-                        purpose="Demonstrating Reunite with sample photos of adults", notice_version="demo",
-                        obtained_at=now - timedelta(days=1), expires_at=now + timedelta(days=90))
-    return NewRecord(case_reference=reference, label=label, age_years=12, missing_since=date(2026, 1, 1),
-                     consent=consent)
+    consent = ConsentIn(
+        guardian_name="Demo guardian (not a real person)",
+        guardian_relationship="guardian",
+        responsibility_verified_by="demo: nothing to verify",
+        lawful_basis=LawfulBasis.CONSENT,
+        purpose="Demonstrating Reunite with sample photos of adults",
+        notice_version="demo",
+        obtained_at=now - timedelta(days=1),
+        expires_at=now + timedelta(days=90),
+    )
+    return NewRecord(
+        case_reference=reference, label=label, age_years=12, missing_since=date(2026, 1, 1), consent=consent
+    )
 
 
 @contextmanager
@@ -177,5 +217,9 @@ def _pipeline(sessions, vault: PhotoVault, settings: Settings) -> Iterator:
     from service.worker.replica import IndexReplica
 
     with tempfile.TemporaryDirectory(prefix="reunite-demo-index-") as folder:
-        yield Pipeline(settings=settings, sessions=sessions, vault=vault,
-                       replica=IndexReplica(Path(folder), index_kind=settings.index_kind))
+        yield Pipeline(
+            settings=settings,
+            sessions=sessions,
+            vault=vault,
+            replica=IndexReplica(Path(folder), index_kind=settings.index_kind),
+        )

@@ -66,8 +66,10 @@ COMPLETE = "complete"  # switched over
 FAILED = "failed"  # some photos could not be embedded; nothing switched
 SUPERSEDED = "superseded"  # the job or the claim stopped being ours
 
-FAILED_MESSAGE = ("{count} photo(s) could not be embedded with the new model, so the active model was not "
-                  "changed. Run the re-embedding again to retry them; the photos already done are kept.")
+FAILED_MESSAGE = (
+    "{count} photo(s) could not be embedded with the new model, so the active model was not "
+    "changed. Run the re-embedding again to retry them; the photos already done are kept."
+)
 CANCELLED_MESSAGE = "Cancelled by an operator; the active model was not changed."
 
 
@@ -115,8 +117,9 @@ class Progress:
 def active_model(session: Session) -> tuple[str, str]:
     """(model id, version) every search uses: the stored one, else the default model."""
     row = session.execute(
-        select(ActiveEmbeddingModel.model_id, ActiveEmbeddingModel.model_version)
-        .where(ActiveEmbeddingModel.id == ACTIVE_ROW_ID)
+        select(ActiveEmbeddingModel.model_id, ActiveEmbeddingModel.model_version).where(
+            ActiveEmbeddingModel.id == ACTIVE_ROW_ID
+        )
     ).first()
     if row is None:
         embedder = default_embedder()
@@ -127,8 +130,12 @@ def active_model(session: Session) -> tuple[str, str]:
 def models_to_embed(session: Session) -> tuple[str, ...]:
     """What a new photo is embedded with: the active model, then a re-embedding's target if one is in progress."""
     active = active_model(session)[0]
-    target = session.scalar(select(ReembedJob.target_model_id).where(ReembedJob.status.in_(IN_PROGRESS))
-                            .order_by(ReembedJob.id.desc()).limit(1))
+    target = session.scalar(
+        select(ReembedJob.target_model_id)
+        .where(ReembedJob.status.in_(IN_PROGRESS))
+        .order_by(ReembedJob.id.desc())
+        .limit(1)
+    )
     return (active,) if target in (None, active) else (active, target)
 
 
@@ -157,34 +164,55 @@ def start_reembed(session: Session, *, target_model_id: str, actor: User, now: d
     except ModelNotInstalled as error:
         raise ReembedRefused(str(error), "model_not_installed") from None
     except UnknownEmbedder:
-        raise ReembedRefused(f"There is no embedding model {target_model_id!r}. Available models: "
-                             f"{', '.join(available_embedders())}.", "unknown_model") from None
-    if (embedder.provisional_threshold != DEFAULT_REVIEW_THRESHOLD
-            and active_calibration(session, target_model_id) is None):
+        raise ReembedRefused(
+            f"There is no embedding model {target_model_id!r}. Available models: {', '.join(available_embedders())}.",
+            "unknown_model",
+        ) from None
+    if (
+        embedder.provisional_threshold != DEFAULT_REVIEW_THRESHOLD
+        and active_calibration(session, target_model_id) is None
+    ):
         # The service's provisional threshold is dlib's; on another model's scale it would
         # decide what reviewers see without any measurement behind it.
         raise ReembedRefused(
             f"{target_model_id} has no calibration, and its distances are on another scale than the provisional "
             f"review threshold ({DEFAULT_REVIEW_THRESHOLD}). Calibrate it first on labelled photos: "
-            f"reunite calibrate MANIFEST --model {target_model_id}", "not_calibrated")
+            f"reunite calibrate MANIFEST --model {target_model_id}",
+            "not_calibrated",
+        )
     lock_model_state(session, exclusive=True)  # one start at a time, and never across a switch-over
     active = active_model(session)[0]
     if target_model_id == active:
-        raise ReembedRefused(f"{target_model_id} is already the active model; there is nothing to re-embed.",
-                             "already_active")
+        raise ReembedRefused(
+            f"{target_model_id} is already the active model; there is nothing to re-embed.", "already_active"
+        )
     running = current_job(session)
     if running is not None:
-        raise ReembedRefused(f"Re-embedding job {running.id} (to {running.target_model_id}) is {running.status}; "
-                             "wait for it to finish or cancel it first.", "job_in_progress")
-    job = ReembedJob(target_model_id=target_model_id, target_model_version=version,
-                     source_model_id=active, status="queued", created_at=now, heartbeat_at=now,
-                     started_by_id=actor.id)
+        raise ReembedRefused(
+            f"Re-embedding job {running.id} (to {running.target_model_id}) is {running.status}; "
+            "wait for it to finish or cancel it first.",
+            "job_in_progress",
+        )
+    job = ReembedJob(
+        target_model_id=target_model_id,
+        target_model_version=version,
+        source_model_id=active,
+        status="queued",
+        created_at=now,
+        heartbeat_at=now,
+        started_by_id=actor.id,
+    )
     session.add(job)
     session.flush()
     _store_progress(job, progress(session, job=job, now=now))
-    record_event(session, action=AuditAction.REEMBED_STARTED, actor_id=actor.id, target_type="reembed_job",
-                 target_id=job.id,
-                 details={"target_model": target_model_id, "source_model": active, "photos": job.total})
+    record_event(
+        session,
+        action=AuditAction.REEMBED_STARTED,
+        actor_id=actor.id,
+        target_type="reembed_job",
+        target_id=job.id,
+        details={"target_model": target_model_id, "source_model": active, "photos": job.total},
+    )
     return job
 
 
@@ -196,9 +224,14 @@ def cancel_reembed(session: Session, *, actor: User, now: datetime) -> ReembedJo
         raise ReembedRefused("No re-embedding job is in progress.", "no_job")
     _end_job(job, "cancelled", CANCELLED_MESSAGE, now)
     job.finished_by_id = actor.id
-    record_event(session, action=AuditAction.REEMBED_CANCELLED, actor_id=actor.id, target_type="reembed_job",
-                 target_id=job.id, details={"target_model": job.target_model_id, "done": job.done,
-                                            "total": job.total})
+    record_event(
+        session,
+        action=AuditAction.REEMBED_CANCELLED,
+        actor_id=actor.id,
+        target_type="reembed_job",
+        target_id=job.id,
+        details={"target_model": job.target_model_id, "done": job.done, "total": job.total},
+    )
     return job
 
 
@@ -211,14 +244,18 @@ def current_job(session: Session, *, lock: bool = False) -> ReembedJob | None:
 
 
 def latest_job(session: Session) -> ReembedJob | None:
-    return session.scalars(select(ReembedJob).order_by(ReembedJob.id.desc()).limit(1)
-                           .execution_options(populate_existing=True)).first()
+    return session.scalars(
+        select(ReembedJob).order_by(ReembedJob.id.desc()).limit(1).execution_options(populate_existing=True)
+    ).first()
 
 
 def failure_reasons(session: Session, *, job_id: int) -> dict[str, int]:
     """How many photos failed for each reason (codes only)."""
-    rows = session.execute(select(ReembedFailure.reason, func.count()).where(ReembedFailure.job_id == job_id)
-                           .group_by(ReembedFailure.reason)).all()
+    rows = session.execute(
+        select(ReembedFailure.reason, func.count())
+        .where(ReembedFailure.job_id == job_id)
+        .group_by(ReembedFailure.reason)
+    ).all()
     return {reason: count for reason, count in rows}
 
 
@@ -228,13 +265,20 @@ def stalled_jobs(session: Session, *, now: datetime, stalled_after: timedelta) -
     Their heartbeat is moved to now, so each is re-sent at most once per `stalled_after`;
     send their batch again after the commit (a duplicate message is harmless).
     """
-    ids = list(session.scalars(
-        select(ReembedJob.id).where(ReembedJob.status.in_(IN_PROGRESS), ReembedJob.heartbeat_at < now - stalled_after)
-        .with_for_update()
-    ).all())
+    ids = list(
+        session.scalars(
+            select(ReembedJob.id)
+            .where(ReembedJob.status.in_(IN_PROGRESS), ReembedJob.heartbeat_at < now - stalled_after)
+            .with_for_update()
+        ).all()
+    )
     if ids:
-        session.execute(update(ReembedJob).where(ReembedJob.id.in_(ids)).values(heartbeat_at=now)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(ReembedJob)
+            .where(ReembedJob.id.in_(ids))
+            .values(heartbeat_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return ids
 
 
@@ -245,10 +289,18 @@ def claim_batch(session: Session, *, job_id: int, now: datetime, lease: timedelt
     """Take the job's next batch (not committed); None if the job is over or another worker holds a batch."""
     row = session.execute(
         update(ReembedJob)
-        .where(ReembedJob.id == job_id, ReembedJob.status.in_(IN_PROGRESS),
-               or_(ReembedJob.batch_claimed_at.is_(None), ReembedJob.batch_claimed_at < now - lease))
-        .values(status="running", batches=ReembedJob.batches + 1, batch_claimed_at=now, heartbeat_at=now,
-                started_at=func.coalesce(ReembedJob.started_at, now))
+        .where(
+            ReembedJob.id == job_id,
+            ReembedJob.status.in_(IN_PROGRESS),
+            or_(ReembedJob.batch_claimed_at.is_(None), ReembedJob.batch_claimed_at < now - lease),
+        )
+        .values(
+            status="running",
+            batches=ReembedJob.batches + 1,
+            batch_claimed_at=now,
+            heartbeat_at=now,
+            started_at=func.coalesce(ReembedJob.started_at, now),
+        )
         .returning(ReembedJob.batches, ReembedJob.target_model_id)
         .execution_options(synchronize_session=False)
     ).first()
@@ -271,17 +323,25 @@ def photos_to_embed(session: Session, *, claim: BatchClaim, now: datetime, limit
     rows = session.execute(
         _pending(claim.job_id, claim.target_model_id, now)
         .with_only_columns(Photo.id, Photo.storage_key, Photo.wrapped_key, Photo.record_id, Photo.case_id)
-        .order_by(Photo.id).limit(limit)
+        .order_by(Photo.id)
+        .limit(limit)
     ).all()
-    return [PhotoToEmbed(id=r.id, storage_key=r.storage_key, wrapped_key=r.wrapped_key, record_id=r.record_id,
-                         case_id=r.case_id) for r in rows]
+    return [
+        PhotoToEmbed(
+            id=r.id, storage_key=r.storage_key, wrapped_key=r.wrapped_key, record_id=r.record_id, case_id=r.case_id
+        )
+        for r in rows
+    ]
 
 
 def record_failure(session: Session, *, job_id: int, photo_id: int, reason: str) -> None:
     """Remember that this job could not embed the photo, so later batches skip it (idempotent)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(ReembedFailure).values(job_id=job_id, photo_id=photo_id, reason=reason)
-                    .on_conflict_do_nothing(index_elements=["job_id", "photo_id"]))
+    session.execute(
+        insert(ReembedFailure)
+        .values(job_id=job_id, photo_id=photo_id, reason=reason)
+        .on_conflict_do_nothing(index_elements=["job_id", "photo_id"])
+    )
 
 
 def finish_if_done(session: Session, *, claim: BatchClaim, now: datetime) -> str:
@@ -296,8 +356,13 @@ def finish_if_done(session: Session, *, claim: BatchClaim, now: datetime) -> str
         return MORE
     if counts.failed:
         _end_job(job, "failed", FAILED_MESSAGE.format(count=counts.failed), now)
-        record_event(session, action=AuditAction.REEMBED_FAILED, target_type="reembed_job", target_id=job.id,
-                     details={"target_model": job.target_model_id, "done": counts.done, "failed": counts.failed})
+        record_event(
+            session,
+            action=AuditAction.REEMBED_FAILED,
+            target_type="reembed_job",
+            target_id=job.id,
+            details={"target_model": job.target_model_id, "done": counts.done, "failed": counts.failed},
+        )
         return FAILED
     previous = active_model(session)[0]
     state = session.get(ActiveEmbeddingModel, ACTIVE_ROW_ID, with_for_update=True, populate_existing=True)
@@ -307,8 +372,13 @@ def finish_if_done(session: Session, *, claim: BatchClaim, now: datetime) -> str
     state.model_id, state.model_version = job.target_model_id, job.target_model_version
     state.switched_at, state.job_id = now, job.id
     _end_job(job, "complete", None, now)
-    record_event(session, action=AuditAction.EMBEDDING_MODEL_SWITCHED, target_type="reembed_job", target_id=job.id,
-                 details={"from_model": previous, "to_model": job.target_model_id, "photos": counts.done})
+    record_event(
+        session,
+        action=AuditAction.EMBEDDING_MODEL_SWITCHED,
+        target_type="reembed_job",
+        target_id=job.id,
+        details={"from_model": previous, "to_model": job.target_model_id, "photos": counts.done},
+    )
     return COMPLETE
 
 
@@ -318,8 +388,13 @@ def fail_job(session: Session, *, claim: BatchClaim, message: str, now: datetime
     if job is None:
         return False
     _end_job(job, "failed", message, now)
-    record_event(session, action=AuditAction.REEMBED_FAILED, target_type="reembed_job", target_id=job.id,
-                 details={"target_model": job.target_model_id, "done": job.done, "failed": job.failed})
+    record_event(
+        session,
+        action=AuditAction.REEMBED_FAILED,
+        target_type="reembed_job",
+        target_id=job.id,
+        details={"target_model": job.target_model_id, "done": job.done, "failed": job.failed},
+    )
     return True
 
 
@@ -330,7 +405,8 @@ def progress(session: Session, *, job: ReembedJob, now: datetime) -> Progress:
     total = session.scalar(select(func.count()).select_from(eligible))
     done = session.scalar(select(func.count()).select_from(eligible).where(has_target))
     failed = session.scalar(
-        select(func.count()).select_from(eligible)
+        select(func.count())
+        .select_from(eligible)
         .where(~has_target, exists().where(ReembedFailure.job_id == job.id, ReembedFailure.photo_id == eligible.c.id))
     )
     return Progress(total=total or 0, done=done or 0, failed=failed or 0)
@@ -345,13 +421,17 @@ def _eligible_photos(now: datetime) -> Select:
     Records of organisations that are suspended for now are included (their records
     match again once reinstated); withdrawn and expired records are not.
     """
-    record_usable = exists().where(Record.id == Photo.record_id, Consent.record_id == Record.id,
-                                   *consent_valid(now))
-    case_open = exists().where(Case.id == Photo.case_id, Case.status.in_(OPEN_CASE_STATUSES),
-                               Case.retention_until > now, Case.purged_at.is_(None))
-    return select(Photo.id).where(Photo.status == PhotoStatus.EMBEDDED,
-                                  or_(and_(Photo.record_id.is_not(None), record_usable),
-                                      and_(Photo.case_id.is_not(None), case_open)))
+    record_usable = exists().where(Record.id == Photo.record_id, Consent.record_id == Record.id, *consent_valid(now))
+    case_open = exists().where(
+        Case.id == Photo.case_id,
+        Case.status.in_(OPEN_CASE_STATUSES),
+        Case.retention_until > now,
+        Case.purged_at.is_(None),
+    )
+    return select(Photo.id).where(
+        Photo.status == PhotoStatus.EMBEDDED,
+        or_(and_(Photo.record_id.is_not(None), record_usable), and_(Photo.case_id.is_not(None), case_open)),
+    )
 
 
 def _has_embedding(model_id: str, photo_id_column):

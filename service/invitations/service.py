@@ -38,7 +38,9 @@ from service.invitations.models import Invitation
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
 from service.organisations.service import (
-    check_new_member, check_not_a_member, email_in_use,
+    check_new_member,
+    check_not_a_member,
+    email_in_use,
 )
 from service.refusal import Conflict, Forbidden, NotFound, Refusal, Refused
 from service.settings import Settings
@@ -50,8 +52,10 @@ TOKEN_BYTES = 32  # 256 bits: guessing a live link is hopeless, and the rate lim
 # `LoginAttempt.email` of a failed acceptance: counted with failed sign-ins from the same address.
 ATTEMPT_MARK = "(invitation)"
 
-INVALID_LINK = ("This invitation link is not valid: it may have expired, been withdrawn or been used already. "
-                "Ask your organisation's administrator for a new one.")
+INVALID_LINK = (
+    "This invitation link is not valid: it may have expired, been withdrawn or been used already. "
+    "Ask your organisation's administrator for a new one."
+)
 ORGANISATION_CLOSED = "Your organisation cannot take on new users at present; ask its administrator."
 
 
@@ -79,8 +83,16 @@ def accept_path(token: str) -> str:
 # --- the admin's side --------------------------------------------------------------------------
 
 
-def invite_user(session: Session, *, organisation_id: int, actor: User, email: str, roles: Iterable[str],
-                settings: Settings, now: datetime) -> tuple[Invitation, str]:
+def invite_user(
+    session: Session,
+    *,
+    organisation_id: int,
+    actor: User,
+    email: str,
+    roles: Iterable[str],
+    settings: Settings,
+    now: datetime,
+) -> tuple[Invitation, str]:
     """Invite `email` to the actor's organisation with `roles`; the invitation and its token (shown once)."""
     organisation = _admins_organisation(session, actor=actor, organisation_id=organisation_id)
     if not _is_open(organisation, now):
@@ -92,16 +104,25 @@ def invite_user(session: Session, *, organisation_id: int, actor: User, email: s
         raise Conflict("This address already has an invitation waiting; withdraw it first to make a new one.")
     token = secrets.token_urlsafe(TOKEN_BYTES)
     invitation = Invitation(
-        organisation_id=organisation.id, email=email, roles=" ".join(sorted(role.value for role in granted)),
-        token_hash=hash_token(token), created_by=actor.id, created_at=now,
+        organisation_id=organisation.id,
+        email=email,
+        roles=" ".join(sorted(role.value for role in granted)),
+        token_hash=hash_token(token),
+        created_by=actor.id,
+        created_at=now,
         expires_at=now + timedelta(days=settings.invitation_days),
     )
     session.add(invitation)
     session.flush()
-    record_event(session, action=AuditAction.USER_INVITED, actor_id=actor.id, organisation_id=organisation.id,
-                 target_type="invitation", target_id=invitation.id,
-                 details={"invitation_id": invitation.id, "roles": invitation.role_codes,
-                          "days": settings.invitation_days})
+    record_event(
+        session,
+        action=AuditAction.USER_INVITED,
+        actor_id=actor.id,
+        organisation_id=organisation.id,
+        target_type="invitation",
+        target_id=invitation.id,
+        details={"invitation_id": invitation.id, "roles": invitation.role_codes, "days": settings.invitation_days},
+    )
     session.commit()
     return invitation, token
 
@@ -109,14 +130,18 @@ def invite_user(session: Session, *, organisation_id: int, actor: User, email: s
 def list_invitations(session: Session, *, organisation_id: int, actor: User) -> list[Invitation]:
     """Every invitation of the actor's organisation, newest first."""
     _admins_organisation(session, actor=actor, organisation_id=organisation_id, lock=False)
-    return list(session.scalars(
-        select(Invitation).where(Invitation.organisation_id == organisation_id)
-        .order_by(Invitation.created_at.desc(), Invitation.id.desc())
-    ))
+    return list(
+        session.scalars(
+            select(Invitation)
+            .where(Invitation.organisation_id == organisation_id)
+            .order_by(Invitation.created_at.desc(), Invitation.id.desc())
+        )
+    )
 
 
-def revoke_invitation(session: Session, *, organisation_id: int, actor: User, invitation_id: int,
-                      now: datetime) -> Invitation:
+def revoke_invitation(
+    session: Session, *, organisation_id: int, actor: User, invitation_id: int, now: datetime
+) -> Invitation:
     """Withdraw a waiting invitation: its link stops working at once."""
     _admins_organisation(session, actor=actor, organisation_id=organisation_id)
     invitation = session.get(Invitation, invitation_id, with_for_update=True)
@@ -124,12 +149,23 @@ def revoke_invitation(session: Session, *, organisation_id: int, actor: User, in
         raise NotFound("There is no such invitation in your organisation.")
     state = invitation.state(now)
     if state != "pending":
-        raise Conflict({"accepted": "This invitation has already been accepted; remove the user instead.",
-                        "revoked": "This invitation has already been withdrawn.",
-                        "expired": "This invitation has already expired."}[state])
+        raise Conflict(
+            {
+                "accepted": "This invitation has already been accepted; remove the user instead.",
+                "revoked": "This invitation has already been withdrawn.",
+                "expired": "This invitation has already expired.",
+            }[state]
+        )
     invitation.revoked_at, invitation.revoked_by = now, actor.id
-    record_event(session, action=AuditAction.INVITATION_REVOKED, actor_id=actor.id, organisation_id=organisation_id,
-                 target_type="invitation", target_id=invitation.id, details={"invitation_id": invitation.id})
+    record_event(
+        session,
+        action=AuditAction.INVITATION_REVOKED,
+        actor_id=actor.id,
+        organisation_id=organisation_id,
+        target_type="invitation",
+        target_id=invitation.id,
+        details={"invitation_id": invitation.id},
+    )
     session.commit()
     return invitation
 
@@ -137,8 +173,9 @@ def revoke_invitation(session: Session, *, organisation_id: int, actor: User, in
 # --- the colleague's side ------------------------------------------------------------------------
 
 
-def invitation_for_token(session: Session, *, token: str, settings: Settings, address: str,
-                         now: datetime) -> tuple[Invitation, Organisation]:
+def invitation_for_token(
+    session: Session, *, token: str, settings: Settings, address: str, now: datetime
+) -> tuple[Invitation, Organisation]:
     """The waiting invitation a link names, with its organisation; one plain refusal otherwise.
 
     A failure is counted and audited like a failed acceptance, so the page cannot be
@@ -149,11 +186,11 @@ def invitation_for_token(session: Session, *, token: str, settings: Settings, ad
     return invitation, organisation
 
 
-def accept_invitation(session: Session, *, token: str, password: str, settings: Settings, address: str,
-                      now: datetime) -> User:
+def accept_invitation(
+    session: Session, *, token: str, password: str, settings: Settings, address: str, now: datetime
+) -> User:
     """Create the invited user with the password they chose; the link cannot be used again."""
-    invitation, organisation = _usable(session, token=token, settings=settings, address=address, now=now,
-                                       lock=True)
+    invitation, organisation = _usable(session, token=token, settings=settings, address=address, now=now, lock=True)
     if email_in_use(session, invitation.email):  # inviting did not tell; accepting does not either
         _refuse(session, reason="email_in_use", address=address, invitation=invitation)
     # Claimed by a conditional UPDATE: of two acceptances at once, exactly one changes the row.
@@ -165,9 +202,14 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
     if claimed != 1:
         _refuse(session, reason="used", address=address, invitation=invitation)
     try:
-        user = create_user(session, email=invitation.email, password=password,
-                           roles=set(invitation.role_codes), organisation_id=organisation.id,
-                           with_totp=True)  # the acceptance page shows the key
+        user = create_user(
+            session,
+            email=invitation.email,
+            password=password,
+            roles=set(invitation.role_codes),
+            organisation_id=organisation.id,
+            with_totp=True,
+        )  # the acceptance page shows the key
     except WeakPassword as weak:
         session.rollback()
         raise Refused(str(weak), rule="weak_password") from weak
@@ -175,15 +217,22 @@ def accept_invitation(session: Session, *, token: str, password: str, settings: 
         _refuse(session, reason="email_in_use", address=address, invitation=invitation)
     invitation.accepted_user_id = user.id
     session.add(LoginAttempt(email=ATTEMPT_MARK, address=address, succeeded=True))
-    record_event(session, action=AuditAction.INVITATION_ACCEPTED, actor_id=user.id, organisation_id=organisation.id,
-                 target_type="invitation", target_id=invitation.id,
-                 details={"invitation_id": invitation.id, "user_id": user.id, "roles": invitation.role_codes})
+    record_event(
+        session,
+        action=AuditAction.INVITATION_ACCEPTED,
+        actor_id=user.id,
+        organisation_id=organisation.id,
+        target_type="invitation",
+        target_id=invitation.id,
+        details={"invitation_id": invitation.id, "user_id": user.id, "roles": invitation.role_codes},
+    )
     session.commit()
     return user
 
 
-def _usable(session: Session, *, token: str, settings: Settings, address: str, now: datetime,
-            lock: bool = False) -> tuple[Invitation, Organisation]:
+def _usable(
+    session: Session, *, token: str, settings: Settings, address: str, now: datetime, lock: bool = False
+) -> tuple[Invitation, Organisation]:
     """The pending invitation and its open organisation, re-checked against today's denylist."""
     _check_rate(session, settings=settings, address=address, now=now)
     query = select(Invitation).where(Invitation.token_hash == hash_token(token))
@@ -195,26 +244,41 @@ def _usable(session: Session, *, token: str, settings: Settings, address: str, n
         _refuse(session, reason=state, address=address, invitation=invitation)
     organisation = session.get(Organisation, invitation.organisation_id)
     if not _is_open(organisation, now):
-        _refuse(session, reason="organisation_unavailable", address=address, invitation=invitation,
-                error=Forbidden(ORGANISATION_CLOSED))
+        _refuse(
+            session,
+            reason="organisation_unavailable",
+            address=address,
+            invitation=invitation,
+            error=Forbidden(ORGANISATION_CLOSED),
+        )
     if refusal := check_email(invitation.email, current_denylist(session)):
-        _refuse(session, reason="denylisted_domain", address=address, invitation=invitation,
-                error=Refused(refusal.message, rule=refusal.rule))
+        _refuse(
+            session,
+            reason="denylisted_domain",
+            address=address,
+            invitation=invitation,
+            error=Refused(refusal.message, rule=refusal.rule),
+        )
     return invitation, organisation
 
 
-def _refuse(session: Session, *, reason: str, address: str, invitation: Invitation | None = None,
-            error: Refusal | None = None) -> NoReturn:
+def _refuse(
+    session: Session, *, reason: str, address: str, invitation: Invitation | None = None, error: Refusal | None = None
+) -> NoReturn:
     """Count and audit a failed use of a link (never its token), then raise."""
     session.rollback()
     session.add(LoginAttempt(email=ATTEMPT_MARK, address=address, succeeded=False))
     details: dict[str, str | int] = {"reason": reason}
     if invitation is not None:
         details["invitation_id"] = invitation.id
-    record_event(session, action=AuditAction.INVITATION_ACCEPT_FAILED,
-                 organisation_id=invitation.organisation_id if invitation else None,
-                 target_type="invitation" if invitation else None,
-                 target_id=invitation.id if invitation else None, details=details)
+    record_event(
+        session,
+        action=AuditAction.INVITATION_ACCEPT_FAILED,
+        organisation_id=invitation.organisation_id if invitation else None,
+        target_type="invitation" if invitation else None,
+        target_id=invitation.id if invitation else None,
+        details=details,
+    )
     session.commit()
     raise error or InvalidInvitation()
 
@@ -222,8 +286,11 @@ def _refuse(session: Session, *, reason: str, address: str, invitation: Invitati
 def _check_rate(session: Session, *, settings: Settings, address: str, now: datetime) -> None:
     """The sign-in limit per address: failed sign-ins and failed links from it count together."""
     since = now - timedelta(minutes=settings.login_window_minutes)
-    failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since, LoginAttempt.address == address))
+    failures = session.scalar(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since, LoginAttempt.address == address)
+    )
     if failures >= settings.login_failures_per_address:
         raise TooManyAttempts(f"Too many failed attempts. Try again in {settings.login_window_minutes} minutes.")
 
@@ -244,14 +311,18 @@ def _admins_organisation(session: Session, *, actor: User, organisation_id: int,
 
 def _is_open(organisation: Organisation | None, now: datetime) -> bool:
     """Approved and within its vetting period."""
-    return organisation is not None and policy.in_good_standing(organisation.status,
-                                                                organisation.vetting_expires_at, now)
+    return organisation is not None and policy.in_good_standing(
+        organisation.status, organisation.vetting_expires_at, now
+    )
 
 
 def _pending_for(session: Session, *, organisation_id: int, email: str, now: datetime) -> Invitation | None:
-    return session.scalars(select(Invitation).where(
-        Invitation.organisation_id == organisation_id, Invitation.email == email,
-        Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None), Invitation.expires_at > now,
-    )).first()
-
-
+    return session.scalars(
+        select(Invitation).where(
+            Invitation.organisation_id == organisation_id,
+            Invitation.email == email,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > now,
+        )
+    ).first()

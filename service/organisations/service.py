@@ -55,8 +55,9 @@ APPLICATION_MARK = "(application)"
 # --- applications ----------------------------------------------------------------------------
 
 
-def apply(session: Session, *, application: Application, settings: Settings, address: str,
-          now: datetime | None = None) -> Organisation:
+def apply(
+    session: Session, *, application: Application, settings: Settings, address: str, now: datetime | None = None
+) -> Organisation:
     """Create an applied organisation and its first user, an org_admin; refuse by rule.
 
     The answer does not tell whether the admin email has an account already (that would let
@@ -76,10 +77,15 @@ def apply(session: Session, *, application: Application, settings: Settings, add
         _check_new_password(application.admin_password, application.admin_email, application.name)
         hash_password(application.admin_password)  # the time a new account takes
     organisation = Organisation(
-        name=application.name, org_type=application.org_type, country=application.country,
-        registration_number=application.registration_number, website=application.website,
-        contact_email=normalise_email(application.contact_email), status=policy.Status.APPLIED.value,
-        attests_no_law_enforcement=True, purpose=application.attestation.purpose,
+        name=application.name,
+        org_type=application.org_type,
+        country=application.country,
+        registration_number=application.registration_number,
+        website=application.website,
+        contact_email=normalise_email(application.contact_email),
+        status=policy.Status.APPLIED.value,
+        attests_no_law_enforcement=True,
+        purpose=application.attestation.purpose,
     )
     session.add(organisation)
     session.flush()
@@ -87,12 +93,23 @@ def apply(session: Session, *, application: Application, settings: Settings, add
     if not email_in_use(session, application.admin_email):
         # The applicant holds every organisation role, so that under "nobody grants a
         # role they do not hold" they can hand each one on to their colleagues.
-        admin = _create_member(session, organisation=organisation, email=application.admin_email,
-                               password=application.admin_password, roles=set(ORGANISATION_ROLES))
-    record_event(session, action=AuditAction.ORGANISATION_APPLIED, actor_id=admin.id if admin else None,
-                 organisation_id=organisation.id, target_type="organisation", target_id=organisation.id,
-                 details={"org_type": organisation.org_type} | (
-                     {"admin_user_id": admin.id} if admin else {"admin_email_in_use": True}))
+        admin = _create_member(
+            session,
+            organisation=organisation,
+            email=application.admin_email,
+            password=application.admin_password,
+            roles=set(ORGANISATION_ROLES),
+        )
+    record_event(
+        session,
+        action=AuditAction.ORGANISATION_APPLIED,
+        actor_id=admin.id if admin else None,
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+        details={"org_type": organisation.org_type}
+        | ({"admin_user_id": admin.id} if admin else {"admin_email_in_use": True}),
+    )
     session.commit()
     return organisation
 
@@ -109,8 +126,10 @@ def _check_application_rate(session: Session, *, settings: Settings, address: st
         if len(times) >= limit:
             seconds = max(1, math.ceil((times[-1] - since).total_seconds()))
             minutes = math.ceil(seconds / 60)
-            raise TooMany(f"Too many applications {whose}. Try again in {minutes} minute"
-                          f"{'s' if minutes != 1 else ''}.", retry_after=seconds)
+            raise TooMany(
+                f"Too many applications {whose}. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+                retry_after=seconds,
+            )
 
 
 def _application_refusal(application: Application, denylist: Denylist) -> tuple[str, Refusal] | None:
@@ -141,8 +160,13 @@ def list_organisations(session: Session, *, viewer: User, status: str | None = N
 def organisation_details(session: Session, *, viewer: User, organisation_id: int) -> OrganisationOut:
     """One organisation; operators also see its decisions, pending approvals and checks."""
     organisation = _visible_organisation(session, viewer=viewer, organisation_id=organisation_id)
-    details = OrganisationOut(**{name: getattr(organisation, name) for name in OrganisationOut.model_fields
-                                 if name not in OPERATOR_ONLY_FIELDS})
+    details = OrganisationOut(
+        **{
+            name: getattr(organisation, name)
+            for name in OrganisationOut.model_fields
+            if name not in OPERATOR_ONLY_FIELDS
+        }
+    )
     if allowed(viewer.roles, Action.LIST_ORGANISATIONS):
         details.decisions = [DecisionOut.model_validate(d, from_attributes=True) for d in organisation.decisions]
         details.pending_approvals = sorted(policy.pending_approvals(organisation.decisions))
@@ -171,8 +195,7 @@ def _check_result(check: str, refusal: Refusal | None, *, user_id: int | None = 
     return CheckOut(check=check, user_id=user_id, passed=False, rule=refusal.rule, detail=refusal.message)
 
 
-def _visible_organisation(session: Session, *, viewer: User, organisation_id: int,
-                          lock: bool = False) -> Organisation:
+def _visible_organisation(session: Session, *, viewer: User, organisation_id: int, lock: bool = False) -> Organisation:
     organisation = session.get(Organisation, organisation_id, with_for_update=lock, populate_existing=lock)
     sees_all = allowed(viewer.roles, Action.LIST_ORGANISATIONS)
     if organisation is None or not (sees_all or viewer.organisation_id == organisation.id):
@@ -183,16 +206,28 @@ def _visible_organisation(session: Session, *, viewer: User, organisation_id: in
 # --- vetting decisions and expiry -------------------------------------------------------------
 
 
-def decide_organisation(session: Session, *, organisation_id: int, decision: str, actor: User, reason: str,
-                        period_days: int) -> Organisation:
+def decide_organisation(
+    session: Session, *, organisation_id: int, decision: str, actor: User, reason: str, period_days: int
+) -> Organisation:
     """Apply a platform admin's decision (approve, reject, suspend, reinstate, revoke)."""
     # The row lock serialises two admins deciding at once, so both approvals are counted.
     organisation = _visible_organisation(session, viewer=actor, organisation_id=organisation_id, lock=True)
     # policy.TransitionRefused, when the decision is not possible, is answered 409 with its code.
-    outcome = policy.decide(organisation.status, decision, actor_id=actor.id,
-                            prior_approvals=policy.pending_approvals(organisation.decisions))
-    _apply_outcome(session, organisation=organisation, outcome=outcome, actor_id=actor.id, reason=reason,
-                   period_days=period_days, now=utcnow())
+    outcome = policy.decide(
+        organisation.status,
+        decision,
+        actor_id=actor.id,
+        prior_approvals=policy.pending_approvals(organisation.decisions),
+    )
+    _apply_outcome(
+        session,
+        organisation=organisation,
+        outcome=outcome,
+        actor_id=actor.id,
+        reason=reason,
+        period_days=period_days,
+        now=utcnow(),
+    )
     session.commit()
     return organisation
 
@@ -202,36 +237,67 @@ def expire_due_organisations(session: Session, *, now: datetime) -> list[int]:
     due = session.scalars(
         select(Organisation)
         .where(Organisation.status == policy.Status.APPROVED.value, Organisation.vetting_expires_at <= now)
-        .order_by(Organisation.id).with_for_update()
+        .order_by(Organisation.id)
+        .with_for_update()
     ).all()
     expired = []
     for organisation in due:
         if not policy.is_expired(organisation.status, organisation.vetting_expires_at, now):
             continue
         outcome = policy.decide(organisation.status, policy.Decision.EXPIRE, actor_id=None)
-        _apply_outcome(session, organisation=organisation, outcome=outcome, actor_id=None, reason=EXPIRY_REASON,
-                       period_days=None, now=now)
+        _apply_outcome(
+            session,
+            organisation=organisation,
+            outcome=outcome,
+            actor_id=None,
+            reason=EXPIRY_REASON,
+            period_days=None,
+            now=now,
+        )
         expired.append(organisation.id)
     session.commit()
     return expired
 
 
-def _apply_outcome(session: Session, *, organisation: Organisation, outcome: policy.Outcome,
-                   actor_id: int | None, reason: str, period_days: int | None, now: datetime) -> None:
+def _apply_outcome(
+    session: Session,
+    *,
+    organisation: Organisation,
+    outcome: policy.Outcome,
+    actor_id: int | None,
+    reason: str,
+    period_days: int | None,
+    now: datetime,
+) -> None:
     """Store the new status, its decision row and its audit event (not committed)."""
     # Appended (not just added) so the loaded history, read again after commit, includes it.
-    organisation.decisions.append(OrganisationDecision(
-        actor_id=actor_id, decision=outcome.decision.value, reason=reason,
-        from_status=outcome.from_status.value, to_status=outcome.new_status.value, at=now,
-    ))
+    organisation.decisions.append(
+        OrganisationDecision(
+            actor_id=actor_id,
+            decision=outcome.decision.value,
+            reason=reason,
+            from_status=outcome.from_status.value,
+            to_status=outcome.new_status.value,
+            at=now,
+        )
+    )
     organisation.status = outcome.new_status.value
     if outcome.starts_vetting_period:
         organisation.approved_at = now
         organisation.vetting_expires_at = policy.vetting_expiry(now, period_days)
-    record_event(session, action=AuditAction.ORGANISATION_DECISION, actor_id=actor_id, organisation_id=organisation.id,
-                 target_type="organisation", target_id=organisation.id,
-                 details={"decision": outcome.decision.value, "from_status": outcome.from_status.value,
-                          "to_status": outcome.new_status.value})
+    record_event(
+        session,
+        action=AuditAction.ORGANISATION_DECISION,
+        actor_id=actor_id,
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+        details={
+            "decision": outcome.decision.value,
+            "from_status": outcome.from_status.value,
+            "to_status": outcome.new_status.value,
+        },
+    )
 
 
 # --- an organisation's users --------------------------------------------------------------------
@@ -242,21 +308,33 @@ def list_users(session: Session, *, organisation_id: int, actor: User) -> list[U
     return list(session.scalars(select(User).where(User.organisation_id == organisation_id).order_by(User.id)))
 
 
-def add_user(session: Session, *, organisation_id: int, actor: User, email: str, password: str,
-             roles: Iterable[str]) -> User:
+def add_user(
+    session: Session, *, organisation_id: int, actor: User, email: str, password: str, roles: Iterable[str]
+) -> User:
     """Add a user to the actor's organisation with roles the actor holds themselves."""
     organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
     granted = check_new_member(session, actor=actor, email=email, roles=roles)
     check_not_a_member(session, organisation_id=organisation.id, email=email)
     if email_in_use(session, email):
-        record_event(session, action=AuditAction.USER_ADD_REFUSED, actor_id=actor.id, organisation_id=organisation.id,
-                     details={"reason": "email_in_use"})
+        record_event(
+            session,
+            action=AuditAction.USER_ADD_REFUSED,
+            actor_id=actor.id,
+            organisation_id=organisation.id,
+            details={"reason": "email_in_use"},
+        )
         session.commit()
         raise email_taken()
     user = _create_member(session, organisation=organisation, email=email, password=password, roles=granted)
-    record_event(session, action=AuditAction.USER_ADDED, actor_id=actor.id, organisation_id=organisation.id,
-                 target_type="user", target_id=user.id,
-                 details={"user_id": user.id, "roles": sorted(role.value for role in granted)})
+    record_event(
+        session,
+        action=AuditAction.USER_ADDED,
+        actor_id=actor.id,
+        organisation_id=organisation.id,
+        target_type="user",
+        target_id=user.id,
+        details={"user_id": user.id, "roles": sorted(role.value for role in granted)},
+    )
     session.commit()
     return user
 
@@ -273,8 +351,15 @@ def remove_user(session: Session, *, organisation_id: int, actor: User, user_id:
         raise Conflict("This is the organisation's last org_admin; add another org_admin first.")
     user.status = "removed"
     end_sessions(session, user=user)
-    record_event(session, action=AuditAction.USER_REMOVED, actor_id=actor.id, organisation_id=organisation.id,
-                 target_type="user", target_id=user.id, details={"user_id": user.id, "roles": sorted(user.roles)})
+    record_event(
+        session,
+        action=AuditAction.USER_REMOVED,
+        actor_id=actor.id,
+        organisation_id=organisation.id,
+        target_type="user",
+        target_id=user.id,
+        details={"user_id": user.id, "roles": sorted(user.roles)},
+    )
     session.commit()
 
 
@@ -289,8 +374,14 @@ def set_webhook(session: Session, *, organisation_id: int, actor: User, url: str
         raise Refused(refusal, rule="webhook_url")
     organisation.webhook_url = url
     organisation.webhook_secret = secrets.token_hex(32)
-    record_event(session, action=AuditAction.WEBHOOK_SET, actor_id=actor.id, organisation_id=organisation.id,
-                 target_type="organisation", target_id=organisation.id)
+    record_event(
+        session,
+        action=AuditAction.WEBHOOK_SET,
+        actor_id=actor.id,
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+    )
     session.commit()
     return organisation.webhook_secret
 
@@ -298,8 +389,14 @@ def set_webhook(session: Session, *, organisation_id: int, actor: User, url: str
 def remove_webhook(session: Session, *, organisation_id: int, actor: User) -> None:
     organisation = _own_organisation(session, actor=actor, organisation_id=organisation_id)
     organisation.webhook_url = organisation.webhook_secret = None
-    record_event(session, action=AuditAction.WEBHOOK_REMOVED, actor_id=actor.id, organisation_id=organisation.id,
-                 target_type="organisation", target_id=organisation.id)
+    record_event(
+        session,
+        action=AuditAction.WEBHOOK_REMOVED,
+        actor_id=actor.id,
+        organisation_id=organisation.id,
+        target_type="organisation",
+        target_id=organisation.id,
+    )
     session.commit()
 
 
@@ -318,20 +415,22 @@ def _own_organisation(session: Session, *, actor: User, organisation_id: int, lo
 
 
 def _active_members(session: Session, *, organisation_id: int) -> list[User]:
-    return list(session.scalars(
-        select(User).where(User.organisation_id == organisation_id, User.status == "active").order_by(User.id)
-    ))
+    return list(
+        session.scalars(
+            select(User).where(User.organisation_id == organisation_id, User.status == "active").order_by(User.id)
+        )
+    )
 
 
 def _active_admin_count(session: Session, *, organisation_id: int) -> int:
     return sum(Role.ORG_ADMIN in user.roles for user in _active_members(session, organisation_id=organisation_id))
 
 
-def _create_member(session: Session, *, organisation: Organisation, email: str, password: str,
-                   roles: Iterable[str]) -> User:
+def _create_member(
+    session: Session, *, organisation: Organisation, email: str, password: str, roles: Iterable[str]
+) -> User:
     try:
-        return create_user(session, email=email, password=password, roles=set(roles),
-                           organisation_id=organisation.id)
+        return create_user(session, email=email, password=password, roles=set(roles), organisation_id=organisation.id)
     except WeakPassword as weak:
         raise Refused(str(weak), rule="weak_password") from weak
     except IntegrityError as clash:  # a concurrent request took the address first
@@ -374,8 +473,10 @@ def email_in_use(session: Session, email: str) -> bool:
 def email_taken() -> Conflict:
     """Adding a user cannot pretend to create an account it did not: this refusal stays, worded so that
     it does not say an account exists, and audited (`user_add_refused`) so operators can see probing."""
-    return Conflict("This email address cannot be used for a new account. Check the address with your "
-                    "colleague.", rule="email_unavailable")
+    return Conflict(
+        "This email address cannot be used for a new account. Check the address with your colleague.",
+        rule="email_unavailable",
+    )
 
 
 # --- the denylist -------------------------------------------------------------------------------
@@ -386,8 +487,9 @@ def list_denylist(session: Session) -> list[DenylistEntry]:
     shipped = [DenylistEntry(domain=domain, source="shipped") for domain in Denylist.shipped()]
     added = session.scalars(select(DenylistDomain).order_by(DenylistDomain.domain))
     return shipped + [
-        DenylistEntry(domain=row.domain, source="added", reason=row.reason, added_by=row.added_by,
-                      added_at=row.added_at)
+        DenylistEntry(
+            domain=row.domain, source="added", reason=row.reason, added_by=row.added_by, added_at=row.added_at
+        )
         for row in added
     ]
 
@@ -406,8 +508,14 @@ def add_denylist_domain(session: Session, *, domain: str, reason: str, actor: Us
     session.add(row)
     session.flush()
     signed_out = _sign_out_users_of(session, denylist=Denylist([normalised]))
-    record_event(session, action=AuditAction.DENYLIST_DOMAIN_ADDED, actor_id=actor.id, target_type="denylist_domain",
-                 target_id=row.id, details={"domain_id": row.id, "users_signed_out": signed_out})
+    record_event(
+        session,
+        action=AuditAction.DENYLIST_DOMAIN_ADDED,
+        actor_id=actor.id,
+        target_type="denylist_domain",
+        target_id=row.id,
+        details={"domain_id": row.id, "users_signed_out": signed_out},
+    )
     session.commit()
     return row
 
@@ -420,8 +528,14 @@ def remove_denylist_domain(session: Session, *, domain: str, actor: User) -> Non
         if normalised and normalised in set(Denylist.shipped()):
             raise Conflict("This domain is on the shipped denylist, which cannot be changed here.")
         raise NotFound("This domain is not on the denylist.")
-    record_event(session, action=AuditAction.DENYLIST_DOMAIN_REMOVED, actor_id=actor.id, target_type="denylist_domain",
-                 target_id=row.id, details={"domain_id": row.id})
+    record_event(
+        session,
+        action=AuditAction.DENYLIST_DOMAIN_REMOVED,
+        actor_id=actor.id,
+        target_type="denylist_domain",
+        target_id=row.id,
+        details={"domain_id": row.id},
+    )
     session.delete(row)
     session.commit()
 

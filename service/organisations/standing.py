@@ -20,8 +20,10 @@ from vetting.organisations import Status
 
 def in_good_standing(now: datetime, organisation: Any = Organisation) -> ColumnElement[bool]:
     """True for rows of `organisation` (the table or an alias of it) approved and in date at `now`."""
-    return and_(organisation.status == Status.APPROVED.value,
-                or_(organisation.vetting_expires_at.is_(None), organisation.vetting_expires_at > now))
+    return and_(
+        organisation.status == Status.APPROVED.value,
+        or_(organisation.vetting_expires_at.is_(None), organisation.vetting_expires_at > now),
+    )
 
 
 def organisation_in_good_standing(organisation_id: Any, now: datetime) -> ColumnElement[bool]:

@@ -35,15 +35,22 @@ def embedding_row(photo_id: int, face_index: int, face: Face) -> Embedding:
     """The row that stores one found face of a photo."""
     quality = {**asdict(face.quality), "jitters": face.jitters}
     return Embedding(
-        photo_id=photo_id, face_index=face_index,
-        box_top=face.box.top, box_right=face.box.right, box_bottom=face.box.bottom, box_left=face.box.left,
-        quality=json.dumps(quality, sort_keys=True), vector=vector_to_bytes(face.embedding),
-        model_id=face.model_id, model_version=face.model_version,
+        photo_id=photo_id,
+        face_index=face_index,
+        box_top=face.box.top,
+        box_right=face.box.right,
+        box_bottom=face.box.bottom,
+        box_left=face.box.left,
+        quality=json.dumps(quality, sort_keys=True),
+        vector=vector_to_bytes(face.embedding),
+        model_id=face.model_id,
+        model_version=face.model_version,
     )
 
 
-def set_photo_outcome(photo: Photo, status: str, message: str | None, now: datetime, *,
-                      faces_found: int | None = None) -> None:
+def set_photo_outcome(
+    photo: Photo, status: str, message: str | None, now: datetime, *, faces_found: int | None = None
+) -> None:
     """Record what processing made of a photo: its status, a sentence for people, the faces found."""
     photo.status = status
     photo.status_message = message
@@ -59,14 +66,17 @@ def case_photo(session: Session, case_id: int) -> Photo | None:
 
 def stored_faces(session: Session, photo_id: int, model_id: str) -> int:
     """How many faces of the photo are stored for `model_id`."""
-    return session.scalar(select(func.count()).where(Embedding.photo_id == photo_id,
-                                                     Embedding.model_id == model_id)) or 0
+    return (
+        session.scalar(select(func.count()).where(Embedding.photo_id == photo_id, Embedding.model_id == model_id)) or 0
+    )
 
 
 def probe_faces(session: Session, photo_id: int, model_id: str) -> list:
     """A case photo's stored faces of `model_id` (id, vector, model), in face order."""
-    return list(session.execute(
-        select(Embedding.id, Embedding.vector, Embedding.model_id, Embedding.model_version)
-        .where(Embedding.photo_id == photo_id, Embedding.model_id == model_id)
-        .order_by(Embedding.face_index)
-    ).all())
+    return list(
+        session.execute(
+            select(Embedding.id, Embedding.vector, Embedding.model_id, Embedding.model_version)
+            .where(Embedding.photo_id == photo_id, Embedding.model_id == model_id)
+            .order_by(Embedding.face_index)
+        ).all()
+    )

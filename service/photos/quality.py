@@ -26,8 +26,10 @@ class FaceQualityOut(BaseModel):
 
     face_index: int = Field(description="The face's number in its photo, from 0.")
     quality: dict[str, float] = Field(description="box_px, sharpness, asymmetry, detection_score.")
-    low_quality: bool = Field(description="True when the face is below a quality gate: it was still "
-                                          "enrolled or searched, but matches may be missed or weaker.")
+    low_quality: bool = Field(
+        description="True when the face is below a quality gate: it was still "
+        "enrolled or searched, but matches may be missed or weaker."
+    )
     quality_flags: list[str] = Field(description="Why, in plain words (empty when not low quality).")
 
 

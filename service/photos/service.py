@@ -46,8 +46,7 @@ Size = Literal["full", "thumbnail"]
 
 # HTTP status for each kind of refused file.
 # (UnusualShape, like a damaged file, is the default 422.)
-_STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, SideTooLong: 413, NotAnImage: 415,
-           AnimatedImage: 415}
+_STATUS = {EmptyFile: 400, FileTooLarge: 413, TooManyPixels: 413, SideTooLong: 413, NotAnImage: 415, AnimatedImage: 415}
 
 
 @dataclass(frozen=True)
@@ -65,15 +64,22 @@ def read_upload(file: BinaryIO, *, max_bytes: int) -> bytes:
     size = file.tell()
     file.seek(0)
     if size > max_bytes:
-        raise Refusal(413, f"The file is {size / 1_048_576:.1f} MB; photos up to "
-                           f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
-                      rule="file_too_large")
+        raise Refusal(
+            413,
+            f"The file is {size / 1_048_576:.1f} MB; photos up to "
+            f"{max_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy.",
+            rule="file_too_large",
+        )
     return file.read()
 
 
 def image_limits(settings: Settings) -> ImageLimits:
-    return ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels,
-                       max_side=settings.max_upload_side, max_aspect=settings.max_upload_aspect)
+    return ImageLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_upload_pixels,
+        max_side=settings.max_upload_side,
+        max_aspect=settings.max_upload_aspect,
+    )
 
 
 def check_upload(data: bytes, settings: Settings) -> CheckedImage:
@@ -83,9 +89,13 @@ def check_upload(data: bytes, settings: Settings) -> CheckedImage:
         image = decode_image(data, image_limits(settings))
     except InputRejected as refusal:
         raise Refusal(_STATUS.get(type(refusal), 422), refusal.message, rule=refusal.code) from refusal
-    return CheckedImage(data=metadata_free_jpeg(image.pixels, max_bytes=settings.max_upload_bytes),
-                        width=image.width, height=image.height, source_format=image.source_format,
-                        thumbnail=_thumbnail(image.working))
+    return CheckedImage(
+        data=metadata_free_jpeg(image.pixels, max_bytes=settings.max_upload_bytes),
+        width=image.width,
+        height=image.height,
+        source_format=image.source_format,
+        thumbnail=_thumbnail(image.working),
+    )
 
 
 def metadata_free_jpeg(pixels, *, max_bytes: int) -> bytes:
@@ -141,12 +151,23 @@ def store_photo(
     sealed = vault.seal(image.data)
     thumbnail = vault.seal(image.thumbnail)
     photo = Photo(
-        organisation_id=organisation_id, uploaded_by=uploaded_by, record_id=record_id, case_id=case_id,
-        storage_key=sealed.storage_key, wrapped_key=sealed.wrapped_key, sha256=sealed.sha256,
-        thumbnail_key=thumbnail.storage_key, thumbnail_wrapped_key=thumbnail.wrapped_key,
-        content_type=STORED_MEDIA_TYPE, byte_size=len(image.data),
-        width=image.width, height=image.height, taken_at=taken_at, age_at_photo=age_at_photo,
-        status=PhotoStatus.QUEUED, attempts=0,
+        organisation_id=organisation_id,
+        uploaded_by=uploaded_by,
+        record_id=record_id,
+        case_id=case_id,
+        storage_key=sealed.storage_key,
+        wrapped_key=sealed.wrapped_key,
+        sha256=sealed.sha256,
+        thumbnail_key=thumbnail.storage_key,
+        thumbnail_wrapped_key=thumbnail.wrapped_key,
+        content_type=STORED_MEDIA_TYPE,
+        byte_size=len(image.data),
+        width=image.width,
+        height=image.height,
+        taken_at=taken_at,
+        age_at_photo=age_at_photo,
+        status=PhotoStatus.QUEUED,
+        attempts=0,
     )
     session.add(photo)
     session.flush()

@@ -43,8 +43,9 @@ def no_path() -> None:
     return None
 
 
-def upload_form(fields: type[F], *, file_required: bool = True, check: FormCheck | None = None,
-                path: Callable[..., Any] = no_path) -> Callable[..., AsyncIterator[Upload[F]]]:
+def upload_form(
+    fields: type[F], *, file_required: bool = True, check: FormCheck | None = None, path: Callable[..., Any] = no_path
+) -> Callable[..., AsyncIterator[Upload[F]]]:
     """A dependency reading the request's multipart form: declare it after the route's permission.
 
     `path` is a dependency taking the route's path parameters (e.g. `record_id: DbId`): FastAPI
@@ -73,8 +74,11 @@ def parse_form(form: FormData, fields: type[F], *, file_required: bool = True) -
     if file is None and file_required:
         errors.append({"type": "missing", "loc": ("body", FILE_FIELD), "msg": "Field required", "input": None})
     # An empty field is a missing one, as FastAPI treats form fields.
-    values = {name: value for name, value in form.multi_items()
-              if name != FILE_FIELD and isinstance(value, str) and value != ""}
+    values = {
+        name: value
+        for name, value in form.multi_items()
+        if name != FILE_FIELD and isinstance(value, str) and value != ""
+    }
     parsed = None
     try:
         parsed = fields.model_validate(values)
@@ -89,8 +93,11 @@ def parse_form(form: FormData, fields: type[F], *, file_required: bool = True) -
 def multipart_schema(fields: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI request body of an upload: the file and the model's fields, as multipart/form-data."""
     schema = fields.model_json_schema()
-    body = {"type": "object", "required": [FILE_FIELD, *schema.get("required", [])],
-            "properties": {FILE_FIELD: {"type": "string", "format": "binary"}, **schema.get("properties", {})}}
+    body = {
+        "type": "object",
+        "required": [FILE_FIELD, *schema.get("required", [])],
+        "properties": {FILE_FIELD: {"type": "string", "format": "binary"}, **schema.get("properties", {})},
+    }
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
 
 

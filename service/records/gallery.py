@@ -27,12 +27,17 @@ from service.reviews.candidate_facts import age_of_photo
 
 def consent_valid(now: datetime) -> tuple[ColumnElement[bool], ...]:
     """The record is active and its consent (joined) is valid at `now`."""
-    return (Record.status == RecordStatus.ACTIVE, Consent.withdrawn_at.is_(None), Consent.obtained_at <= now,
-            Consent.expires_at > now)
+    return (
+        Record.status == RecordStatus.ACTIVE,
+        Consent.withdrawn_at.is_(None),
+        Consent.obtained_at <= now,
+        Consent.expires_at > now,
+    )
 
 
-def lock_searchable_records(session: Session, record_ids: list[int], *, now: datetime,
-                            require_approved: bool = True) -> set[int]:
+def lock_searchable_records(
+    session: Session, record_ids: list[int], *, now: datetime, require_approved: bool = True
+) -> set[int]:
     """The given records that are active with valid consent (and an approved organisation), locked FOR SHARE."""
     if not record_ids:
         return set()
@@ -43,19 +48,21 @@ def lock_searchable_records(session: Session, record_ids: list[int], *, now: dat
         .with_for_update(read=True, of=Record)
     )
     if require_approved:
-        query = query.join(Organisation, Organisation.id == Record.organisation_id).where(
-            in_good_standing(now))
+        query = query.join(Organisation, Organisation.id == Record.organisation_id).where(in_good_standing(now))
     return set(session.scalars(query).all())
 
 
 def record_in_good_standing(session: Session, record_id: int, now: datetime) -> bool:
     """Whether the record's organisation is in good standing now."""
-    return session.scalar(select(organisation_in_good_standing(Record.organisation_id, now))
-                          .where(Record.id == record_id)) or False
+    return (
+        session.scalar(select(organisation_in_good_standing(Record.organisation_id, now)).where(Record.id == record_id))
+        or False
+    )
 
 
-def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, model_id: str,
-                                now: datetime, lock: bool = True) -> dict[int, int]:
+def eligible_gallery_embeddings(
+    session: Session, embedding_ids: list[int], *, model_id: str, now: datetime, lock: bool = True
+) -> dict[int, int]:
     """Embedding id -> record id for the ids that may be proposed now, their records locked FOR SHARE.
 
     `lock=False` only counts (how far an investigative search must reach); what is
@@ -69,8 +76,13 @@ def eligible_gallery_embeddings(session: Session, embedding_ids: list[int], *, m
         .join(Record, Record.id == Photo.record_id)
         .join(Consent, Consent.record_id == Record.id)
         .join(Organisation, Organisation.id == Record.organisation_id)
-        .where(Embedding.id.in_(embedding_ids), Embedding.model_id == model_id, Photo.status == PhotoStatus.EMBEDDED,
-               in_good_standing(now), *consent_valid(now))
+        .where(
+            Embedding.id.in_(embedding_ids),
+            Embedding.model_id == model_id,
+            Photo.status == PhotoStatus.EMBEDDED,
+            in_good_standing(now),
+            *consent_valid(now),
+        )
     )
     if lock:
         query = query.with_for_update(read=True, of=Record)

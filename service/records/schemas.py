@@ -53,23 +53,27 @@ class ConsentIn(BaseModel):
     guardian_name: Line = Field(description="Name of the person who gave consent (never shown in lists).")
     guardian_relationship: Name = Field(description="Their relationship to the child, e.g. mother, legal guardian.")
     responsibility_verified_by: Line = Field(
-        description="How their parental responsibility was verified, e.g. 'birth certificate seen'.")
+        description="How their parental responsibility was verified, e.g. 'birth certificate seen'."
+    )
     lawful_basis: LawfulBasis
     purpose: Paragraph = Field(description="The purpose the guardian consented to, as told to them.")
     notice_version: Short = Field(description="Version of the privacy notice the guardian was given.")
     obtained_at: AwareDatetime = Field(description="When consent was given (with a time zone).")
-    expires_at: AwareDatetime = Field(description="When consent ends (with a time zone); at most "
-                                                  "the configured maximum after it was obtained.")
+    expires_at: AwareDatetime = Field(
+        description="When consent ends (with a time zone); at most the configured maximum after it was obtained."
+    )
 
 
 class NewRecord(BaseModel):
     case_reference: Reference = Field(description="Your organisation's own reference; unique within it.")
     label: Reference = Field(
         description="A pseudonymous label such as 'Child A-17'. It must NOT be the child's name, nor "
-                    "anything that identifies the child on its own.")
+        "anything that identifies the child on its own."
+    )
     date_of_birth: date | None = Field(None, description="Give this or age_years, not both.")
-    age_years: int | None = Field(None, ge=0, le=17, description="Age in whole years when they went missing, "
-                                                                 "if the date of birth is unknown.")
+    age_years: int | None = Field(
+        None, ge=0, le=17, description="Age in whole years when they went missing, if the date of birth is unknown."
+    )
     missing_since: date
     consent: ConsentIn
 
@@ -103,10 +107,16 @@ class PhotoOut(BaseModel):
     created_at: datetime
     processed_at: datetime | None
     erased_at: datetime | None
-    low_quality: bool = Field(False, description="The enrolled face is below a quality gate: it is in the gallery "
-                                                 "and searched, but matches may be missed. See face.quality_flags.")
-    face: FaceQualityOut | None = Field(None, description="The enrolled face's quality figures and flags; "
-                                                          "None until processed, or when no face was enrolled.")
+    low_quality: bool = Field(
+        False,
+        description="The enrolled face is below a quality gate: it is in the gallery "
+        "and searched, but matches may be missed. See face.quality_flags.",
+    )
+    face: FaceQualityOut | None = Field(
+        None,
+        description="The enrolled face's quality figures and flags; "
+        "None until processed, or when no face was enrolled.",
+    )
 
 
 class PhotoAccepted(BaseModel):

@@ -60,9 +60,11 @@ PHOTO_STATUS_WORDS: dict[str, str] = {
     PhotoStatus.NO_FACE: "No face was found in this photo; upload one where the child's face is clearly visible.",
     PhotoStatus.SEVERAL_FACES: "This photo shows several faces; upload one showing only the child.",
     # Legacy: before quality became a flag, such photos were refused; none is refused for its quality now.
-    PhotoStatus.LOW_QUALITY: ("This photo was not added to the gallery: an earlier version of Reunite refused faces it "
-                    "judged too small, blurred or turned away. Upload it again: it will be added and flagged "
-                    "low quality instead."),
+    PhotoStatus.LOW_QUALITY: (
+        "This photo was not added to the gallery: an earlier version of Reunite refused faces it "
+        "judged too small, blurred or turned away. Upload it again: it will be added and flagged "
+        "low quality instead."
+    ),
     PhotoStatus.REJECTED_INPUT: "This file could not be used as a photo.",
     PhotoStatus.FAILED: "Processing failed; it will be retried. If it stays like this, upload the photo again.",
     PhotoStatus.ERASED: "Erased.",
@@ -76,8 +78,7 @@ def not_found() -> Refusal:
 # --- creating and reading records ----------------------------------------------------------
 
 
-def create_record(session: Session, *, actor: User, body: NewRecord, now: datetime,
-                  max_consent_days: int) -> Record:
+def create_record(session: Session, *, actor: User, body: NewRecord, now: datetime, max_consent_days: int) -> Record:
     """Register a record and its consent; refuse (422, 409) with a sentence."""
     if problem := new_record_problem(body, now=now, max_consent_days=max_consent_days):
         raise Refusal(422, problem)
@@ -86,14 +87,24 @@ def create_record(session: Session, *, actor: User, body: NewRecord, now: dateti
         raise _duplicate_reference()
     consent = body.consent
     record = Record(
-        organisation_id=organisation_id, created_by=actor.id, case_reference=body.case_reference,
-        label=body.label, date_of_birth=body.date_of_birth, age_years=body.age_years,
-        missing_since=body.missing_since, status=RecordStatus.ACTIVE, created_at=now, updated_at=now,
+        organisation_id=organisation_id,
+        created_by=actor.id,
+        case_reference=body.case_reference,
+        label=body.label,
+        date_of_birth=body.date_of_birth,
+        age_years=body.age_years,
+        missing_since=body.missing_since,
+        status=RecordStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
         consent=Consent(
-            guardian_name=consent.guardian_name, guardian_relationship=consent.guardian_relationship,
+            guardian_name=consent.guardian_name,
+            guardian_relationship=consent.guardian_relationship,
             responsibility_verified_by=consent.responsibility_verified_by,
-            lawful_basis=consent.lawful_basis.value, purpose=consent.purpose,
-            notice_version=consent.notice_version, obtained_at=consent.obtained_at,
+            lawful_basis=consent.lawful_basis.value,
+            purpose=consent.purpose,
+            notice_version=consent.notice_version,
+            obtained_at=consent.obtained_at,
             expires_at=consent.expires_at,
         ),
     )
@@ -103,17 +114,22 @@ def create_record(session: Session, *, actor: User, body: NewRecord, now: dateti
     except IntegrityError as error:  # the same reference registered at the same moment
         session.rollback()
         raise _duplicate_reference() from error
-    record_event(session, action=AuditAction.RECORD_CREATED, actor_id=actor.id, organisation_id=organisation_id,
-                 target_type="record", target_id=record.id,
-                 details={"record_id": record.id, "lawful_basis": consent.lawful_basis.value})
+    record_event(
+        session,
+        action=AuditAction.RECORD_CREATED,
+        actor_id=actor.id,
+        organisation_id=organisation_id,
+        target_type="record",
+        target_id=record.id,
+        details={"record_id": record.id, "lawful_basis": consent.lawful_basis.value},
+    )
     session.commit()
     return record
 
 
 def new_record_problem(body: NewRecord, *, now: datetime, max_consent_days: int) -> str | None:
     """The first reason the record cannot be registered, as a sentence; None when it can."""
-    return _child_problem(body, now=now) or _consent_problem(body.consent, now=now,
-                                                             max_consent_days=max_consent_days)
+    return _child_problem(body, now=now) or _consent_problem(body.consent, now=now, max_consent_days=max_consent_days)
 
 
 def _child_problem(body: NewRecord, *, now: datetime) -> str | None:
@@ -135,8 +151,10 @@ def _consent_problem(consent: ConsentIn, *, now: datetime, max_consent_days: int
     if consent.expires_at <= now:
         return "This consent has already expired: a record needs consent that is valid today."
     if consent.expires_at - consent.obtained_at > timedelta(days=max_consent_days):
-        return (f"Consent may last at most {max_consent_days} days from when it was given: "
-                "set an earlier expiry date, and renew it with the family when it ends.")
+        return (
+            f"Consent may last at most {max_consent_days} days from when it was given: "
+            "set an earlier expiry date, and renew it with the family when it ends."
+        )
     return None
 
 
@@ -145,18 +163,21 @@ def age_on(born: date, on: date) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
-def list_records(session: Session, *, actor: User, case_reference: str | None, limit: int,
-                 offset: int) -> tuple[list[tuple[Record, int]], int]:
+def list_records(
+    session: Session, *, actor: User, case_reference: str | None, limit: int, offset: int
+) -> tuple[list[tuple[Record, int]], int]:
     """The organisation's records (newest first) with their photo counts, and the total."""
     where = [Record.organisation_id == _organisation_of(actor)]
     if case_reference:
         where.append(Record.case_reference == case_reference)
     total = session.scalar(select(func.count(Record.id)).where(*where)) or 0
-    photo_count = (select(func.count(Photo.id)).where(Photo.record_id == Record.id)
-                   .correlate(Record).scalar_subquery())
+    photo_count = select(func.count(Photo.id)).where(Photo.record_id == Record.id).correlate(Record).scalar_subquery()
     rows = session.execute(
-        select(Record, photo_count).where(*where).order_by(Record.created_at.desc(), Record.id.desc())
-        .limit(limit).offset(offset)
+        select(Record, photo_count)
+        .where(*where)
+        .order_by(Record.created_at.desc(), Record.id.desc())
+        .limit(limit)
+        .offset(offset)
     ).all()
     return [(record, count) for record, count in rows], total
 
@@ -165,8 +186,14 @@ def record_details(session: Session, *, actor: User, record_id: int) -> tuple[Re
     """One record with its photos; audited, since it shows the guardian's name."""
     record = own_record(session, actor=actor, record_id=record_id)
     photos = record_photos(session, record_id=record.id)
-    record_event(session, action=AuditAction.RECORD_VIEWED, actor_id=actor.id, organisation_id=record.organisation_id,
-                 target_type="record", target_id=record.id)
+    record_event(
+        session,
+        action=AuditAction.RECORD_VIEWED,
+        actor_id=actor.id,
+        organisation_id=record.organisation_id,
+        target_type="record",
+        target_id=record.id,
+    )
     session.commit()
     return record, photos
 
@@ -193,9 +220,18 @@ def photo_words(photo: Photo) -> str:
 # --- photos --------------------------------------------------------------------------------
 
 
-def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings, actor: User, record_id: int,
-                     read_file: Callable[[], bytes], taken_at: date | None, now: datetime,
-                     dispatch: Callable[[int], None] | None) -> Photo:
+def add_record_photo(
+    session: Session,
+    *,
+    vault: PhotoVault,
+    settings: Settings,
+    actor: User,
+    record_id: int,
+    read_file: Callable[[], bytes],
+    taken_at: date | None,
+    now: datetime,
+    dispatch: Callable[[int], None] | None,
+) -> Photo:
     """Check, encrypt and queue a photo of the record; once committed, `dispatch(photo.id)` hands it on.
 
     `dispatch` is the dispatcher's `record_photo` (None: the caller processes the photo
@@ -216,12 +252,26 @@ def add_record_photo(session: Session, *, vault: PhotoVault, settings: Settings,
     with files_erased_on_failure(vault) as sealing_vault:
         record = own_record(session, actor=actor, record_id=record_id, lock=True)
         _check_accepts_photos(record, now=now)  # a withdrawal may have committed meanwhile
-        photo = store_photo(session, vault=sealing_vault, image=image, organisation_id=organisation_id,
-                            uploaded_by=actor_id, record_id=record.id, taken_at=taken_at,
-                            age_at_photo=age_at_photo(date_of_birth, taken_at))
+        photo = store_photo(
+            session,
+            vault=sealing_vault,
+            image=image,
+            organisation_id=organisation_id,
+            uploaded_by=actor_id,
+            record_id=record.id,
+            taken_at=taken_at,
+            age_at_photo=age_at_photo(date_of_birth, taken_at),
+        )
         photo.created_at = now
-        record_event(session, action=AuditAction.PHOTO_UPLOADED, actor_id=actor_id, organisation_id=organisation_id,
-                     target_type="photo", target_id=photo.id, details={"record_id": record.id})
+        record_event(
+            session,
+            action=AuditAction.PHOTO_UPLOADED,
+            actor_id=actor_id,
+            organisation_id=organisation_id,
+            target_type="photo",
+            target_id=photo.id,
+            details={"record_id": record.id},
+        )
         if dispatch is not None:
             after_commit(session, partial(dispatch, photo.id))
         session.commit()
@@ -238,8 +288,11 @@ def _check_accepts_photos(record: Record, *, now: datetime) -> None:
     if record.status == RecordStatus.WITHDRAWN:
         raise Refusal(409, "Consent for this record was withdrawn, so no photos can be added to it.")
     if record.status == RecordStatus.EXPIRED or not record.consent.valid_at(now):
-        raise Refusal(409, "Consent for this record has expired or is not yet valid, so no photos can be "
-                               "added to it: register the child again with renewed consent.")
+        raise Refusal(
+            409,
+            "Consent for this record has expired or is not yet valid, so no photos can be "
+            "added to it: register the child again with renewed consent.",
+        )
     if record.status != RecordStatus.ACTIVE:
         raise Refusal(409, f"This record is {record.status}, so no photos can be added to it.")
 
@@ -262,16 +315,24 @@ def record_photo(session: Session, *, actor: User, record_id: int, photo_id: int
     return photo
 
 
-def read_record_photo(session: Session, *, vault: PhotoVault, actor: User, record_id: int,
-                      photo_id: int, size: Size = "full") -> tuple[bytes, str]:
+def read_record_photo(
+    session: Session, *, vault: PhotoVault, actor: User, record_id: int, photo_id: int, size: Size = "full"
+) -> tuple[bytes, str]:
     """The decrypted image (or thumbnail) and its media type; the view is audited (photo_viewed)."""
     photo = record_photo(session, actor=actor, record_id=record_id, photo_id=photo_id)
     try:
         data, media_type = open_photo(vault, photo, size)
     except PhotoUnavailable as error:
         raise Refusal(410, "This photo has been erased.") from error
-    record_event(session, action=AuditAction.PHOTO_VIEWED, actor_id=actor.id, organisation_id=photo.organisation_id,
-                 target_type="photo", target_id=photo.id, details={"record_id": record_id, "size": size})
+    record_event(
+        session,
+        action=AuditAction.PHOTO_VIEWED,
+        actor_id=actor.id,
+        organisation_id=photo.organisation_id,
+        target_type="photo",
+        target_id=photo.id,
+        details={"record_id": record_id, "size": size},
+    )
     session.commit()
     return data, media_type
 
@@ -290,8 +351,7 @@ class Withdrawal:
     candidates_redacted: int = 0
 
 
-def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record_id: int,
-                     now: datetime) -> Withdrawal:
+def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record_id: int, now: datetime) -> Withdrawal:
     """Erase everything the record's consent allowed; returns once the erasure has committed.
 
     A repeated call finds the consent already withdrawn and answers the same
@@ -303,19 +363,25 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
     if record.status == RecordStatus.WITHDRAWN and consent.withdrawn_at is not None:
         withdrawn_at = consent.withdrawn_at
         session.commit()
-        return Withdrawal(record_id=record.id, status=record.status, withdrawn_at=withdrawn_at,
-                          already_withdrawn=True)
+        return Withdrawal(record_id=record.id, status=record.status, withdrawn_at=withdrawn_at, already_withdrawn=True)
     erasure = erase_record(session, record=record, now=now, status=RecordStatus.WITHDRAWN, message=WITHDRAWN_MESSAGE)
     consent.withdrawn_at = now
-    record_event(session, action=AuditAction.CONSENT_WITHDRAWN, actor_id=actor.id,
-                 organisation_id=record.organisation_id,
-                 target_type="record", target_id=record.id, details=erasure.counts())
+    record_event(
+        session,
+        action=AuditAction.CONSENT_WITHDRAWN,
+        actor_id=actor.id,
+        organisation_id=record.organisation_id,
+        target_type="record",
+        target_id=record.id,
+        details=erasure.counts(),
+    )
     session.commit()
     # Files go only after the commit: a rollback must never leave rows pointing at deleted files.
     erase_files(vault, erasure.storage_keys)
     checkpoint_after_erasure(session)  # SQLite: no erased page left behind in the write-ahead log
-    return Withdrawal(record_id=record.id, status=record.status, withdrawn_at=now, already_withdrawn=False,
-                      **erasure.counts())
+    return Withdrawal(
+        record_id=record.id, status=record.status, withdrawn_at=now, already_withdrawn=False, **erasure.counts()
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -328,8 +394,12 @@ def _organisation_of(actor: User) -> int:
 
 
 def _reference_taken(session: Session, *, organisation_id: int, case_reference: str) -> bool:
-    return session.scalar(select(Record.id).where(Record.organisation_id == organisation_id,
-                                                  Record.case_reference == case_reference)) is not None
+    return (
+        session.scalar(
+            select(Record.id).where(Record.organisation_id == organisation_id, Record.case_reference == case_reference)
+        )
+        is not None
+    )
 
 
 def _duplicate_reference() -> Refusal:

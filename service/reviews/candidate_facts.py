@@ -52,8 +52,9 @@ def candidate_band(policy: ReviewPolicy, distance: float | None, gap_years: floa
     return policy.band(distance)
 
 
-def candidate_facts(session: Session, candidates: Sequence[Candidate], *,
-                    policies: dict[str, ReviewPolicy] | None = None) -> dict[int, CandidateFacts]:
+def candidate_facts(
+    session: Session, candidates: Sequence[Candidate], *, policies: dict[str, ReviewPolicy] | None = None
+) -> dict[int, CandidateFacts]:
     """Candidate id -> its facts, for a list of candidates, under each model's policy in force.
 
     `policies` (model id -> policy) saves reading a policy the caller has already read.
@@ -83,8 +84,14 @@ def _years_between(session: Session, candidate_ids: list[int]) -> dict[int, floa
     probe, gallery = aliased(Embedding), aliased(Embedding)
     probe_photo, gallery_photo = aliased(Photo), aliased(Photo)
     rows = session.execute(
-        select(Candidate.id, probe_photo.age_at_photo, probe_photo.taken_at, gallery_photo.age_at_photo,
-               gallery_photo.taken_at, Record.date_of_birth)
+        select(
+            Candidate.id,
+            probe_photo.age_at_photo,
+            probe_photo.taken_at,
+            gallery_photo.age_at_photo,
+            gallery_photo.taken_at,
+            Record.date_of_birth,
+        )
         .join(probe, probe.id == Candidate.probe_embedding_id)
         .join(probe_photo, probe_photo.id == probe.photo_id)
         .join(gallery, gallery.id == Candidate.gallery_embedding_id)
@@ -93,8 +100,7 @@ def _years_between(session: Session, candidate_ids: list[int]) -> dict[int, floa
         .where(Candidate.id.in_(candidate_ids))
     ).all()
     return {
-        row[0]: years_between(age_a=row[1], taken_a=row[2], age_b=age_of_photo(row[3], row[4], row[5]),
-                              taken_b=row[4])
+        row[0]: years_between(age_a=row[1], taken_a=row[2], age_b=age_of_photo(row[3], row[4], row[5]), taken_b=row[4])
         for row in rows
     }
 
@@ -102,7 +108,9 @@ def _years_between(session: Session, candidate_ids: list[int]) -> dict[int, floa
 def _probe_face_sizes(session: Session, probe_ids: set[int]) -> dict[int | None, int]:
     if not probe_ids:
         return {}
-    rows = session.execute(select(Candidate.probe_embedding_id, func.count(Candidate.id))
-                           .where(Candidate.probe_embedding_id.in_(probe_ids))
-                           .group_by(Candidate.probe_embedding_id)).all()
+    rows = session.execute(
+        select(Candidate.probe_embedding_id, func.count(Candidate.id))
+        .where(Candidate.probe_embedding_id.in_(probe_ids))
+        .group_by(Candidate.probe_embedding_id)
+    ).all()
     return {probe: count for probe, count in rows}

@@ -18,12 +18,33 @@ from service.reviews.models import Candidate
 from vetting.review import Status as CandidateStatus
 
 
-def candidate_row(*, case_id: int, record_id: int, probe_id: int, gallery_id: int, distance: float, rank: int,
-                  model_id: str, model_version: str, search_mode: str, now: datetime) -> dict:
+def candidate_row(
+    *,
+    case_id: int,
+    record_id: int,
+    probe_id: int,
+    gallery_id: int,
+    distance: float,
+    rank: int,
+    model_id: str,
+    model_version: str,
+    search_mode: str,
+    now: datetime,
+) -> dict:
     """A new candidate, waiting for review, as `insert_candidates` takes it."""
-    return dict(case_id=case_id, record_id=record_id, probe_embedding_id=probe_id, gallery_embedding_id=gallery_id,
-                distance=float(distance), rank=rank, model_id=model_id, model_version=model_version,
-                search_mode=search_mode, status=CandidateStatus.PENDING_REVIEW, created_at=now)
+    return dict(
+        case_id=case_id,
+        record_id=record_id,
+        probe_embedding_id=probe_id,
+        gallery_embedding_id=gallery_id,
+        distance=float(distance),
+        rank=rank,
+        model_id=model_id,
+        model_version=model_version,
+        search_mode=search_mode,
+        status=CandidateStatus.PENDING_REVIEW,
+        created_at=now,
+    )
 
 
 def insert_candidates(session: Session, rows: list[dict]) -> int:
@@ -32,8 +53,12 @@ def insert_candidates(session: Session, rows: list[dict]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Candidate).values(rows).on_conflict_do_nothing(
-        index_elements=["probe_embedding_id", "record_id"]).returning(Candidate.id)
+    statement = (
+        insert(Candidate)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["probe_embedding_id", "record_id"])
+        .returning(Candidate.id)
+    )
     return len(session.execute(statement).all())  # rows skipped as duplicates return nothing
 
 
@@ -53,8 +78,14 @@ def renumber_candidates(session: Session, probe_ids: set[int]) -> None:
     rows = session.execute(
         select(Candidate.id, Candidate.probe_embedding_id, Candidate.rank)
         .where(Candidate.probe_embedding_id.in_(probe_ids))
-        .order_by(Candidate.probe_embedding_id, Candidate.distance.is_(None), Candidate.distance,
-                  Candidate.record_id, Candidate.rank, Candidate.id)
+        .order_by(
+            Candidate.probe_embedding_id,
+            Candidate.distance.is_(None),
+            Candidate.distance,
+            Candidate.record_id,
+            Candidate.rank,
+            Candidate.id,
+        )
     ).all()
     changes, position, face = [], 0, None
     for row in rows:
@@ -72,13 +103,19 @@ def ranked_ahead(session: Session, *, probe_id: int, record_id: int, distance: f
     In the order `renumber_candidates` numbers them: closer first, ties by record id;
     withdrawn (redacted) candidates have no distance and rank after every other.
     """
-    return session.scalar(
-        select(func.count(Candidate.id))
-        .where(Candidate.probe_embedding_id == probe_id, Candidate.distance.is_not(None),
-               Candidate.record_id != record_id,
-               or_(Candidate.distance < distance,
-                   and_(Candidate.distance == distance, Candidate.record_id < record_id)))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count(Candidate.id)).where(
+                Candidate.probe_embedding_id == probe_id,
+                Candidate.distance.is_not(None),
+                Candidate.record_id != record_id,
+                or_(
+                    Candidate.distance < distance, and_(Candidate.distance == distance, Candidate.record_id < record_id)
+                ),
+            )
+        )
+        or 0
+    )
 
 
 def case_candidate_count(session: Session, case_id: int) -> int:
@@ -92,6 +129,9 @@ def candidate_ids_of(session: Session, case_id: int | None, rows: list[dict]) ->
     if not pairs:
         return []
     case_ids = {case for case, _, _ in pairs} if case_id is None else {case_id}
-    found = session.execute(select(Candidate.id, Candidate.case_id, Candidate.probe_embedding_id, Candidate.record_id)
-                            .where(Candidate.case_id.in_(case_ids))).all()
+    found = session.execute(
+        select(Candidate.id, Candidate.case_id, Candidate.probe_embedding_id, Candidate.record_id).where(
+            Candidate.case_id.in_(case_ids)
+        )
+    ).all()
     return sorted(row.id for row in found if (row.case_id, row.probe_embedding_id, row.record_id) in pairs)

@@ -36,8 +36,19 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 FORBIDDEN_ADDRESS = "forbidden_address"  # the failure code of a delivery refused here
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Names that never belong to a public receiver (RFC 6761, 6762, 8375 and ICANN's private-use .internal).
-SPECIAL_USE_SUFFIXES = ("localhost", "local", "internal", "home.arpa", "arpa", "test", "invalid", "lan",
-                        "intranet", "corp", "localdomain")
+SPECIAL_USE_SUFFIXES = (
+    "localhost",
+    "local",
+    "internal",
+    "home.arpa",
+    "arpa",
+    "test",
+    "invalid",
+    "lan",
+    "intranet",
+    "corp",
+    "localdomain",
+)
 # Every spelling of an IPv4 address that inet_aton accepts: 1 to 4 parts, decimal, octal or hexadecimal.
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
 
@@ -91,8 +102,12 @@ def url_refusal(url: str) -> str | None:
         return "The webhook must be an https:// address with a host name and no user name or password."
     literal = _ip_literal(host)
     if literal is None:
-        if "." not in host or host == "localhost" or host.endswith(tuple(f".{s}" for s in SPECIAL_USE_SUFFIXES)) \
-                or host in SPECIAL_USE_SUFFIXES:
+        if (
+            "." not in host
+            or host == "localhost"
+            or host.endswith(tuple(f".{s}" for s in SPECIAL_USE_SUFFIXES))
+            or host in SPECIAL_USE_SUFFIXES
+        ):
             return "The webhook must point at a public host name."
         return None
     if str(literal) != host or not address_allowed(literal):
@@ -127,8 +142,7 @@ def resolve_checked(host: str, port: int, *, allow_loopback: bool = False) -> li
     return addresses
 
 
-def post_pinned(url: str, *, body: bytes, headers: dict[str, str], timeout: float,
-                allow_loopback: bool = False) -> int:
+def post_pinned(url: str, *, body: bytes, headers: dict[str, str], timeout: float, allow_loopback: bool = False) -> int:
     """POST to `url` through its checked addresses only; the answer's status (its body is never read).
 
     Raises ForbiddenAddress, ValueError (a URL that is not https, or http to a public
@@ -141,8 +155,9 @@ def post_pinned(url: str, *, body: bytes, headers: dict[str, str], timeout: floa
     secure = parts.scheme == "https"
     port = parts.port or (443 if secure else 80)
     addresses = resolve_checked(host, port, allow_loopback=allow_loopback)
-    if not secure and not (allow_loopback and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
-                                                  for a in addresses)):
+    if not secure and not (
+        allow_loopback and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    ):
         raise ValueError("plain http is for a loopback test receiver only")
     connection_class = _PinnedHTTPSConnection if secure else _PinnedHTTPConnection
     connection = connection_class(host, port, addresses=addresses, timeout=timeout)

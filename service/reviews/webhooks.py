@@ -75,8 +75,7 @@ NOT_IN_GOOD_STANDING = "organisation_not_approved"  # failure code: nothing is s
 ABANDONED, NO_WEBHOOK = "abandoned", "no_webhook"  # further outcomes of an attempt
 
 # The wait after the 1st, 2nd, ... failed attempt; the attempt after the last wait is the last.
-BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
-           timedelta(hours=12))
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=12))
 MAX_ATTEMPTS = len(BACKOFF) + 1
 LEASE = timedelta(minutes=5)  # an attempt unfinished after this long is presumed dead and retried
 STALE_PENDING_AFTER = timedelta(minutes=5)  # a first attempt not made by then is made by the retries
@@ -110,18 +109,28 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def payload(notification: Notification, candidate: Candidate | None) -> bytes:
     """The JSON body: what happened and the ids to look it up with, nothing more."""
-    return json.dumps({
-        "event": notification.kind,
-        "notification_id": notification.id,
-        "organisation_id": notification.organisation_id,
-        "candidate_id": notification.candidate_id,
-        "record_id": candidate.record_id if candidate is not None else None,
-        "confirmed_at": notification.created_at.isoformat(),
-    }, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "event": notification.kind,
+            "notification_id": notification.id,
+            "organisation_id": notification.organisation_id,
+            "candidate_id": notification.candidate_id,
+            "record_id": candidate.record_id if candidate is not None else None,
+            "confirmed_at": notification.created_at.isoformat(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
-def deliver(factory: sessionmaker[Session], notification_id: int, *, timeout: float = TIMEOUT_SECONDS,
-            now: datetime | None = None, allow_loopback: bool = False) -> str | None:
+def deliver(
+    factory: sessionmaker[Session],
+    notification_id: int,
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+    now: datetime | None = None,
+    allow_loopback: bool = False,
+) -> str | None:
     """The first attempt, right after the confirmation; returns its outcome (None: not this call's to make).
 
     `allow_loopback` is the setting `webhook_allow_loopback` (tests and local development only)."""
@@ -130,16 +139,23 @@ def deliver(factory: sessionmaker[Session], notification_id: int, *, timeout: fl
     return _send(factory, claim, timeout=timeout, clock=clock, allow_loopback=allow_loopback)
 
 
-def retry_due(factory: sessionmaker[Session], *, now: datetime | None = None, timeout: float = TIMEOUT_SECONDS,
-              limit: int = RETRY_BATCH, run_seconds: float = RETRY_RUN_SECONDS,
-              allow_loopback: bool = False) -> dict[str, int]:
+def retry_due(
+    factory: sessionmaker[Session],
+    *,
+    now: datetime | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+    limit: int = RETRY_BATCH,
+    run_seconds: float = RETRY_RUN_SECONDS,
+    allow_loopback: bool = False,
+) -> dict[str, int]:
     """Make the attempts that are due (see the module docstring); returns the count of each outcome."""
     clock, stop_at = _clock(now), time.monotonic() + run_seconds
     outcomes: Counter[str] = Counter()
     with transaction(factory) as session:
         outcomes[ABANDONED] += _abandon_exhausted(session, now=clock())
-        due_ids = session.scalars(select(Notification.id).where(_due(clock()))
-                                  .order_by(Notification.id).limit(limit)).all()
+        due_ids = session.scalars(
+            select(Notification.id).where(_due(clock())).order_by(Notification.id).limit(limit)
+        ).all()
     for notification_id in due_ids:
         if time.monotonic() > stop_at:
             outcomes["deferred"] += 1
@@ -153,8 +169,9 @@ def retry_due(factory: sessionmaker[Session], *, now: datetime | None = None, ti
     return dict(outcomes)
 
 
-def post_signed(url: str, *, secret: str, body: bytes, delivery_id: int, timeout: float,
-                allow_loopback: bool = False) -> str | None:
+def post_signed(
+    url: str, *, secret: str, body: bytes, delivery_id: int, timeout: float, allow_loopback: bool = False
+) -> str | None:
     """POST `body` signed with `secret` to the URL's checked addresses; None on a 2xx answer, else a
     short failure code (a redirect is one: the signed body goes only to the address configured)."""
     timestamp = int(time.time())
@@ -174,10 +191,16 @@ def post_signed(url: str, *, secret: str, body: bytes, delivery_id: int, timeout
 
 def failure_code(error: BaseException) -> str:
     """A short code for why a request failed, from its type alone (never its message)."""
-    for kind, code in ((ForbiddenAddress, FORBIDDEN_ADDRESS), (TimeoutError, "timeout"),
-                       (ConnectionRefusedError, "refused"), (socket.gaierror, "dns"), (ssl.SSLError, "tls"),
-                       (ConnectionError, "connection"), (http.client.HTTPException, "bad_response"),
-                       (ValueError, "bad_url")):
+    for kind, code in (
+        (ForbiddenAddress, FORBIDDEN_ADDRESS),
+        (TimeoutError, "timeout"),
+        (ConnectionRefusedError, "refused"),
+        (socket.gaierror, "dns"),
+        (ssl.SSLError, "tls"),
+        (ConnectionError, "connection"),
+        (http.client.HTTPException, "bad_response"),
+        (ValueError, "bad_url"),
+    ):
         if isinstance(error, kind):
             return code
     return "unreachable"
@@ -197,8 +220,11 @@ def _never_attempted():
 def _due(now: datetime):
     """A failed attempt whose wait is over, an attempt whose lease ran out, or a stale first attempt."""
     scheduled = and_(Notification.webhook_status.in_((PENDING, FAILED)), Notification.webhook_next_attempt_at <= now)
-    stale = and_(Notification.webhook_status == PENDING, Notification.webhook_next_attempt_at.is_(None),
-                 Notification.created_at <= now - STALE_PENDING_AFTER)
+    stale = and_(
+        Notification.webhook_status == PENDING,
+        Notification.webhook_next_attempt_at.is_(None),
+        Notification.created_at <= now - STALE_PENDING_AFTER,
+    )
     return and_(or_(scheduled, stale), Notification.webhook_attempts < MAX_ATTEMPTS)
 
 
@@ -206,33 +232,50 @@ def _abandon_exhausted(session: Session, *, now: datetime) -> int:
     """Give up on deliveries whose last attempt's lease ran out with no outcome (its sender died)."""
     rows = session.execute(
         update(Notification)
-        .where(Notification.webhook_status.in_((PENDING, FAILED)), Notification.webhook_next_attempt_at <= now,
-               Notification.webhook_attempts >= MAX_ATTEMPTS)
+        .where(
+            Notification.webhook_status.in_((PENDING, FAILED)),
+            Notification.webhook_next_attempt_at <= now,
+            Notification.webhook_attempts >= MAX_ATTEMPTS,
+        )
         .values(webhook_status=FAILED, webhook_next_attempt_at=None)
-        .returning(Notification.id, Notification.organisation_id, Notification.candidate_id,
-                   Notification.webhook_attempts)
+        .returning(
+            Notification.id, Notification.organisation_id, Notification.candidate_id, Notification.webhook_attempts
+        )
         .execution_options(synchronize_session=False)
     ).all()
     for notification_id, organisation_id, candidate_id, attempts in sorted(rows):
-        _audit_abandoned(session, notification_id=notification_id, organisation_id=organisation_id,
-                         candidate_id=candidate_id, attempts=attempts)
+        _audit_abandoned(
+            session,
+            notification_id=notification_id,
+            organisation_id=organisation_id,
+            candidate_id=candidate_id,
+            attempts=attempts,
+        )
     return len(rows)
 
 
-def _audit_abandoned(session: Session, *, notification_id: int, organisation_id: int, candidate_id: int,
-                     attempts: int) -> None:
-    record_event(session, action=AuditAction.WEBHOOK_ABANDONED, organisation_id=organisation_id,
-                 target_type="notification", target_id=notification_id,
-                 details={"notification_id": notification_id, "candidate_id": candidate_id, "attempts": attempts})
+def _audit_abandoned(
+    session: Session, *, notification_id: int, organisation_id: int, candidate_id: int, attempts: int
+) -> None:
+    record_event(
+        session,
+        action=AuditAction.WEBHOOK_ABANDONED,
+        organisation_id=organisation_id,
+        target_type="notification",
+        target_id=notification_id,
+        details={"notification_id": notification_id, "candidate_id": candidate_id, "attempts": attempts},
+    )
 
 
 def _claim(factory: sessionmaker[Session], notification_id: int, *, due, now: datetime) -> _Claim | str | None:
     """Count and lease the attempt if it is due and nobody else took it; NO_WEBHOOK ends the delivery."""
     with transaction(factory) as session:
         attempt = session.execute(
-            update(Notification).where(Notification.id == notification_id, due)
+            update(Notification)
+            .where(Notification.id == notification_id, due)
             .values(webhook_attempts=Notification.webhook_attempts + 1, webhook_next_attempt_at=now + LEASE)
-            .returning(Notification.webhook_attempts).execution_options(synchronize_session=False)
+            .returning(Notification.webhook_attempts)
+            .execution_options(synchronize_session=False)
         ).scalar_one_or_none()
         if attempt is None:
             return None
@@ -242,33 +285,55 @@ def _claim(factory: sessionmaker[Session], notification_id: int, *, due, now: da
             notification.webhook_status = notification.webhook_next_attempt_at = None
             return NO_WEBHOOK
         body = payload(notification, session.get(Candidate, notification.candidate_id))
-        return _Claim(notification_id=notification_id, organisation_id=notification.organisation_id,
-                      candidate_id=notification.candidate_id, attempt=attempt, url=organisation.webhook_url,
-                      secret=organisation.webhook_secret, body=body,
-                      organisation_in_good_standing=_in_good_standing(organisation, now))
+        return _Claim(
+            notification_id=notification_id,
+            organisation_id=notification.organisation_id,
+            candidate_id=notification.candidate_id,
+            attempt=attempt,
+            url=organisation.webhook_url,
+            secret=organisation.webhook_secret,
+            body=body,
+            organisation_in_good_standing=_in_good_standing(organisation, now),
+        )
 
 
 def _in_good_standing(organisation: Organisation, now: datetime) -> bool:
     return in_good_standing(organisation.status, organisation.vetting_expires_at, now)
 
 
-def _send(factory: sessionmaker[Session], claim: _Claim | str | None, *, timeout: float,
-          clock: Callable[[], datetime], allow_loopback: bool) -> str | None:
+def _send(
+    factory: sessionmaker[Session],
+    claim: _Claim | str | None,
+    *,
+    timeout: float,
+    clock: Callable[[], datetime],
+    allow_loopback: bool,
+) -> str | None:
     if not isinstance(claim, _Claim):
         return claim
     if claim.organisation_in_good_standing:
-        failure = post_signed(claim.url, secret=claim.secret, body=claim.body, delivery_id=claim.notification_id,
-                              timeout=timeout, allow_loopback=allow_loopback)
+        failure = post_signed(
+            claim.url,
+            secret=claim.secret,
+            body=claim.body,
+            delivery_id=claim.notification_id,
+            timeout=timeout,
+            allow_loopback=allow_loopback,
+        )
     else:  # retried on the usual schedule: a reinstated organisation still gets it
         failure = NOT_IN_GOOD_STANDING
     outcome = _record_outcome(factory, claim, failure, now=clock())
-    log.info("webhook_attempt", notification_id=claim.notification_id, attempt=claim.attempt,
-             outcome=outcome or "claim_lost", reason=failure)
+    log.info(
+        "webhook_attempt",
+        notification_id=claim.notification_id,
+        attempt=claim.attempt,
+        outcome=outcome or "claim_lost",
+        reason=failure,
+    )
     return outcome
 
 
-def _record_outcome(factory: sessionmaker[Session], claim: _Claim, failure: str | None, *,
-                    now: datetime) -> str | None:
+def _record_outcome(factory: sessionmaker[Session], claim: _Claim, failure: str | None, *, now: datetime) -> str | None:
     """Sent, failed with a next attempt, or abandoned; None if the lease ran out and another attempt began."""
     if failure is None:
         outcome, status, next_attempt_at = SENT, SENT, None
@@ -279,14 +344,22 @@ def _record_outcome(factory: sessionmaker[Session], claim: _Claim, failure: str 
     with transaction(factory) as session:
         written = session.execute(
             update(Notification)
-            .where(Notification.id == claim.notification_id, Notification.webhook_attempts == claim.attempt,
-                   Notification.webhook_status.in_((PENDING, FAILED)))
+            .where(
+                Notification.id == claim.notification_id,
+                Notification.webhook_attempts == claim.attempt,
+                Notification.webhook_status.in_((PENDING, FAILED)),
+            )
             .values(webhook_status=status, webhook_next_attempt_at=next_attempt_at, webhook_last_error=failure)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not written:
             return None
         if outcome == ABANDONED:
-            _audit_abandoned(session, notification_id=claim.notification_id, organisation_id=claim.organisation_id,
-                             candidate_id=claim.candidate_id, attempts=claim.attempt)
+            _audit_abandoned(
+                session,
+                notification_id=claim.notification_id,
+                organisation_id=claim.organisation_id,
+                candidate_id=claim.candidate_id,
+                attempts=claim.attempt,
+            )
     return outcome

@@ -37,16 +37,16 @@ from service.web.session import NotPermitted, OrganisationUnavailable, SignInReq
 # What each organisation standing means for the person reading, and what they can do.
 STANDING_NEXT_STEPS = {
     "applied": "Two Reunite platform administrators check every application before an organisation can "
-               "use the service. You will be able to work here as soon as they have both approved it; "
-               "there is nothing more to do now.",
+    "use the service. You will be able to work here as soon as they have both approved it; "
+    "there is nothing more to do now.",
     "rejected": "The application was not approved. If you think this is a mistake, contact the Reunite "
-                "operators, who can tell you why.",
+    "operators, who can tell you why.",
     "suspended": "Nobody in your organisation can see records, cases or photos while it is suspended. "
-                 "Contact the Reunite operators to find out why and what is needed to reinstate it.",
+    "Contact the Reunite operators to find out why and what is needed to reinstate it.",
     "expired": "Every organisation is vetted again each year. Ask the Reunite operators to start the "
-               "re-vetting; work can resume as soon as two platform administrators approve it.",
+    "re-vetting; work can resume as soon as two platform administrators approve it.",
     "revoked": "Your organisation's access has ended for good, and its records and cases can no longer be "
-               "used here. Contact the Reunite operators if you have questions.",
+    "used here. Contact the Reunite operators if you have questions.",
     "none": "Contact your organisation's administrator or the Reunite operators.",
 }
 STANDING_TITLES = {
@@ -63,18 +63,24 @@ def error_page(request: Request, *, status: int, title: str, message: str) -> Re
     return render(request, "errors/page.html", {"title": title, "message": message}, status_code=status)
 
 
-def organisation_status_page(request: Request, unavailable: OrganisationUnavailable, *,
-                             signed_in: bool = True) -> Response:
+def organisation_status_page(
+    request: Request, unavailable: OrganisationUnavailable, *, signed_in: bool = True
+) -> Response:
     standing = unavailable.standing
-    return render(request, "auth/organisation_status.html", {
-        "standing": standing,
-        "title": STANDING_TITLES.get(standing, "Your organisation cannot use Reunite at present"),
-        "message": ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite at present."),
-        "next_steps": STANDING_NEXT_STEPS.get(standing, STANDING_NEXT_STEPS["none"]),
-        "organisation": unavailable.organisation,
-        "nav": [],  # nothing is open until the organisation's status changes
-        "signed_in": signed_in,
-    }, status_code=403)
+    return render(
+        request,
+        "auth/organisation_status.html",
+        {
+            "standing": standing,
+            "title": STANDING_TITLES.get(standing, "Your organisation cannot use Reunite at present"),
+            "message": ORGANISATION_STATUS_MESSAGES.get(standing, "Your organisation cannot use Reunite at present."),
+            "next_steps": STANDING_NEXT_STEPS.get(standing, STANDING_NEXT_STEPS["none"]),
+            "organisation": unavailable.organisation,
+            "nav": [],  # nothing is open until the organisation's status changes
+            "signed_in": signed_in,
+        },
+        status_code=403,
+    )
 
 
 def answer_refusal(request: Request, error: Exception) -> Response:
@@ -82,30 +88,47 @@ def answer_refusal(request: Request, error: Exception) -> Response:
     if isinstance(error, SignInRequired):
         end_session(request)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        message = "Please sign in to continue." if request.method == "GET" else \
-            "Your session had ended, so that was not saved. Please sign in and try again."
+        message = (
+            "Please sign in to continue."
+            if request.method == "GET"
+            else "Your session had ended, so that was not saved. Please sign in and try again."
+        )
         return redirect(request, f"/sign-in?next={quote(target, safe='/')}", flash=message, kind="info")
     if isinstance(error, OrganisationUnavailable):
         return organisation_status_page(request, error)
     if isinstance(error, NotPermitted):
-        return error_page(request, status=403, title="Not available to your role",
-                          message="Your role does not allow this page. If you need it, ask your "
-                                  "organisation's administrator.")
+        return error_page(
+            request,
+            status=403,
+            title="Not available to your role",
+            message="Your role does not allow this page. If you need it, ask your organisation's administrator.",
+        )
     if isinstance(error, CsrfRefused):
-        return error_page(request, status=403, title="Please try again",
-                          message="This form was out of date or came from another site, so nothing was done. "
-                                  "Go back, reload the page and submit it again. If it keeps happening, make "
-                                  "sure your browser accepts cookies from this site.")
+        return error_page(
+            request,
+            status=403,
+            title="Please try again",
+            message="This form was out of date or came from another site, so nothing was done. "
+            "Go back, reload the page and submit it again. If it keeps happening, make "
+            "sure your browser accepts cookies from this site.",
+        )
     if isinstance(error, RequestValidationError):
         if any(problem.get("loc", ("",))[0] == "path" for problem in error.errors()):
-            return error_page(request, status=404, title="Page not found",
-                              message="There is no such page. Check the address, or use the menu above.")
-        return error_page(request, status=400, title="This could not be done",
-                          message="Part of the form was missing or not valid, so nothing was done. "
-                                  "Go back, check the form and submit it again.")
+            return error_page(
+                request,
+                status=404,
+                title="Page not found",
+                message="There is no such page. Check the address, or use the menu above.",
+            )
+        return error_page(
+            request,
+            status=400,
+            title="This could not be done",
+            message="Part of the form was missing or not valid, so nothing was done. "
+            "Go back, check the form and submit it again.",
+        )
     if isinstance(error, HTTPException):
-        return error_page(request, status=error.status_code, title="Something went wrong",
-                          message=str(error.detail))
+        return error_page(request, status=error.status_code, title="Something went wrong", message=str(error.detail))
     status, message = error.status, error.message  # type: ignore[attr-defined]  # a Refusal or PolicyRefused
     title = "Not found" if status in (404, 410) else "This could not be done"
     return error_page(request, status=status, title=title, message=message)
@@ -128,8 +151,14 @@ class PageRoute(APIRoute):
         async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (SignInRequired, OrganisationUnavailable, NotPermitted, CsrfRefused, RequestValidationError,
-                    HTTPException) as error:
+            except (
+                SignInRequired,
+                OrganisationUnavailable,
+                NotPermitted,
+                CsrfRefused,
+                RequestValidationError,
+                HTTPException,
+            ) as error:
                 return answer_refusal(request, error)
             except REFUSALS as refusal:
                 return await refusal_handler(request, refusal)

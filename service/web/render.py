@@ -64,8 +64,9 @@ def add_nav(label: str, path: str, action: Action, *, order: int = 50, descripti
 def nav_for(user: User | None) -> list[NavItem]:
     if user is None:
         return []
-    return sorted((item for item in _NAV.values() if allowed(user.roles, item.action)),
-                  key=lambda item: (item.order, item.label))
+    return sorted(
+        (item for item in _NAV.values() if allowed(user.roles, item.action)), key=lambda item: (item.order, item.label)
+    )
 
 
 # --- formatting ------------------------------------------------------------------------------------
@@ -87,8 +88,12 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 # What people read instead of a distance band's code (the bands come from the calibration).
 # "beyond_threshold" is farther than the review threshold: only investigative leads are, never a match.
-BAND_WORDS = {"strong": "Very similar", "possible": "Similar", "weak": "Somewhat similar",
-              "beyond_threshold": "Beyond the review threshold"}
+BAND_WORDS = {
+    "strong": "Very similar",
+    "possible": "Similar",
+    "weak": "Somewhat similar",
+    "beyond_threshold": "Beyond the review threshold",
+}
 
 
 def band_words(band: str | None) -> str:
@@ -96,8 +101,13 @@ def band_words(band: str | None) -> str:
 
 
 def _environment() -> Environment:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     environment.filters.update(when=format_when, day=format_day, band=band_words, percent=percent)
     environment.globals.update(plural=plural, csrf_field_name=FORM_FIELD)
     return environment
@@ -109,8 +119,9 @@ templates = Jinja2Templates(env=_environment())
 # --- rendering -------------------------------------------------------------------------------------
 
 
-def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
-           status_code: int = 200) -> HTMLResponse:
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
+) -> HTMLResponse:
     """The template `name` with the page context every template may use (see module docstring)."""
     user: User | None = getattr(request.state, "page_user", None)
     page = {

@@ -96,18 +96,28 @@ def _configuration(settings: Settings) -> dict:
         task_time_limit=timeout_seconds,
         # The pool child loads the database engine and warms the index in worker_process_init.
         worker_proc_alive_timeout=60.0,
-        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name)
-                     for name in (EMBED_QUEUE, SEARCH_QUEUE)],
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (EMBED_QUEUE, SEARCH_QUEUE)
+        ],
         task_default_queue=EMBED_QUEUE,
         task_routes={name: {"queue": queue, "routing_key": queue} for name, queue in ROUTES.items()},
         beat_schedule={
-            "reap": {"task": REAP, "schedule": REAP_EVERY_SECONDS,
-                     "options": {"queue": SEARCH_QUEUE, "expires": 2 * REAP_EVERY_SECONDS}},
+            "reap": {
+                "task": REAP,
+                "schedule": REAP_EVERY_SECONDS,
+                "options": {"queue": SEARCH_QUEUE, "expires": 2 * REAP_EVERY_SECONDS},
+            },
             # Apart from the reaper: a run waits on receivers, and must not hold re-sends back.
-            "retry-webhooks": {"task": RETRY_WEBHOOKS, "schedule": REAP_EVERY_SECONDS,
-                               "options": {"queue": SEARCH_QUEUE, "expires": 2 * REAP_EVERY_SECONDS}},
-            "maintenance": {"task": MAINTENANCE, "schedule": crontab(hour=3, minute=15),
-                            "options": {"queue": SEARCH_QUEUE, "expires": 6 * 3600}},
+            "retry-webhooks": {
+                "task": RETRY_WEBHOOKS,
+                "schedule": REAP_EVERY_SECONDS,
+                "options": {"queue": SEARCH_QUEUE, "expires": 2 * REAP_EVERY_SECONDS},
+            },
+            "maintenance": {
+                "task": MAINTENANCE,
+                "schedule": crontab(hour=3, minute=15),
+                "options": {"queue": SEARCH_QUEUE, "expires": 6 * 3600},
+            },
         },
         # The service's structured log lines go to stdout; Celery passes them on at this level.
         worker_redirect_stdouts_level="INFO",

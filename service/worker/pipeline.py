@@ -182,13 +182,18 @@ class Pipeline:
         except NoFaceFound:
             return self._finish(Photo, claim, PhotoStatus.NO_FACE, NO_FACE_ENROL, faces_found=0)
         except TooManyFaces:
-            return self._finish(Photo, claim, PhotoStatus.SEVERAL_FACES,
-                                several_faces_message(f"more than {self.face_settings.max_faces}"))
+            return self._finish(
+                Photo,
+                claim,
+                PhotoStatus.SEVERAL_FACES,
+                several_faces_message(f"more than {self.face_settings.max_faces}"),
+            )
         except InputRejected as refusal:
             return self._finish(Photo, claim, PhotoStatus.REJECTED_INPUT, refusal.message)
         if len(faces) > 1:  # which one is the child? A person must choose, by cropping.
-            return self._finish(Photo, claim, PhotoStatus.SEVERAL_FACES, several_faces_message(str(len(faces))),
-                                faces_found=len(faces))
+            return self._finish(
+                Photo, claim, PhotoStatus.SEVERAL_FACES, several_faces_message(str(len(faces))), faces_found=len(faces)
+            )
         # A small, blurry or turned face is enrolled all the same and flagged when shown
         # (service.photos.quality): flagged, it can still be found; refused, it never could.
         # While a re-embedding is in progress, also with its target model (see service.embedding).
@@ -219,14 +224,18 @@ class Pipeline:
                 append_index_change(session, op="add", embedding_id=extra.id, model_id=other.model_id)
             # Enrolled all the same; proposed to open cases only while its organisation is in good
             # standing (as a case search would find it). Hidden, not lost: later searches find it.
-            matched = (self._match_open_cases(session, embedding, face.embedding, record_id, now)
-                       if record_in_good_standing(session, record_id, now) else 0)
+            matched = (
+                self._match_open_cases(session, embedding, face.embedding, record_id, now)
+                if record_in_good_standing(session, record_id, now)
+                else 0
+            )
             set_photo_outcome(photo, PhotoStatus.EMBEDDED, EMBEDDED, now, faces_found=1)
         log.info("record_photo_embedded", photo_id=claim.row_id, embedding_id=embedding.id, open_case_matches=matched)
         return PhotoStatus.EMBEDDED
 
-    def _match_open_cases(self, session: Session, embedding: Embedding, vector: np.ndarray,
-                          record_id: int, now: datetime) -> int:
+    def _match_open_cases(
+        self, session: Session, embedding: Embedding, vector: np.ndarray, record_id: int, now: datetime
+    ) -> int:
         """Two-way matching: propose the new face to open cases' probe faces within the threshold.
 
         Read after taking the index log lock, while a case search reads the log under the
@@ -244,8 +253,9 @@ class Pipeline:
         """
         rows = open_case_faces(session, model_id=embedding.model_id, record_id=record_id, now=now)
         if not rows:
-            _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
-                                     open_case_faces=0, candidate_ids=[])
+            _two_way_search_finished(
+                session, embedding=embedding, record_id=record_id, started=now, open_case_faces=0, candidate_ids=[]
+            )
             return 0
         probes = np.stack([vector_from_bytes(row.vector) for row in rows])
         distances = np.linalg.norm(probes - vector, axis=1)
@@ -259,14 +269,30 @@ class Pipeline:
                 continue
             if ranked_ahead(session, probe_id=row.id, record_id=record_id, distance=distance) >= top_k:
                 continue  # the face already has its top-k closer records, as its own search would keep
-            candidates.append(candidate_row(case_id=row.case_id, record_id=record_id, probe_id=row.id,
-                                             gallery_id=embedding.id, distance=distance, rank=0,
-                                             model_id=embedding.model_id, model_version=embedding.model_version,
-                                             search_mode=ALERTING, now=now))
+            candidates.append(
+                candidate_row(
+                    case_id=row.case_id,
+                    record_id=record_id,
+                    probe_id=row.id,
+                    gallery_id=embedding.id,
+                    distance=distance,
+                    rank=0,
+                    model_id=embedding.model_id,
+                    model_version=embedding.model_version,
+                    search_mode=ALERTING,
+                    now=now,
+                )
+            )
         inserted = insert_candidates(session, candidates)
         renumber_candidates(session, {row["probe_embedding_id"] for row in candidates})
-        _two_way_search_finished(session, embedding=embedding, record_id=record_id, started=now,
-                                 open_case_faces=len(rows), candidate_ids=candidate_ids_of(session, None, candidates))
+        _two_way_search_finished(
+            session,
+            embedding=embedding,
+            record_id=record_id,
+            started=now,
+            open_case_faces=len(rows),
+            candidate_ids=candidate_ids_of(session, None, candidates),
+        )
         return inserted
 
     # ----- cases: find the probe faces ----------------------------------------------------
@@ -346,10 +372,20 @@ class Pipeline:
             # Only the active model's faces: embeddings of different models are never compared.
             probes = [] if photo is None else probe_faces(session, photo.id, active_model(session)[0])
             if probes:
-                record_event(session, action=AuditAction.SEARCH_STARTED, organisation_id=case.organisation_id,
-                             target_type="case", target_id=case_id,
-                             details=search_input(case_id=case_id, photo_id=photo.id, probes=probes,
-                                                  mode=choice.mode, candidate_limit=choice.candidate_limit))
+                record_event(
+                    session,
+                    action=AuditAction.SEARCH_STARTED,
+                    organisation_id=case.organisation_id,
+                    target_type="case",
+                    target_id=case_id,
+                    details=search_input(
+                        case_id=case_id,
+                        photo_id=photo.id,
+                        probes=probes,
+                        mode=choice.mode,
+                        candidate_limit=choice.candidate_limit,
+                    ),
+                )
         if not probes:
             return NOT_PENDING  # not embedded yet (or purged): process_case owns it
         found = self._search_index(probes, choice)
@@ -375,8 +411,9 @@ class Pipeline:
                 results.append((distances[0], ids[0]))
         return results
 
-    def _neighbours_for_leads(self, index, vector: np.ndarray, model_id: str,
-                              wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    def _neighbours_for_leads(
+        self, index, vector: np.ndarray, model_id: str, wanted: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Enough neighbours for `wanted` records that may be proposed, or the whole gallery.
 
         Starts at OVERSAMPLE neighbours per record and doubles while records with many
@@ -392,16 +429,24 @@ class Pipeline:
                 return distances[0], ids[0]  # the whole gallery is in the answer
             session = self.sessions()
             try:
-                records = set(eligible_gallery_embeddings(session, found, model_id=model_id, now=utcnow(),
-                                                          lock=False).values())
+                records = set(
+                    eligible_gallery_embeddings(session, found, model_id=model_id, now=utcnow(), lock=False).values()
+                )
             finally:
                 session.close()
             if len(records) >= wanted:
                 return distances[0], ids[0]
             k = min(k * 2, len(index))
 
-    def _write_candidates(self, case_id: int, probes: list, found: list, choice: SearchChoice,
-                          probe_photo: tuple | None, gallery: dict[str, int]) -> str:
+    def _write_candidates(
+        self,
+        case_id: int,
+        probes: list,
+        found: list,
+        choice: SearchChoice,
+        probe_photo: tuple | None,
+        gallery: dict[str, int],
+    ) -> str:
         with transaction(self.sessions) as session:
             now = utcnow()
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
@@ -410,35 +455,61 @@ class Pipeline:
             organisation = session.get(Organisation, case.organisation_id)
             if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):
                 set_case_outcome(case, CaseStatus.FAILED, ORGANISATION_NOT_APPROVED, now)
-                _search_finished(session, case=case, probes=probes, gallery=gallery, outcome=CaseStatus.FAILED,
-                                 candidate_ids=[])
+                _search_finished(
+                    session, case=case, probes=probes, gallery=gallery, outcome=CaseStatus.FAILED, candidate_ids=[]
+                )
                 return CaseStatus.FAILED
             rows = []
             policies = {model_id: self._policy(session, model_id) for model_id in {probe.model_id for probe in probes}}
             for probe, (distances, ids) in zip(probes, found):
                 # The database has the last word after the index: only active records with
                 # valid consent of approved organisations, locked until we commit.
-                allowed = eligible_gallery_embeddings(session, [int(i) for i in ids if i >= 0],
-                                                      model_id=probe.model_id, now=now)
+                allowed = eligible_gallery_embeddings(
+                    session, [int(i) for i in ids if i >= 0], model_id=probe.model_id, now=now
+                )
                 ranked = self._rank(session, distances, ids, allowed, policies[probe.model_id], choice, probe_photo)
                 for candidate in ranked:
-                    rows.append(candidate_row(case_id=case_id, record_id=candidate.record_id, probe_id=probe.id,
-                                               gallery_id=candidate.embedding_id, distance=candidate.distance,
-                                               rank=candidate.rank, model_id=probe.model_id,
-                                               model_version=probe.model_version, search_mode=choice.mode, now=now))
+                    rows.append(
+                        candidate_row(
+                            case_id=case_id,
+                            record_id=candidate.record_id,
+                            probe_id=probe.id,
+                            gallery_id=candidate.embedding_id,
+                            distance=candidate.distance,
+                            rank=candidate.rank,
+                            model_id=probe.model_id,
+                            model_version=probe.model_version,
+                            search_mode=choice.mode,
+                            now=now,
+                        )
+                    )
             inserted = insert_candidates(session, rows)
             # Two-way matching may have proposed records to these faces already.
             renumber_candidates(session, {probe.id for probe in probes})
             total = case_candidate_count(session, case_id)
             set_case_outcome(case, CaseStatus.SEARCHED, searched_message(total, case.search_mode), now)
             case.searched_at = now
-            _search_finished(session, case=case, probes=probes, gallery=gallery, outcome=CaseStatus.SEARCHED,
-                             candidate_ids=candidate_ids_of(session, case_id, rows))
+            _search_finished(
+                session,
+                case=case,
+                probes=probes,
+                gallery=gallery,
+                outcome=CaseStatus.SEARCHED,
+                candidate_ids=candidate_ids_of(session, case_id, rows),
+            )
         log.info("case_searched", case_id=case_id, faces=len(probes), candidates=total, new_candidates=inserted)
         return CaseStatus.SEARCHED
 
-    def _rank(self, session: Session, distances: np.ndarray, ids: np.ndarray, allowed: dict[int, int],
-              policy: ReviewPolicy, choice: SearchChoice, probe_photo: tuple | None) -> list:
+    def _rank(
+        self,
+        session: Session,
+        distances: np.ndarray,
+        ids: np.ndarray,
+        allowed: dict[int, int],
+        policy: ReviewPolicy,
+        choice: SearchChoice,
+        probe_photo: tuple | None,
+    ) -> list:
         """One probe face's candidates, ranked 1..k: the N closest records, or those within the threshold.
 
         Investigative: no threshold (infinity), the case's number of leads. Alerting: the
@@ -448,18 +519,26 @@ class Pipeline:
         1..k with no gaps.
         """
         if choice.investigative:
-            return rank_candidates(distances, ids, record_of=allowed, threshold=math.inf,
-                                   top_k=choice.candidate_limit)
+            return rank_candidates(distances, ids, record_of=allowed, threshold=math.inf, top_k=choice.candidate_limit)
         if policy.gap_thresholds:
             age, taken = probe_photo or (None, None)
             ages = gallery_photo_ages(session, list(allowed))
             distance_of = dict(zip(ids.tolist(), distances.tolist()))
-            allowed = {embedding_id: record_id for embedding_id, record_id in allowed.items()
-                       if distance_of[embedding_id] <= policy.threshold_for(
-                           years_between(age_a=age, taken_a=taken, age_b=ages[embedding_id][0],
-                                         taken_b=ages[embedding_id][1]))}
-        return rank_candidates(distances, ids, record_of=allowed, threshold=policy.widest_threshold,
-                               top_k=policy.top_k or self.settings.review_top_k)
+            allowed = {
+                embedding_id: record_id
+                for embedding_id, record_id in allowed.items()
+                if distance_of[embedding_id]
+                <= policy.threshold_for(
+                    years_between(age_a=age, taken_a=taken, age_b=ages[embedding_id][0], taken_b=ages[embedding_id][1])
+                )
+            }
+        return rank_candidates(
+            distances,
+            ids,
+            record_of=allowed,
+            threshold=policy.widest_threshold,
+            top_k=policy.top_k or self.settings.review_top_k,
+        )
 
     # ----- shared steps ------------------------------------------------------------------
 
@@ -468,8 +547,9 @@ class Pipeline:
         if self.policy is not None:
             return self.policy
         if self.threshold is not None:
-            return ReviewPolicy(threshold=self.threshold, bands=(), top_k=None, calibration_id=None,
-                                calibration_version=None)
+            return ReviewPolicy(
+                threshold=self.threshold, bands=(), top_k=None, calibration_id=None, calibration_version=None
+            )
         return review_policy(session, model_id)
 
     def _decode(self, storage_key: str | None, wrapped_key: bytes | None) -> DecodedImage:
@@ -487,8 +567,7 @@ class Pipeline:
             outcome = step(claim)
             if outcome != MODEL_CHANGED:
                 return outcome
-        log.warning("model_kept_changing", table=model.__tablename__, row_id=claim.row_id,
-                    runs=MODEL_CHANGE_RETRIES)
+        log.warning("model_kept_changing", table=model.__tablename__, row_id=claim.row_id, runs=MODEL_CHANGE_RETRIES)
         release_claim(self.sessions, model, claim)
         return REQUEUED
 
@@ -500,8 +579,7 @@ class Pipeline:
             release_claim(self.sessions, model, claim)
             raise
         except Exception as error:
-            log.error("processing_failed", table=model.__tablename__, row_id=claim.row_id,
-                      error=type(error).__name__)
+            log.error("processing_failed", table=model.__tablename__, row_id=claim.row_id, error=type(error).__name__)
             try:
                 self._finish(model, claim, CaseStatus.FAILED, UNEXPECTED_FAILURE)
             except Exception:  # the database may be what failed; the reaper retries then
@@ -566,34 +644,69 @@ def _ours(session: Session, model, claim: Claim):
 # ----- audit -----------------------------------------------------------------------------------
 
 
-def search_input(*, case_id: int, photo_id: int, probes: list, mode: str,
-                 candidate_limit: int | None) -> dict:
+def search_input(*, case_id: int, photo_id: int, probes: list, mode: str, candidate_limit: int | None) -> dict:
     """What a case search is given, for the audit trail: ids and the model, never a vector."""
-    return {"case_id": case_id, "photo_id": photo_id, "probe_embedding_ids": [probe.id for probe in probes],
-            "model_id": probes[0].model_id, "model_version": probes[0].model_version, "search_mode": mode,
-            "candidate_limit": candidate_limit}
+    return {
+        "case_id": case_id,
+        "photo_id": photo_id,
+        "probe_embedding_ids": [probe.id for probe in probes],
+        "model_id": probes[0].model_id,
+        "model_version": probes[0].model_version,
+        "search_mode": mode,
+        "candidate_limit": candidate_limit,
+    }
 
 
-def _search_finished(session: Session, *, case: Case, probes: list, gallery: dict[str, int], outcome: str,
-                     candidate_ids: list[int]) -> None:
+def _search_finished(
+    session: Session, *, case: Case, probes: list, gallery: dict[str, int], outcome: str, candidate_ids: list[int]
+) -> None:
     """The end of a case search (EU AI Act Art. 12): the gallery searched and the candidates produced."""
-    record_event(session, action=AuditAction.SEARCH_FINISHED, organisation_id=case.organisation_id, target_type="case",
-                 target_id=case.id,
-                 details={"case_id": case.id, "probe_embedding_ids": [probe.id for probe in probes],
-                          "model_id": probes[0].model_id, "model_version": probes[0].model_version,
-                          **gallery, "outcome": outcome, "candidate_ids": candidate_ids})
+    record_event(
+        session,
+        action=AuditAction.SEARCH_FINISHED,
+        organisation_id=case.organisation_id,
+        target_type="case",
+        target_id=case.id,
+        details={
+            "case_id": case.id,
+            "probe_embedding_ids": [probe.id for probe in probes],
+            "model_id": probes[0].model_id,
+            "model_version": probes[0].model_version,
+            **gallery,
+            "outcome": outcome,
+            "candidate_ids": candidate_ids,
+        },
+    )
 
 
-def _two_way_search_finished(session: Session, *, embedding: Embedding, record_id: int, started: datetime,
-                             open_case_faces: int, candidate_ids: list[int]) -> None:
+def _two_way_search_finished(
+    session: Session,
+    *,
+    embedding: Embedding,
+    record_id: int,
+    started: datetime,
+    open_case_faces: int,
+    candidate_ids: list[int],
+) -> None:
     """Two-way matching's search (one transaction, so one event): the input, what it was compared with, the result."""
     organisation_id = session.scalar(select(Record.organisation_id).where(Record.id == record_id))
-    record_event(session, action=AuditAction.TWO_WAY_SEARCH_FINISHED, organisation_id=organisation_id,
-                 target_type="record", target_id=record_id,
-                 details={"record_id": record_id, "photo_id": embedding.photo_id, "embedding_id": embedding.id,
-                          "model_id": embedding.model_id, "model_version": embedding.model_version,
-                          "started_at": started.isoformat(), "open_case_faces": open_case_faces,
-                          "candidate_ids": candidate_ids})
+    record_event(
+        session,
+        action=AuditAction.TWO_WAY_SEARCH_FINISHED,
+        organisation_id=organisation_id,
+        target_type="record",
+        target_id=record_id,
+        details={
+            "record_id": record_id,
+            "photo_id": embedding.photo_id,
+            "embedding_id": embedding.id,
+            "model_id": embedding.model_id,
+            "model_version": embedding.model_version,
+            "started_at": started.isoformat(),
+            "open_case_faces": open_case_faces,
+            "candidate_ids": candidate_ids,
+        },
+    )
 
 
 def _embedders(session: Session) -> list[Embedder]:
@@ -605,16 +718,14 @@ def _embedders(session: Session) -> list[Embedder]:
 
 EMBEDDED = "The face was added to the gallery and is now searchable."
 UNREADABLE_PHOTO = "The stored photo could not be read. Please upload it again."
-NO_FACE_ENROL = ("No face was found in this photo. Please upload a photo in which the child's face "
-                 "is clearly visible.")
-NO_FACE_CASE = ("No face was found in this photo, so nothing was searched. Please send a photo where the face "
-                "is clearly visible.")
-CONSENT_NOT_VALID = ("The record's consent is no longer valid, so the photo was not added to the gallery.")
+NO_FACE_ENROL = "No face was found in this photo. Please upload a photo in which the child's face is clearly visible."
+NO_FACE_CASE = (
+    "No face was found in this photo, so nothing was searched. Please send a photo where the face is clearly visible."
+)
+CONSENT_NOT_VALID = "The record's consent is no longer valid, so the photo was not added to the gallery."
 ORGANISATION_NOT_APPROVED = "Your organisation is not approved at the moment, so this photo was not searched."
 UNEXPECTED_FAILURE = "Processing failed unexpectedly. Please try again later; the failure has been logged."
 
 
 def several_faces_message(count: str) -> str:
     return f"This photo shows {count} faces; upload a photo of the child alone or crop it."
-
-

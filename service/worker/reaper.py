@@ -36,8 +36,10 @@ log = structlog.get_logger("reunite.worker.reaper")
 
 MAX_ATTEMPTS = 3
 LOST_MESSAGE_AFTER = timedelta(minutes=1)
-GAVE_UP = (f"This photo could not be processed after {MAX_ATTEMPTS} attempts. Please send it again; "
-           "the failure has been logged.")
+GAVE_UP = (
+    f"This photo could not be processed after {MAX_ATTEMPTS} attempts. Please send it again; "
+    "the failure has been logged."
+)
 
 
 @dataclass
@@ -51,8 +53,13 @@ class ReapReport:
         return {name: len(ids) for name, ids in vars(self).items()}
 
 
-def reap(sessions: sessionmaker[Session], *, dispatcher: Dispatcher, processing_timeout: timedelta,
-         now: datetime | None = None) -> ReapReport:
+def reap(
+    sessions: sessionmaker[Session],
+    *,
+    dispatcher: Dispatcher,
+    processing_timeout: timedelta,
+    now: datetime | None = None,
+) -> ReapReport:
     """Re-queue, re-send or fail abandoned rows; messages are sent after the commit."""
     now = now or utcnow()
     report = ReapReport()
@@ -74,10 +81,20 @@ def _reap_table(session: Session, model, now: datetime, timeout: timedelta) -> t
     lost = and_(model.status == CaseStatus.QUEUED, last_sent < now - LOST_MESSAGE_AFTER)
     scope = [model.record_id.is_not(None)] if model is Photo else []
     # Failing first: the rows given up on are then no longer stuck or lost.
-    failed = _ids(session, update(model).where(*scope, or_(stuck, lost), model.attempts >= MAX_ATTEMPTS)
-                  .values(status=CaseStatus.FAILED, status_message=GAVE_UP, claimed_at=None).returning(model.id))
-    requeued = _ids(session, update(model).where(*scope, or_(stuck, lost))
-                    .values(status=CaseStatus.QUEUED, claimed_at=now).returning(model.id))
+    failed = _ids(
+        session,
+        update(model)
+        .where(*scope, or_(stuck, lost), model.attempts >= MAX_ATTEMPTS)
+        .values(status=CaseStatus.FAILED, status_message=GAVE_UP, claimed_at=None)
+        .returning(model.id),
+    )
+    requeued = _ids(
+        session,
+        update(model)
+        .where(*scope, or_(stuck, lost))
+        .values(status=CaseStatus.QUEUED, claimed_at=now)
+        .returning(model.id),
+    )
     return failed, requeued
 
 

@@ -37,8 +37,18 @@ from matching.images import InputRejected, decode_image
 from service.cases.models import Case
 from service.db import transaction, utcnow
 from service.embedding.service import (
-    COMPLETE, MORE, OPEN_CASE_STATUSES, SUPERSEDED, BatchClaim, PhotoToEmbed, claim_batch, fail_job, finish_if_done,
-    photos_to_embed, record_failure, release_batch,
+    COMPLETE,
+    MORE,
+    OPEN_CASE_STATUSES,
+    SUPERSEDED,
+    BatchClaim,
+    PhotoToEmbed,
+    claim_batch,
+    fail_job,
+    finish_if_done,
+    photos_to_embed,
+    record_failure,
+    release_batch,
 )
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo, PhotoStatus
@@ -64,9 +74,17 @@ SKIPPED = "skipped"  # withdrawn, closed or erased meanwhile, or already embedde
 class Reembedder:
     """The batch step, given what it needs explicitly (tests build one directly)."""
 
-    def __init__(self, *, settings: Settings, sessions: sessionmaker[Session], vault: PhotoVault,
-                 replica: IndexReplica | None = None, send_next: Callable[[int], None] | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, face_settings: FaceSettings | None = None):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        vault: PhotoVault,
+        replica: IndexReplica | None = None,
+        send_next: Callable[[int], None] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        face_settings: FaceSettings | None = None,
+    ):
         self.settings = settings
         self.sessions = sessions
         self.vault = vault
@@ -114,13 +132,21 @@ class Reembedder:
             embedder.check_installed()
         except ModelNotInstalled as error:  # its weight files are missing or altered on this worker
             with transaction(self.sessions) as session:
-                fail_job(session, claim=claim, now=utcnow(),
-                         message=f"{error} Nothing was switched; re-run the re-embedding after installing it.")
+                fail_job(
+                    session,
+                    claim=claim,
+                    now=utcnow(),
+                    message=f"{error} Nothing was switched; re-run the re-embedding after installing it.",
+                )
             return "failed"
         except UnknownEmbedder:
             with transaction(self.sessions) as session:
-                fail_job(session, claim=claim, now=utcnow(),
-                         message=f"The workers do not have the model {claim.target_model_id}; nothing was switched.")
+                fail_job(
+                    session,
+                    claim=claim,
+                    now=utcnow(),
+                    message=f"The workers do not have the model {claim.target_model_id}; nothing was switched.",
+                )
             return "failed"
         with transaction(self.sessions) as session:
             photos = photos_to_embed(session, claim=claim, now=utcnow(), limit=self.batch_size)
@@ -180,8 +206,11 @@ class Reembedder:
             row = session.get(Photo, photo.id, with_for_update=True, populate_existing=True)
             if row is None or row.status != PhotoStatus.EMBEDDED:
                 return SKIPPED
-            done = session.scalar(select(func.count()).select_from(Embedding).where(
-                Embedding.photo_id == photo.id, Embedding.model_id == claim.target_model_id))
+            done = session.scalar(
+                select(func.count())
+                .select_from(Embedding)
+                .where(Embedding.photo_id == photo.id, Embedding.model_id == claim.target_model_id)
+            )
             if done:
                 return SKIPPED  # a repeated batch, or the pipeline embedded it with both models
             for number, face in enumerate(faces):
@@ -230,5 +259,6 @@ def _case_open(session: Session, case_id: int | None, now) -> bool:
     if case_id is None:
         return False
     case = session.get(Case, case_id, with_for_update={"read": True}, populate_existing=True)
-    return (case is not None and case.status in OPEN_CASE_STATUSES and case.retention_until > now
-            and case.purged_at is None)
+    return (
+        case is not None and case.status in OPEN_CASE_STATUSES and case.retention_until > now and case.purged_at is None
+    )

@@ -42,8 +42,14 @@ DEFAULT_SNAPSHOT_EVERY = 1_000
 
 
 class IndexReplica:
-    def __init__(self, snapshot_dir: Path, *, index_kind: str = "flat", index_options: dict | None = None,
-                 snapshot_every: int = DEFAULT_SNAPSHOT_EVERY):
+    def __init__(
+        self,
+        snapshot_dir: Path,
+        *,
+        index_kind: str = "flat",
+        index_options: dict | None = None,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    ):
         self.snapshot_dir = Path(snapshot_dir)
         self.index_kind = index_kind
         self.index_options = index_options or {}
@@ -78,7 +84,8 @@ class IndexReplica:
                 changes = session.execute(
                     select(IndexChange.seq, IndexChange.op, IndexChange.embedding_id)
                     .where(IndexChange.model_id == model_id, IndexChange.seq > index.sequence)
-                    .order_by(IndexChange.seq).limit(CHANGES_PER_READ)
+                    .order_by(IndexChange.seq)
+                    .limit(CHANGES_PER_READ)
                 ).all()
                 if not changes:
                     break
@@ -167,8 +174,7 @@ def _add_run(session: Session, index: VectorIndex, run: list[tuple[int, int]]) -
     wanted = [embedding_id for _, embedding_id in run if embedding_id not in index]
     vectors = dict(_vectors(session, set(wanted)))
     ids = [embedding_id for embedding_id in dict.fromkeys(wanted) if embedding_id in vectors]
-    matrix = (np.stack([vectors[i] for i in ids]) if ids
-              else np.empty((0, index.dim), dtype=np.float32))
+    matrix = np.stack([vectors[i] for i in ids]) if ids else np.empty((0, index.dim), dtype=np.float32)
     index.add(np.asarray(ids, dtype=np.int64), matrix, sequence=run[-1][0])
 
 

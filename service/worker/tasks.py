@@ -73,8 +73,13 @@ def process_state(app: Celery) -> _ProcessState:
         from service.worker.pipeline import Pipeline
 
         runtime = WorkerRuntime.create(app.reunite_settings)
-        pipeline = Pipeline(settings=runtime.settings, sessions=runtime.sessions, vault=runtime.vault,
-                            replica=runtime.replica, send_search=AppDispatcher(app).search)
+        pipeline = Pipeline(
+            settings=runtime.settings,
+            sessions=runtime.sessions,
+            vault=runtime.vault,
+            replica=runtime.replica,
+            send_search=AppDispatcher(app).search,
+        )
         state = _ProcessState(pid=os.getpid(), runtime=runtime, pipeline=pipeline)
         app._reunite_state = state
     return state
@@ -102,8 +107,13 @@ def register_tasks(app: Celery) -> None:
         from service.worker.reembed import Reembedder
 
         runtime = process_state(app).runtime
-        return Reembedder(settings=runtime.settings, sessions=runtime.sessions, vault=runtime.vault,
-                          replica=runtime.replica, send_next=AppDispatcher(app).reembed).run_batch(job_id)
+        return Reembedder(
+            settings=runtime.settings,
+            sessions=runtime.sessions,
+            vault=runtime.vault,
+            replica=runtime.replica,
+            send_next=AppDispatcher(app).reembed,
+        ).run_batch(job_id)
 
     @app.task(name=REAP, shared=False)
     def reap() -> dict:

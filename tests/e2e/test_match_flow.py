@@ -53,8 +53,6 @@ def redis_url():
     yield from redis_database()
 
 
-
-
 @pytest.fixture
 def worker_concurrency() -> int:
     """Pool processes of the worker; a test that wants more parametrizes this name."""
@@ -89,12 +87,17 @@ class Flow:
         now = utcnow()
         missing_since = now.date() - timedelta(days=60)
         body = {
-            "case_reference": case_reference, "label": label, "age_years": 9,
+            "case_reference": case_reference,
+            "label": label,
+            "age_years": 9,
             "missing_since": missing_since.isoformat(),
             "consent": {
-                "guardian_name": GUARDIAN, "guardian_relationship": "mother",
-                "responsibility_verified_by": "birth certificate seen", "lawful_basis": "consent",
-                "purpose": "Finding the child and reuniting the family", "notice_version": "2026-1",
+                "guardian_name": GUARDIAN,
+                "guardian_relationship": "mother",
+                "responsibility_verified_by": "birth certificate seen",
+                "lawful_basis": "consent",
+                "purpose": "Finding the child and reuniting the family",
+                "notice_version": "2026-1",
                 "obtained_at": (now - timedelta(days=1)).isoformat(),
                 "expires_at": (now + timedelta(days=365)).isoformat(),
             },
@@ -102,31 +105,45 @@ class Flow:
         return self.post("a_caseworker", "/records", 201, json=body)["id"]
 
     def upload(self, record_id: int, path: Path) -> int:
-        accepted = self.post("a_caseworker", f"/records/{record_id}/photos", 202,
-                             files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
+        accepted = self.post(
+            "a_caseworker",
+            f"/records/{record_id}/photos",
+            202,
+            files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+        )
         assert accepted["status"] == "queued"
         return accepted["photo_id"]
 
     def wait_embedded(self, record_id: int, photo_id: int) -> dict:
-        photo = poll(lambda: self.get("a_caseworker", f"/records/{record_id}/photos/{photo_id}").json(),
-                     until=lambda shown: shown["status"] not in PHOTO_PENDING,
-                     what=f"record photo {photo_id} to be processed", seconds=DEADLINE_SECONDS,
-                     explain=self.workers.log_tails)
+        photo = poll(
+            lambda: self.get("a_caseworker", f"/records/{record_id}/photos/{photo_id}").json(),
+            until=lambda shown: shown["status"] not in PHOTO_PENDING,
+            what=f"record photo {photo_id} to be processed",
+            seconds=DEADLINE_SECONDS,
+            explain=self.workers.log_tails,
+        )
         assert photo["status"] == "embedded", photo
         return photo
 
     def submit(self, path: Path, case_reference: str) -> int:
-        accepted = self.post("b_caseworker", "/cases", 202,
-                             data={"case_reference": case_reference, "purpose": "Looking for a missing child"},
-                             files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
+        accepted = self.post(
+            "b_caseworker",
+            "/cases",
+            202,
+            data={"case_reference": case_reference, "purpose": "Looking for a missing child"},
+            files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+        )
         assert accepted["status"] == "queued"
         return accepted["id"]
 
     def wait_searched(self, case_id: int) -> dict:
-        case = poll(lambda: self.get("b_caseworker", f"/cases/{case_id}").json(),
-                    until=lambda shown: shown["status"] in CASE_FINISHED,
-                    what=f"case {case_id} to be searched", seconds=DEADLINE_SECONDS,
-                    explain=self.workers.log_tails)
+        case = poll(
+            lambda: self.get("b_caseworker", f"/cases/{case_id}").json(),
+            until=lambda shown: shown["status"] in CASE_FINISHED,
+            what=f"case {case_id} to be searched",
+            seconds=DEADLINE_SECONDS,
+            explain=self.workers.log_tails,
+        )
         assert case["status"] == "searched", case
         return case
 
@@ -150,8 +167,10 @@ def flow(backend, app, client, db, settings, tmp_path, monkeypatch, request, wor
     workers.start(concurrency=worker_concurrency)
 
     found = Flow(client=client, db=db, workers=workers)
-    operators = {name: make_user(db, role).user for name, role in
-                 (("admin_1", "platform_admin"), ("admin_2", "platform_admin"), ("auditor", "auditor"))}
+    operators = {
+        name: make_user(db, role).user
+        for name, role in (("admin_1", "platform_admin"), ("admin_2", "platform_admin"), ("auditor", "auditor"))
+    }
     db.commit()
     for name, user in operators.items():
         found.users[name], found.headers[name] = user.id, bearer(settings, user.id, user.token_version)
@@ -163,8 +182,12 @@ def flow(backend, app, client, db, settings, tmp_path, monkeypatch, request, wor
         found.headers[f"{letter}_admin"] = bearer(settings, admin.id, admin.token_version)
         db.rollback()
         for role in ("caseworker", "reviewer"):
-            added = found.post(f"{letter}_admin", f"/organisations/{organisation_id}/users", 201,
-                               json={"email": f"{role}@{domain}", "password": PASSWORD, "roles": [role]})
+            added = found.post(
+                f"{letter}_admin",
+                f"/organisations/{organisation_id}/users",
+                201,
+                json={"email": f"{role}@{domain}", "password": PASSWORD, "roles": [role]},
+            )
             name = f"{letter}_{role}"
             found.users[name], found.headers[name] = added["id"], bearer(settings, added["id"], 0)
     # Staff of long standing: the two-person rule wants an established, independent confirmer.
@@ -176,24 +199,37 @@ def flow(backend, app, client, db, settings, tmp_path, monkeypatch, request, wor
 def apply_and_approve(flow: Flow, letter: str, domain: str) -> tuple[int, str]:
     """An organisation applies through the API and two different platform admins approve it."""
     admin_email = f"admin@{domain}"
-    response = flow.client.post(f"{API}/organisations/applications", json={
-        "name": f"Organisation {letter.upper()}", "org_type": "ngo", "country": "GB",
-        "registration_number": f"REG-{letter}", "website": f"https://{domain}", "contact_email": f"office@{domain}",
-        "admin_email": admin_email, "admin_password": PASSWORD,
-        "attestation": {"no_law_enforcement": True, "purpose": "Reuniting missing children with their families"},
-    })
+    response = flow.client.post(
+        f"{API}/organisations/applications",
+        json={
+            "name": f"Organisation {letter.upper()}",
+            "org_type": "ngo",
+            "country": "GB",
+            "registration_number": f"REG-{letter}",
+            "website": f"https://{domain}",
+            "contact_email": f"office@{domain}",
+            "admin_email": admin_email,
+            "admin_password": PASSWORD,
+            "attestation": {"no_law_enforcement": True, "purpose": "Reuniting missing children with their families"},
+        },
+    )
     assert response.status_code == 201, response.text
     organisation_id = response.json()["id"]
     for admin in ("admin_1", "admin_2"):
-        decided = flow.post(admin, f"/organisations/{organisation_id}/decisions", 200,
-                            json={"decision": "approve", "reason": "Registration and references checked."})
+        decided = flow.post(
+            admin,
+            f"/organisations/{organisation_id}/decisions",
+            200,
+            json={"decision": "approve", "reason": "Registration and references checked."},
+        )
     assert decided["status"] == "approved"
     return organisation_id, admin_email
 
 
 def bearer(settings, user_id: int, token_version: int) -> dict[str, str]:
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=user_id, token_version=token_version,
-                                  lifetime=timedelta(minutes=15))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(), user_id=user_id, token_version=token_version, lifetime=timedelta(minutes=15)
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -231,32 +267,43 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
 
     # B's reviewer (not the submitter) compares both photos and confirms.
     queue = flow.get("b_reviewer", "/reviews/queue").json()
-    assert [(item["candidate_id"], item["your_organisation"]) for item in queue["items"]] == \
-        [(candidate_id, "submitted_case")]
+    assert [(item["candidate_id"], item["your_organisation"]) for item in queue["items"]] == [
+        (candidate_id, "submitted_case")
+    ]
     shown = flow.get("b_reviewer", f"/candidates/{candidate_id}").json()
     assert (shown["status"], shown["can_decide"], shown["record"]["record_id"]) == ("under_review", True, record_id)
     probe_photo_id = shown["probe"]["photo"]["photo_id"]
     # Served as stored: the upright pixels re-encoded without metadata.
-    assert flow.get("b_reviewer", f"/candidates/{candidate_id}/probe-image").content == \
-        check_upload((sdist_images / "obama2.jpg").read_bytes(), settings).data
-    assert flow.get("b_reviewer", f"/candidates/{candidate_id}/record-image").content == \
-        check_upload((sdist_images / "obama.jpg").read_bytes(), settings).data
-    decided = flow.post("b_reviewer", f"/candidates/{candidate_id}/reviews", 201,
-                        json={"decision": "confirm", "rationale": RATIONALE})
+    assert (
+        flow.get("b_reviewer", f"/candidates/{candidate_id}/probe-image").content
+        == check_upload((sdist_images / "obama2.jpg").read_bytes(), settings).data
+    )
+    assert (
+        flow.get("b_reviewer", f"/candidates/{candidate_id}/record-image").content
+        == check_upload((sdist_images / "obama.jpg").read_bytes(), settings).data
+    )
+    decided = flow.post(
+        "b_reviewer", f"/candidates/{candidate_id}/reviews", 201, json={"decision": "confirm", "rationale": RATIONALE}
+    )
     assert decided["candidate_status"] == "awaiting_second_review"
     mine = flow.get("b_reviewer", f"/candidates/{candidate_id}").json()
-    assert (mine["status"], mine["your_review"]["decision"], mine["can_decide"]) == \
-        ("awaiting_second_review", "confirm", False)
+    assert (mine["status"], mine["your_review"]["decision"], mine["can_decide"]) == (
+        "awaiting_second_review",
+        "confirm",
+        False,
+    )
 
     # A's reviewer sees the candidate as undecided (not B's decision), looks, and confirms.
     queue = flow.get("a_reviewer", "/reviews/queue").json()
-    assert [(i["candidate_id"], i["your_organisation"], i["reviewed_by_others"]) for i in queue["items"]] == \
-        [(candidate_id, "owns_record", True)]
+    assert [(i["candidate_id"], i["your_organisation"], i["reviewed_by_others"]) for i in queue["items"]] == [
+        (candidate_id, "owns_record", True)
+    ]
     before = flow.get("a_reviewer", f"/candidates/{candidate_id}").json()
     assert (before["status"], before["your_review"], before["can_decide"]) == ("under_review", None, True)
     flow.get("a_reviewer", f"/candidates/{candidate_id}/probe-image")
-    decided = flow.post("a_reviewer", f"/candidates/{candidate_id}/reviews", 201,
-                        json={"decision": "confirm", "rationale": RATIONALE})
+    decided = flow.post(
+        "a_reviewer", f"/candidates/{candidate_id}/reviews", 201, json={"decision": "confirm", "rationale": RATIONALE}
+    )
     assert decided["candidate_status"] == "confirmed"
     for reviewer in ("a_reviewer", "b_reviewer"):
         assert flow.get(reviewer, f"/candidates/{candidate_id}").json()["status"] == "confirmed"
@@ -265,10 +312,12 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
     # A, which owns the record, is notified; B is not.
     for person in ("a_reviewer", "a_caseworker"):
         notices = flow.get(person, "/notifications").json()
-        assert [(n["kind"], n["candidate_id"], n["record_id"]) for n in notices] == \
-            [("match_confirmed", candidate_id, record_id)]
-    assert [n["candidate_id"] for n in flow.get("a_reviewer", "/reviews/queue").json()["notifications"]] == \
-        [candidate_id]
+        assert [(n["kind"], n["candidate_id"], n["record_id"]) for n in notices] == [
+            ("match_confirmed", candidate_id, record_id)
+        ]
+    assert [n["candidate_id"] for n in flow.get("a_reviewer", "/reviews/queue").json()["notifications"]] == [
+        candidate_id
+    ]
     assert flow.get("b_reviewer", "/notifications").json() == []
 
     # Someone else entirely: nothing within the threshold.
@@ -278,14 +327,22 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
 
     # A withdraws consent; once the call returns, no search finds the record and its candidate is redacted.
     withdrawn = flow.post("a_caseworker", f"/records/{record_id}/consent/withdraw", 200)
-    assert (withdrawn["status"], withdrawn["photos_erased"], withdrawn["embeddings_removed"],
-            withdrawn["candidates_redacted"]) == ("withdrawn", 1, 1, 1)
+    assert (
+        withdrawn["status"],
+        withdrawn["photos_erased"],
+        withdrawn["embeddings_removed"],
+        withdrawn["candidates_redacted"],
+    ) == ("withdrawn", 1, 1, 1)
     late_case_id = flow.submit(sdist_images / "obama3.jpg", "B-CASE-3")
     late = flow.wait_searched(late_case_id)
     assert (late["faces"], late["candidates"]) == (1, [])
     [redacted] = flow.get("b_caseworker", f"/cases/{case_id}").json()["candidates"]
-    assert (redacted["id"], redacted["record_id"], redacted["distance"], redacted["status"]) == \
-        (candidate_id, None, None, "redacted")
+    assert (redacted["id"], redacted["record_id"], redacted["distance"], redacted["status"]) == (
+        candidate_id,
+        None,
+        None,
+        "redacted",
+    )
     after = flow.get("b_reviewer", f"/candidates/{candidate_id}").json()
     assert (after["status"], after["record"], after["probe"]["photo"]["image_url"]) == ("redacted", None, None)
     flow.get("b_reviewer", f"/candidates/{candidate_id}/record-image", expect=404)
@@ -293,25 +350,95 @@ def test_a_case_photo_finds_the_record_two_reviewers_confirm_and_withdrawal_eras
     # The audit trail: exactly these uploads, submissions, photo views and reviews, in order.
     trail = audit_trail(flow)
     u, o = flow.users, flow.organisations
-    assert [(e["action"], e["actor_id"], e["organisation_id"], e["target_type"], e["target_id"], e["details"])
-            for e in trail if e["action"] in AUDITED_ACTIONS] == [
+    assert [
+        (e["action"], e["actor_id"], e["organisation_id"], e["target_type"], e["target_id"], e["details"])
+        for e in trail
+        if e["action"] in AUDITED_ACTIONS
+    ] == [
         event("photo_uploaded", u["a_caseworker"], o["a"], "photo", record_photo_id, record_id=record_id),
-        event("case_submitted", u["b_caseworker"], o["b"], "case", case_id, case_id=case_id,
-              photo_id=probe_photo_id, search_mode="alerting"),
-        event("photo_viewed", u["b_reviewer"], o["b"], "candidate", candidate_id, candidate_id=candidate_id,
-              photo_id=probe_photo_id, side="probe", size="full"),
-        event("photo_viewed", u["b_reviewer"], o["b"], "candidate", candidate_id, candidate_id=candidate_id,
-              photo_id=record_photo_id, side="record", size="full"),
-        event("review_recorded", u["b_reviewer"], o["b"], "candidate", candidate_id, candidate_id=candidate_id,
-              decision="confirm", status="awaiting_second_review"),
-        event("photo_viewed", u["a_reviewer"], o["a"], "candidate", candidate_id, candidate_id=candidate_id,
-              photo_id=probe_photo_id, side="probe", size="full"),
-        event("review_recorded", u["a_reviewer"], o["a"], "candidate", candidate_id, candidate_id=candidate_id,
-              decision="confirm", status="confirmed"),
-        event("case_submitted", u["b_caseworker"], o["b"], "case", other_case_id, case_id=other_case_id,
-              photo_id=flow.case_photo_id(other_case_id), search_mode="alerting"),
-        event("case_submitted", u["b_caseworker"], o["b"], "case", late_case_id, case_id=late_case_id,
-              photo_id=flow.case_photo_id(late_case_id), search_mode="alerting"),
+        event(
+            "case_submitted",
+            u["b_caseworker"],
+            o["b"],
+            "case",
+            case_id,
+            case_id=case_id,
+            photo_id=probe_photo_id,
+            search_mode="alerting",
+        ),
+        event(
+            "photo_viewed",
+            u["b_reviewer"],
+            o["b"],
+            "candidate",
+            candidate_id,
+            candidate_id=candidate_id,
+            photo_id=probe_photo_id,
+            side="probe",
+            size="full",
+        ),
+        event(
+            "photo_viewed",
+            u["b_reviewer"],
+            o["b"],
+            "candidate",
+            candidate_id,
+            candidate_id=candidate_id,
+            photo_id=record_photo_id,
+            side="record",
+            size="full",
+        ),
+        event(
+            "review_recorded",
+            u["b_reviewer"],
+            o["b"],
+            "candidate",
+            candidate_id,
+            candidate_id=candidate_id,
+            decision="confirm",
+            status="awaiting_second_review",
+        ),
+        event(
+            "photo_viewed",
+            u["a_reviewer"],
+            o["a"],
+            "candidate",
+            candidate_id,
+            candidate_id=candidate_id,
+            photo_id=probe_photo_id,
+            side="probe",
+            size="full",
+        ),
+        event(
+            "review_recorded",
+            u["a_reviewer"],
+            o["a"],
+            "candidate",
+            candidate_id,
+            candidate_id=candidate_id,
+            decision="confirm",
+            status="confirmed",
+        ),
+        event(
+            "case_submitted",
+            u["b_caseworker"],
+            o["b"],
+            "case",
+            other_case_id,
+            case_id=other_case_id,
+            photo_id=flow.case_photo_id(other_case_id),
+            search_mode="alerting",
+        ),
+        event(
+            "case_submitted",
+            u["b_caseworker"],
+            o["b"],
+            "case",
+            late_case_id,
+            case_id=late_case_id,
+            photo_id=flow.case_photo_id(late_case_id),
+            search_mode="alerting",
+        ),
     ]
     assert [e["action"] for e in trail].count("consent_withdrawn") == 1
     assert GUARDIAN not in json.dumps(trail) and "Child A-1" not in json.dumps(trail)
@@ -329,8 +456,10 @@ def postgres_only(backend):
 @pytest.mark.parametrize("worker_concurrency", [2])
 def test_every_shared_identity_finds_its_own_record_first(postgres_only, shared_images, flow):
     """One photo per person enrolled (people with one photo are distractors), another one searched."""
-    people = {folder.name: sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-              for folder in sorted((shared_images / "identities").iterdir())}
+    people = {
+        folder.name: sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        for folder in sorted((shared_images / "identities").iterdir())
+    }
     records, uploads = {}, []
     for number, (person, photos) in enumerate(people.items(), start=1):
         records[person] = flow.create_record(f"A-SHARED-{number}", f"Child S-{number}")
@@ -338,8 +467,9 @@ def test_every_shared_identity_finds_its_own_record_first(postgres_only, shared_
     for record_id, photo_id in uploads:
         flow.wait_embedded(record_id, photo_id)
 
-    probes = {person: flow.submit(photos[1], f"B-SHARED-{person}") for person, photos in people.items()
-              if len(photos) > 1}
+    probes = {
+        person: flow.submit(photos[1], f"B-SHARED-{person}") for person, photos in people.items() if len(photos) > 1
+    }
     assert len(probes) >= 5
     for person, case_id in probes.items():
         case = flow.wait_searched(case_id)

@@ -18,10 +18,16 @@ from service.web.security import CONTENT_SECURITY_POLICY
 
 
 def app_in(environment: str, tmp_path):
-    return create_app(Settings(environment=environment, secret_key="d" * 48, data_dir=tmp_path / "data",
-                               database_url=f"sqlite:///{tmp_path / 'docs.db'}",
-                               master_key=base64.b64encode(os.urandom(32)).decode(),
-                               audit_key_path=tmp_path / "audit-key.pem"))
+    return create_app(
+        Settings(
+            environment=environment,
+            secret_key="d" * 48,
+            data_dir=tmp_path / "data",
+            database_url=f"sqlite:///{tmp_path / 'docs.db'}",
+            master_key=base64.b64encode(os.urandom(32)).decode(),
+            audit_key_path=tmp_path / "audit-key.pem",
+        )
+    )
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])

@@ -19,7 +19,10 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import (
-    content_type_conformance, not_a_server_error, response_headers_conformance, response_schema_conformance,
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
     status_code_conformance,
 )
 
@@ -30,8 +33,13 @@ from tests.support.gallery import add_photo, faceless_photo, make_case, make_rec
 from tests.support.service import make_organisation, make_user
 
 EXAMPLES = 8  # per operation, person and mode: the whole run takes 15 to 30 s
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 SEED = 20261204
 
 
@@ -46,15 +54,31 @@ def world(app, db) -> tuple[dict[str, int], dict[str, int]]:
     record = make_record(db, organisation_id=organisation.id, user_id=member.user.id)
     case = make_case(db, organisation_id=other.id, user_id=other_reviewer.user.id)
     photo = faceless_photo(64)
-    stored = [add_photo(db, vault=app.state.vault, settings=app.state.settings, data=photo, organisation_id=owner,
-                        user_id=member.user.id, **where)
-              for owner, where in ((organisation.id, {"record_id": record.id}), (other.id, {"case_id": case.id}))]
-    candidate = Candidate(case_id=case.id, record_id=record.id, distance=0.4, rank=1, model_id="dlib",
-                          model_version="v-test")
+    stored = [
+        add_photo(
+            db,
+            vault=app.state.vault,
+            settings=app.state.settings,
+            data=photo,
+            organisation_id=owner,
+            user_id=member.user.id,
+            **where,
+        )
+        for owner, where in ((organisation.id, {"record_id": record.id}), (other.id, {"case_id": case.id}))
+    ]
+    candidate = Candidate(
+        case_id=case.id, record_id=record.id, distance=0.4, rank=1, model_id="dlib", model_version="v-test"
+    )
     db.add(candidate)
     db.commit()
-    known = dict(organisation_id=organisation.id, user_id=member.user.id, record_id=record.id, case_id=case.id,
-                 candidate_id=candidate.id, photo_id=stored[0].id)
+    known = dict(
+        organisation_id=organisation.id,
+        user_id=member.user.id,
+        record_id=record.id,
+        case_id=case.id,
+        candidate_id=candidate.id,
+        photo_id=stored[0].id,
+    )
     return {name: account.user.id for name, account in accounts.items()}, known
 
 
@@ -62,8 +86,12 @@ def bearer(app, user_id: int) -> dict[str, str]:
     """A fresh access token at the user's current token version (the fuzz may sign them out)."""
     with app.state.session_factory() as session:
         version = session.get(User, user_id).token_version
-    token, _ = issue_access_token(secret=app.state.settings.signing_secret(), user_id=user_id,
-                                  token_version=version, lifetime=timedelta(minutes=5))
+    token, _ = issue_access_token(
+        secret=app.state.settings.signing_secret(),
+        user_id=user_id,
+        token_version=version,
+        lifetime=timedelta(minutes=5),
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -74,12 +102,14 @@ def test_the_api_answers_generated_requests_as_its_schema_says(app, world):
     failures = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 30
-    runs = [(mode, who, user_id) for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-            for who, user_id in people.items()]  # the organisation user first: the platform admin may suspend it
+    runs = [
+        (mode, who, user_id)
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        for who, user_id in people.items()
+    ]  # the organisation user first: the platform admin may suspend it
     for mode, who, user_id in runs:
         for operation in operations:
-            if mode is GenerationMode.NEGATIVE and not (operation.path_parameters or operation.query
-                                                        or operation.body):
+            if mode is GenerationMode.NEGATIVE and not (operation.path_parameters or operation.query or operation.body):
                 continue
             try:
                 fuzz(operation, strategy(operation, mode, known), app, user_id)
@@ -102,8 +132,14 @@ def strategy(operation, mode: GenerationMode, known: dict[str, int]):
 
 def fuzz(operation, cases, app, user_id: int) -> None:
     @seed(SEED)
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases)
     def run(case):
         response = case.call(headers=bearer(app, user_id))
@@ -133,5 +169,6 @@ def test_every_error_answer_is_documented_as_the_problem_the_app_sends(client, a
     assert set(sent) == {"detail"}
     invalid = client.post("/api/v1/auth/refresh", json={}).json()
     assert isinstance(invalid["detail"], str) and invalid["errors"] == [
-        {"field": "refresh_token", "problem": "Field required"}]
+        {"field": "refresh_token", "problem": "Field required"}
+    ]
     assert set(published["components"]["schemas"]["Problem"]["properties"]) >= set(invalid)

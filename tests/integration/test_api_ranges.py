@@ -26,13 +26,15 @@ def integer_parameters(operation: dict) -> list[dict]:
 
 
 def _is_integer(schema: dict) -> bool:
-    return schema.get("type") == "integer" or any(option.get("type") == "integer"
-                                                  for option in schema.get("anyOf", []))
+    return schema.get("type") == "integer" or any(option.get("type") == "integer" for option in schema.get("anyOf", []))
 
 
 def _bounds(schema: dict) -> tuple:
-    integer = schema if schema.get("type") == "integer" else next(
-        option for option in schema["anyOf"] if option.get("type") == "integer")
+    integer = (
+        schema
+        if schema.get("type") == "integer"
+        else next(option for option in schema["anyOf"] if option.get("type") == "integer")
+    )
     return integer.get("minimum"), integer.get("maximum")
 
 
@@ -65,13 +67,20 @@ def body_integers(schema: dict, components: dict, seen: set[str]) -> list[tuple[
 
 @pytest.mark.one_backend
 def test_every_integer_parameter_and_body_field_declares_the_databases_range(app):
-    unbounded = [(method, path, parameter["name"]) for path, method, operation in operations(app)
-                 for parameter in integer_parameters(operation) if not _bounded(parameter["schema"])]
+    unbounded = [
+        (method, path, parameter["name"])
+        for path, method, operation in operations(app)
+        for parameter in integer_parameters(operation)
+        if not _bounded(parameter["schema"])
+    ]
     assert unbounded == []
     components = app.openapi()["components"]["schemas"]
-    fields = [(method, path, name, field) for path, method, operation in operations(app)
-              for content in operation.get("requestBody", {}).get("content", {}).values()
-              for name, field in body_integers(content["schema"], components, set())]
+    fields = [
+        (method, path, name, field)
+        for path, method, operation in operations(app)
+        for content in operation.get("requestBody", {}).get("content", {}).values()
+        for name, field in body_integers(content["schema"], components, set())
+    ]
     assert [(method, path, name) for method, path, name, field in fields if not _bounded(field)] == []
     assert any(name == "age_years" for _, _, name, _ in fields)  # the walk does reach body fields
 
@@ -79,8 +88,11 @@ def test_every_integer_parameter_and_body_field_declares_the_databases_range(app
 @pytest.fixture
 def accounts(db):
     organisation = make_organisation(db)
-    people = [make_user(db, "caseworker", "reviewer", "org_admin", organisation=organisation),
-              make_user(db, "platform_admin"), make_user(db, "auditor")]
+    people = [
+        make_user(db, "caseworker", "reviewer", "org_admin", organisation=organisation),
+        make_user(db, "platform_admin"),
+        make_user(db, "auditor"),
+    ]
     db.commit()
     return people
 
@@ -111,8 +123,9 @@ def test_web_pages_with_an_id_beyond_the_id_columns_answer_without_a_server_erro
 
     person = Person(client.app, accounts[0])
     form = {"csrf_token": person.token("/")}
-    pages = [route for route in api_routes(client.app.routes)
-             if not route.path.startswith("/api/") and "_id}" in route.path]
+    pages = [
+        route for route in api_routes(client.app.routes) if not route.path.startswith("/api/") and "_id}" in route.path
+    ]
     assert len(pages) >= 10
     for route in pages:
         url = re.sub(r"{\w+_id}", str(too_big), route.path).replace("{side}", "probe")

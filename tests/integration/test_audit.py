@@ -75,8 +75,9 @@ def assert_checkpoints_every_n(db, settings, events: list[AuditEvent]) -> None:
     for checkpoint in taken:
         assert checkpoint.head_hash == hashes[checkpoint.seq]
         assert checkpoint.key_id == signer.key_id
-        assert signature_valid(signer.public_key, checkpoint_message(checkpoint.seq, checkpoint.head_hash),
-                               checkpoint.signature)
+        assert signature_valid(
+            signer.public_key, checkpoint_message(checkpoint.seq, checkpoint.head_hash), checkpoint.signature
+        )
 
 
 def test_events_from_real_actions_chain_without_gaps_and_are_checkpointed(client, app, db, settings):
@@ -85,8 +86,15 @@ def test_events_from_real_actions_chain_without_gaps_and_are_checkpointed(client
     db.commit()
     sign_in(client, caseworker)
     client.post("/api/v1/auth/token", data={"username": caseworker.email, "password": "wrong password!"})
-    record(app, 9, actor_id=caseworker.user.id, organisation_id=organisation.id, target_type="record",
-           target_id=42, details={"photos": 2})
+    record(
+        app,
+        9,
+        actor_id=caseworker.user.id,
+        organisation_id=organisation.id,
+        target_type="record",
+        target_id=42,
+        details={"photos": 2},
+    )
     events = chain(db)
     assert [e.action for e in events[:2]] == ["login", "login_failed"]
     assert len(events) == 11
@@ -131,8 +139,7 @@ def test_filters_and_pages_in_the_list_and_the_csv_table(client, app, db, audito
     time.sleep(0.01)
     boundary = utcnow()
     time.sleep(0.01)
-    record(app, 2, actor_id=102, organisation_id=2, action=AuditAction.CASE_SUBMITTED, target_type="case",
-           target_id=9)
+    record(app, 2, actor_id=102, organisation_id=2, action=AuditAction.CASE_SUBMITTED, target_type="case", target_id=9)
 
     def listed(**params) -> list[int]:
         response = client.get("/api/v1/audit/events", params=params, headers=headers)
@@ -151,8 +158,14 @@ def test_filters_and_pages_in_the_list_and_the_csv_table(client, app, db, audito
     event = page["events"][0]
     assert event["details"] == {"count": 3} and event["actor_id"] == 101 and len(event["hash"]) == 64
     assert client.get("/api/v1/audit/events", params={"limit": 1001}, headers=headers).status_code == 422
-    assert client.get("/api/v1/audit/events", params={"since": boundary.isoformat(), "until": boundary.isoformat()},
-                      headers=headers).status_code == 422
+    assert (
+        client.get(
+            "/api/v1/audit/events",
+            params={"since": boundary.isoformat(), "until": boundary.isoformat()},
+            headers=headers,
+        ).status_code
+        == 422
+    )
 
     response = client.get("/api/v1/audit/export", params={"format": "csv", "actor": 102}, headers=headers)
     assert response.status_code == 200
@@ -161,7 +174,9 @@ def test_filters_and_pages_in_the_list_and_the_csv_table(client, app, db, audito
     assert 'attachment; filename="reunite-audit-' in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [(row["seq"], row["action"], row["target_id"]) for row in rows] == [
-        ("5", "case_submitted", "9"), ("6", "case_submitted", "9")]
+        ("5", "case_submitted", "9"),
+        ("6", "case_submitted", "9"),
+    ]
     assert json.loads(rows[0]["details"]) == {}
     exported = chain(db)[-1]
     assert (exported.action, exported.actor_id) == ("audit_exported", auditor.user.id)
@@ -181,8 +196,9 @@ def test_auditors_filter_on_dotted_threshold_codes_and_are_told_of_unknown_ones(
     assert found.status_code == 200, found.text
     assert [(e["seq"], e["action"]) for e in found.json()["events"]] == [(2, "calibration.created")]
     assert [e["seq"] for e in listed("evaluation.published").json()["events"]] == [3]
-    table = client.get("/api/v1/audit/export", params={"format": "csv", "action": "calibration.activated"},
-                       headers=headers)
+    table = client.get(
+        "/api/v1/audit/export", params={"format": "csv", "action": "calibration.activated"}, headers=headers
+    )
     assert [row["seq"] for row in csv.DictReader(io.StringIO(table.text))] == ["4"]
     for unknown in ("calibration.deleted", "LOGIN", "login;drop"):
         refused = listed(unknown)
@@ -203,8 +219,9 @@ def test_auditors_filter_on_dotted_threshold_codes_and_are_told_of_unknown_ones(
     assert [row["seq"] for row in csv.DictReader(io.StringIO(csv_table.text))] == ["2"]
 
 
-def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, db, settings, auditor, tmp_path,
-                                                                  monkeypatch):
+def test_exported_bundle_verifies_offline_and_tampering_is_caught(
+    client, app, db, settings, auditor, tmp_path, monkeypatch
+):
     monkeypatch.setattr(query, "EXPORT_BATCH", 3)  # several batches of events and of checkpoints
     headers = sign_in(client, auditor)
     record(app, 6, actor_id=7, details={"reason": "otp_wrong"})
@@ -227,7 +244,7 @@ def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, d
     header = json.loads(lines[0])
     assert header["first_seq"] == 1 and header["last_seq"] == last and header["key_id"]
     assert json.loads(lines[last])["seq"] == last
-    assert {json.loads(line)["seq"] for line in lines[last + 1:]} >= {EVERY, last}
+    assert {json.loads(line)["seq"] for line in lines[last + 1 :]} >= {EVERY, last}
 
     code, output = verify(tmp_path, lines, settings)
     assert code == 0 and f"OK {last} events" in output, output
@@ -241,14 +258,20 @@ def test_exported_bundle_verifies_offline_and_tampering_is_caught(client, app, d
     assert code == 1 and "FAILED at seq 3:" in output, output
 
     # Cut back to the periodic checkpoint at seq EVERY and make the header agree: its signature breaks.
-    cut = json.loads(lines[0]) | {"last_seq": EVERY, "event_count": EVERY,
-                                  "head_hash": json.loads(lines[EVERY])["hash"]}
-    kept = [line for line in lines[EVERY + 1:] if json.loads(line)["type"] == "checkpoint"
-            and json.loads(line)["seq"] <= EVERY]
-    code, output = verify(tmp_path, [json.dumps(cut), *lines[1:EVERY + 1], *kept], settings)
+    cut = json.loads(lines[0]) | {
+        "last_seq": EVERY,
+        "event_count": EVERY,
+        "head_hash": json.loads(lines[EVERY])["hash"],
+    }
+    kept = [
+        line
+        for line in lines[EVERY + 1 :]
+        if json.loads(line)["type"] == "checkpoint" and json.loads(line)["seq"] <= EVERY
+    ]
+    code, output = verify(tmp_path, [json.dumps(cut), *lines[1 : EVERY + 1], *kept], settings)
     assert code == 1 and "header's signature does not verify" in output, output
 
-    code, output = verify(tmp_path, lines[:last] + lines[last + 1:], settings)  # without the last event's line
+    code, output = verify(tmp_path, lines[:last] + lines[last + 1 :], settings)  # without the last event's line
     assert code == 1 and f"FAILED at seq {last}:" in output, output
 
 
@@ -258,8 +281,9 @@ def test_a_bundle_since_a_time_starts_there_and_verifies(client, app, db, settin
     time.sleep(0.01)
     boundary = utcnow()
     record(app, 3)
-    response = client.get("/api/v1/audit/export", params={"format": "jsonl", "since": boundary.isoformat()},
-                          headers=headers)
+    response = client.get(
+        "/api/v1/audit/export", params={"format": "jsonl", "since": boundary.isoformat()}, headers=headers
+    )
     lines = response.text.splitlines()
     assert json.loads(lines[0])["first_seq"] == 5
     code, output = verify(tmp_path, lines, settings)
@@ -302,4 +326,3 @@ def test_concurrent_appends_keep_the_chain_gapless(app, db, settings):
     assert_valid_chain(events)
     assert_checkpoints_every_n(db, settings, events)
     assert db.scalar(select(func.count()).select_from(AuditCheckpoint)) == 2 * per_thread // EVERY
-

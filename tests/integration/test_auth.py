@@ -90,8 +90,9 @@ def test_repeated_failures_are_rate_limited_per_account(client, db, caseworker, 
     monkeypatch.setattr(auth_service, "login_clock", lambda: now)  # no time passes between the tries
     for _ in range(5):
         client.post("/api/v1/auth/token", data={"username": caseworker.email, "password": "wrong password!"})
-    response = client.post("/api/v1/auth/token", data={"username": caseworker.email, "password": PASSWORD,
-                                                       "otp": caseworker.otp()})
+    response = client.post(
+        "/api/v1/auth/token", data={"username": caseworker.email, "password": PASSWORD, "otp": caseworker.otp()}
+    )
     assert response.status_code == 429
     assert response.json()["detail"] == "Too many failed sign-ins for this account. Try again in 2 seconds."
     assert response.headers["Retry-After"] == "2"
@@ -131,8 +132,9 @@ def test_suspending_the_organisation_stops_tokens_on_the_next_request(client, db
 
 
 def test_expired_token_is_refused(client, settings, caseworker):
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=caseworker.user.id,
-                                  token_version=0, lifetime=timedelta(seconds=-5))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(), user_id=caseworker.user.id, token_version=0, lifetime=timedelta(seconds=-5)
+    )
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
@@ -159,8 +161,9 @@ def test_unsigned_token_is_refused(client, caseworker):
 def test_tokens_signed_with_another_algorithm_are_refused(client, settings, caseworker):
     claims = {"sub": str(caseworker.user.id), "ver": 0, "typ": "access", "iat": 1, "exp": 4102444800, "jti": "x"}
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     for token in (
         jwt.encode(claims, pem, algorithm="RS256"),
         jwt.encode(claims, settings.signing_secret(), algorithm="HS512"),
@@ -181,8 +184,9 @@ def test_denylisted_email_cannot_sign_in(client, db):
     organisation = make_organisation(db)
     account = make_user(db, "caseworker", organisation=organisation, email="officer@met.police.uk")
     db.commit()
-    response = client.post("/api/v1/auth/token", data={"username": account.email, "password": PASSWORD,
-                                                       "otp": account.otp()})
+    response = client.post(
+        "/api/v1/auth/token", data={"username": account.email, "password": PASSWORD, "otp": account.otp()}
+    )
     assert response.status_code == 403
     assert "law-enforcement" in response.json()["detail"]
 
@@ -201,8 +205,9 @@ def test_repeated_failures_are_rate_limited_per_address(settings, db):
         for index in range(3):  # failures spread over accounts: no single account reaches its limit
             account = accounts[index % 2]
             client.post("/api/v1/auth/token", data={"username": account.email, "password": "wrong password!"})
-        response = client.post("/api/v1/auth/token", data={"username": accounts[0].email, "password": PASSWORD,
-                                                           "otp": accounts[0].otp()})
+        response = client.post(
+            "/api/v1/auth/token", data={"username": accounts[0].email, "password": PASSWORD, "otp": accounts[0].otp()}
+        )
     app.state.engine.dispose()
     assert response.status_code == 429
 
@@ -210,8 +215,10 @@ def test_repeated_failures_are_rate_limited_per_address(settings, db):
 def test_a_missing_or_wrong_code_gets_the_answer_of_a_wrong_password(client, db, caseworker):
     """Otherwise the answer would tell an attacker that the password they tried is right."""
     form = {"username": caseworker.email, "password": PASSWORD}
-    answers = [client.post("/api/v1/auth/token", data=data) for data in (
-        {**form, "password": "wrong password!"}, form, {**form, "otp": "000000"})]
+    answers = [
+        client.post("/api/v1/auth/token", data=data)
+        for data in ({**form, "password": "wrong password!"}, form, {**form, "otp": "000000"})
+    ]
     assert [(a.status_code, a.json()["detail"]) for a in answers] == [(401, BAD_CREDENTIALS)] * 3
 
 
@@ -239,14 +246,20 @@ def test_an_unavailable_organisation_gets_no_new_tokens(client, db, caseworker, 
 @pytest.mark.one_backend
 def test_an_organisation_user_without_a_second_factor_sets_it_up_before_signing_in(client, db):
     organisation = make_organisation(db)
-    user = auth_service.create_user(db, email="new@helping-hands.example.org", password=PASSWORD,
-                                    roles={"reviewer"}, organisation_id=organisation.id)
+    user = auth_service.create_user(
+        db,
+        email="new@helping-hands.example.org",
+        password=PASSWORD,
+        roles={"reviewer"},
+        organisation_id=organisation.id,
+    )
     db.commit()
     form = {"username": user.email, "password": PASSWORD}
     refused = client.post("/api/v1/auth/token", data=form)
     assert refused.status_code == 403 and "/api/v1/auth/totp/enrol" in refused.json()["detail"]
     assert client.post("/api/v1/auth/totp/enrol", data={**form, "password": "wrong password!"}).json() == {
-        "detail": BAD_CREDENTIALS}
+        "detail": BAD_CREDENTIALS
+    }
     enrolled = client.post("/api/v1/auth/totp/enrol", data=form)
     assert enrolled.status_code == 200
     account = Account(user=user, email=user.email)
@@ -256,8 +269,14 @@ def test_an_organisation_user_without_a_second_factor_sets_it_up_before_signing_
     assert client.post("/api/v1/auth/totp/enrol", data=form).json() == {"detail": BAD_CREDENTIALS}
     assert client.post("/api/v1/auth/token", data=form).json() == {"detail": BAD_CREDENTIALS}
     assert client.post("/api/v1/auth/token", data={**form, "otp": account.otp()}).status_code == 200
-    assert actions(db) == ["login_failed", "totp_enrol_failed", "totp_enrolled", "totp_enrol_failed",
-                           "login_failed", "login"]
+    assert actions(db) == [
+        "login_failed",
+        "totp_enrol_failed",
+        "totp_enrolled",
+        "totp_enrol_failed",
+        "login_failed",
+        "login",
+    ]
 
 
 def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(settings, db):
@@ -291,14 +310,17 @@ def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(settings, db)
     assert forging.status_code == 429
 
 
-@pytest.mark.parametrize(("peer", "forwarded", "client"), [
-    ("198.51.100.7", "203.0.113.1", "198.51.100.7"),  # not from a proxy: the header is the client's own
-    ("10.0.0.5", "203.0.113.1", "203.0.113.1"),
-    ("10.0.0.5", "6.6.6.6, 203.0.113.1", "203.0.113.1"),  # the client forged the left entry
-    ("10.0.0.5", "203.0.113.1, 10.0.0.9", "203.0.113.1"),  # two trusted proxies in a row
-    ("10.0.0.5", "not-an-address", "10.0.0.5"),
-    ("10.0.0.5", None, "10.0.0.5"),
-])
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("198.51.100.7", "203.0.113.1", "198.51.100.7"),  # not from a proxy: the header is the client's own
+        ("10.0.0.5", "203.0.113.1", "203.0.113.1"),
+        ("10.0.0.5", "6.6.6.6, 203.0.113.1", "203.0.113.1"),  # the client forged the left entry
+        ("10.0.0.5", "203.0.113.1, 10.0.0.9", "203.0.113.1"),  # two trusted proxies in a row
+        ("10.0.0.5", "not-an-address", "10.0.0.5"),
+        ("10.0.0.5", None, "10.0.0.5"),
+    ],
+)
 def test_forwarded_client(peer, forwarded, client):
     from service.auth.routes import forwarded_client
 

@@ -34,10 +34,14 @@ def photos(sdist_images, tmp_path):
 @pytest.fixture
 def environment(settings, monkeypatch):
     """The CLI reads its settings from the environment: point it at the test's database."""
-    for name, value in {"ENVIRONMENT": "test", "SECRET_KEY": settings.secret_key.get_secret_value(),
-                        "DATABASE_URL": settings.database_url, "DATA_DIR": str(settings.data_dir),
-                        "MASTER_KEY": settings.master_key.get_secret_value(),
-                        "AUDIT_KEY_PATH": str(settings.audit_key_path)}.items():
+    for name, value in {
+        "ENVIRONMENT": "test",
+        "SECRET_KEY": settings.secret_key.get_secret_value(),
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "MASTER_KEY": settings.master_key.get_secret_value(),
+        "AUDIT_KEY_PATH": str(settings.audit_key_path),
+    }.items():
         monkeypatch.setenv(f"REUNITE_{name}", value)
 
 
@@ -74,8 +78,9 @@ def test_calibrate_stores_the_threshold_for_the_target_and_can_go_back(environme
     assert back.exit_code == 0, back.output
     db.rollback()
     assert review_policy(db, MODEL_ID).calibration_version == 1
-    actions = db.scalars(select(AuditEvent.action).where(AuditEvent.action.like("calibration.%"))
-                         .order_by(AuditEvent.seq)).all()
+    actions = db.scalars(
+        select(AuditEvent.action).where(AuditEvent.action.like("calibration.%")).order_by(AuditEvent.seq)
+    ).all()
     assert actions == ["calibration.created", "calibration.created", "calibration.activated"]
 
 
@@ -110,8 +115,20 @@ def test_refusals_change_nothing(environment, photos, db, tmp_path):
 def test_evaluate_publish_puts_the_report_on_the_model_card(environment, photos, db, tmp_path):
     from service.calibration.models import EvaluationReport
 
-    result = runner.invoke(app, ["evaluate", str(photos), "--out", str(tmp_path / "report"), "--bootstrap", "5",
-                                 "--cache", str(tmp_path / "cache"), "--publish"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(photos),
+            "--out",
+            str(tmp_path / "report"),
+            "--bootstrap",
+            "5",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--publish",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Published as evaluation report" in result.output
     db.rollback()
@@ -139,8 +156,9 @@ def test_evaluate_measures_at_the_threshold_the_service_uses(environment, photos
     assert calibrate(str(photos), "--target-fmr", "0.5", "--cache", cache).exit_code == 0
     db.rollback()
     in_force = review_policy(db, MODEL_ID).threshold
-    result = runner.invoke(app, ["evaluate", str(photos), "--out", str(tmp_path / "report"), "--bootstrap", "0",
-                                 "--cache", cache])
+    result = runner.invoke(
+        app, ["evaluate", str(photos), "--out", str(tmp_path / "report"), "--bootstrap", "0", "--cache", cache]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "report" / "report.json").read_text())["threshold"] == in_force
 
@@ -162,8 +180,9 @@ def aged_shared_faces(shared_images, root):
     return root / "manifest.csv"
 
 
-def test_a_threshold_per_age_gap_only_where_the_data_can_show_the_target(environment, shared_images, faces_cache,
-                                                                        db, tmp_path):
+def test_a_threshold_per_age_gap_only_where_the_data_can_show_the_target(
+    environment, shared_images, faces_cache, db, tmp_path
+):
     import json
 
     from matching.calibration import threshold_for_fmr
@@ -185,9 +204,11 @@ def test_a_threshold_per_age_gap_only_where_the_data_can_show_the_target(environ
     assert not two["calibrated"] and not five["calibrated"] and two["impostor_pairs"] == 0
     # The band's threshold is exactly threshold_for_fmr on the real distances of the pairs 0-1 years apart.
     samples = embed_dataset(load_manifest(manifest), workers=1, cache_dir=faces_cache).samples
-    same_age = [(a, b) for i, a in enumerate(samples) for b in samples[i + 1:] if a.age == b.age]
-    distances = {kind: [float(np.linalg.norm(a.vector - b.vector)) for a, b in same_age
-                        if (a.identity == b.identity) == kind] for kind in (True, False)}
+    same_age = [(a, b) for i, a in enumerate(samples) for b in samples[i + 1 :] if a.age == b.age]
+    distances = {
+        kind: [float(np.linalg.norm(a.vector - b.vector)) for a, b in same_age if (a.identity == b.identity) == kind]
+        for kind in (True, False)
+    }
     expected = threshold_for_fmr(distances[True], distances[False], 0.05)
     assert near["threshold"] == pytest.approx(expected.threshold) and near["fnmr"] == pytest.approx(expected.fnmr)
 
@@ -199,8 +220,11 @@ def test_a_threshold_per_age_gap_only_where_the_data_can_show_the_target(environ
     event = db.scalars(select(AuditEvent).where(AuditEvent.action == "calibration.created")).one()
     details = json.loads(event.details)
     assert {key: value for key, value in details.items() if key.startswith("gap_")} == {
-        "gap_bands": ["0-1", "2-4", "5-9", "10+"], "gap_thresholds": [round(near["threshold"], 6), None, None, None],
-        "gap_genuine_pairs": [18, 0, 0, 5], "gap_impostor_pairs": [102, 0, 0, 11]}
+        "gap_bands": ["0-1", "2-4", "5-9", "10+"],
+        "gap_thresholds": [round(near["threshold"], 6), None, None, None],
+        "gap_genuine_pairs": [18, 0, 0, 5],
+        "gap_impostor_pairs": [102, 0, 0, 11],
+    }
 
     listed = runner.invoke(app, ["calibrate", "--list"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0

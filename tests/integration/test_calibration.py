@@ -16,7 +16,11 @@ from service.audit.models import AuditEvent
 from service.calibration.card import UNMEASURED_CHILDREN, standing_notice
 from service.calibration.models import Calibration, EvaluationReport
 from service.calibration.service import (
-    CalibrationError, activate_calibration, publish_evaluation, review_policy, store_calibration,
+    CalibrationError,
+    activate_calibration,
+    publish_evaluation,
+    review_policy,
+    store_calibration,
 )
 from tests.support.gallery import World
 from tests.support.pages import Person, text_of
@@ -32,9 +36,17 @@ def impostors_from(low: float, count: int = 1000) -> np.ndarray:
 
 
 def calibrate(db, *, low: float, target_fmr: float = 1e-3, actor_id=None) -> Calibration:
-    row = store_calibration(db, model_id=MODEL_ID, model_version="v-test", genuine=GENUINE,
-                            impostor=impostors_from(low), target_fmr=target_fmr, top_k=5,
-                            dataset=DATASET, actor_id=actor_id)
+    row = store_calibration(
+        db,
+        model_id=MODEL_ID,
+        model_version="v-test",
+        genuine=GENUINE,
+        impostor=impostors_from(low),
+        target_fmr=target_fmr,
+        top_k=5,
+        dataset=DATASET,
+        actor_id=actor_id,
+    )
     db.commit()
     return row
 
@@ -81,8 +93,17 @@ def test_a_newer_calibration_takes_over_and_an_older_one_can_be_restored(db):
 
 def test_refused_calibrations_change_nothing(db):
     with pytest.raises(CalibrationError, match="impostor"):
-        store_calibration(db, model_id=MODEL_ID, model_version="v", genuine=GENUINE, impostor=[],
-                          target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None)
+        store_calibration(
+            db,
+            model_id=MODEL_ID,
+            model_version="v",
+            genuine=GENUINE,
+            impostor=[],
+            target_fmr=1e-3,
+            top_k=5,
+            dataset=DATASET,
+            actor_id=None,
+        )
     with pytest.raises(CalibrationError, match="no calibration version 7"):
         activate_calibration(db, model_id=MODEL_ID, version=7, actor_id=None)
     db.rollback()
@@ -95,8 +116,7 @@ def test_each_model_has_its_own_calibrations(db):
 
 
 @pytest.mark.faces
-def test_the_pipeline_proposes_candidates_within_the_active_calibration_only(app, client, db, tmp_path,
-                                                                            sdist_images):
+def test_the_pipeline_proposes_candidates_within_the_active_calibration_only(app, client, db, tmp_path, sdist_images):
     world = World(app, db, tmp_path)
     obama = world.enrol((sdist_images / "obama.jpg").read_bytes())
     calibrate(db, low=0.05)  # a threshold far below any real same-person distance
@@ -130,14 +150,18 @@ def test_the_model_card_shows_calibration_and_latest_evaluation(client, db):
     assert [band["band"] for band in card["distance_bands"]] == ["strong", "possible"]
     assert card["evaluation"]["identification"] == report["identification"]["overall"]
     assert set(card["evaluation"]["groups"]["sex"]) == {"female", "male"}
-    measured = {band for band, figures in card["evaluation"]["age_bands"].items()
-                if figures["identification"]["rank_1"] is not None}
+    measured = {
+        band
+        for band, figures in card["evaluation"]["age_bands"].items()
+        if figures["identification"]["rank_1"] is not None
+    }
     assert measured == {"6-9", "18+"}
     assert f"{report['dataset']['photos']} photos of 16 people" in card["notice"]
     assert "aged 6-9: 100 % of 16 searches" in card["notice"] and "18+" not in card["notice"]
     assert client.get("/api/v1/model").status_code == 401
     assert [e.target_id for e in events(db, "evaluation.published")] == [
-        str(db.scalars(select(EvaluationReport.id)).one())]
+        str(db.scalars(select(EvaluationReport.id)).one())
+    ]
 
 
 def test_the_notice_admits_what_was_not_measured():
@@ -165,14 +189,27 @@ def test_the_model_card_page_shows_the_figures_to_everyone_signed_in(app, db):
 
 def gap_pairs() -> dict:
     """0-1 years apart: 1000 impostor pairs, enough for 1e-3; 5-9: 400, too few; others none."""
-    return {"0-1": (GENUINE, impostors_from(0.45)), "2-4": (np.empty(0), np.empty(0)),
-            "5-9": (GENUINE + 0.2, impostors_from(0.8, count=400)), "10+": (np.empty(0), np.empty(0))}
+    return {
+        "0-1": (GENUINE, impostors_from(0.45)),
+        "2-4": (np.empty(0), np.empty(0)),
+        "5-9": (GENUINE + 0.2, impostors_from(0.8, count=400)),
+        "10+": (np.empty(0), np.empty(0)),
+    }
 
 
 def test_thresholds_per_age_gap_are_stored_given_by_the_policy_shown_and_audited(client, db, app):
-    row = store_calibration(db, model_id=MODEL_ID, model_version="v-test", genuine=GENUINE,
-                            impostor=impostors_from(0.5), target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None,
-                            gap_pairs=gap_pairs())
+    row = store_calibration(
+        db,
+        model_id=MODEL_ID,
+        model_version="v-test",
+        genuine=GENUINE,
+        impostor=impostors_from(0.5),
+        target_fmr=1e-3,
+        top_k=5,
+        dataset=DATASET,
+        actor_id=None,
+        gap_pairs=gap_pairs(),
+    )
     db.commit()
     near, _, far, _ = row.gap_thresholds
     assert near["calibrated"] and near["threshold"] == pytest.approx(impostors_from(0.45)[1])
@@ -190,7 +227,11 @@ def test_thresholds_per_age_gap_are_stored_given_by_the_policy_shown_and_audited
     db.commit()
     card = client.get("/api/v1/model", headers=sign_in(client, caseworker)).json()
     assert [(gap["band"], gap["threshold"]) for gap in card["calibration"]["gap_thresholds"]] == [
-        ("0-1", near["threshold"]), ("2-4", None), ("5-9", None), ("10+", None)]
+        ("0-1", near["threshold"]),
+        ("2-4", None),
+        ("5-9", None),
+        ("10+", None),
+    ]
     page = text_of(Person(app, caseworker).get("/model"))
     assert "Threshold by years between the two photos" in page
     assert f"0-1 {near['threshold']:.3f} 50 / 1000" in page
@@ -201,8 +242,18 @@ def test_without_ages_a_calibration_has_no_gap_thresholds(db):
     row = calibrate(db, low=0.5)
     assert row.gap_thresholds == [] and review_policy(db, MODEL_ID).gap_thresholds == ()
     empty = {label: (np.empty(0), np.empty(0)) for label in ("0-1", "2-4", "5-9", "10+")}
-    again = store_calibration(db, model_id=MODEL_ID, model_version="v", genuine=GENUINE, impostor=impostors_from(0.5),
-                              target_fmr=1e-3, top_k=5, dataset=DATASET, actor_id=None, gap_pairs=empty)
+    again = store_calibration(
+        db,
+        model_id=MODEL_ID,
+        model_version="v",
+        genuine=GENUINE,
+        impostor=impostors_from(0.5),
+        target_fmr=1e-3,
+        top_k=5,
+        dataset=DATASET,
+        actor_id=None,
+        gap_pairs=empty,
+    )
     assert again.gap_thresholds == []
 
 

@@ -19,7 +19,12 @@ from service.photos.models import Photo
 from service.reviews.models import Candidate
 from tests.integration.test_cases import FORM, submit
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
-    API, audit_trail, bearer, jpeg_bytes, people, stored_files,
+    API,
+    audit_trail,
+    bearer,
+    jpeg_bytes,
+    people,
+    stored_files,
 )
 from tests.integration.test_web_pages import person, world  # noqa: F401  (fixtures)
 from tests.support.gallery import make_record
@@ -30,8 +35,11 @@ LEAD = "an investigative lead, not a match"
 
 
 def counts(db) -> tuple[int, int, int]:
-    found = (db.scalar(select(func.count(Case.id))), db.scalar(select(func.count(Photo.id))),
-             db.scalar(select(func.count(AuditEvent.seq))))
+    found = (
+        db.scalar(select(func.count(Case.id))),
+        db.scalar(select(func.count(Photo.id))),
+        db.scalar(select(func.count(AuditEvent.seq))),
+    )
     db.rollback()
     return found
 
@@ -41,8 +49,9 @@ def counts(db) -> tuple[int, int, int]:
 
 def test_an_investigative_case_is_stored_with_its_limit_photo_facts_and_audit(app, client, db, settings, people):
     headers = bearer(settings, people.caseworker)
-    response = submit(client, headers, search_mode="investigative", candidate_limit="25", taken_at="2024-05-17",
-                      age_at_photo="11.5")
+    response = submit(
+        client, headers, search_mode="investigative", candidate_limit="25", taken_at="2024-05-17", age_at_photo="11.5"
+    )
     assert response.status_code == 202, response.text
     case_id = response.json()["id"]
     case = db.get(Case, case_id)
@@ -50,8 +59,12 @@ def test_an_investigative_case_is_stored_with_its_limit_photo_facts_and_audit(ap
     assert (case.search_mode, case.candidate_limit) == ("investigative", 25)
     assert (photo.taken_at, photo.age_at_photo) == (date(2024, 5, 17), 11.5)
     [event] = audit_trail(db)
-    assert event[0] == "case_submitted" and event[5] == {"case_id": case_id, "photo_id": photo.id,
-                                                         "search_mode": "investigative", "candidate_limit": 25}
+    assert event[0] == "case_submitted" and event[5] == {
+        "case_id": case_id,
+        "photo_id": photo.id,
+        "search_mode": "investigative",
+        "candidate_limit": 25,
+    }
     body = client.get(f"{API}/cases/{case_id}", headers=headers).json()
     assert (body["search_mode"], body["candidate_limit"]) == ("investigative", 25)
 
@@ -94,8 +107,12 @@ def test_the_review_load_counts_recent_cases_per_mode_and_the_open_queue(client,
     assert empty.status_code == 200, empty.text
     body = empty.json()
     assert body["alerting"] == {"recent_cases": 0, "average_candidates": None}
-    assert body["investigative"] == {"recent_cases": 0, "average_candidates": None, "max_leads_per_face": 50,
-                                     "reviews_per_candidate": 2}
+    assert body["investigative"] == {
+        "recent_cases": 0,
+        "average_candidates": None,
+        "max_leads_per_face": 50,
+        "reviews_per_candidate": 2,
+    }
     assert body["open_queue"] == {"candidates": 0, "reviews_needed": 0}
     assert "No history yet" in body["summary"] and "0 open candidates" in body["summary"]
 
@@ -105,17 +122,36 @@ def test_the_review_load_counts_recent_cases_per_mode_and_the_open_queue(client,
     probe = iter(range(1, 1000))
 
     def case(person, mode: str, statuses: list[str], *, days_ago: int = 1, record=theirs, purged=False) -> None:
-        row = Case(organisation_id=person.organisation_id, submitted_by=person.user_id, case_reference="LOAD",
-                   purpose="test", status="searched", attempts=1, search_mode=mode,
-                   candidate_limit=10 if mode == "investigative" else None,
-                   created_at=now - timedelta(days=days_ago), retention_until=now + timedelta(days=30),
-                   purged_at=now if purged else None)
+        row = Case(
+            organisation_id=person.organisation_id,
+            submitted_by=person.user_id,
+            case_reference="LOAD",
+            purpose="test",
+            status="searched",
+            attempts=1,
+            search_mode=mode,
+            candidate_limit=10 if mode == "investigative" else None,
+            created_at=now - timedelta(days=days_ago),
+            retention_until=now + timedelta(days=30),
+            purged_at=now if purged else None,
+        )
         db.add(row)
         db.flush()
         for rank, status in enumerate(statuses, start=1):
-            db.add(Candidate(case_id=row.id, record_id=record.id, probe_embedding_id=next(probe),
-                             gallery_embedding_id=None, distance=0.5, rank=rank, model_id="m", model_version="1",
-                             search_mode=mode, status=status))
+            db.add(
+                Candidate(
+                    case_id=row.id,
+                    record_id=record.id,
+                    probe_embedding_id=next(probe),
+                    gallery_embedding_id=None,
+                    distance=0.5,
+                    rank=rank,
+                    model_id="m",
+                    model_version="1",
+                    search_mode=mode,
+                    status=status,
+                )
+            )
 
     case(people.caseworker, "alerting", ["pending_review", "awaiting_second_review", "confirmed"])
     case(people.caseworker, "alerting", ["rejected"])
@@ -157,8 +193,11 @@ def test_the_case_form_shows_the_review_load_and_takes_an_investigative_case(app
 
     def send(**fields):
         token = caseworker.token("/cases/new")
-        return caseworker.http.post("/cases/new", data={"csrf_token": token, **FORM, **fields},
-                                    files={"file": ("probe.jpg", jpeg_bytes(7), "image/jpeg")})
+        return caseworker.http.post(
+            "/cases/new",
+            data={"csrf_token": token, **FORM, **fields},
+            files={"file": ("probe.jpg", jpeg_bytes(7), "image/jpeg")},
+        )
 
     refused = send(search_mode="investigative", candidate_limit="")
     assert refused.status_code == 422 and "how many leads" in text_of(refused)

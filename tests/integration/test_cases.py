@@ -13,7 +13,16 @@ from service.retention import purge_cases
 from service.reviews.models import Candidate
 from service.worker.dispatch import PROCESS_CASE
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
-    API, add_candidate, add_faces, audit_head, audit_trail, bearer, create_record, file_stored, jpeg_bytes, people,
+    API,
+    add_candidate,
+    add_faces,
+    audit_head,
+    audit_trail,
+    bearer,
+    create_record,
+    file_stored,
+    jpeg_bytes,
+    people,
     stored_files,
 )
 
@@ -21,8 +30,9 @@ FORM = {"case_reference": "PROBE-7", "purpose": "A child seen at a shelter may b
 
 
 def submit(client, headers, seed: int = 0, **form):
-    return client.post(f"{API}/cases", headers=headers, data=FORM | form,
-                       files={"file": ("probe.jpg", jpeg_bytes(seed), "image/jpeg")})
+    return client.post(
+        f"{API}/cases", headers=headers, data=FORM | form, files={"file": ("probe.jpg", jpeg_bytes(seed), "image/jpeg")}
+    )
 
 
 def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, db, settings, people):
@@ -35,7 +45,11 @@ def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, d
 
     case = db.get(Case, case_id)
     assert (case.status, case.organisation_id, case.submitted_by, case.case_reference) == (
-        "queued", people.caseworker.organisation_id, people.caseworker.user_id, FORM["case_reference"])
+        "queued",
+        people.caseworker.organisation_id,
+        people.caseworker.user_id,
+        FORM["case_reference"],
+    )
     retention = timedelta(days=settings.case_retention_days)
     assert before + retention <= case.retention_until <= utcnow() + retention
     photo = db.scalars(select(Photo).where(Photo.case_id == case_id)).one()
@@ -43,15 +57,26 @@ def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, d
     photo_id = photo.id
     db.rollback()
     assert app.state.dispatcher.sent == [(PROCESS_CASE, case_id)]
-    assert audit_trail(db) == [("case_submitted", people.caseworker.user_id, people.caseworker.organisation_id,
-                                "case", str(case_id), {"case_id": case_id, "photo_id": photo_id,
-                                                         "search_mode": "alerting"})]
+    assert audit_trail(db) == [
+        (
+            "case_submitted",
+            people.caseworker.user_id,
+            people.caseworker.organisation_id,
+            "case",
+            str(case_id),
+            {"case_id": case_id, "photo_id": photo_id, "search_mode": "alerting"},
+        )
+    ]
 
     shown = client.get(f"{API}/cases/{case_id}", headers=headers)
     assert shown.status_code == 200
     body = shown.json()
     assert (body["status"], body["status_message"], body["faces"], body["candidates"]) == (
-        "queued", "Waiting to be searched.", None, [])
+        "queued",
+        "Waiting to be searched.",
+        None,
+        [],
+    )
 
     # What a worker would write, as the submitting organisation sees it.
     record_id = create_record(client, bearer(settings, people.other))
@@ -62,12 +87,23 @@ def test_a_submitted_case_is_stored_queued_audited_and_dispatched(app, client, d
     body = client.get(f"{API}/cases/{case_id}", headers=headers).json()
     # A searched case's words follow the candidates it shows (service.cases.service.case_words).
     assert body["faces"] == 1 and body["status_message"] == (
-        "Searched the gallery: 1 possible match is waiting for human review.")
+        "Searched the gallery: 1 possible match is waiting for human review."
+    )
     # An open candidate reads under_review to anyone who has not decided it, so the
     # case page cannot tell a second reviewer what the first one decided.
-    assert body["candidates"] == [{"id": candidate_id, "record_id": record_id, "rank": 1, "distance": 0.41,
-                                   "distance_band": "possible", "years_between": None, "search_mode": "alerting",
-                                   "lead_label": None, "status": "under_review"}]
+    assert body["candidates"] == [
+        {
+            "id": candidate_id,
+            "record_id": record_id,
+            "rank": 1,
+            "distance": 0.41,
+            "distance_band": "possible",
+            "years_between": None,
+            "search_mode": "alerting",
+            "lead_label": None,
+            "status": "under_review",
+        }
+    ]
     # Reviewers of the submitting organisation may follow it too.
     assert client.get(f"{API}/cases/{case_id}", headers=bearer(settings, people.reviewer)).status_code == 200
 
@@ -113,8 +149,16 @@ def test_the_daily_quota_of_a_person_answers_429_with_the_reset_time(app, client
     assert db.scalar(select(func.count(Case.id))) == 2 and db.scalar(select(func.count(Photo.id))) == 2
     db.rollback()
     assert len(app.state.dispatcher.sent) == 2
-    assert audit_trail(db, head) == [("case_refused", people.caseworker.user_id,
-                                      people.caseworker.organisation_id, None, None, {"rule": "user_daily_quota"})]
+    assert audit_trail(db, head) == [
+        (
+            "case_refused",
+            people.caseworker.user_id,
+            people.caseworker.organisation_id,
+            None,
+            None,
+            {"rule": "user_daily_quota"},
+        )
+    ]
     # A colleague still has their own allowance.
     assert submit(client, bearer(settings, people.colleague), 4).status_code == 202
 
@@ -141,8 +185,9 @@ def test_case_photos_and_faces_are_purged_after_the_retention_period(app, client
     db.commit()
     [probe] = add_faces(db, photo_id, 1)
     record_id = create_record(client, bearer(settings, people.other))
-    candidate_id = add_candidate(db, case_id=case_id, record_id=record_id, gallery_embedding_id=None,
-                                 probe_embedding_id=probe)
+    candidate_id = add_candidate(
+        db, case_id=case_id, record_id=record_id, gallery_embedding_id=None, probe_embedding_id=probe
+    )
     case = db.get(Case, case_id)
     case.status = "searched"
     retention_until = case.retention_until
@@ -166,7 +211,15 @@ def test_case_photos_and_faces_are_purged_after_the_retention_period(app, client
     kept = db.scalars(select(Photo).where(Photo.case_id == keep_id)).one()
     assert kept.status == "queued" and file_stored(settings, kept.storage_key)
     db.rollback()
-    assert audit_trail(db, head) == [("case_purged", None, people.caseworker.organisation_id, "case", str(case_id),
-                                      {"photos_erased": 1, "embeddings_removed": 1})]
+    assert audit_trail(db, head) == [
+        (
+            "case_purged",
+            None,
+            people.caseworker.organisation_id,
+            "case",
+            str(case_id),
+            {"photos_erased": 1, "embeddings_removed": 1},
+        )
+    ]
     shown = client.get(f"{API}/cases/{case_id}", headers=bearer(settings, people.caseworker)).json()
     assert shown["purged_at"] is not None and "erased when the retention period ended" in shown["status_message"]

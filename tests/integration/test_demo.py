@@ -47,8 +47,10 @@ def test_the_demo_seeds_a_sandbox_whose_candidate_two_reviewers_confirm(data_dir
 
     application = create_app(Settings())
     with application.state.session_factory() as db:  # closed before the app writes (SQLite's one writer)
-        assert db.scalars(select(Organisation.registration_number).order_by(Organisation.id)).all() == \
-            ["DEMO-1", "DEMO-2"]
+        assert db.scalars(select(Organisation.registration_number).order_by(Organisation.id)).all() == [
+            "DEMO-1",
+            "DEMO-2",
+        ]
         [candidate] = db.scalars(select(Candidate)).all()
         assert (candidate.status, db.get(Record, candidate.record_id).case_reference) == ("pending_review", "DEMO-R1")
         assert db.scalar(select(func.count()).where(AuditEvent.action == "demo_seeded")) == 1
@@ -57,8 +59,11 @@ def test_the_demo_seeds_a_sandbox_whose_candidate_two_reviewers_confirm(data_dir
     with TestClient(application) as client:
         for email in ("reviewer@hope-tracing.demo.example.org", "reviewer@family-links.demo.example.org"):
             headers = first_sign_in(client, email, accounts[email][0])
-            answer = client.post(f"/api/v1/candidates/{candidate_id}/reviews", headers=headers,
-                                 json={"decision": "confirm", "rationale": "Same man in both sample photos."})
+            answer = client.post(
+                f"/api/v1/candidates/{candidate_id}/reviews",
+                headers=headers,
+                json={"decision": "confirm", "rationale": "Same man in both sample photos."},
+            )
             assert answer.status_code in (200, 201), answer.text
         assert client.get(f"/api/v1/candidates/{candidate_id}", headers=headers).json()["status"] == "confirmed"
     application.state.engine.dispose()
@@ -74,8 +79,12 @@ def test_the_demo_refuses_a_production_instance_and_a_folder_without_the_photos(
     missing = runner.invoke(cli, ["demo", "--photos", str(empty)])
     assert missing.exit_code == 2 and "lacks the sample photos obama.jpg, obama3.jpg" in missing.output
 
-    production = {"ENVIRONMENT": "production", "SECRET_KEY": "s" * 48,
-                  "MASTER_KEY": base64.b64encode(bytes(32)).decode(), "DATABASE_URL": f"sqlite:///{data_dir}/reunite.db"}
+    production = {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": "s" * 48,
+        "MASTER_KEY": base64.b64encode(bytes(32)).decode(),
+        "DATABASE_URL": f"sqlite:///{data_dir}/reunite.db",
+    }
     for name, value in production.items():
         monkeypatch.setenv(f"REUNITE_{name}", value)
     refused = runner.invoke(cli, ["demo", "--photos", str(empty)])

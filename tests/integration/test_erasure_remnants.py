@@ -18,7 +18,12 @@ from service.photos.models import Embedding, Photo
 from service.records.models import Record
 from service.retention import ERASED_LABEL
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
-    API, add_faces, bearer, create_record, people, upload_photo,
+    API,
+    add_faces,
+    bearer,
+    create_record,
+    people,
+    upload_photo,
 )
 
 pytestmark = pytest.mark.one_backend
@@ -30,7 +35,8 @@ def database_bytes(database_url: str) -> bytes:
 
 
 def test_after_withdrawal_no_label_name_vector_or_key_is_left_in_the_sqlite_files(
-        backend, app, client, db, settings, people, database_url):
+    backend, app, client, db, settings, people, database_url
+):
     if backend != "sqlite":
         pytest.skip("the file-level check is about SQLite; PostgreSQL is VACUUM (docs/security.md)")
     marker = uuid.uuid4().hex
@@ -55,8 +61,17 @@ def test_after_withdrawal_no_label_name_vector_or_key_is_left_in_the_sqlite_file
     record = db.get(Record, record_id)
     # What survives, by decision (docs/security.md): the reference, the dates the law asks to keep.
     assert (record.label, record.date_of_birth, record.age_years, record.case_reference) == (
-        ERASED_LABEL, None, None, "REF-1")
+        ERASED_LABEL,
+        None,
+        None,
+        "REF-1",
+    )
     assert record.missing_since is not None and record.consent.withdrawn_at is not None
     photo = db.get(Photo, photo_id)
     assert (photo.status, photo.taken_at, photo.age_at_photo, photo.wrapped_key, photo.sha256) == (
-        "erased", None, None, None, None)
+        "erased",
+        None,
+        None,
+        None,
+        None,
+    )

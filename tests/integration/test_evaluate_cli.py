@@ -64,9 +64,14 @@ def test_evaluates_real_faces_and_reuses_the_cache(manifest, cache, tmp_path) ->
     assert overall["non_mated_searches"] == 5 and overall["at_threshold"]["fpir"] is not None
     assert "rank 1: 75.0 % of 4 mated searches (100 % of 3)" in first.output
     assert "FNIR 25.0 % (0 %), FPIR" in first.output
-    assert report["failure_to_enrol"]["probe"] == {"photos": 5, "failed": 1, "rate": 0.2, "reasons": {"no_face": 1},
-                                                   "unavailable": {},
-                                                   "ci95": report["failure_to_enrol"]["probe"]["ci95"]}
+    assert report["failure_to_enrol"]["probe"] == {
+        "photos": 5,
+        "failed": 1,
+        "rate": 0.2,
+        "reasons": {"no_face": 1},
+        "unavailable": {},
+        "ci95": report["failure_to_enrol"]["probe"]["ci95"],
+    }
     # Same-person pairs: five of o, and biden.jpg with blank.png, which has no face: a miss end to end.
     assert report["verification"]["overall"]["genuine_pairs"] == 6
     assert report["verification"]["overall"]["at_threshold"]["fnmr"] == pytest.approx(1 / 6)
@@ -84,16 +89,20 @@ def test_evaluates_real_faces_and_reuses_the_cache(manifest, cache, tmp_path) ->
     second = evaluate(str(doubled), "--out", str(tmp_path / "two"), "--cache", str(cache))
     assert second.exit_code == 0, second.output
     assert "0 computed, 6 from the cache" in second.output
-    assert "line 8 ('obama.jpg') is the same photo as line 2 ('obama.jpg'); counted once, as listed there" \
-        in second.output
+    assert (
+        "line 8 ('obama.jpg') is the same photo as line 2 ('obama.jpg'); counted once, as listed there" in second.output
+    )
     assert "line 9 ('obama2-copy.jpg') is the same photo as line 3 ('obama2.jpg')" in second.output
     again = json.loads((tmp_path / "two" / "report.json").read_text())
     assert (again["dataset"]["duplicates_ignored"], report["dataset"]["duplicates_ignored"]) == (2, 0)
     assert again["dataset"]["manifest_sha256"] != report["dataset"]["manifest_sha256"]  # the lines as read
     same = ("created_at", "dataset")
     assert {**again, **dict.fromkeys(same)} == {**report, **dict.fromkeys(same)}  # same templates, same figures
-    assert {**again["dataset"], "manifest_sha256": None, "duplicates_ignored": None} == \
-        {**report["dataset"], "manifest_sha256": None, "duplicates_ignored": None}
+    assert {**again["dataset"], "manifest_sha256": None, "duplicates_ignored": None} == {
+        **report["dataset"],
+        "manifest_sha256": None,
+        "duplicates_ignored": None,
+    }
 
 
 def assert_no_label_or_path(out: Path, manifest: Path) -> None:
@@ -109,8 +118,10 @@ def test_help_shows_the_defaults() -> None:
     wide = {"COLUMNS": "250"}
     evaluate_help = runner.invoke(app, ["evaluate", "--help"], env=wide).output
     assert "[default: 200]" in evaluate_help
-    assert ("[default: (the service's active calibration for the model, else the model's published threshold "
-            "(0.6 for dlib's))]") in evaluate_help
+    assert (
+        "[default: (the service's active calibration for the model, else the model's published threshold "
+        "(0.6 for dlib's))]"
+    ) in evaluate_help
     assert "[default: (~/.cache/reunite/embeddings)]" in evaluate_help
     calibrate_help = runner.invoke(app, ["calibrate", "--help"], env=wide).output
     assert "[default: (REUNITE_CALIBRATION_TARGET_FMR, 0.001 unless set)]" in calibrate_help
@@ -151,12 +162,21 @@ def test_shared_faces_in_folder_mode(shared_images, faces_cache, tmp_path) -> No
     assert "No photo has an age" in (tmp_path / "out" / "report.html").read_text()
 
 
-def test_an_uncalibrated_model_is_measured_at_its_own_published_threshold(manifest, cache, tmp_path,
-                                                                          monkeypatch) -> None:
+def test_an_uncalibrated_model_is_measured_at_its_own_published_threshold(
+    manifest, cache, tmp_path, monkeypatch
+) -> None:
     """SFace's distances run from 0 to 2: dlib's 0.6 would call almost every same-person pair a miss."""
     monkeypatch.setenv("REUNITE_DATA_DIR", str(tmp_path / "no-service"))
-    result = evaluate(str(manifest), "--out", str(tmp_path / "sface"), "--cache", str(cache),
-                      "--model", "sface_2021dec_int8bq", bootstrap=0)
+    result = evaluate(
+        str(manifest),
+        "--out",
+        str(tmp_path / "sface"),
+        "--cache",
+        str(cache),
+        "--model",
+        "sface_2021dec_int8bq",
+        bootstrap=0,
+    )
     assert result.exit_code == 0, result.output
     assert "Threshold 1.128: sface_2021dec_int8bq is not calibrated" in result.output
     assert json.loads((tmp_path / "sface" / "report.json").read_text())["threshold"] == 1.128

@@ -20,11 +20,17 @@ from service.db import make_engine, utcnow
 from service.migrate import alembic_config
 from service.organisations.models import Organisation
 from tests.integration.test_reviews import (  # noqa: F401  (world and as_user are fixtures)
-    API, add_candidate, add_case, as_user, bearer, queue_ids, review, world,
+    API,
+    add_candidate,
+    add_case,
+    as_user,
+    bearer,
+    queue_ids,
+    review,
+    world,
 )
 from tests.support.pages import Person, text_of
 from tests.support.service import make_user
-
 
 
 def statuses(client, headers, candidate: int, *reviewers: tuple[str, dict]) -> list[str]:
@@ -32,8 +38,9 @@ def statuses(client, headers, candidate: int, *reviewers: tuple[str, dict]) -> l
 
 
 @pytest.mark.one_backend
-def test_an_organisation_cannot_confirm_its_own_case_against_its_own_record(app, client, db, settings, world,
-                                                                            as_user, sdist_images):
+def test_an_organisation_cannot_confirm_its_own_case_against_its_own_record(
+    app, client, db, settings, world, as_user, sdist_images
+):
     add_case(app, db, world, "own", organisation="B", submitter="b_caseworker", image=sdist_images / "obama2.jpg")
     own = add_candidate(db, world, "own")
     across = add_candidate(db, world, "main")
@@ -48,8 +55,7 @@ def test_an_organisation_cannot_confirm_its_own_case_against_its_own_record(app,
     assert review(client, as_user("b2"), own, "confirm").json()["candidate_status"] == "awaiting_second_review"
     # ... the platform reviewer, seeing nothing of the case's reference, completes it.
     seen = client.get(f"{API}/candidates/{own}", headers=independent).json()
-    assert (seen["can_decide"], seen["probe"]["case_reference"], seen["record"]["case_reference"]) == (
-        True, None, None)
+    assert (seen["can_decide"], seen["probe"]["case_reference"], seen["record"]["case_reference"]) == (True, None, None)
     confirmed = review(client, independent, own, "confirm")
     assert (confirmed.status_code, confirmed.json()["candidate_status"]) == (201, "confirmed"), confirmed.text
 
@@ -76,8 +82,9 @@ def test_the_new_account_period_is_a_setting(app, client, db, settings, world, a
     new_b = make_user(db, "reviewer", organisation=keepers, created_at=utcnow() - timedelta(days=3)).user
     db.commit()
     assert review(client, as_user("a1"), candidate, "confirm").status_code == 201
-    assert review(client, bearer(db, settings, new_b.id), candidate, "confirm").json()["candidate_status"] == \
-        "confirmed"
+    assert (
+        review(client, bearer(db, settings, new_b.id), candidate, "confirm").json()["candidate_status"] == "confirmed"
+    )
 
 
 def _migrate(database_url: str, step, target: str) -> bool:

@@ -45,23 +45,39 @@ def world(db) -> dict:
         "other_admin": make_user(db, "org_admin", "reviewer", "caseworker", organisation=others),
     }
     db.commit()
-    world = {"keepers": keepers.id, "others": others.id, "accounts": accounts,
-             "ids": {name: (a.user.id, a.user.token_version) for name, a in accounts.items()}}
+    world = {
+        "keepers": keepers.id,
+        "others": others.id,
+        "accounts": accounts,
+        "ids": {name: (a.user.id, a.user.token_version) for name, a in accounts.items()},
+    }
     db.rollback()
     return world
 
 
 def bearer(settings, world, name: str) -> dict[str, str]:
     user_id, version = world["ids"][name]
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=user_id, token_version=version,
-                                  lifetime=timedelta(minutes=5))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(), user_id=user_id, token_version=version, lifetime=timedelta(minutes=5)
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
-def invite(client, settings, world, *, email="new.colleague@keepers.example.org", roles=("reviewer",),
-           who="admin", organisation=None):
-    return client.post(f"{API}/organisations/{organisation or world['keepers']}/invitations",
-                       json={"email": email, "roles": list(roles)}, headers=bearer(settings, world, who))
+def invite(
+    client,
+    settings,
+    world,
+    *,
+    email="new.colleague@keepers.example.org",
+    roles=("reviewer",),
+    who="admin",
+    organisation=None,
+):
+    return client.post(
+        f"{API}/organisations/{organisation or world['keepers']}/invitations",
+        json={"email": email, "roles": list(roles)},
+        headers=bearer(settings, world, who),
+    )
 
 
 def token_of(answer) -> str:
@@ -82,8 +98,10 @@ def audit_mark(db) -> int:
 
 def events_since(db, mark: int) -> list[tuple[str, int | None, dict]]:
     db.expire_all()
-    found = [(e.action, e.actor_id, json.loads(e.details))
-             for e in db.scalars(select(AuditEvent).where(AuditEvent.seq > mark).order_by(AuditEvent.seq))]
+    found = [
+        (e.action, e.actor_id, json.loads(e.details))
+        for e in db.scalars(select(AuditEvent).where(AuditEvent.seq > mark).order_by(AuditEvent.seq))
+    ]
     db.rollback()
     return found
 
@@ -130,14 +148,22 @@ def test_invite_accept_and_sign_in_without_the_admin_knowing_the_password(client
     user_id = accepted.json()["user_id"]
     db.expire_all()
     user = db.get(User, user_id)
-    assert (user.email, user.organisation_id, user.roles) == \
-        ("new.colleague@keepers.example.org", world["keepers"], frozenset({"reviewer"}))
+    assert (user.email, user.organisation_id, user.roles) == (
+        "new.colleague@keepers.example.org",
+        world["keepers"],
+        frozenset({"reviewer"}),
+    )
     assert user.password_hash.startswith("$argon2") and NEW_PASSWORD not in user.password_hash
     secret = user.totp_secret  # every role needs a second factor: the acceptance page shows this key
     db.rollback()
-    signed_in = client.post(f"{API}/auth/token", data={"username": "new.colleague@keepers.example.org",
-                                                       "password": NEW_PASSWORD,
-                                                       "otp": TOTP_CLOCK.next_code(secret)})
+    signed_in = client.post(
+        f"{API}/auth/token",
+        data={
+            "username": "new.colleague@keepers.example.org",
+            "password": NEW_PASSWORD,
+            "otp": TOTP_CLOCK.next_code(secret),
+        },
+    )
     assert signed_in.status_code == 200, signed_in.text
 
     row = invitation_row(db, body["id"])
@@ -161,8 +187,9 @@ def test_a_link_works_once(client, settings, world, db):
     again = accept(client, token, password="another long password here")
     assert again.status_code == 404 and again.json()["detail"].startswith(INVALID)
     assert count(db, User, User.email == "new.colleague@keepers.example.org") == 1
-    assert [(action, details["reason"]) for action, _, details in events_since(db, mark)] == \
-        [("invitation_accept_failed", "accepted")]
+    assert [(action, details["reason"]) for action, _, details in events_since(db, mark)] == [
+        ("invitation_accept_failed", "accepted")
+    ]
 
 
 def test_unknown_expired_revoked_and_used_links_get_the_same_refusal(client, settings, world, db, app):
@@ -170,15 +197,25 @@ def test_unknown_expired_revoked_and_used_links_get_the_same_refusal(client, set
     with app.state.session_factory() as session:
         admin = session.get(User, world["ids"]["admin"][0])
         expired, expired_token = invitations.invite_user(
-            session, organisation_id=world["keepers"], actor=admin, email="late@keepers.example.org",
-            roles=["reviewer"], settings=settings, now=utcnow() - timedelta(days=8))
+            session,
+            organisation_id=world["keepers"],
+            actor=admin,
+            email="late@keepers.example.org",
+            roles=["reviewer"],
+            settings=settings,
+            now=utcnow() - timedelta(days=8),
+        )
         expired_id = expired.id
     revoked = invite(client, settings, world, email="withdrawn@keepers.example.org")
-    revoked_answer = client.post(f"{API}/organisations/{world['keepers']}/invitations/{revoked.json()['id']}/revoke",
-                                 headers=bearer(settings, world, "admin"))
+    revoked_answer = client.post(
+        f"{API}/organisations/{world['keepers']}/invitations/{revoked.json()['id']}/revoke",
+        headers=bearer(settings, world, "admin"),
+    )
     assert revoked_answer.status_code == 200 and revoked_answer.json()["state"] == "revoked"
-    again = client.post(f"{API}/organisations/{world['keepers']}/invitations/{revoked.json()['id']}/revoke",
-                        headers=bearer(settings, world, "admin"))
+    again = client.post(
+        f"{API}/organisations/{world['keepers']}/invitations/{revoked.json()['id']}/revoke",
+        headers=bearer(settings, world, "admin"),
+    )
     assert again.status_code == 409 and "already been withdrawn" in again.json()["detail"]
     used_token = token_of(invite(client, settings, world, email="used@keepers.example.org"))
     assert accept(client, used_token).status_code == 201
@@ -186,8 +223,12 @@ def test_unknown_expired_revoked_and_used_links_get_the_same_refusal(client, set
     mark = audit_mark(db)
     answers = [accept(client, token) for token in ("x" * 43, expired_token, token_of(revoked), used_token)]
     assert {(a.status_code, a.json()["detail"]) for a in answers} == {(404, answers[0].json()["detail"])}
-    assert [details["reason"] for _, _, details in events_since(db, mark)] == \
-        ["unknown", "expired", "revoked", "accepted"]
+    assert [details["reason"] for _, _, details in events_since(db, mark)] == [
+        "unknown",
+        "expired",
+        "revoked",
+        "accepted",
+    ]
     assert count(db, User, User.email.in_(["late@keepers.example.org", "withdrawn@keepers.example.org"])) == 0
     assert invitation_row(db, expired_id).accepted_at is None
     listed = client.get(f"{API}/organisations/{world['keepers']}/invitations", headers=bearer(settings, world, "admin"))
@@ -198,7 +239,9 @@ def test_a_weak_password_is_refused_and_the_link_still_works(client, settings, w
     token = token_of(invite(client, settings, world))
     weak = accept(client, token, password="short")
     assert weak.status_code == 422 and weak.json() == {
-        "detail": "Passwords must have at least 12 characters.", "rule": "weak_password"}
+        "detail": "Passwords must have at least 12 characters.",
+        "rule": "weak_password",
+    }
     assert accept(client, token).status_code == 201
 
 
@@ -227,8 +270,9 @@ def test_law_enforcement_addresses_are_refused_at_invitation_and_at_acceptance(c
     refused = accept(client, token)
     assert refused.status_code == 422 and refused.json()["rule"] == police.json()["rule"]
     assert count(db, User, User.email == "someone@harbour-watch.example") == 0
-    assert [(a, d["reason"]) for a, _, d in events_since(db, mark)] == [("invitation_accept_failed",
-                                                                         "denylisted_domain")]
+    assert [(a, d["reason"]) for a, _, d in events_since(db, mark)] == [
+        ("invitation_accept_failed", "denylisted_domain")
+    ]
 
 
 def test_an_address_of_another_organisation_is_not_told_apart(client, settings, world, db):
@@ -253,21 +297,41 @@ def test_only_the_organisations_admin_may_invite_list_or_withdraw(client, settin
     made = invite(client, settings, world).json()
     keepers = world["keepers"]
     assert invite(client, settings, world, who="reviewer").status_code == 403
-    assert client.get(f"{API}/organisations/{keepers}/invitations",
-                      headers=bearer(settings, world, "reviewer")).status_code == 403
+    assert (
+        client.get(
+            f"{API}/organisations/{keepers}/invitations", headers=bearer(settings, world, "reviewer")
+        ).status_code
+        == 403
+    )
     # Another organisation's admin: the organisation and its invitations do not exist for them.
     assert invite(client, settings, world, who="other_admin", organisation=keepers).status_code == 404
-    assert client.get(f"{API}/organisations/{keepers}/invitations",
-                      headers=bearer(settings, world, "other_admin")).status_code == 404
-    assert client.post(f"{API}/organisations/{world['others']}/invitations/{made['id']}/revoke",
-                       headers=bearer(settings, world, "other_admin")).status_code == 404
+    assert (
+        client.get(
+            f"{API}/organisations/{keepers}/invitations", headers=bearer(settings, world, "other_admin")
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            f"{API}/organisations/{world['others']}/invitations/{made['id']}/revoke",
+            headers=bearer(settings, world, "other_admin"),
+        ).status_code
+        == 404
+    )
     assert invitation_row(db, made["id"]).revoked_at is None
     # The service applies the same rules when called without HTTP.
     with app.state.session_factory() as session:
         reviewer = session.get(User, world["ids"]["reviewer"][0])
         with pytest.raises(Forbidden):
-            invitations.invite_user(session, organisation_id=keepers, actor=reviewer, email="x@keepers.example.org",
-                                    roles=["reviewer"], settings=settings, now=utcnow())
+            invitations.invite_user(
+                session,
+                organisation_id=keepers,
+                actor=reviewer,
+                email="x@keepers.example.org",
+                roles=["reviewer"],
+                settings=settings,
+                now=utcnow(),
+            )
         other = session.get(User, world["ids"]["other_admin"][0])
         with pytest.raises(NotFound):
             invitations.list_invitations(session, organisation_id=keepers, actor=other)
@@ -351,8 +415,9 @@ def test_an_admin_invites_on_the_page_and_the_colleague_sets_a_password(app, wor
     newcomer = db.scalars(select(User).where(User.email == "new@keepers.example.org")).one()
     db.expunge(newcomer)
     db.rollback()
-    colleague = Person(app, type(world["accounts"]["admin"])(user=newcomer, email=newcomer.email,
-                                                             password=NEW_PASSWORD))
+    colleague = Person(
+        app, type(world["accounts"]["admin"])(user=newcomer, email=newcomer.email, password=NEW_PASSWORD)
+    )
     assert "Review queue" in colleague.get("/reviews").text
     assert 'data-invitation-email="new@keepers.example.org"' not in admin.get(page).text
 
@@ -360,8 +425,9 @@ def test_an_admin_invites_on_the_page_and_the_colleague_sets_a_password(app, wor
 def test_an_admin_withdraws_an_invitation_on_the_page(app, world, db):
     admin = Person(app, world["accounts"]["admin"])
     page = "/organisation/users"
-    path = link_on(admin.post(page, "/organisation/invitations", email="new@keepers.example.org",
-                              roles="reviewer").text)
+    path = link_on(
+        admin.post(page, "/organisation/invitations", email="new@keepers.example.org", roles="reviewer").text
+    )
     invitation_id = db.scalar(select(Invitation.id))
     db.rollback()
     outsider = Person(app, world["accounts"]["other_admin"])
@@ -378,8 +444,11 @@ def test_an_admin_withdraws_an_invitation_on_the_page(app, world, db):
 
 def test_a_role_that_needs_a_second_factor_is_shown_its_authenticator_key_once(app, world, db):
     admin = Person(app, world["accounts"]["admin"])
-    path = link_on(admin.post("/organisation/users", "/organisation/invitations", email="new@keepers.example.org",
-                              roles="reviewer").text)
+    path = link_on(
+        admin.post(
+            "/organisation/users", "/organisation/invitations", email="new@keepers.example.org", roles="reviewer"
+        ).text
+    )
     guest = visitor(app)
     csrf = CSRF.search(guest.get(path).text).group(1)
     done = guest.post(path, data={"csrf_token": csrf, "password": NEW_PASSWORD, "password_again": NEW_PASSWORD})

@@ -13,15 +13,18 @@ from tests.support.service import make_organisation, make_user, sign_in
 SFACE_ID = "sface_2021dec_int8bq"
 
 
-def test_the_card_names_each_models_licence_weights_and_training_data(app, client: TestClient, db, tmp_path,
-                                                                       monkeypatch):
+def test_the_card_names_each_models_licence_weights_and_training_data(
+    app, client: TestClient, db, tmp_path, monkeypatch
+):
     reviewer = make_user(db, "reviewer", organisation=make_organisation(db))
     db.commit()
     headers = sign_in(client, reviewer)
     card = client.get("/api/v1/model", headers=headers).json()
     assert card["model"]["id"] == MODEL_ID and card["model"]["licence"] == "LicenseRef-dlib-models-public-domain"
     assert [w["file"] for w in card["model"]["weights"]] == [
-        "dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat"]
+        "dlib_face_recognition_resnet_model_v1.dat",
+        "shape_predictor_5_face_landmarks.dat",
+    ]
     assert "FaceScrub" in card["model"]["training_data"]
     models = {entry["id"]: entry for entry in card["models"]}
     assert list(models) == list(available_embedders())

@@ -34,8 +34,11 @@ def test_first_start_creates_one_admin_who_can_sign_in(client, db):
 
 
 def test_admin_create_reads_the_password_from_stdin(environment, db):
-    result = runner.invoke(cli, ["admin", "create", "--email", "Auditor@Oversight.example.org", "--role", "auditor"],
-                           input="a long enough password\n")
+    result = runner.invoke(
+        cli,
+        ["admin", "create", "--email", "Auditor@Oversight.example.org", "--role", "auditor"],
+        input="a long enough password\n",
+    )
     assert result.exit_code == 0, result.output
     assert "otpauth://totp/" in result.output
     assert "a long enough password" not in result.output
@@ -53,8 +56,9 @@ def test_admin_create_reads_the_password_from_stdin(environment, db):
     ],
 )
 def test_admin_create_refuses_bad_input(environment, db, arguments, password, message):
-    result = runner.invoke(cli, ["admin", "create", "--email", "x@oversight.example.org", *arguments],
-                           input=password + "\n")
+    result = runner.invoke(
+        cli, ["admin", "create", "--email", "x@oversight.example.org", *arguments], input=password + "\n"
+    )
     assert result.exit_code == 2
     assert message in result.output
     assert db.scalars(select(User)).all() == []

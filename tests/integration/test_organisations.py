@@ -24,13 +24,14 @@ from tests.support.service import PASSWORD, first_sign_in, make_organisation, ma
 API = "/api/v1"
 
 
-
-
-
 def bearer(settings, account) -> dict[str, str]:
     """Authorization header for the account at its current token version, without signing in."""
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=account.user_id,
-                                  token_version=account.token_version, lifetime=timedelta(minutes=5))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(),
+        user_id=account.user_id,
+        token_version=account.token_version,
+        lifetime=timedelta(minutes=5),
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -70,9 +71,14 @@ def password_sign_in(client, email: str) -> dict[str, str]:
 
 def application(**changes) -> dict:
     body = {
-        "name": "Helping Hands", "org_type": "ngo", "country": "gb", "registration_number": "1234567",
-        "website": "https://helping-hands.example.org", "contact_email": "contact@helping-hands.example.org",
-        "admin_email": "Admin@Helping-Hands.example.org", "admin_password": PASSWORD,
+        "name": "Helping Hands",
+        "org_type": "ngo",
+        "country": "gb",
+        "registration_number": "1234567",
+        "website": "https://helping-hands.example.org",
+        "contact_email": "contact@helping-hands.example.org",
+        "admin_email": "Admin@Helping-Hands.example.org",
+        "admin_password": PASSWORD,
         "attestation": {"no_law_enforcement": True, "purpose": "Reuniting families"},
     }
     return body | changes
@@ -101,8 +107,9 @@ def test_application_creates_an_applied_organisation_and_its_admin(client, db):
 
     # An address in use is not told apart: the answer is that of any application (see also
     # test_an_application_does_not_tell_whether_the_email_has_an_account).
-    duplicate = client.post(f"{API}/organisations/applications",
-                            json=application(admin_email="ADMIN@helping-hands.example.org"))
+    duplicate = client.post(
+        f"{API}/organisations/applications", json=application(admin_email="ADMIN@helping-hands.example.org")
+    )
     assert duplicate.status_code == 201 and duplicate.json()["status"] == "applied"
 
 
@@ -122,18 +129,24 @@ def test_an_application_does_not_tell_whether_the_email_has_an_account(app, clie
     assert [event[2] for event in events_since(db, mark)][1] == {"org_type": "ngo", "admin_email_in_use": True}
     assert db.scalar(select(func.count()).select_from(User).where(User.organisation_id == taken.json()["id"])) == 0
     # A weak password gets the same refusal either way.
-    weak = [client.post(f"{API}/organisations/applications",
-                        json=application(admin_email=email, admin_password="aaaaaaaaaaaa")).json()
-            for email in ("other@ngo.example.org", existing.email)]
+    weak = [
+        client.post(
+            f"{API}/organisations/applications", json=application(admin_email=email, admin_password="aaaaaaaaaaaa")
+        ).json()
+        for email in ("other@ngo.example.org", existing.email)
+    ]
     assert weak[0] == weak[1] and weak[0]["rule"] == "weak_password"
 
 
 @pytest.mark.one_backend
 def test_applications_are_limited_per_address_and_overall(app, client, db):
-    app.state.settings = app.state.settings.model_copy(update={
-        "applications_per_address": 2, "applications_globally": 3, "application_window_minutes": 60})
-    sent = [client.post(f"{API}/organisations/applications", json=application(admin_email=f"a{n}@ngo.example.org"))
-            for n in range(3)]
+    app.state.settings = app.state.settings.model_copy(
+        update={"applications_per_address": 2, "applications_globally": 3, "application_window_minutes": 60}
+    )
+    sent = [
+        client.post(f"{API}/organisations/applications", json=application(admin_email=f"a{n}@ngo.example.org"))
+        for n in range(3)
+    ]
     assert [response.status_code for response in sent] == [201, 201, 429]
     assert sent[2].json() == {"detail": "Too many applications from your network. Try again in 60 minutes."}
     assert 3540 < int(sent[2].headers["Retry-After"]) <= 3600
@@ -141,8 +154,10 @@ def test_applications_are_limited_per_address_and_overall(app, client, db):
     from fastapi.testclient import TestClient
 
     with TestClient(app, client=("198.51.100.7", 1)) as elsewhere:
-        more = [elsewhere.post(f"{API}/organisations/applications",
-                               json=application(admin_email=f"b{n}@ngo.example.org")) for n in range(2)]
+        more = [
+            elsewhere.post(f"{API}/organisations/applications", json=application(admin_email=f"b{n}@ngo.example.org"))
+            for n in range(2)
+        ]
     assert [response.status_code for response in more] == [201, 429]
     assert "Too many applications to Reunite just now" in more[1].json()["detail"]
     assert db.scalar(select(func.count()).select_from(Organisation)) == 3
@@ -195,44 +210,69 @@ def test_two_different_admins_approve_and_the_same_admin_twice_is_refused(client
     other = make_organisation(db, name="Other")
     organisation_id, other_id = organisation.id, other.id
     applicant, alice, bob, auditor, outsider = people(
-        db, (("org_admin",), organisation), (("platform_admin",), None), (("platform_admin",), None),
-        (("auditor",), None), (("caseworker",), other))
+        db,
+        (("org_admin",), organisation),
+        (("platform_admin",), None),
+        (("platform_admin",), None),
+        (("auditor",), None),
+        (("caseworker",), other),
+    )
     mark = audit_mark(db)
     url = f"{API}/organisations/{organisation_id}"
 
-    first = client.post(f"{url}/decisions", json={"decision": "approve", "reason": "Registration checked"},
-                        headers=bearer(settings, alice))
+    first = client.post(
+        f"{url}/decisions",
+        json={"decision": "approve", "reason": "Registration checked"},
+        headers=bearer(settings, alice),
+    )
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "applied" and first.json()["pending_approvals"] == [alice.user_id]
-    again = client.post(f"{url}/decisions", json={"decision": "approve", "reason": "Sure"},
-                        headers=bearer(settings, alice))
+    again = client.post(
+        f"{url}/decisions", json={"decision": "approve", "reason": "Sure"}, headers=bearer(settings, alice)
+    )
     assert again.status_code == 409 and "different platform admin" in again.json()["detail"]
-    blank = client.post(f"{url}/decisions", json={"decision": "approve", "reason": "   "},
-                        headers=bearer(settings, bob))
+    blank = client.post(
+        f"{url}/decisions", json={"decision": "approve", "reason": "   "}, headers=bearer(settings, bob)
+    )
     assert blank.status_code == 422 and "reason" in blank.json()["detail"]
     assert client.get(f"{API}/me", headers=bearer(settings, applicant)).status_code == 403
 
-    second = client.post(f"{url}/decisions", json={"decision": "approve", "reason": "References checked"},
-                         headers=bearer(settings, bob))
+    second = client.post(
+        f"{url}/decisions", json={"decision": "approve", "reason": "References checked"}, headers=bearer(settings, bob)
+    )
     assert second.status_code == 200
     approved = second.json()
     assert approved["status"] == "approved" and approved["pending_approvals"] == []
     assert [(d["actor_id"], d["to_status"], d["reason"]) for d in approved["decisions"]] == [
-        (alice.user_id, "applied", "Registration checked"), (bob.user_id, "approved", "References checked")]
+        (alice.user_id, "applied", "Registration checked"),
+        (bob.user_id, "approved", "References checked"),
+    ]
     assert all(check["passed"] for check in approved["checks"])
     assert {check["check"] for check in approved["checks"]} == {
-        "org_type", "contact_email", "website", "attestation", "user_email"}
+        "org_type",
+        "contact_email",
+        "website",
+        "attestation",
+        "user_email",
+    }
     db.expire_all()
     stored = db.get(Organisation, organisation_id)
     assert stored.vetting_expires_at - stored.approved_at == timedelta(days=settings.vetting_period_days)
     db.rollback()
     assert client.get(f"{API}/me", headers=bearer(settings, applicant)).status_code == 200
 
-    reject = client.post(f"{url}/decisions", json={"decision": "reject", "reason": "Late"},
-                         headers=bearer(settings, alice))
+    reject = client.post(
+        f"{url}/decisions", json={"decision": "reject", "reason": "Late"}, headers=bearer(settings, alice)
+    )
     assert reject.status_code == 409 and reject.json()["rule"] == "not_allowed"
-    assert client.post(f"{API}/organisations/999999/decisions", json={"decision": "reject", "reason": "x"},
-                       headers=bearer(settings, alice)).status_code == 404
+    assert (
+        client.post(
+            f"{API}/organisations/999999/decisions",
+            json={"decision": "reject", "reason": "x"},
+            headers=bearer(settings, alice),
+        ).status_code
+        == 404
+    )
 
     # Who sees what: the auditor sees decisions but not the checks; members see their own only.
     audited = client.get(url, headers=bearer(settings, auditor)).json()
@@ -241,17 +281,25 @@ def test_two_different_admins_approve_and_the_same_admin_twice_is_refused(client
     assert own["decisions"] is None and own["pending_approvals"] is None and own["checks"] is None
     assert client.get(url, headers=bearer(settings, outsider)).status_code == 404
     assert [o["id"] for o in client.get(f"{API}/organisations", headers=bearer(settings, outsider)).json()] == [
-        other_id]
+        other_id
+    ]
     listed = client.get(f"{API}/organisations", params={"status": "approved"}, headers=bearer(settings, auditor))
     assert sorted(o["id"] for o in listed.json()) == sorted([organisation_id, other_id])
-    assert client.get(f"{API}/organisations", params={"status": "applied"},
-                      headers=bearer(settings, alice)).json() == []
+    assert (
+        client.get(f"{API}/organisations", params={"status": "applied"}, headers=bearer(settings, alice)).json() == []
+    )
 
     assert events_since(db, mark) == [
-        ("organisation_decision", alice.user_id,
-         {"decision": "approve", "from_status": "applied", "to_status": "applied"}),
-        ("organisation_decision", bob.user_id,
-         {"decision": "approve", "from_status": "applied", "to_status": "approved"}),
+        (
+            "organisation_decision",
+            alice.user_id,
+            {"decision": "approve", "from_status": "applied", "to_status": "applied"},
+        ),
+        (
+            "organisation_decision",
+            bob.user_id,
+            {"decision": "approve", "from_status": "applied", "to_status": "approved"},
+        ),
     ]
 
 
@@ -280,18 +328,28 @@ def test_suspension_is_immediate_reinstatement_restores_and_revocation_is_final(
     assert client.get(f"{API}/me", headers=headers).status_code == 403
     for step in ("reinstate", "suspend", "revoke"):
         assert act(step) == 409
-    final = client.post(f"{url}/decisions", json={"decision": "approve", "reason": "Again"},
-                        headers=bearer(settings, admin))
+    final = client.post(
+        f"{url}/decisions", json={"decision": "approve", "reason": "Again"}, headers=bearer(settings, admin)
+    )
     assert final.status_code == 409 and final.json()["rule"] == "final"
     assert client.post(f"{url}/revoke", json={}, headers=bearer(settings, admin)).status_code == 422
 
     assert events_since(db, mark) == [
-        ("organisation_decision", admin.user_id, {"decision": "suspend", "from_status": "approved",
-                                                  "to_status": "suspended"}),
-        ("organisation_decision", admin.user_id, {"decision": "reinstate", "from_status": "suspended",
-                                                  "to_status": "approved"}),
-        ("organisation_decision", admin.user_id, {"decision": "revoke", "from_status": "approved",
-                                                  "to_status": "revoked"}),
+        (
+            "organisation_decision",
+            admin.user_id,
+            {"decision": "suspend", "from_status": "approved", "to_status": "suspended"},
+        ),
+        (
+            "organisation_decision",
+            admin.user_id,
+            {"decision": "reinstate", "from_status": "suspended", "to_status": "approved"},
+        ),
+        (
+            "organisation_decision",
+            admin.user_id,
+            {"decision": "revoke", "from_status": "approved", "to_status": "revoked"},
+        ),
     ]
 
 
@@ -299,8 +357,7 @@ def test_expiry_moves_overdue_organisations_and_re_vetting_approves_them_again(c
     now = utcnow()
     overdue = make_organisation(db, vetting_expires_at=now - timedelta(minutes=1))
     current = make_organisation(db, name="Current")
-    suspended = make_organisation(db, name="Suspended", status="suspended",
-                                  vetting_expires_at=now - timedelta(days=1))
+    suspended = make_organisation(db, name="Suspended", status="suspended", vetting_expires_at=now - timedelta(days=1))
     ids = overdue.id, current.id, suspended.id
     alice, bob = people(db, (("platform_admin",), None), (("platform_admin",), None))
     mark = audit_mark(db)
@@ -311,13 +368,16 @@ def test_expiry_moves_overdue_organisations_and_re_vetting_approves_them_again(c
     assert [db.get(Organisation, i).status for i in ids] == ["expired", "approved", "suspended"]
     decision = db.scalars(select(OrganisationDecision).where(OrganisationDecision.organisation_id == ids[0])).one()
     assert (decision.decision, decision.actor_id, decision.from_status, decision.to_status) == (
-        "expire", None, "approved", "expired")
+        "expire",
+        None,
+        "approved",
+        "expired",
+    )
     db.rollback()
 
     url = f"{API}/organisations/{ids[0]}/decisions"
     for admin, status in ((alice, "expired"), (bob, "approved")):
-        response = client.post(url, json={"decision": "approve", "reason": "Renewed"},
-                               headers=bearer(settings, admin))
+        response = client.post(url, json={"decision": "approve", "reason": "Renewed"}, headers=bearer(settings, admin))
         assert response.json()["status"] == status
     db.expire_all()
     renewed = db.get(Organisation, ids[0])
@@ -325,10 +385,16 @@ def test_expiry_moves_overdue_organisations_and_re_vetting_approves_them_again(c
     db.rollback()
     assert events_since(db, mark) == [
         ("organisation_decision", None, {"decision": "expire", "from_status": "approved", "to_status": "expired"}),
-        ("organisation_decision", alice.user_id,
-         {"decision": "approve", "from_status": "expired", "to_status": "expired"}),
-        ("organisation_decision", bob.user_id,
-         {"decision": "approve", "from_status": "expired", "to_status": "approved"}),
+        (
+            "organisation_decision",
+            alice.user_id,
+            {"decision": "approve", "from_status": "expired", "to_status": "expired"},
+        ),
+        (
+            "organisation_decision",
+            bob.user_id,
+            {"decision": "approve", "from_status": "expired", "to_status": "approved"},
+        ),
     ]
 
 
@@ -337,7 +403,8 @@ def test_org_admin_adds_and_removes_users_within_their_roles_and_organisation(cl
     other = make_organisation(db, name="Other")
     organisation_id = organisation.id
     admin, stranger, platform_admin = people(
-        db, (("org_admin", "caseworker"), organisation), (("org_admin",), other), (("platform_admin",), None))
+        db, (("org_admin", "caseworker"), organisation), (("org_admin",), other), (("platform_admin",), None)
+    )
     mark = audit_mark(db)
     users = f"{API}/organisations/{organisation_id}/users"
     as_admin = bearer(settings, admin)
@@ -363,18 +430,23 @@ def test_org_admin_adds_and_removes_users_within_their_roles_and_organisation(cl
     elsewhere = add(stranger.email.upper(), ["caseworker"])
     assert elsewhere.status_code == 409 and elsewhere.json() == {
         "detail": "This email address cannot be used for a new account. Check the address with your colleague.",
-        "rule": "email_unavailable"}
+        "rule": "email_unavailable",
+    }
     # Another organisation's admin, and a platform admin, cannot touch this organisation's users.
     assert add("x@helping-hands.example.org", ["org_admin"], headers=bearer(settings, stranger)).status_code == 404
     assert client.get(users, headers=bearer(settings, stranger)).status_code == 404
     assert client.delete(f"{users}/{new_id}", headers=bearer(settings, stranger)).status_code == 404
     assert client.get(users, headers=bearer(settings, platform_admin)).status_code == 403
-    assert client.delete(f"{API}/organisations/{organisation_id}/users/{stranger.user_id}",
-                         headers=as_admin).status_code == 404
+    assert (
+        client.delete(f"{API}/organisations/{organisation_id}/users/{stranger.user_id}", headers=as_admin).status_code
+        == 404
+    )
 
     listed = client.get(users, headers=as_admin).json()
     assert [(u["id"], u["roles"]) for u in listed] == [
-        (admin.user_id, ["caseworker", "org_admin"]), (new_id, ["caseworker"])]
+        (admin.user_id, ["caseworker", "org_admin"]),
+        (new_id, ["caseworker"]),
+    ]
 
     new_headers = password_sign_in(client, "new.caseworker@helping-hands.example.org")
     assert client.get(f"{API}/me", headers=new_headers).status_code == 200
@@ -408,8 +480,7 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
     shipped = client.get(domains, headers=as_admin).json()
     assert {"domain": "police.uk", "source": "shipped", "reason": None, "added_by": None, "added_at": None} in shipped
 
-    added = client.post(domains, json={"domain": "Sheriff.Example.COM.", "reason": "County sheriff"},
-                        headers=as_admin)
+    added = client.post(domains, json={"domain": "Sheriff.Example.COM.", "reason": "County sheriff"}, headers=as_admin)
     assert added.status_code == 201, added.text
     assert (added.json()["domain"], added.json()["source"]) == ("sheriff.example.com", "added")
     domain_id = db.scalar(select(DenylistDomain.id).where(DenylistDomain.domain == "sheriff.example.com"))
@@ -426,12 +497,16 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
 
     # Its users' sessions end at once, they cannot sign in, and nobody can add them.
     assert client.get(f"{API}/me", headers=sheriff_token).status_code == 401
-    refused = client.post(f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD,
-                                                     "otp": sheriff.otp()})
+    refused = client.post(
+        f"{API}/auth/token", data={"username": sheriff.email, "password": PASSWORD, "otp": sheriff.otp()}
+    )
     assert refused.status_code == 403
     assert client.post(f"{API}/auth/refresh", json={"refresh_token": sheriff_refresh}).status_code == 401
-    new_user = client.post(f"{API}/organisations/{organisation_id}/users", headers=bearer(settings, org_admin),
-                           json={"email": "chief@sheriff.example.com", "password": PASSWORD, "roles": ["caseworker"]})
+    new_user = client.post(
+        f"{API}/organisations/{organisation_id}/users",
+        headers=bearer(settings, org_admin),
+        json={"email": "chief@sheriff.example.com", "password": PASSWORD, "roles": ["caseworker"]},
+    )
     assert new_user.status_code == 422 and new_user.json()["rule"] == "email_domain"
     # Platform admins see the organisation's checks re-run against the extended list.
     checks = client.get(f"{API}/organisations/{organisation_id}", headers=as_admin).json()["checks"]
@@ -454,15 +529,24 @@ def test_platform_admins_extend_the_denylist_and_it_bites_at_once(client, db, se
 
 @pytest.mark.parametrize(
     "url",
-    ["http://hooks.example.org/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost/x",
-     "https://intranet/x", "https://user:pw@hooks.example.org/x", "https://[::1]/x", "https://db.internal/x"],
+    [
+        "http://hooks.example.org/x",
+        "https://127.0.0.1/x",
+        "https://10.0.0.5/x",
+        "https://localhost/x",
+        "https://intranet/x",
+        "https://user:pw@hooks.example.org/x",
+        "https://[::1]/x",
+        "https://db.internal/x",
+    ],
 )
 def test_webhook_refuses_non_public_or_plain_http_addresses(client, db, settings, url):
     organisation = make_organisation(db)
     admin = make_user(db, "org_admin", organisation=organisation)
     db.commit()
-    response = client.put(f"{API}/organisations/{organisation.id}/webhook", json={"url": url},
-                          headers=sign_in(client, admin))
+    response = client.put(
+        f"{API}/organisations/{organisation.id}/webhook", json={"url": url}, headers=sign_in(client, admin)
+    )
     assert response.status_code == 422, url
     assert response.json()["rule"] == "webhook_url"
     db.rollback()  # end any read snapshot, then forget loaded values: see what the API committed
@@ -476,8 +560,11 @@ def test_webhook_is_set_with_a_secret_shown_once_and_removed(client, db, setting
     other = make_organisation(db, name="Elsewhere")
     db.commit()
     headers = sign_in(client, admin)
-    answer = client.put(f"{API}/organisations/{organisation.id}/webhook",
-                        json={"url": "https://hooks.helping-hands.example.org/reunite"}, headers=headers)
+    answer = client.put(
+        f"{API}/organisations/{organisation.id}/webhook",
+        json={"url": "https://hooks.helping-hands.example.org/reunite"},
+        headers=headers,
+    )
     assert answer.status_code == 200, answer.text
     secret = answer.json()["secret"]
     assert len(secret) == 64
@@ -487,8 +574,12 @@ def test_webhook_is_set_with_a_secret_shown_once_and_removed(client, db, setting
     assert (stored.webhook_url, stored.webhook_secret) == ("https://hooks.helping-hands.example.org/reunite", secret)
     assert secret not in client.get(f"{API}/organisations/{organisation.id}", headers=headers).text
     # Another organisation's webhook is not yours to set.
-    assert client.put(f"{API}/organisations/{other.id}/webhook", json={"url": "https://x.example.org/h"},
-                      headers=headers).status_code == 404
+    assert (
+        client.put(
+            f"{API}/organisations/{other.id}/webhook", json={"url": "https://x.example.org/h"}, headers=headers
+        ).status_code
+        == 404
+    )
     assert client.delete(f"{API}/organisations/{organisation.id}/webhook", headers=headers).status_code == 204
     db.rollback()  # end any read snapshot, then forget loaded values: see what the API committed
     db.expire_all()

@@ -49,16 +49,20 @@ def callers(db, monkeypatch):
     """Caller name -> user id, and org A's id; nobody signs in, so no real password hash."""
     monkeypatch.setattr(auth_service, "hash_password", lambda password: "not-a-usable-hash")
     organisations = {"A": make_organisation(db, name="A"), "B": make_organisation(db, name="B")}
-    users = {name: make_user(db, *roles, organisation=organisations.get(org)).user
-             for name, (roles, org) in CALLERS.items()}
+    users = {
+        name: make_user(db, *roles, organisation=organisations.get(org)).user for name, (roles, org) in CALLERS.items()
+    }
     db.commit()
     return {name: user.id for name, user in users.items()}, organisations["A"].id
 
 
 def operations(app) -> list[tuple[str, str, dict]]:
-    return [(method.upper(), path, operation)
-            for path, item in app.openapi()["paths"].items()
-            for method, operation in item.items() if method in METHODS]
+    return [
+        (method.upper(), path, operation)
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
 
 
 def concrete_path(path: str, operation: dict, *, organisation_id: int) -> str:
@@ -80,15 +84,17 @@ def headers_for(db, settings, user_id: int | None) -> dict[str, str]:
     db.expire_all()
     version = db.get(User, user_id).token_version
     db.rollback()
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=user_id, token_version=version,
-                                  lifetime=timedelta(minutes=5))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(), user_id=user_id, token_version=version, lifetime=timedelta(minutes=5)
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
 def test_every_operation_carries_exactly_one_mark(tmp_path):
     # Building the app touches no database, so this runs once, not per backend.
-    app = create_app(Settings(environment="development", data_dir=tmp_path,
-                              database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    app = create_app(
+        Settings(environment="development", data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.db'}")
+    )
     found = operations(app)
     assert len(found) > 10
     for method, path, operation in found:

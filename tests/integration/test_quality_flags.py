@@ -104,7 +104,8 @@ def test_a_blurry_record_photo_is_enrolled_indexed_found_and_flagged(world, app,
 
 
 def test_a_blurry_case_face_is_searched_and_flagged_for_the_caseworker_and_the_reviewer(
-        world, app, client, caseworker, sdist_images):
+    world, app, client, caseworker, sdist_images
+):
     record_photo = world.enrol((sdist_images / "obama.jpg").read_bytes())
     case = world.case(blurred(sdist_images / "obama2.jpg"))
 
@@ -116,7 +117,8 @@ def test_a_blurry_case_face_is_searched_and_flagged_for_the_caseworker_and_the_r
     headers = sign_in(client, caseworker)
     shown = client.get(f"/api/v1/cases/{case.id}", headers=headers).json()
     assert [(f["face_index"], f["low_quality"], f["quality_flags"]) for f in shown["face_quality"]] == [
-        (0, True, [BLURRY])]
+        (0, True, [BLURRY])
+    ]
     assert [c["id"] for c in shown["candidates"]] == [candidate.id]
     person = Person(app, caseworker)
     page = text_of(person.get(f"/cases/{case.id}"))
@@ -136,9 +138,14 @@ def test_no_face_keeps_its_clear_outcome_and_a_legacy_refusal_reads_sensibly(wor
     case = world.case(faceless_photo())
     assert world.pipeline.process_case(case.id) == "no_face"
     # Before quality became a flag, the worker refused blurry photos as `low_quality`; such rows remain.
-    legacy = Photo(organisation_id=world.organisation.id, uploaded_by=world.user.id, record_id=photo.record_id,
-                   status="low_quality", faces_found=1,
-                   status_message="This photo cannot be used: the face is too blurry. Please upload a clearer photo.")
+    legacy = Photo(
+        organisation_id=world.organisation.id,
+        uploaded_by=world.user.id,
+        record_id=photo.record_id,
+        status="low_quality",
+        faces_found=1,
+        status_message="This photo cannot be used: the face is too blurry. Please upload a clearer photo.",
+    )
     world.db.add(legacy)
     world.db.commit()
 

@@ -14,7 +14,13 @@ from tests.support.pages import Person
 from tests.support.service import Account
 
 from tests.integration.test_reviews import (  # noqa: F401  (world and as_user are fixtures)
-    API, LABEL, add_candidate, as_user, audit_mark, events_since, world,
+    API,
+    LABEL,
+    add_candidate,
+    as_user,
+    audit_mark,
+    events_since,
+    world,
 )
 
 pytestmark = pytest.mark.one_backend
@@ -35,8 +41,13 @@ def test_queue_candidate_and_case_reads_say_who_read_which_candidate(client, db,
     trail = events_since(db, mark)
     assert trail == [
         ("review_queue_viewed", a1, org_a, None, {"candidate_ids": [candidate]}),
-        ("candidate_viewed", a1, org_a, str(candidate),
-         {"candidate_id": candidate, "case_id": case_id, "record_id": world.record_id}),
+        (
+            "candidate_viewed",
+            a1,
+            org_a,
+            str(candidate),
+            {"candidate_id": candidate, "case_id": case_id, "record_id": world.record_id},
+        ),
         ("case_viewed", submitter, org_a, str(case_id), {"case_id": case_id, "candidate_ids": [candidate]}),
     ]  # a refused read changes nothing and writes nothing
     assert LABEL not in repr(trail)
@@ -52,4 +63,6 @@ def test_the_candidate_and_queue_pages_are_audited_too(app, db, world):
     reviewer.get("/reviews")
     reviewer.get(f"/reviews/candidates/{candidate}")
     assert [(action, actor, target) for action, actor, _, target, _ in events_since(db, mark)] == [
-        ("review_queue_viewed", user.id, None), ("candidate_viewed", user.id, str(candidate))]
+        ("review_queue_viewed", user.id, None),
+        ("candidate_viewed", user.id, str(candidate)),
+    ]

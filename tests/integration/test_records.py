@@ -61,8 +61,13 @@ def people(db, monkeypatch) -> People:
     """Two approved organisations and their staff; nobody signs in, so no real password hashes."""
     monkeypatch.setattr(auth_service, "hash_password", lambda password: "not-a-usable-hash")
     a, b = make_organisation(db, name="A"), make_organisation(db, name="B")
-    specs = {"caseworker": ("caseworker", a), "colleague": ("caseworker", a), "reviewer": ("reviewer", a),
-             "other": ("caseworker", b), "other_reviewer": ("reviewer", b)}
+    specs = {
+        "caseworker": ("caseworker", a),
+        "colleague": ("caseworker", a),
+        "reviewer": ("reviewer", a),
+        "other": ("caseworker", b),
+        "other_reviewer": ("reviewer", b),
+    }
     users = {name: make_user(db, role, organisation=org).user for name, (role, org) in specs.items()}
     db.commit()
     found = People(**{name: Person(u.id, u.organisation_id, u.token_version) for name, u in users.items()})
@@ -71,8 +76,12 @@ def people(db, monkeypatch) -> People:
 
 
 def bearer(settings, person: Person) -> dict[str, str]:
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=person.user_id,
-                                  token_version=person.token_version, lifetime=timedelta(minutes=5))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(),
+        user_id=person.user_id,
+        token_version=person.token_version,
+        lifetime=timedelta(minutes=5),
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -81,15 +90,24 @@ def record_body(**changes) -> dict:
     now = utcnow()
     missing_since = now.date() - timedelta(days=30)
     consent = {
-        "guardian_name": GUARDIAN, "guardian_relationship": "grandmother",
-        "responsibility_verified_by": "court order seen", "lawful_basis": "consent",
-        "purpose": "Finding the child", "notice_version": "2026-1",
-        "obtained_at": (now - timedelta(days=1)).isoformat(), "expires_at": (now + timedelta(days=365)).isoformat(),
+        "guardian_name": GUARDIAN,
+        "guardian_relationship": "grandmother",
+        "responsibility_verified_by": "court order seen",
+        "lawful_basis": "consent",
+        "purpose": "Finding the child",
+        "notice_version": "2026-1",
+        "obtained_at": (now - timedelta(days=1)).isoformat(),
+        "expires_at": (now + timedelta(days=365)).isoformat(),
     }
     consent |= changes.pop("consent", {})
     born = missing_since - timedelta(days=9 * 365)
-    body = {"case_reference": "REF-1", "label": LABEL, "date_of_birth": born.isoformat(),
-            "missing_since": missing_since.isoformat(), "consent": consent}
+    body = {
+        "case_reference": "REF-1",
+        "label": LABEL,
+        "date_of_birth": born.isoformat(),
+        "missing_since": missing_since.isoformat(),
+        "consent": consent,
+    }
     return {key: value for key, value in (body | changes).items() if value is not None}
 
 
@@ -109,8 +127,12 @@ def jpeg_bytes(seed: int = 0, size: int = 96) -> bytes:
 
 def upload_photo(client, headers, record_id: int, data: bytes | None = None, **form) -> dict:
     data = data if data is not None else jpeg_bytes(record_id)
-    response = client.post(f"{API}/records/{record_id}/photos", headers=headers, data=form,
-                           files={"file": ("photo.jpg", data, "image/jpeg")})
+    response = client.post(
+        f"{API}/records/{record_id}/photos",
+        headers=headers,
+        data=form,
+        files={"file": ("photo.jpg", data, "image/jpeg")},
+    )
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -119,8 +141,9 @@ def audit_trail(db, after: int = 0) -> list[tuple[str, int | None, int | None, s
     """(action, actor, organisation, target type, target id, details) of every event after seq `after`."""
     db.rollback()
     events = db.scalars(select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq)).all()
-    found = [(e.action, e.actor_id, e.organisation_id, e.target_type, e.target_id, json.loads(e.details))
-             for e in events]
+    found = [
+        (e.action, e.actor_id, e.organisation_id, e.target_type, e.target_id, json.loads(e.details)) for e in events
+    ]
     db.rollback()
     return found
 
@@ -144,9 +167,18 @@ def add_faces(db, photo_id: int, count: int) -> list[int]:
     """Embeddings a worker would have written for a photo, with their IndexChange adds."""
     ids = []
     for face_index in range(count):
-        embedding = Embedding(photo_id=photo_id, face_index=face_index, box_top=1, box_right=20, box_bottom=20,
-                              box_left=1, quality="{}", vector=np.zeros(128, np.float32).tobytes(),
-                              model_id=MODEL, model_version="1")
+        embedding = Embedding(
+            photo_id=photo_id,
+            face_index=face_index,
+            box_top=1,
+            box_right=20,
+            box_bottom=20,
+            box_left=1,
+            quality="{}",
+            vector=np.zeros(128, np.float32).tobytes(),
+            model_id=MODEL,
+            model_version="1",
+        )
         db.add(embedding)
         db.flush()
         append_index_change(db, op="add", embedding_id=embedding.id, model_id=MODEL)
@@ -157,19 +189,34 @@ def add_faces(db, photo_id: int, count: int) -> list[int]:
 
 
 def add_case(db, person: Person, *, retention_days: int = 30) -> int:
-    case = Case(organisation_id=person.organisation_id, submitted_by=person.user_id, case_reference="PROBE",
-                purpose="test", status="searched", attempts=0,
-                retention_until=utcnow() + timedelta(days=retention_days))
+    case = Case(
+        organisation_id=person.organisation_id,
+        submitted_by=person.user_id,
+        case_reference="PROBE",
+        purpose="test",
+        status="searched",
+        attempts=0,
+        retention_until=utcnow() + timedelta(days=retention_days),
+    )
     db.add(case)
     db.commit()
     return case.id
 
 
-def add_candidate(db, *, case_id: int, record_id: int, gallery_embedding_id: int | None,
-                  probe_embedding_id: int = 10_001) -> int:
-    candidate = Candidate(case_id=case_id, record_id=record_id, probe_embedding_id=probe_embedding_id,
-                          gallery_embedding_id=gallery_embedding_id, distance=0.41, rank=1, model_id=MODEL,
-                          model_version="1", status="pending_review")
+def add_candidate(
+    db, *, case_id: int, record_id: int, gallery_embedding_id: int | None, probe_embedding_id: int = 10_001
+) -> int:
+    candidate = Candidate(
+        case_id=case_id,
+        record_id=record_id,
+        probe_embedding_id=probe_embedding_id,
+        gallery_embedding_id=gallery_embedding_id,
+        distance=0.41,
+        rank=1,
+        model_id=MODEL,
+        model_version="1",
+        status="pending_review",
+    )
     db.add(candidate)
     db.commit()
     return candidate.id
@@ -269,8 +316,11 @@ def test_each_invalid_record_is_refused_with_a_sentence_and_creates_nothing(clie
 
 def test_the_consent_maximum_is_a_setting(app, client, settings, people):
     app.state.settings = settings.model_copy(update={"consent_max_days": 30})
-    response = client.post(f"{API}/records", json=record_body(consent={"expires_at": _days(60)}),
-                           headers=bearer(settings, people.caseworker))
+    response = client.post(
+        f"{API}/records",
+        json=record_body(consent={"expires_at": _days(60)}),
+        headers=bearer(settings, people.caseworker),
+    )
     assert response.status_code == 422 and "at most 30 days" in response.json()["detail"]
 
 
@@ -336,17 +386,28 @@ def test_withdrawal_erases_photos_faces_index_entries_and_candidates(app, client
     response = client.post(f"{API}/records/{record_id}/consent/withdraw", headers=headers)
     assert response.status_code == 200, response.text
     outcome = response.json()
-    assert {k: outcome[k] for k in ("status", "already_withdrawn", "photos_erased", "embeddings_removed",
-                                    "candidates_redacted")} == {
-        "status": "withdrawn", "already_withdrawn": False, "photos_erased": 2, "embeddings_removed": 3,
-        "candidates_redacted": 1}
+    assert {
+        k: outcome[k]
+        for k in ("status", "already_withdrawn", "photos_erased", "embeddings_removed", "candidates_redacted")
+    } == {
+        "status": "withdrawn",
+        "already_withdrawn": False,
+        "photos_erased": 2,
+        "embeddings_removed": 3,
+        "candidates_redacted": 1,
+    }
 
     # Files, keys and fingerprints are gone; the random storage name is kept to find stray files.
     assert not any(file_stored(settings, key) for key in storage_keys + thumbnail_keys)
     for photo_id, key in zip(photo_ids, storage_keys):
         photo = db.get(Photo, photo_id)
         assert (photo.status, photo.wrapped_key, photo.thumbnail_wrapped_key, photo.sha256, photo.storage_key) == (
-            "erased", None, None, None, key)
+            "erased",
+            None,
+            None,
+            None,
+            key,
+        )
         assert photo.erased_at is not None and "withdrawn" in photo.status_message
     # Faces are deleted and every index replica is told to drop each of them.
     assert db.scalars(select(Embedding.id).where(Embedding.photo_id.in_(photo_ids))).all() == []
@@ -355,7 +416,11 @@ def test_withdrawal_erases_photos_faces_index_entries_and_candidates(app, client
     # Candidates pointing at the record are cut loose; others are untouched.
     redacted = db.get(Candidate, candidate)
     assert (redacted.record_id, redacted.gallery_embedding_id, redacted.distance, redacted.status) == (
-        None, None, None, "redacted")
+        None,
+        None,
+        None,
+        "redacted",
+    )
     other = db.get(Candidate, untouched)
     assert (other.record_id, other.status, db.get(Photo, kept_photo).status) == (keep_id, "pending_review", "embedded")
     record = db.get(Record, record_id)
@@ -374,8 +439,9 @@ def test_withdrawal_erases_photos_faces_index_entries_and_candidates(app, client
     assert (again.json()["already_withdrawn"], again.json()["photos_erased"]) == (True, 0)
     assert again.json()["withdrawn_at"] == outcome["withdrawn_at"]
     # No more photos, and the erased ones say so.
-    refused = client.post(f"{API}/records/{record_id}/photos", headers=headers,
-                          files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+    refused = client.post(
+        f"{API}/records/{record_id}/photos", headers=headers, files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")}
+    )
     assert refused.status_code == 409 and "withdrawn" in refused.json()["detail"]
     image = client.get(f"{API}/records/{record_id}/photos/{photo_ids[0]}/image", headers=headers)
     assert image.status_code == 410 and image.json() == {"detail": "This photo has been erased."}
@@ -394,8 +460,7 @@ def test_expired_consent_is_erased_like_a_withdrawal(app, client, db, settings, 
     photo_id = upload_photo(client, headers, expiring)["photo_id"]
     lasting_photo = upload_photo(client, headers, lasting)["photo_id"]
     faces = add_faces(db, photo_id, 1)
-    candidate = add_candidate(db, case_id=add_case(db, people.other), record_id=expiring,
-                              gallery_embedding_id=faces[0])
+    candidate = add_candidate(db, case_id=add_case(db, people.other), record_id=expiring, gallery_embedding_id=faces[0])
     storage_key = db.get(Photo, photo_id).storage_key
     db.rollback()
     head = audit_head(db)
@@ -417,11 +482,18 @@ def test_expired_consent_is_erased_like_a_withdrawal(app, client, db, settings, 
     assert (db.get(Record, lasting).status, db.get(Photo, lasting_photo).status) == ("active", "queued")
     db.rollback()
     assert audit_trail(db, head) == [
-        ("consent_expired", None, people.caseworker.organisation_id, "record", str(expiring),
-         {"photos_erased": 1, "embeddings_removed": 1, "candidates_redacted": 1}),
+        (
+            "consent_expired",
+            None,
+            people.caseworker.organisation_id,
+            "record",
+            str(expiring),
+            {"photos_erased": 1, "embeddings_removed": 1, "candidates_redacted": 1},
+        ),
     ]
-    refused = client.post(f"{API}/records/{expiring}/photos", headers=headers,
-                          files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+    refused = client.post(
+        f"{API}/records/{expiring}/photos", headers=headers, files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")}
+    )
     assert refused.status_code == 409 and "expired" in refused.json()["detail"]
 
 
@@ -430,7 +502,8 @@ def test_a_record_whose_consent_lapsed_before_the_job_ran_takes_no_photos(client
     record_id = create_record(client, headers)
     db.get(Record, record_id).consent.expires_at = utcnow() - timedelta(minutes=1)
     db.commit()
-    refused = client.post(f"{API}/records/{record_id}/photos", headers=headers,
-                          files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+    refused = client.post(
+        f"{API}/records/{record_id}/photos", headers=headers, files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")}
+    )
     assert refused.status_code == 409 and "expired" in refused.json()["detail"]
     assert db.scalar(select(func.count(Photo.id))) == 0

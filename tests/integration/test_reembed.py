@@ -25,8 +25,18 @@ from service.worker import reembed as reembed_module
 from service.embedding.models import ReembedFailure, ReembedJob
 from service.worker.reembed import NOT_RUNNING, SKIPPED, Reembedder
 from service.embedding.service import (
-    COMPLETE, FAILED, MORE, ReembedRefused, active_model, cancel_reembed, claim_batch, models_to_embed,
-    photos_to_embed, release_batch, stalled_jobs, start_reembed,
+    COMPLETE,
+    FAILED,
+    MORE,
+    ReembedRefused,
+    active_model,
+    cancel_reembed,
+    claim_batch,
+    models_to_embed,
+    photos_to_embed,
+    release_batch,
+    stalled_jobs,
+    start_reembed,
 )
 from service.photos.models import Embedding, IndexChange, Photo
 from service.records.models import Record
@@ -67,8 +77,13 @@ def start(world: World, admin: User, model: str = ALIGN68) -> int:
 
 def reembedder(world: World, **options) -> Reembedder:
     """A job runner with its own index replica, as a worker process on the same data folder has."""
-    return Reembedder(settings=world.settings, sessions=world.app.state.session_factory, vault=world.vault,
-                      replica=IndexReplica(world.tmp_path / "index"), **options)
+    return Reembedder(
+        settings=world.settings,
+        sessions=world.app.state.session_factory,
+        vault=world.vault,
+        replica=IndexReplica(world.tmp_path / "index"),
+        **options,
+    )
 
 
 def job(world: World, job_id: int) -> ReembedJob:
@@ -88,9 +103,12 @@ def models_of(world: World, photo: Photo) -> list[str]:
 
 def index_adds(world: World, photo: Photo, model_id: str) -> int:
     world.db.rollback()
-    return world.db.scalar(select(func.count()).select_from(IndexChange).join(
-        Embedding, Embedding.id == IndexChange.embedding_id).where(
-        Embedding.photo_id == photo.id, IndexChange.model_id == model_id, IndexChange.op == "add"))
+    return world.db.scalar(
+        select(func.count())
+        .select_from(IndexChange)
+        .join(Embedding, Embedding.id == IndexChange.embedding_id)
+        .where(Embedding.photo_id == photo.id, IndexChange.model_id == model_id, IndexChange.op == "add")
+    )
 
 
 def searched(world: World, data: bytes) -> list:
@@ -156,7 +174,9 @@ def test_the_gallery_moves_to_the_new_model_and_searches_follow_the_switch(world
     assert (world.tmp_path / "index" / f"{ALIGN68}.faiss").exists()  # saved for searchers to load
     # (searches are audited as well: left out here)
     assert [action for action in audit_actions(world) if "search" not in action][-2:] == [
-        "reembed_started", "embedding_model_switched"]
+        "reembed_started",
+        "embedding_model_switched",
+    ]
 
     # After the switch: only the new model is searched, and it still finds the right people.
     after = searched(world, photos["obama2"])
@@ -235,8 +255,9 @@ def test_a_withdrawal_during_the_job_leaves_nothing_behind(world, admin, photos,
     with world.app.state.session_factory() as session:
         index.catch_up(session, ALIGN68)
     world.db.rollback()
-    kept_ids = set(world.db.scalars(select(Embedding.id).where(Embedding.photo_id == kept.id,
-                                                               Embedding.model_id == ALIGN68)))
+    kept_ids = set(
+        world.db.scalars(select(Embedding.id).where(Embedding.photo_id == kept.id, Embedding.model_id == ALIGN68))
+    )
     assert set(index.index(ALIGN68).ids().tolist()) == kept_ids
     assert [c.record_id for c in searched(world, photos["obama2"])] == [kept.record_id]
     assert searched(world, photos["biden"]) == []
@@ -263,8 +284,11 @@ def test_a_repeated_batch_writes_nothing_twice_and_one_claim_works_at_a_time(wor
     assert models_of(world, first) == sorted([DEFAULT_MODEL_ID, ALIGN68])
 
     # The dead worker's claim runs out; the next delivery takes the job over and finishes it.
-    world.db.execute(update(ReembedJob).where(ReembedJob.id == job_id)
-                     .values(batch_claimed_at=utcnow() - runner.lease - timedelta(seconds=1)))
+    world.db.execute(
+        update(ReembedJob)
+        .where(ReembedJob.id == job_id)
+        .values(batch_claimed_at=utcnow() - runner.lease - timedelta(seconds=1))
+    )
     world.db.commit()
     assert runner.run_to_end(job_id) == COMPLETE
     with transaction(sessions) as session:
@@ -297,7 +321,8 @@ def test_a_photo_that_cannot_be_embedded_fails_the_job_and_nothing_is_switched(w
     assert (failed.status, failed.done, failed.failed) == ("failed", 1, 1)
     assert "not changed" in failed.message
     assert world.db.scalars(select(ReembedFailure.reason).where(ReembedFailure.job_id == job_id)).all() == [
-        "unreadable"]
+        "unreadable"
+    ]
     assert active(world) == DEFAULT_MODEL_ID
     assert ALIGN68 in models_of(world, good)  # kept: a later job skips it
     assert audit_actions(world)[-1] == "reembed_failed"
@@ -316,8 +341,11 @@ def test_the_worker_tasks_run_the_job_and_the_reaper_resends_a_stalled_one(world
         [message] = sent.glob("*.msg")
         assert json.loads(message.read_text())["headers"]["task"] == REEMBED_BATCH
         world.db.rollback()
-        world.db.execute(update(ReembedJob).where(ReembedJob.id == job_id)
-                         .values(heartbeat_at=utcnow() - timedelta(minutes=settings.processing_timeout_minutes + 1)))
+        world.db.execute(
+            update(ReembedJob)
+            .where(ReembedJob.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(minutes=settings.processing_timeout_minutes + 1))
+        )
         world.db.commit()  # as if that message was lost
         assert app.tasks[REAP]()["reembed_jobs_sent"] == 1
         assert len(list(sent.glob("*.msg"))) == 2
@@ -354,8 +382,10 @@ def test_refusals_are_clear_and_change_nothing(world, admin, photos):
     assert (cancelled.status, cancelled.finished_by_id) == ("cancelled", admin.id)
     assert reembedder(world).run_batch(job_id) == NOT_RUNNING
     assert active(world) == DEFAULT_MODEL_ID
-    with (pytest.raises(ReembedRefused, match="No re-embedding job"),
-          transaction(world.app.state.session_factory) as session):
+    with (
+        pytest.raises(ReembedRefused, match="No re-embedding job"),
+        transaction(world.app.state.session_factory) as session,
+    ):
         cancel_reembed(session, actor=session.get(User, admin.id), now=utcnow())
     assert audit_actions(world)[events:] == ["reembed_started", "reembed_cancelled"]
 
@@ -365,10 +395,14 @@ def test_refusals_are_clear_and_change_nothing(world, admin, photos):
 
 def test_the_command_starts_a_job_shows_progress_and_refuses(world, admin, photos, settings, monkeypatch):
     world.enrol(photos["obama"])
-    environment = {"REUNITE_ENVIRONMENT": "test", "REUNITE_SECRET_KEY": settings.secret_key.get_secret_value(),
-                   "REUNITE_DATABASE_URL": settings.database_url,
-                   "REUNITE_MASTER_KEY": settings.master_key.get_secret_value(),
-                   "REUNITE_DATA_DIR": str(settings.data_dir), "REUNITE_AUDIT_KEY_PATH": str(settings.audit_key_file)}
+    environment = {
+        "REUNITE_ENVIRONMENT": "test",
+        "REUNITE_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "REUNITE_DATABASE_URL": settings.database_url,
+        "REUNITE_MASTER_KEY": settings.master_key.get_secret_value(),
+        "REUNITE_DATA_DIR": str(settings.data_dir),
+        "REUNITE_AUDIT_KEY_PATH": str(settings.audit_key_file),
+    }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("REUNITE_BROKER_URL", raising=False)  # the embedded filesystem broker in the data folder

@@ -62,8 +62,10 @@ def distances(photos) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(genuine, impostor) distances of each new model on the photos, found once for the module."""
     # The pixels the service stores (each upload re-encoded without metadata), which the searches see.
     limits = ImageLimits()
-    images = {name: decode_image(metadata_free_jpeg(decode_image(data, limits).pixels, max_bytes=limits.max_bytes),
-                                 limits) for name, data in photos.items()}
+    images = {
+        name: decode_image(metadata_free_jpeg(decode_image(data, limits).pixels, max_bytes=limits.max_bytes), limits)
+        for name, data in photos.items()
+    }
     faces = {name: analyse_image(image, "enrol")[0] for name, image in images.items()}
     labels = ["obama" if name.startswith("obama") else name for name in photos]
     sface = np.stack([embed_again(images[name], [faces[name]], get_embedder(SFACE))[0].embedding for name in photos])
@@ -80,8 +82,17 @@ def calibrate(world: World, model_id: str, distances) -> None:
     # against Biden's record) is searched below: a hair under it, so no float32 rounding decides the tie.
     impostor = np.asarray(impostor) - 1e-6
     with transaction(world.app.state.session_factory) as session:
-        store_calibration(session, model_id=model_id, model_version=get_embedder(model_id).version, genuine=genuine,
-                          impostor=impostor, target_fmr=0.01, top_k=10, dataset={"photos": 3}, actor_id=None)
+        store_calibration(
+            session,
+            model_id=model_id,
+            model_version=get_embedder(model_id).version,
+            genuine=genuine,
+            impostor=impostor,
+            target_fmr=0.01,
+            top_k=10,
+            dataset={"photos": 3},
+            actor_id=None,
+        )
 
 
 def active_threshold(world: World, model_id: str) -> float:
@@ -103,15 +114,20 @@ def refusal(world: World, admin: User, model_id: str) -> ReembedRefused:
 
 
 def switch(world: World, admin: User, model_id: str) -> None:
-    runner = Reembedder(settings=world.settings, sessions=world.app.state.session_factory, vault=world.vault,
-                        replica=IndexReplica(world.tmp_path / "index"))
+    runner = Reembedder(
+        settings=world.settings,
+        sessions=world.app.state.session_factory,
+        vault=world.vault,
+        replica=IndexReplica(world.tmp_path / "index"),
+    )
     assert runner.run_to_end(start(world, admin, model_id)) == COMPLETE
     world.db.rollback()
     assert active_model(world.db) == (model_id, get_embedder(model_id).version)
 
 
-def test_the_gallery_moves_to_sface_then_to_the_fusion_and_searches_follow(world, admin, photos, distances,
-                                                                            tmp_path, monkeypatch):
+def test_the_gallery_moves_to_sface_then_to_the_fusion_and_searches_follow(
+    world, admin, photos, distances, tmp_path, monkeypatch
+):
     obama = world.enrol(photos["obama"])
     biden = world.enrol(photos["biden"])
     # Refused, and nothing started: a model whose files are missing, then one never calibrated.
@@ -136,8 +152,9 @@ def test_the_gallery_moves_to_sface_then_to_the_fusion_and_searches_follow(world
     switch(world, admin, FUSION)
     world.db.rollback()
     fused = {e.photo_id: e for e in world.db.scalars(select(Embedding).where(Embedding.model_id == FUSION))}
-    probe = world.db.scalars(select(Embedding).where(Embedding.model_id == FUSION, Embedding.photo_id.not_in(
-        [obama.id, biden.id]))).one()  # the open case's probe face was re-embedded too
+    probe = world.db.scalars(
+        select(Embedding).where(Embedding.model_id == FUSION, Embedding.photo_id.not_in([obama.id, biden.id]))
+    ).one()  # the open case's probe face was re-embedded too
     assert len(fused) == 3 and all(len(e.vector) == 4 * 256 for e in fused.values())
     # The fused index the job built finds the right record for the probe's fused vector.
     replica = IndexReplica(world.tmp_path / "index")

@@ -48,9 +48,21 @@ def random_vectors(n: int, seed: int) -> np.ndarray:
 def add_embeddings(sessions, photo_id: int, vectors: np.ndarray, *, model_id: str = MODEL) -> list[int]:
     """Insert embeddings and their `add` changes in one transaction, as the pipeline does."""
     with transaction(sessions) as session:
-        rows = [Embedding(photo_id=photo_id, face_index=0, box_top=0, box_right=1, box_bottom=1, box_left=0,
-                          quality="{}", vector=vector_to_bytes(v), model_id=model_id, model_version="1")
-                for v in vectors]
+        rows = [
+            Embedding(
+                photo_id=photo_id,
+                face_index=0,
+                box_top=0,
+                box_right=1,
+                box_bottom=1,
+                box_left=0,
+                quality="{}",
+                vector=vector_to_bytes(v),
+                model_id=model_id,
+                model_version="1",
+            )
+            for v in vectors
+        ]
         session.add_all(rows)
         session.flush()
         for row in rows:
@@ -231,8 +243,7 @@ def search_until(database_url: str, index_dir: str, vector: np.ndarray, ready, s
     results.put(found)
 
 
-def test_no_search_in_any_process_returns_a_removal_committed_before_it_started(app, gallery, database_url,
-                                                                               tmp_path):
+def test_no_search_in_any_process_returns_a_removal_committed_before_it_started(app, gallery, database_url, tmp_path):
     sessions = app.state.session_factory
     vectors = random_vectors(20, seed=12)
     ids = add_embeddings(sessions, gallery, vectors)
@@ -241,9 +252,10 @@ def test_no_search_in_any_process_returns_a_removal_committed_before_it_started(
     context = multiprocessing.get_context("fork")
     results, stop = context.Queue(), context.Event()
     ready = [context.Event() for _ in range(2)]
-    searchers = [context.Process(target=search_until,
-                                 args=(database_url, str(tmp_path / "index"), probe, event, stop, results))
-                 for event in ready]
+    searchers = [
+        context.Process(target=search_until, args=(database_url, str(tmp_path / "index"), probe, event, stop, results))
+        for event in ready
+    ]
     for searcher in searchers:
         searcher.start()
     try:

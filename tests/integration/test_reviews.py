@@ -46,10 +46,8 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 RATIONALE = "Same ear shape, same scar above the left eyebrow."
 
 
-
-
-
 # --- arranging the world ----------------------------------------------------------------------
+
 
 @dataclass
 class World:
@@ -76,40 +74,80 @@ USERS = {  # name -> (roles, organisation)
 }
 
 
-def stored_photo(app, db, image_path, *, organisation_id, uploaded_by, record_id=None, case_id=None,
-                 taken_at=None, age_at_photo=None) -> tuple[int, int]:
+def stored_photo(
+    app, db, image_path, *, organisation_id, uploaded_by, record_id=None, case_id=None, taken_at=None, age_at_photo=None
+) -> tuple[int, int]:
     """A real photo, checked and sealed as an upload is, with one embedded face: (photo id, embedding id)."""
     image = check_upload(image_path.read_bytes(), app.state.settings)
-    photo = store_photo(db, vault=app.state.vault, image=image, organisation_id=organisation_id,
-                        uploaded_by=uploaded_by, record_id=record_id, case_id=case_id, taken_at=taken_at,
-                        age_at_photo=age_at_photo)
+    photo = store_photo(
+        db,
+        vault=app.state.vault,
+        image=image,
+        organisation_id=organisation_id,
+        uploaded_by=uploaded_by,
+        record_id=record_id,
+        case_id=case_id,
+        taken_at=taken_at,
+        age_at_photo=age_at_photo,
+    )
     photo.status, photo.faces_found = "embedded", 1
-    embedding = Embedding(photo_id=photo.id, face_index=0, box_top=60, box_right=300, box_bottom=290, box_left=70,
-                          quality=json.dumps(QUALITY), vector=np.zeros(128, np.float32).tobytes(),
-                          model_id="dlib_resnet_v1", model_version="0.3.0+test")
+    embedding = Embedding(
+        photo_id=photo.id,
+        face_index=0,
+        box_top=60,
+        box_right=300,
+        box_bottom=290,
+        box_left=70,
+        quality=json.dumps(QUALITY),
+        vector=np.zeros(128, np.float32).tobytes(),
+        model_id="dlib_resnet_v1",
+        model_version="0.3.0+test",
+    )
     db.add(embedding)
     db.flush()
     return photo.id, embedding.id
 
 
 def add_case(app, db, world: World, name: str, *, organisation: str, submitter: str, image) -> None:
-    case = Case(organisation_id=world.orgs[organisation], submitted_by=world.users[submitter],
-                case_reference=f"CASE-{name}", purpose="Search for a missing child", status="searched", faces=1,
-                attempts=1, retention_until=utcnow() + timedelta(days=30))
+    case = Case(
+        organisation_id=world.orgs[organisation],
+        submitted_by=world.users[submitter],
+        case_reference=f"CASE-{name}",
+        purpose="Search for a missing child",
+        status="searched",
+        faces=1,
+        attempts=1,
+        retention_until=utcnow() + timedelta(days=30),
+    )
     db.add(case)
     db.flush()
-    photo_id, embedding_id = stored_photo(app, db, image, organisation_id=case.organisation_id,
-                                          uploaded_by=case.submitted_by, case_id=case.id, age_at_photo=9.5)
+    photo_id, embedding_id = stored_photo(
+        app,
+        db,
+        image,
+        organisation_id=case.organisation_id,
+        uploaded_by=case.submitted_by,
+        case_id=case.id,
+        age_at_photo=9.5,
+    )
     world.cases[name], world.probe_embeddings[name], world.probe_photos[name] = case.id, embedding_id, photo_id
 
 
-def add_candidate(db, world: World, case: str, *, minutes: int = 0, status: str = "pending_review",
-                  distance: float = 0.35) -> int:
-    candidate = Candidate(case_id=world.cases[case], record_id=world.record_id,
-                          probe_embedding_id=world.probe_embeddings[case],
-                          gallery_embedding_id=world.record_embedding_id, distance=distance, rank=1,
-                          model_id="dlib_resnet_v1", model_version="0.3.0+test", status=status,
-                          created_at=T0 + timedelta(minutes=minutes))
+def add_candidate(
+    db, world: World, case: str, *, minutes: int = 0, status: str = "pending_review", distance: float = 0.35
+) -> int:
+    candidate = Candidate(
+        case_id=world.cases[case],
+        record_id=world.record_id,
+        probe_embedding_id=world.probe_embeddings[case],
+        gallery_embedding_id=world.record_embedding_id,
+        distance=distance,
+        rank=1,
+        model_id="dlib_resnet_v1",
+        model_version="0.3.0+test",
+        status=status,
+        created_at=T0 + timedelta(minutes=minutes),
+    )
     db.add(candidate)
     db.flush()
     return candidate.id
@@ -117,22 +155,52 @@ def add_candidate(db, world: World, case: str, *, minutes: int = 0, status: str 
 
 @pytest.fixture
 def world(app, db, sdist_images) -> World:
-    orgs = {"A": make_organisation(db, name="Finders"), "B": make_organisation(db, name="Keepers"),
-            "C": make_organisation(db, name="Elsewhere")}
+    orgs = {
+        "A": make_organisation(db, name="Finders"),
+        "B": make_organisation(db, name="Keepers"),
+        "C": make_organisation(db, name="Elsewhere"),
+    }
     users = {name: make_user(db, *roles, organisation=orgs[org]).user for name, (roles, org) in USERS.items()}
-    record = Record(organisation_id=orgs["B"].id, created_by=users["b_caseworker"].id, case_reference="REC-B-7",
-                    label=LABEL, date_of_birth=date(2015, 3, 1), missing_since=date(2024, 6, 1), status="active")
+    record = Record(
+        organisation_id=orgs["B"].id,
+        created_by=users["b_caseworker"].id,
+        case_reference="REC-B-7",
+        label=LABEL,
+        date_of_birth=date(2015, 3, 1),
+        missing_since=date(2024, 6, 1),
+        status="active",
+    )
     db.add(record)
     db.flush()
-    db.add(Consent(record_id=record.id, guardian_name=GUARDIAN, guardian_relationship="mother",
-                   responsibility_verified_by="birth certificate", lawful_basis="consent",
-                   purpose="Finding the child", notice_version="1", obtained_at=utcnow() - timedelta(days=1),
-                   expires_at=utcnow() + timedelta(days=365)))
-    photo_id, embedding_id = stored_photo(app, db, sdist_images / "obama.jpg", organisation_id=orgs["B"].id,
-                                          uploaded_by=users["b_caseworker"].id, record_id=record.id,
-                                          taken_at=date(2023, 9, 1))
-    found = World(orgs={k: v.id for k, v in orgs.items()}, users={k: v.id for k, v in users.items()},
-                  record_id=record.id, record_photo_id=photo_id, record_embedding_id=embedding_id)
+    db.add(
+        Consent(
+            record_id=record.id,
+            guardian_name=GUARDIAN,
+            guardian_relationship="mother",
+            responsibility_verified_by="birth certificate",
+            lawful_basis="consent",
+            purpose="Finding the child",
+            notice_version="1",
+            obtained_at=utcnow() - timedelta(days=1),
+            expires_at=utcnow() + timedelta(days=365),
+        )
+    )
+    photo_id, embedding_id = stored_photo(
+        app,
+        db,
+        sdist_images / "obama.jpg",
+        organisation_id=orgs["B"].id,
+        uploaded_by=users["b_caseworker"].id,
+        record_id=record.id,
+        taken_at=date(2023, 9, 1),
+    )
+    found = World(
+        orgs={k: v.id for k, v in orgs.items()},
+        users={k: v.id for k, v in users.items()},
+        record_id=record.id,
+        record_photo_id=photo_id,
+        record_embedding_id=embedding_id,
+    )
     add_case(app, db, found, "main", organisation="A", submitter="submitter", image=sdist_images / "obama2.jpg")
     db.commit()
     return found
@@ -142,8 +210,9 @@ def bearer(db, settings, user_id: int) -> dict[str, str]:
     db.expire_all()
     version = db.get(User, user_id).token_version
     db.rollback()
-    token, _ = issue_access_token(secret=settings.signing_secret(), user_id=user_id, token_version=version,
-                                  lifetime=timedelta(minutes=5))
+    token, _ = issue_access_token(
+        secret=settings.signing_secret(), user_id=user_id, token_version=version, lifetime=timedelta(minutes=5)
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -167,8 +236,9 @@ def events_since(db, mark: int) -> list[tuple[str, int | None, int | None, str |
 
 
 def review(client, headers, candidate_id: int, decision: str, rationale: str = RATIONALE):
-    return client.post(f"{API}/candidates/{candidate_id}/reviews", headers=headers,
-                       json={"decision": decision, "rationale": rationale})
+    return client.post(
+        f"{API}/candidates/{candidate_id}/reviews", headers=headers, json={"decision": decision, "rationale": rationale}
+    )
 
 
 def queue_ids(client, headers) -> list[int]:
@@ -178,6 +248,7 @@ def queue_ids(client, headers) -> list[int]:
 
 
 # --- the queue --------------------------------------------------------------------------------
+
 
 def test_each_reviewer_queues_what_they_may_decide_oldest_first(app, client, db, world, as_user, sdist_images):
     add_case(app, db, world, "by_a1", organisation="A", submitter="a1", image=sdist_images / "obama2.jpg")
@@ -201,10 +272,18 @@ def test_each_reviewer_queues_what_they_may_decide_oldest_first(app, client, db,
     first = client.get(f"{API}/reviews/queue", headers=as_user("b1")).json()
     assert (first["waiting"], first["waiting_second_review"]) == (3, 0)
     assert [item["your_organisation"] for item in first["items"]] == ["owns_record", "owns_record", "both"]
-    assert first["items"][1] == {"candidate_id": main, "case_id": world.cases["main"], "rank": 1,
-                                 "distance_band": "strong", "created_at": first["items"][1]["created_at"],
-                                 "years_between": 1.0, "search_mode": "alerting", "lead_label": None,
-                                 "your_organisation": "owns_record", "reviewed_by_others": False}
+    assert first["items"][1] == {
+        "candidate_id": main,
+        "case_id": world.cases["main"],
+        "rank": 1,
+        "distance_band": "strong",
+        "created_at": first["items"][1]["created_at"],
+        "years_between": 1.0,
+        "search_mode": "alerting",
+        "lead_label": None,
+        "your_organisation": "owns_record",
+        "reviewed_by_others": False,
+    }
 
     assert review(client, as_user("a2"), main, "inconclusive").status_code == 201
     assert queue_ids(client, as_user("a2")) == [by_a1]  # a reviewer decides once
@@ -216,6 +295,7 @@ def test_each_reviewer_queues_what_they_may_decide_oldest_first(app, client, db,
 
 
 # --- one candidate, side by side ------------------------------------------------------------
+
 
 def test_the_second_reviewer_cannot_tell_what_the_first_decided(client, db, world, as_user):
     candidate = add_candidate(db, world, "main")
@@ -248,8 +328,12 @@ def test_the_candidate_view_gives_what_a_reviewer_needs_and_no_names(client, db,
     assert record_side["photo"]["age_at_photo"] == 8.5  # from the date of birth, 2015-03-01
     assert probe_side["photo"]["age_at_photo"] == 9.5
     assert seen["years_between"] == 1.0  # from the two ages at photo (matching.ages)
-    assert record_side["photo"]["face"] == {"box": {"top": 60, "right": 300, "bottom": 290, "left": 70},
-                                            "quality": QUALITY, "low_quality": False, "quality_flags": []}
+    assert record_side["photo"]["face"] == {
+        "box": {"top": 60, "right": 300, "bottom": 290, "left": 70},
+        "quality": QUALITY,
+        "low_quality": False,
+        "quality_flags": [],
+    }
     assert record_side["photo"]["image_url"] == f"{API}/candidates/{candidate}/record-image"
     assert probe_side["photo"]["image_url"] == f"{API}/candidates/{candidate}/probe-image"
     assert record_side["photo"]["width"] > 0 and record_side["missing_since"] == "2024-06-01"
@@ -268,6 +352,7 @@ def test_the_candidate_view_gives_what_a_reviewer_needs_and_no_names(client, db,
 
 # --- photos -------------------------------------------------------------------------------------
 
+
 def test_photos_are_decrypted_audited_and_never_cached(client, db, world, as_user, sdist_images):
     candidate = add_candidate(db, world, "main")
     db.commit()
@@ -282,15 +367,31 @@ def test_photos_are_decrypted_audited_and_never_cached(client, db, world, as_use
     thumbnail = client.get(f"{API}/candidates/{candidate}/record-image?size=thumbnail", headers=as_user("b1"))
     assert thumbnail.status_code == 200 and thumbnail.headers["cache-control"] == "no-store"
     assert thumbnail.headers["content-type"] == "image/jpeg" and len(thumbnail.content) < len(
-        (sdist_images / "obama.jpg").read_bytes())
+        (sdist_images / "obama.jpg").read_bytes()
+    )
     b1, b_org = world.users["b1"], world.orgs["B"]
     assert events_since(db, mark) == [
-        ("photo_viewed", b1, b_org, str(candidate),
-         {"candidate_id": candidate, "photo_id": world.probe_photos["main"], "side": "probe", "size": "full"}),
-        ("photo_viewed", b1, b_org, str(candidate),
-         {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record", "size": "full"}),
-        ("photo_viewed", b1, b_org, str(candidate),
-         {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record", "size": "thumbnail"}),
+        (
+            "photo_viewed",
+            b1,
+            b_org,
+            str(candidate),
+            {"candidate_id": candidate, "photo_id": world.probe_photos["main"], "side": "probe", "size": "full"},
+        ),
+        (
+            "photo_viewed",
+            b1,
+            b_org,
+            str(candidate),
+            {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record", "size": "full"},
+        ),
+        (
+            "photo_viewed",
+            b1,
+            b_org,
+            str(candidate),
+            {"candidate_id": candidate, "photo_id": world.record_photo_id, "side": "record", "size": "thumbnail"},
+        ),
     ]
 
     mark = audit_mark(db)
@@ -309,8 +410,9 @@ def test_photos_are_gone_once_erased_or_redacted(client, db, world, as_user):
     photo.wrapped_key, photo.erased_at, photo.status = None, utcnow(), "erased"
     db.commit()
     assert client.get(probe, headers=as_user("a1")).status_code == 404
-    assert client.get(f"{API}/candidates/{candidate}", headers=as_user("a1")).json()["probe"]["photo"]["image_url"] \
-        is None
+    assert (
+        client.get(f"{API}/candidates/{candidate}", headers=as_user("a1")).json()["probe"]["photo"]["image_url"] is None
+    )
     assert client.get(record, headers=as_user("a1")).status_code == 200
 
     mark = audit_mark(db)
@@ -329,6 +431,7 @@ def test_photos_are_gone_once_erased_or_redacted(client, db, world, as_user):
 
 
 # --- decisions, notification and webhook -------------------------------------------------------
+
 
 def set_webhook(db, organisation_id: int, url: str, secret: str) -> None:
     """As the admin's PUT would (which refuses loopback); the test receiver needs the loopback setting."""
@@ -349,25 +452,37 @@ def test_two_confirmations_confirm_notify_and_send_a_signed_webhook(client, db, 
         assert first.json()["candidate_status"] == "awaiting_second_review"
         assert first.json()["review"]["decision"] == "confirm"
         # A second confirmation from the submitting organisation alone is not enough ...
-        assert review(client, as_user("a2"), candidate, "confirm").json()["candidate_status"] \
-            == "awaiting_second_review"
+        assert (
+            review(client, as_user("a2"), candidate, "confirm").json()["candidate_status"] == "awaiting_second_review"
+        )
         assert receiver.received == []
         # ... one from the record's organisation is.
         last = review(client, as_user("b1"), candidate, "confirm")
         assert last.json()["candidate_status"] == "confirmed"
 
     a_org, b_org = world.orgs["A"], world.orgs["B"]
-    expected = [("review_recorded", world.users[name], org, str(candidate),
-                 {"candidate_id": candidate, "decision": "confirm", "status": status})
-                for name, org, status in (("a1", a_org, "awaiting_second_review"),
-                                          ("a2", a_org, "awaiting_second_review"), ("b1", b_org, "confirmed"))]
+    expected = [
+        (
+            "review_recorded",
+            world.users[name],
+            org,
+            str(candidate),
+            {"candidate_id": candidate, "decision": "confirm", "status": status},
+        )
+        for name, org, status in (
+            ("a1", a_org, "awaiting_second_review"),
+            ("a2", a_org, "awaiting_second_review"),
+            ("b1", b_org, "confirmed"),
+        )
+    ]
     assert events_since(db, mark) == expected
 
     db.expire_all()
     assert db.get(Candidate, candidate).status == "confirmed" and db.get(Candidate, candidate).decided_at
     notices = db.scalars(select(Notification)).all()
     assert [(n.organisation_id, n.candidate_id, n.kind, n.webhook_status) for n in notices] == [
-        (b_org, candidate, "match_confirmed", "sent")]
+        (b_org, candidate, "match_confirmed", "sent")
+    ]
     db.rollback()
 
     [(headers, body)] = receiver.received
@@ -377,13 +492,18 @@ def test_two_confirmations_confirm_notify_and_send_a_signed_webhook(client, db, 
     assert headers[SIGNATURE_HEADER] == f"sha256={expected_signature}"
     assert headers["Content-Type"] == "application/json"
     sent = json.loads(body)
-    assert sent == {"event": "match_confirmed", "notification_id": notices[0].id, "organisation_id": b_org,
-                    "candidate_id": candidate, "record_id": world.record_id, "confirmed_at": sent["confirmed_at"]}
+    assert sent == {
+        "event": "match_confirmed",
+        "notification_id": notices[0].id,
+        "organisation_id": b_org,
+        "candidate_id": candidate,
+        "record_id": world.record_id,
+        "confirmed_at": sent["confirmed_at"],
+    }
 
     # The record's organisation sees the notice in its queue and its notifications, and marks it read.
     queue = client.get(f"{API}/reviews/queue", headers=as_user("b2")).json()
-    assert [(n["candidate_id"], n["record_case_reference"]) for n in queue["notifications"]] == [
-        (candidate, "REC-B-7")]
+    assert [(n["candidate_id"], n["record_case_reference"]) for n in queue["notifications"]] == [(candidate, "REC-B-7")]
     listed = client.get(f"{API}/notifications", headers=as_user("b_caseworker")).json()
     assert [n["id"] for n in listed] == [notices[0].id]
     assert client.get(f"{API}/notifications", headers=as_user("a1")).json() == []
@@ -418,7 +538,8 @@ def test_no_webhook_means_a_notification_only(client, db, world, as_user):
     assert review(client, as_user("b1"), candidate, "confirm").json()["candidate_status"] == "confirmed"
     db.expire_all()
     assert [(n.organisation_id, n.webhook_status) for n in db.scalars(select(Notification))] == [
-        (world.orgs["B"], None)]
+        (world.orgs["B"], None)
+    ]
 
 
 def test_a_reject_ends_it_and_refusals_change_nothing(client, db, world, as_user):
@@ -442,8 +563,9 @@ def test_a_reject_ends_it_and_refusals_change_nothing(client, db, world, as_user
     assert rejected.json()["review"]["rationale"] == "Different ear shape and eye spacing."
     late = review(client, as_user("a2"), candidate, "confirm")
     assert (late.status_code, late.json()["rule"]) == (409, "decided")
-    assert [(action, details["decision"], details["status"]) for action, _, _, _, details in events_since(db, mark)] \
-        == [("review_recorded", "inconclusive", "pending_review"), ("review_recorded", "reject", "rejected")]
+    assert [
+        (action, details["decision"], details["status"]) for action, _, _, _, details in events_since(db, mark)
+    ] == [("review_recorded", "inconclusive", "pending_review"), ("review_recorded", "reject", "rejected")]
     db.expire_all()
     assert db.scalar(select(func.count(Notification.id))) == 0
 
@@ -472,8 +594,14 @@ def test_concurrent_confirmations_end_in_exactly_one_valid_state(app, db, world,
         try:
             start.wait()
             reviewer = session.get(User, world.users[name])
-            recorded = reviews_service.record_review(session, reviewer=reviewer, candidate_id=candidate,
-                                                     decision="confirm", rationale=RATIONALE, deliver_webhook=None)
+            recorded = reviews_service.record_review(
+                session,
+                reviewer=reviewer,
+                candidate_id=candidate,
+                decision="confirm",
+                rationale=RATIONALE,
+                deliver_webhook=None,
+            )
             outcomes[name] = recorded.candidate_status
         except REFUSALS as refused:
             outcomes[name] = f"refused: {refused.rule}"

@@ -35,24 +35,41 @@ def test_case_searches_and_two_way_matches_are_audited_with_gallery_input_and_ou
     first = world.enrol((sdist_images / "obama.jpg").read_bytes())
     [(target, org, alone)] = events(db, "two_way_search_finished")
     assert (target, org, alone["photo_id"], alone["open_case_faces"], alone["candidate_ids"]) == (
-        str(first.record_id), organisation, first.id, 0, [])
+        str(first.record_id),
+        organisation,
+        first.id,
+        0,
+        [],
+    )
 
     case = world.case((sdist_images / "obama2.jpg").read_bytes())
     assert world.pipeline.process_case(case.id) == "searched"
-    probe_ids = db.scalars(select(Embedding.id).join(Photo, Photo.id == Embedding.photo_id)
-                           .where(Photo.case_id == case.id).order_by(Embedding.face_index)).all()
+    probe_ids = db.scalars(
+        select(Embedding.id)
+        .join(Photo, Photo.id == Embedding.photo_id)
+        .where(Photo.case_id == case.id)
+        .order_by(Embedding.face_index)
+    ).all()
     candidate_ids = db.scalars(select(Candidate.id).where(Candidate.case_id == case.id)).all()
     sequence = db.scalar(select(func.max(IndexChange.seq)))
     db.rollback()
     assert len(candidate_ids) == 1
     [(target, org, started)] = events(db, "search_started")
     [(_, _, finished)] = events(db, "search_finished")
-    assert (target, org, started["case_id"], started["search_mode"]) == (str(case.id), organisation, case.id,
-                                                                        "alerting")
+    assert (target, org, started["case_id"], started["search_mode"]) == (
+        str(case.id),
+        organisation,
+        case.id,
+        "alerting",
+    )
     assert started["probe_embedding_ids"] == finished["probe_embedding_ids"] and started["model_id"]
     assert started["probe_embedding_ids"] == probe_ids
-    assert (finished["gallery_size"], finished["gallery_sequence"], finished["outcome"],
-            finished["candidate_ids"]) == (1, sequence, "searched", candidate_ids)
+    assert (finished["gallery_size"], finished["gallery_sequence"], finished["outcome"], finished["candidate_ids"]) == (
+        1,
+        sequence,
+        "searched",
+        candidate_ids,
+    )
 
     # Two-way: a new record photo is compared with the open case's face and proposed to it.
     second = world.enrol((sdist_images / "obama.jpg").read_bytes())
@@ -61,7 +78,21 @@ def test_case_searches_and_two_way_matches_are_audited_with_gallery_input_and_ou
     db.rollback()
     assert (target, matched["open_case_faces"], matched["candidate_ids"]) == (str(second.record_id), 1, new)
     assert len(new) == 1 and matched["started_at"] and matched["embedding_id"]
-    allowed = {"case_id", "photo_id", "probe_embedding_ids", "model_id", "model_version", "search_mode",
-               "candidate_limit", "gallery_size", "gallery_sequence", "outcome", "candidate_ids", "record_id",
-               "embedding_id", "started_at", "open_case_faces"}
+    allowed = {
+        "case_id",
+        "photo_id",
+        "probe_embedding_ids",
+        "model_id",
+        "model_version",
+        "search_mode",
+        "candidate_limit",
+        "gallery_size",
+        "gallery_sequence",
+        "outcome",
+        "candidate_ids",
+        "record_id",
+        "embedding_id",
+        "started_at",
+        "open_case_faces",
+    }
     assert set(started) | set(finished) | set(matched) <= allowed  # ids, counts and the model: nothing else

@@ -54,8 +54,15 @@ def headers_of(world: World, user=None) -> dict[str, str]:
     return bearer(world.settings, person)
 
 
-def searched(world: World, data: bytes, *, mode: str = "alerting", limit: int | None = None,
-             age: float | None = None, taken_at: date | None = None) -> int:
+def searched(
+    world: World,
+    data: bytes,
+    *,
+    mode: str = "alerting",
+    limit: int | None = None,
+    age: float | None = None,
+    taken_at: date | None = None,
+) -> int:
     """A case of `data` in the given mode, with the case photo's age and date, searched now; its id."""
     case = world.case(data)
     world.db.execute(update(Case).where(Case.id == case.id).values(search_mode=mode, candidate_limit=limit))
@@ -68,20 +75,28 @@ def searched(world: World, data: bytes, *, mode: str = "alerting", limit: int | 
 def ranked(world: World, case_id: int) -> list[tuple[int, int, str]]:
     """(rank, record id, mode) of the case's candidates, best first."""
     world.db.expire_all()
-    rows = world.db.scalars(select(Candidate).where(Candidate.case_id == case_id)
-                            .order_by(Candidate.rank, Candidate.id)).all()
+    rows = world.db.scalars(
+        select(Candidate).where(Candidate.case_id == case_id).order_by(Candidate.rank, Candidate.id)
+    ).all()
     found = [(c.rank, c.record_id, c.search_mode) for c in rows]
     world.db.rollback()  # end the read: reading a case over the API writes an audit event meanwhile
     return found
 
 
 @pytest.mark.faces
-def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(world, client, sdist_images,
-                                                                               shared_images):
+def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(
+    world, client, sdist_images, shared_images
+):
     people = shared_images / "identities"
-    gallery = {name: world.enrol(path.read_bytes()).record_id for name, path in (
-        ("obama", sdist_images / "obama.jpg"), ("lin", people / "lin_manuel_miranda" / "lin-manuel-miranda.png"),
-        ("biden", sdist_images / "biden.jpg"), ("kit", people / "kit_harington" / "john1.jpeg"))}
+    gallery = {
+        name: world.enrol(path.read_bytes()).record_id
+        for name, path in (
+            ("obama", sdist_images / "obama.jpg"),
+            ("lin", people / "lin_manuel_miranda" / "lin-manuel-miranda.png"),
+            ("biden", sdist_images / "biden.jpg"),
+            ("kit", people / "kit_harington" / "john1.jpeg"),
+        )
+    }
     probe = (sdist_images / "obama2.jpg").read_bytes()
 
     # Alerting, as before: the one record within the threshold, a possible match.
@@ -89,12 +104,17 @@ def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(wo
     assert ranked(world, alerting) == [(1, gallery["obama"], "alerting")]
 
     leads = searched(world, probe, mode="investigative", limit=3)
-    assert ranked(world, leads) == [(1, gallery["obama"], "investigative"), (2, gallery["lin"], "investigative"),
-                                    (3, gallery["biden"], "investigative")]
+    assert ranked(world, leads) == [
+        (1, gallery["obama"], "investigative"),
+        (2, gallery["lin"], "investigative"),
+        (3, gallery["biden"], "investigative"),
+    ]
     body = client.get(f"{API}/cases/{leads}", headers=headers_of(world)).json()
     assert (body["search_mode"], body["candidate_limit"]) == ("investigative", 3)
-    assert body["status_message"] == ("Searched the gallery: 3 investigative leads are waiting for human review; "
-                                      "none of them is a match until two reviewers confirm it.")
+    assert body["status_message"] == (
+        "Searched the gallery: 3 investigative leads are waiting for human review; "
+        "none of them is a match until two reviewers confirm it."
+    )
     shown = body["candidates"]
     assert [c["lead_label"] for c in shown] == [f"Lead {rank} of 3: {LEAD}" for rank in (1, 2, 3)]
     # Beyond the review threshold is said as such, never as a weak match.
@@ -105,8 +125,9 @@ def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(wo
     assert "1 possible match is waiting" in alerting_body["status_message"]
 
     # min(N, records that may be proposed): one consent has expired, so 3 of 4, not 50.
-    world.db.execute(update(Consent).where(Consent.record_id == gallery["kit"])
-                     .values(expires_at=utcnow() - timedelta(minutes=1)))
+    world.db.execute(
+        update(Consent).where(Consent.record_id == gallery["kit"]).values(expires_at=utcnow() - timedelta(minutes=1))
+    )
     world.db.commit()
     everyone = searched(world, probe, mode="investigative", limit=50)
     assert [rank for rank, _, _ in ranked(world, everyone)] == [1, 2, 3]
@@ -117,12 +138,20 @@ def test_an_investigative_case_proposes_the_n_closest_records_as_ranked_leads(wo
     # lead), and each face's ranks are numbered again without a tie (equal distances go by record).
     second = world.enrol((sdist_images / "obama.jpg").read_bytes()).record_id
     world.enrol((sdist_images / "biden.jpg").read_bytes())  # beyond the threshold: two-way never adds leads
-    assert ranked(world, leads) == [(1, gallery["obama"], "investigative"), (2, second, "alerting"),
-                                    (3, gallery["lin"], "investigative"), (4, gallery["biden"], "investigative")]
+    assert ranked(world, leads) == [
+        (1, gallery["obama"], "investigative"),
+        (2, second, "alerting"),
+        (3, gallery["lin"], "investigative"),
+        (4, gallery["biden"], "investigative"),
+    ]
     assert ranked(world, alerting) == [(1, gallery["obama"], "alerting"), (2, second, "alerting")]
     shown = client.get(f"{API}/cases/{leads}", headers=headers_of(world)).json()["candidates"]
-    assert [c["lead_label"] for c in shown] == [f"Lead 1 of 4: {LEAD}", None, f"Lead 3 of 4: {LEAD}",
-                                                f"Lead 4 of 4: {LEAD}"]
+    assert [c["lead_label"] for c in shown] == [
+        f"Lead 1 of 4: {LEAD}",
+        None,
+        f"Lead 3 of 4: {LEAD}",
+        f"Lead 4 of 4: {LEAD}",
+    ]
 
 
 @pytest.mark.faces
@@ -131,8 +160,14 @@ def test_thresholds_per_age_gap_decide_which_records_are_proposed(world, client,
     obama, probe = (sdist_images / "obama.jpg").read_bytes(), (sdist_images / "obama2.jpg").read_bytes()
     probe_facts = {"age": 40.0, "taken_at": date(2023, 1, 1)}
     # A strict threshold in general, a wider one calibrated for gaps of 5 to 9 years.
-    gap_policy = ReviewPolicy(threshold=0.30, bands=DISTANCE_BANDS, top_k=None, calibration_id=None,
-                              calibration_version=None, gap_thresholds=(("5-9", 0.40),))
+    gap_policy = ReviewPolicy(
+        threshold=0.30,
+        bands=DISTANCE_BANDS,
+        top_k=None,
+        calibration_id=None,
+        calibration_version=None,
+        gap_thresholds=(("5-9", 0.40),),
+    )
     world.pipeline.policy = gap_policy
     waiting = searched(world, probe, **probe_facts)  # searched before the gallery has anyone
     assert ranked(world, waiting) == []
@@ -154,8 +189,9 @@ def test_thresholds_per_age_gap_decide_which_records_are_proposed(world, client,
     assert ranked(world, waiting) == [(1, by_ages, "alerting")]
     assert ranked(world, searched(world, probe, **probe_facts)) == [(1, by_ages, "alerting")]
     # The same policy without its gap threshold proposes nobody at this distance.
-    world.pipeline.policy = ReviewPolicy(threshold=0.30, bands=DISTANCE_BANDS, top_k=None, calibration_id=None,
-                                         calibration_version=None)
+    world.pipeline.policy = ReviewPolicy(
+        threshold=0.30, bands=DISTANCE_BANDS, top_k=None, calibration_id=None, calibration_version=None
+    )
     assert ranked(world, searched(world, probe, **probe_facts)) == []
 
     # The provisional threshold (0.6) proposes all three; each shows its years between photos.
@@ -169,7 +205,8 @@ def test_thresholds_per_age_gap_decide_which_records_are_proposed(world, client,
     as_reviewer = headers_of(world, reviewer)
     queue = client.get(f"{API}/reviews/queue", headers=as_reviewer).json()["items"]
     assert {item["candidate_id"]: item["years_between"] for item in queue if item["case_id"] == everyone} == {
-        c["id"]: c["years_between"] for c in shown}
+        c["id"]: c["years_between"] for c in shown
+    }
     for candidate, years in zip(shown, (7.0, 0.5, None)):
         assert client.get(f"{API}/candidates/{candidate['id']}", headers=as_reviewer).json()["years_between"] == years
 
@@ -183,9 +220,18 @@ def test_an_investigative_search_asks_the_index_for_more_until_it_has_n_records(
     direction /= np.linalg.norm(direction)
 
     def face(photo: Photo, distance: float, *, indexed: bool = True) -> None:
-        embedding = Embedding(photo_id=photo.id, face_index=0, box_top=0, box_right=9, box_bottom=9, box_left=0,
-                              quality=json.dumps({}), vector=(probe + distance * direction).astype(np.float32)
-                              .tobytes(), model_id=model_id, model_version=version)
+        embedding = Embedding(
+            photo_id=photo.id,
+            face_index=0,
+            box_top=0,
+            box_right=9,
+            box_bottom=9,
+            box_left=0,
+            quality=json.dumps({}),
+            vector=(probe + distance * direction).astype(np.float32).tobytes(),
+            model_id=model_id,
+            model_version=version,
+        )
         world.db.add(embedding)
         world.db.flush()
         if indexed:
@@ -194,8 +240,13 @@ def test_an_investigative_search_asks_the_index_for_more_until_it_has_n_records(
     def record(*distances: float) -> int:
         row = make_record(world.db, organisation_id=world.organisation.id, user_id=world.user.id)
         for distance in distances:
-            photo = Photo(organisation_id=world.organisation.id, uploaded_by=world.user.id, record_id=row.id,
-                          status="embedded", attempts=1)
+            photo = Photo(
+                organisation_id=world.organisation.id,
+                uploaded_by=world.user.id,
+                record_id=row.id,
+                status="embedded",
+                attempts=1,
+            )
             world.db.add(photo)
             world.db.flush()
             face(photo, distance)
@@ -207,8 +258,9 @@ def test_an_investigative_search_asks_the_index_for_more_until_it_has_n_records(
     far = record(0.90)
     case = make_case(world.db, organisation_id=world.organisation.id, user_id=world.user.id)
     case.status, case.search_mode, case.candidate_limit = "processing", "investigative", 2
-    photo = Photo(organisation_id=world.organisation.id, uploaded_by=world.user.id, case_id=case.id,
-                  status="embedded", attempts=1)
+    photo = Photo(
+        organisation_id=world.organisation.id, uploaded_by=world.user.id, case_id=case.id, status="embedded", attempts=1
+    )
     world.db.add(photo)
     world.db.flush()
     face(photo, 0.0, indexed=False)  # the probe face, as process_case stores it

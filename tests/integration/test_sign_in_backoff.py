@@ -14,13 +14,22 @@ pytestmark = pytest.mark.one_backend
 
 @pytest.fixture
 def limits(settings):
-    return settings.model_copy(update={"login_failures_per_account": 2, "login_backoff_seconds": 2,
-                                       "login_backoff_max_seconds": 8, "login_failures_per_address": 1000})
+    return settings.model_copy(
+        update={
+            "login_failures_per_account": 2,
+            "login_backoff_seconds": 2,
+            "login_backoff_max_seconds": 8,
+            "login_failures_per_address": 1000,
+        }
+    )
 
 
 def test_the_delay_doubles_per_failure_up_to_its_cap(limits):
     assert [account_backoff(failures, settings=limits) for failures in range(7)] == [
-        None, None, *(timedelta(seconds=s) for s in (2, 4, 8, 8, 8))]
+        None,
+        None,
+        *(timedelta(seconds=s) for s in (2, 4, 8, 8, 8)),
+    ]
 
 
 def test_a_known_email_is_slowed_down_not_locked_out(db, limits):
@@ -31,8 +40,15 @@ def test_a_known_email_is_slowed_down_not_locked_out(db, limits):
     def attempt(at_seconds: float, password: str = "wrong password!", address: str = "203.0.113.9"):
         """The answer's status at that moment of the injected clock (200 for a token pair)."""
         try:
-            sign_in(db, settings=limits, email=account.email, password=password, address=address,
-                    otp=account.otp() if password == PASSWORD else None, now=start + timedelta(seconds=at_seconds))
+            sign_in(
+                db,
+                settings=limits,
+                email=account.email,
+                password=password,
+                address=address,
+                otp=account.otp() if password == PASSWORD else None,
+                now=start + timedelta(seconds=at_seconds),
+            )
         except Refusal as refused:
             return refused.status, refused.retry_after
         return 200, None

@@ -20,7 +20,11 @@ from service.organisations.models import Organisation
 from service.organisations.standing import in_good_standing as standing_sql
 from service.records.gallery import eligible_gallery_embeddings, lock_searchable_records
 from tests.integration.test_reviews import (  # noqa: F401  (world and as_user are fixtures)
-    API, add_candidate, as_user, queue_ids, world,
+    API,
+    add_candidate,
+    as_user,
+    queue_ids,
+    world,
 )
 from tests.support.service import make_organisation
 from vetting.organisations import in_good_standing
@@ -51,26 +55,30 @@ VISIBLE = {"queue": True, "view": 200, "record_image": 200, "probe_image": 200, 
 HIDDEN = {"queue": False, "view": 404, "record_image": 404, "probe_image": 404, "case_detail": False}
 
 
-@pytest.mark.parametrize("standing", [{"status": "suspended"}, {"status": "revoked"}, {"expires_in_days": -1}],
-                         ids=["suspended", "revoked", "vetting_expired"])
-def test_a_record_owner_out_of_standing_hides_its_candidates_until_reinstated(client, db, world, as_user,
-                                                                             standing):
+@pytest.mark.parametrize(
+    "standing",
+    [{"status": "suspended"}, {"status": "revoked"}, {"expires_in_days": -1}],
+    ids=["suspended", "revoked", "vetting_expired"],
+)
+def test_a_record_owner_out_of_standing_hides_its_candidates_until_reinstated(client, db, world, as_user, standing):
     candidate = add_candidate(db, world, "main")
     db.commit()
     assert what_a_sees(client, world, as_user, candidate) == VISIBLE
 
     set_standing(db, world.orgs["B"], **standing)
     assert what_a_sees(client, world, as_user, candidate) == HIDDEN
-    review = client.post(f"{API}/candidates/{candidate}/reviews", headers=as_user("a1"),
-                         json={"decision": "confirm", "rationale": "Same ear shape and the same scar."})
+    review = client.post(
+        f"{API}/candidates/{candidate}/reviews",
+        headers=as_user("a1"),
+        json={"decision": "confirm", "rationale": "Same ear shape and the same scar."},
+    )
     assert review.status_code == 404
 
     set_standing(db, world.orgs["B"])  # reinstated (or vetted again): nothing was deleted
     assert what_a_sees(client, world, as_user, candidate) == VISIBLE
 
 
-def test_a_case_organisation_out_of_standing_hides_its_candidates_from_the_record_owner(client, db, world,
-                                                                                        as_user):
+def test_a_case_organisation_out_of_standing_hides_its_candidates_from_the_record_owner(client, db, world, as_user):
     candidate = add_candidate(db, world, "main")
     db.commit()
     assert candidate in queue_ids(client, as_user("b1"))
@@ -84,7 +92,8 @@ def test_the_gallery_leaves_out_records_of_organisations_whose_vetting_expired(a
     now = utcnow()
     with app.state.session_factory() as session:
         assert eligible_gallery_embeddings(session, [embedding], model_id="dlib_resnet_v1", now=now) == {
-            embedding: record}
+            embedding: record
+        }
     set_standing(db, world.orgs["B"], expires_in_days=-1)  # still "approved": only the date says no
     with app.state.session_factory() as session:
         assert eligible_gallery_embeddings(session, [embedding], model_id="dlib_resnet_v1", now=now) == {}
@@ -93,13 +102,23 @@ def test_the_gallery_leaves_out_records_of_organisations_whose_vetting_expired(a
 
 def test_the_sql_standing_rule_agrees_with_the_pure_rule(db):
     now = utcnow()
-    cases = [("approved", 1), ("approved", -1), ("approved", None), ("suspended", 1), ("revoked", 1),
-             ("expired", -1), ("applied", None), ("rejected", None)]
+    cases = [
+        ("approved", 1),
+        ("approved", -1),
+        ("approved", None),
+        ("suspended", 1),
+        ("revoked", 1),
+        ("expired", -1),
+        ("applied", None),
+        ("rejected", None),
+    ]
     ids = {}
     for index, (status, days) in enumerate(cases):
         expires = None if days is None else now + timedelta(days=days)
         ids[make_organisation(db, status=status, name=f"Org {index}", vetting_expires_at=expires).id] = (
-            status, expires)
+            status,
+            expires,
+        )
     db.commit()
     chosen = set(db.scalars(select(Organisation.id).where(Organisation.id.in_(ids), standing_sql(now))))
     assert chosen == {i for i, (status, expires) in ids.items() if in_good_standing(status, expires, now)}

@@ -26,7 +26,12 @@ from service.photos.models import Photo
 from service.records import service as records_service
 from service.web.csrf import UPLOAD_KEY
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
-    API, bearer, create_record, jpeg_bytes, people, stored_files,
+    API,
+    bearer,
+    create_record,
+    jpeg_bytes,
+    people,
+    stored_files,
 )
 from tests.integration.test_web_security import browser, caseworker, record_form, sign_in  # noqa: F401
 from tests.integration.test_web_security import token_of
@@ -34,8 +39,10 @@ from tests.integration.test_web_security import token_of
 MB = 1024 * 1024
 HUGE = 300 * MB
 BOUNDARY = "reunite-test-boundary"
-FILE_HEAD = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="huge.jpg"\r\n'
-             "Content-Type: image/jpeg\r\n\r\n").encode()
+FILE_HEAD = (
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="huge.jpg"\r\n'
+    "Content-Type: image/jpeg\r\n\r\n"
+).encode()
 FILLER = b"\xff" * MB
 
 
@@ -52,8 +59,8 @@ class StreamedBody:
         if self.read >= self.total:
             await self.done.wait()
             return {"type": "http.disconnect"}
-        chunk = FILE_HEAD + FILLER[len(FILE_HEAD):] if self.read == 0 else FILLER
-        chunk = chunk[:self.total - self.read]
+        chunk = FILE_HEAD + FILLER[len(FILE_HEAD) :] if self.read == 0 else FILLER
+        chunk = chunk[: self.total - self.read]
         self.read += len(chunk)
         return {"type": "http.request", "body": chunk, "more_body": self.read < self.total}
 
@@ -66,16 +73,29 @@ class StreamedBody:
                 self.done.set()
 
 
-def post_streamed(app, path: str, *, total: int = HUGE, headers: dict[str, str] | None = None,
-                  declared_length: int | None = None) -> StreamedBody:
+def post_streamed(
+    app, path: str, *, total: int = HUGE, headers: dict[str, str] | None = None, declared_length: int | None = None
+) -> StreamedBody:
     body = StreamedBody(total)
     raw = [(b"host", b"testserver"), (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]
     raw += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
     if declared_length is not None:
         raw.append((b"content-length", str(declared_length).encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "https",
-             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": raw,
-             "client": ("127.0.0.1", 50000), "server": ("testserver", 443), "state": {}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 443),
+        "state": {},
+    }
     # On a thread of its own: the browser tests' Playwright (sync API) keeps an event loop running on this one.
     with ThreadPoolExecutor(max_workers=1) as thread:
         thread.submit(anyio.run, partial(app, scope, body.receive, body.send)).result()
@@ -94,8 +114,7 @@ def test_an_anonymous_upload_is_refused_without_reading_its_body(app):
 
 
 @pytest.mark.one_backend
-def test_an_upload_by_someone_whose_role_does_not_allow_it_is_refused_without_reading_its_body(app, settings,
-                                                                                                people):
+def test_an_upload_by_someone_whose_role_does_not_allow_it_is_refused_without_reading_its_body(app, settings, people):
     headers = bearer(settings, people.reviewer)  # reviewers neither manage records nor submit cases
     for path in UPLOAD_PATHS[:2]:
         answer = post_streamed(app, path, headers=headers)
@@ -126,8 +145,10 @@ def test_an_upload_page_still_refuses_a_form_without_its_token(browser, casework
     created = browser.post("/records/new", data=record_form(token_of(browser, "/records/new")))
     assert created.status_code == 303, created.text
     photo = ("photo.jpg", jpeg_bytes(3), "image/jpeg")
-    for path, form in ((f"{created.headers['location']}/photos", {}),
-                       ("/cases/new", {"case_reference": "P-1", "purpose": "Looking for a missing child"})):
+    for path, form in (
+        (f"{created.headers['location']}/photos", {}),
+        ("/cases/new", {"case_reference": "P-1", "purpose": "Looking for a missing child"}),
+    ):
         for token in ({}, {"csrf_token": "forged"}):
             refused = browser.post(path, data=form | token, files={"file": photo})
             assert refused.status_code == 403 and "out of date" in refused.text, path
@@ -147,6 +168,7 @@ def test_uploads_are_decoded_off_the_event_loop(app, client, settings, people, m
             except RuntimeError:
                 threads.append("worker thread")
             return real(data, settings)
+
         return check_upload
 
     for module in (records_service, cases_service):
@@ -155,8 +177,15 @@ def test_uploads_are_decoded_off_the_event_loop(app, client, settings, people, m
     record_id = create_record(client, headers)
     photo = {"file": ("photo.jpg", jpeg_bytes(4), "image/jpeg")}
     assert client.post(f"{API}/records/{record_id}/photos", headers=headers, files=photo).status_code == 202
-    assert client.post(f"{API}/cases", headers=headers, files=photo,
-                       data={"case_reference": "P-2", "purpose": "Looking for a missing child"}).status_code == 202
+    assert (
+        client.post(
+            f"{API}/cases",
+            headers=headers,
+            files=photo,
+            data={"case_reference": "P-2", "purpose": "Looking for a missing child"},
+        ).status_code
+        == 202
+    )
     assert threads == ["worker thread", "worker thread"]
 
 
@@ -170,8 +199,9 @@ def test_the_schema_documents_the_upload_forms_and_every_upload_page_reads_its_f
     upload_pages = [route for route in api_routes(app.routes) if (route.openapi_extra or {}).get(UPLOAD_KEY)]
     assert {route.path for route in upload_pages} == {"/records/{record_id}/photos", "/cases/new"}
     for route in upload_pages:  # else check_csrf would leave its form unchecked
-        assert any(getattr(dependency.call, "reads_upload_form", False)
-                   for dependency in route.dependant.dependencies), route.path
+        assert any(
+            getattr(dependency.call, "reads_upload_form", False) for dependency in route.dependant.dependencies
+        ), route.path
 
 
 @pytest.mark.one_backend
@@ -181,7 +211,11 @@ def test_a_bad_upload_form_gets_the_usual_422(client, settings, people):
     assert no_file.status_code == 422 and no_file.json()["detail"] == "Some fields are missing or invalid: file."
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buffer, "PNG")
-    long_reference = client.post(f"{API}/cases", headers=headers, files={"file": ("p.png", buffer.getvalue())},
-                                 data={"case_reference": "R" * 101, "purpose": ""})
+    long_reference = client.post(
+        f"{API}/cases",
+        headers=headers,
+        files={"file": ("p.png", buffer.getvalue())},
+        data={"case_reference": "R" * 101, "purpose": ""},
+    )
     assert long_reference.status_code == 422
     assert long_reference.json()["detail"] == "Some fields are missing or invalid: case_reference, purpose."

@@ -17,7 +17,10 @@ from sqlalchemy import select
 from service.photos.models import Photo
 from service.photos.service import check_upload
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
-    API, bearer, create_record, people,
+    API,
+    bearer,
+    create_record,
+    people,
 )
 
 SECRET_PLACE = b"Hidden-Farm-Lane-7"  # in the comment and the XMP: must appear nowhere stored
@@ -38,8 +41,15 @@ def phone_photo() -> bytes:
     gps[ExifTags.GPS.GPSLongitudeRef], gps[ExifTags.GPS.GPSLongitude] = "W", (0.0, 7.0, 39.0)
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description>' + SECRET_PLACE + b"</rdf:Description></x:xmpmeta>"
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=95, exif=exif.tobytes(), comment=SECRET_PLACE, xmp=xmp,
-                                 icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    Image.fromarray(pixels).save(
+        buffer,
+        "JPEG",
+        quality=95,
+        exif=exif.tobytes(),
+        comment=SECRET_PLACE,
+        xmp=xmp,
+        icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+    )
     return buffer.getvalue()
 
 
@@ -67,8 +77,9 @@ def test_the_phone_photo_carries_what_must_go():
 def test_a_record_photo_is_served_without_metadata_and_upright(app, client, db, settings, people):
     headers = bearer(settings, people.caseworker)
     record_id = create_record(client, headers)
-    answer = client.post(f"{API}/records/{record_id}/photos", headers=headers,
-                         files={"file": ("phone.jpg", phone_photo(), "image/jpeg")})
+    answer = client.post(
+        f"{API}/records/{record_id}/photos", headers=headers, files={"file": ("phone.jpg", phone_photo(), "image/jpeg")}
+    )
     assert answer.status_code == 202, answer.text
     photo_id = answer.json()["photo_id"]
     served = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
@@ -80,9 +91,12 @@ def test_a_record_photo_is_served_without_metadata_and_upright(app, client, db, 
 
 
 def test_a_case_photo_is_stored_without_metadata_and_upright(app, client, db, settings, people):
-    answer = client.post(f"{API}/cases", headers=bearer(settings, people.caseworker),
-                         data={"case_reference": "PROBE-GPS", "purpose": "Looking for a missing child"},
-                         files={"file": ("phone.jpg", phone_photo(), "image/jpeg")})
+    answer = client.post(
+        f"{API}/cases",
+        headers=bearer(settings, people.caseworker),
+        data={"case_reference": "PROBE-GPS", "purpose": "Looking for a missing child"},
+        files={"file": ("phone.jpg", phone_photo(), "image/jpeg")},
+    )
     assert answer.status_code == 202, answer.text
     photo = db.scalars(select(Photo).where(Photo.case_id == answer.json()["id"])).one()
     stored = app.state.vault.open(photo.storage_key, photo.wrapped_key)  # what the probe-image routes serve

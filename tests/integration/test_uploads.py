@@ -23,7 +23,14 @@ from service.records import service as records_service
 from service.records.models import Record
 from service.worker.dispatch import PROCESS_RECORD_PHOTO
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
-    API, audit_head, audit_trail, bearer, create_record, jpeg_bytes, people, stored_files,
+    API,
+    audit_head,
+    audit_trail,
+    bearer,
+    create_record,
+    jpeg_bytes,
+    people,
+    stored_files,
 )
 from tests.unit.test_images import png_header_only
 
@@ -42,8 +49,12 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
     taken_at = (utcnow().date() - timedelta(days=60)).isoformat()
     head = audit_head(db)
 
-    response = client.post(f"{API}/records/{record_id}/photos", headers=headers, data={"taken_at": taken_at},
-                           files={"file": ("photo.jpg", data, "image/jpeg")})
+    response = client.post(
+        f"{API}/records/{record_id}/photos",
+        headers=headers,
+        data={"taken_at": taken_at},
+        files={"file": ("photo.jpg", data, "image/jpeg")},
+    )
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert accepted["status"] == "queued"
@@ -51,10 +62,18 @@ def test_an_accepted_photo_is_encrypted_queued_and_dispatched_once(app, client, 
 
     photo = db.get(Photo, photo_id)
     assert (photo.record_id, photo.case_id, photo.status, photo.organisation_id) == (
-        record_id, None, "queued", people.caseworker.organisation_id)
+        record_id,
+        None,
+        "queued",
+        people.caseworker.organisation_id,
+    )
     stored_form = check_upload(data, settings).data  # the upright pixels, re-encoded without metadata
-    assert (photo.width, photo.height, photo.byte_size, photo.content_type) == (160, 160, len(stored_form),
-                                                                                "image/jpeg")
+    assert (photo.width, photo.height, photo.byte_size, photo.content_type) == (
+        160,
+        160,
+        len(stored_form),
+        "image/jpeg",
+    )
     assert photo.taken_at.isoformat() == taken_at
     date_of_birth = db.get(Record, record_id).date_of_birth
     assert photo.age_at_photo == pytest.approx((photo.taken_at - date_of_birth).days / 365.2425, abs=0.01)
@@ -103,14 +122,18 @@ class BrokerDown:
 
 
 @pytest.mark.one_backend
-def test_an_upload_whose_dispatch_fails_is_still_accepted_and_left_queued(app, client, db, settings, people,
-                                                                         monkeypatch):
+def test_an_upload_whose_dispatch_fails_is_still_accepted_and_left_queued(
+    app, client, db, settings, people, monkeypatch
+):
     """The row is committed before the dispatch; the reaper re-queues what the broker missed."""
     monkeypatch.setattr(app.state, "dispatcher", BrokerDown())
     headers = bearer(settings, people.caseworker)
     record_id = create_record(client, headers)
-    response = client.post(f"{API}/records/{record_id}/photos", headers=headers,
-                           files={"file": ("photo.jpg", jpeg_bytes(3, size=96), "image/jpeg")})
+    response = client.post(
+        f"{API}/records/{record_id}/photos",
+        headers=headers,
+        files={"file": ("photo.jpg", jpeg_bytes(3, size=96), "image/jpeg")},
+    )
     assert response.status_code == 202, response.text
     db.rollback()
     assert db.get(Photo, response.json()["photo_id"]).status == "queued"
@@ -130,8 +153,9 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("kind, data, status, words", BAD_FILES, ids=[bad[0] for bad in BAD_FILES])
-def test_every_bad_file_is_refused_on_both_routes_and_leaves_nothing(app, client, db, settings, people,
-                                                                     kind, data, status, words):
+def test_every_bad_file_is_refused_on_both_routes_and_leaves_nothing(
+    app, client, db, settings, people, kind, data, status, words
+):
     if kind == "too large":
         app.state.settings = settings.model_copy(update={"max_upload_bytes": 2048})
     assert_refused_on_both_routes(app, client, db, settings, people, data, status, words)
@@ -151,24 +175,46 @@ def second_frame() -> Image.Image:
 BAD_IMAGE_CORPUS = [
     ("truncated PNG", saved(Image.new("RGB", (64, 64), "red"), "PNG")[:60], 422, "damaged or incomplete"),
     ("huge dimensions in the header", png_header_only(2**31 - 1, 1), 413, "megapixels"),
-    ("animated PNG", saved(Image.new("RGB", (48, 48), "red"), "PNG", save_all=True,
-                           append_images=[second_frame()]), 415, "still photo"),
-    ("animated WebP", saved(Image.new("RGB", (48, 48), "red"), "WEBP", save_all=True,
-                            append_images=[second_frame()]), 415, "still photo"),
-    ("multi-page TIFF", saved(Image.new("RGB", (48, 48), "red"), "TIFF", save_all=True,
-                              append_images=[second_frame()]), 415, "still photo"),
-    ("SVG disguised as .jpg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" '
-                              b'height="64"><script>alert(1)</script></svg>', 415, "not a photo"),
-    ("HTML disguised as .jpg", b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>",
-     415, "not a photo"),
+    (
+        "animated PNG",
+        saved(Image.new("RGB", (48, 48), "red"), "PNG", save_all=True, append_images=[second_frame()]),
+        415,
+        "still photo",
+    ),
+    (
+        "animated WebP",
+        saved(Image.new("RGB", (48, 48), "red"), "WEBP", save_all=True, append_images=[second_frame()]),
+        415,
+        "still photo",
+    ),
+    (
+        "multi-page TIFF",
+        saved(Image.new("RGB", (48, 48), "red"), "TIFF", save_all=True, append_images=[second_frame()]),
+        415,
+        "still photo",
+    ),
+    (
+        "SVG disguised as .jpg",
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="64" '
+        b'height="64"><script>alert(1)</script></svg>',
+        415,
+        "not a photo",
+    ),
+    (
+        "HTML disguised as .jpg",
+        b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>",
+        415,
+        "not a photo",
+    ),
     ("GIF/JavaScript polyglot", b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00;*/=alert(1);//", 415, "not a photo"),
 ]
 
 
 @pytest.mark.one_backend
 @pytest.mark.parametrize("kind, data, status, words", BAD_IMAGE_CORPUS, ids=[bad[0] for bad in BAD_IMAGE_CORPUS])
-def test_the_bad_image_corpus_is_refused_on_both_routes_and_leaves_nothing(app, client, db, settings, people,
-                                                                           kind, data, status, words):
+def test_the_bad_image_corpus_is_refused_on_both_routes_and_leaves_nothing(
+    app, client, db, settings, people, kind, data, status, words
+):
     assert_refused_on_both_routes(app, client, db, settings, people, data, status, words)
 
 
@@ -185,15 +231,21 @@ ODD_BUT_VALID = [
 
 @pytest.mark.one_backend
 @pytest.mark.parametrize("kind, data, media_type", ODD_BUT_VALID, ids=[odd[0] for odd in ODD_BUT_VALID])
-def test_odd_but_valid_photos_are_accepted_and_decode_for_the_worker(app, client, db, settings, people,
-                                                                     kind, data, media_type):
+def test_odd_but_valid_photos_are_accepted_and_decode_for_the_worker(
+    app, client, db, settings, people, kind, data, media_type
+):
     headers = bearer(settings, people.caseworker)
     record_id = create_record(client, headers)
-    answer = client.post(f"{API}/records/{record_id}/photos", headers=headers,
-                         files={"file": ("upload.jpg", data, "image/jpeg")})
+    answer = client.post(
+        f"{API}/records/{record_id}/photos", headers=headers, files={"file": ("upload.jpg", data, "image/jpeg")}
+    )
     assert answer.status_code == 202, answer.text
-    case = client.post(f"{API}/cases", headers=headers, data={"case_reference": "PROBE-1", "purpose": "Looking"},
-                       files={"file": ("upload.jpg", data, "image/jpeg")})
+    case = client.post(
+        f"{API}/cases",
+        headers=headers,
+        data={"case_reference": "PROBE-1", "purpose": "Looking"},
+        files={"file": ("upload.jpg", data, "image/jpeg")},
+    )
     assert case.status_code == 202, case.text
     photo_id = answer.json()["photo_id"]
     served = client.get(f"{API}/records/{record_id}/photos/{photo_id}/image", headers=headers)
@@ -229,10 +281,16 @@ def assert_refused_on_both_routes(app, client, db, settings, people, data, statu
 def test_photo_dates_must_be_possible(client, db, settings, people):
     headers = bearer(settings, people.caseworker)
     record_id = create_record(client, headers)
-    for taken_at, words in [((utcnow().date() + timedelta(days=3)).isoformat(), "cannot be in the future"),
-                            ("1900-01-01", "before the child's date of birth")]:
-        response = client.post(f"{API}/records/{record_id}/photos", headers=headers, data={"taken_at": taken_at},
-                               files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+    for taken_at, words in [
+        ((utcnow().date() + timedelta(days=3)).isoformat(), "cannot be in the future"),
+        ("1900-01-01", "before the child's date of birth"),
+    ]:
+        response = client.post(
+            f"{API}/records/{record_id}/photos",
+            headers=headers,
+            data={"taken_at": taken_at},
+            files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")},
+        )
         assert response.status_code == 422 and words in response.json()["detail"], response.text
     assert db.scalar(select(func.count(Photo.id))) == 0 and stored_files(settings) == []
 
@@ -246,8 +304,9 @@ def test_a_failure_after_the_file_was_sealed_erases_it(app, client, db, settings
 
     monkeypatch.setattr(records_service, "record_event", failing_event)
     with pytest.raises(RuntimeError):
-        client.post(f"{API}/records/{record_id}/photos", headers=headers,
-                    files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+        client.post(
+            f"{API}/records/{record_id}/photos", headers=headers, files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")}
+        )
     assert db.scalar(select(func.count(Photo.id))) == 0
     db.rollback()
     assert stored_files(settings) == [] and app.state.dispatcher.sent == []

@@ -61,32 +61,74 @@ def world(app, db, sdist_images) -> dict:
         "admin_2": make_user(db, "platform_admin"),
         "auditor": make_user(db, "auditor"),
     }
-    record = Record(organisation_id=keepers.id, created_by=accounts["keeper_caseworker"].user.id,
-                    case_reference="KEEP-7", label=LABEL, date_of_birth=date(2015, 3, 1),
-                    missing_since=date(2024, 6, 1), status="active")
+    record = Record(
+        organisation_id=keepers.id,
+        created_by=accounts["keeper_caseworker"].user.id,
+        case_reference="KEEP-7",
+        label=LABEL,
+        date_of_birth=date(2015, 3, 1),
+        missing_since=date(2024, 6, 1),
+        status="active",
+    )
     db.add(record)
     db.flush()
-    db.add(Consent(record_id=record.id, guardian_name=GUARDIAN, guardian_relationship="mother",
-                   responsibility_verified_by="birth certificate", lawful_basis="consent", purpose="Finding the child",
-                   notice_version="1", obtained_at=utcnow() - timedelta(days=1),
-                   expires_at=utcnow() + timedelta(days=365)))
-    gallery = _embedded_photo(app, db, sdist_images / "obama.jpg", organisation_id=keepers.id,
-                              uploaded_by=accounts["keeper_caseworker"].user.id, record_id=record.id,
-                              taken_at=date(2023, 9, 1))
-    case = Case(organisation_id=finders.id, submitted_by=accounts["submitter"].user.id, case_reference="FIND-1",
-                purpose="Search for a missing child", status="searched", faces=1, attempts=1,
-                retention_until=utcnow() + timedelta(days=30))
+    db.add(
+        Consent(
+            record_id=record.id,
+            guardian_name=GUARDIAN,
+            guardian_relationship="mother",
+            responsibility_verified_by="birth certificate",
+            lawful_basis="consent",
+            purpose="Finding the child",
+            notice_version="1",
+            obtained_at=utcnow() - timedelta(days=1),
+            expires_at=utcnow() + timedelta(days=365),
+        )
+    )
+    gallery = _embedded_photo(
+        app,
+        db,
+        sdist_images / "obama.jpg",
+        organisation_id=keepers.id,
+        uploaded_by=accounts["keeper_caseworker"].user.id,
+        record_id=record.id,
+        taken_at=date(2023, 9, 1),
+    )
+    case = Case(
+        organisation_id=finders.id,
+        submitted_by=accounts["submitter"].user.id,
+        case_reference="FIND-1",
+        purpose="Search for a missing child",
+        status="searched",
+        faces=1,
+        attempts=1,
+        retention_until=utcnow() + timedelta(days=30),
+    )
     db.add(case)
     db.flush()
-    probe = _embedded_photo(app, db, sdist_images / "obama2.jpg", organisation_id=finders.id,
-                            uploaded_by=case.submitted_by, case_id=case.id)
-    candidate = Candidate(case_id=case.id, record_id=record.id, probe_embedding_id=probe, gallery_embedding_id=gallery,
-                          distance=0.35, rank=1, model_id="dlib_resnet_v1", model_version="test",
-                          status="pending_review")
+    probe = _embedded_photo(
+        app, db, sdist_images / "obama2.jpg", organisation_id=finders.id, uploaded_by=case.submitted_by, case_id=case.id
+    )
+    candidate = Candidate(
+        case_id=case.id,
+        record_id=record.id,
+        probe_embedding_id=probe,
+        gallery_embedding_id=gallery,
+        distance=0.35,
+        rank=1,
+        model_id="dlib_resnet_v1",
+        model_version="test",
+        status="pending_review",
+    )
     db.add(candidate)
     db.commit()
-    return {"accounts": accounts, "candidate": candidate.id, "finders": finders.id, "keepers": keepers.id,
-            "record": record.id}
+    return {
+        "accounts": accounts,
+        "candidate": candidate.id,
+        "finders": finders.id,
+        "keepers": keepers.id,
+        "record": record.id,
+    }
 
 
 def _embedded_photo(app, db, path, **where) -> int:
@@ -94,10 +136,15 @@ def _embedded_photo(app, db, path, **where) -> int:
     image = check_upload(path.read_bytes(), app.state.settings)
     photo = store_photo(db, vault=app.state.vault, image=image, **where)
     photo.status, photo.faces_found = "embedded", 1
-    embedding = Embedding(photo_id=photo.id, face_index=0, **BOX,
-                          quality=json.dumps({"box_px": 230, "sharpness": 180.0, "asymmetry": 0.05,
-                                              "detection_score": 1.9}),
-                          vector=np.zeros(128, np.float32).tobytes(), model_id="dlib_resnet_v1", model_version="test")
+    embedding = Embedding(
+        photo_id=photo.id,
+        face_index=0,
+        **BOX,
+        quality=json.dumps({"box_px": 230, "sharpness": 180.0, "asymmetry": 0.05, "detection_score": 1.9}),
+        vector=np.zeros(128, np.float32).tobytes(),
+        model_id="dlib_resnet_v1",
+        model_version="test",
+    )
     db.add(embedding)
     db.flush()
     return embedding.id
@@ -129,13 +176,19 @@ def reread(db, model, row_id: int):
 
 def test_a_reviewer_cannot_open_admin_audit_or_user_pages(person, world, db):
     reviewer = person("keeper_reviewer")
-    for path in ("/admin/organisations", f"/admin/organisations/{world['finders']}", "/admin/denylist", "/audit",
-                 "/organisation/users"):
+    for path in (
+        "/admin/organisations",
+        f"/admin/organisations/{world['finders']}",
+        "/admin/denylist",
+        "/audit",
+        "/organisation/users",
+    ):
         answer = reviewer.get(path, expect=403)
         assert "Not available to your role" in answer.text
     # A forged form gets no further, even with a valid token of the reviewer's own session.
-    answer = reviewer.post("/reviews", f"/admin/organisations/{world['finders']}/decisions",
-                           decision="revoke", reason="No reason at all")
+    answer = reviewer.post(
+        "/reviews", f"/admin/organisations/{world['finders']}/decisions", decision="revoke", reason="No reason at all"
+    )
     assert answer.status_code == 403
     assert count(db, OrganisationDecision) == 0
     # The nav offers only what the role allows.
@@ -147,8 +200,14 @@ def test_a_reviewer_cannot_open_admin_audit_or_user_pages(person, world, db):
 def test_an_auditor_reads_the_trail_but_can_change_nothing(person, world, db):
     auditor = person("auditor")
     assert "Audit trail" in auditor.get("/audit").text
-    for path in ("/admin/organisations", "/admin/denylist", "/organisation/users", "/reviews", "/notifications",
-                 f"/reviews/candidates/{world['candidate']}"):
+    for path in (
+        "/admin/organisations",
+        "/admin/denylist",
+        "/organisation/users",
+        "/reviews",
+        "/notifications",
+        f"/reviews/candidates/{world['candidate']}",
+    ):
         auditor.get(path, expect=403)
     attempts = [
         (f"/admin/organisations/{world['finders']}/decisions", {"decision": "suspend", "reason": "Testing"}),
@@ -166,8 +225,9 @@ def test_an_auditor_reads_the_trail_but_can_change_nothing(person, world, db):
 
 def test_a_form_without_the_session_token_changes_nothing(person, world, db):
     reviewer = person("keeper_reviewer")
-    answer = reviewer.http.post(f"/reviews/candidates/{world['candidate']}",
-                                data={"decision": "confirm", "rationale": RATIONALE})
+    answer = reviewer.http.post(
+        f"/reviews/candidates/{world['candidate']}", data={"decision": "confirm", "rationale": RATIONALE}
+    )
     assert answer.status_code == 403 and "Please try again" in answer.text
     assert count(db, Review) == 0
 
@@ -186,8 +246,12 @@ def test_two_reviewers_confirm_on_the_page_without_seeing_each_other(app, person
     shown = keeper.get(page)
     words = text_of(shown)
     assert "Case photo" in words and "Record photo" in words
-    notice = reviews_service.candidate_details(db, viewer=db.get(User, world["accounts"]["keeper_reviewer"].user.id),
-                                               candidate_id=candidate, gates=QualityGates()).notice
+    notice = reviews_service.candidate_details(
+        db,
+        viewer=db.get(User, world["accounts"]["keeper_reviewer"].user.id),
+        candidate_id=candidate,
+        gates=QualityGates(),
+    ).notice
     db.rollback()
     assert " ".join(notice.split()) in words  # the standing notice on the model's limits
     assert "Under review" in words and "KEEP-7" in words and "FIND-1" not in words  # own references only
@@ -233,11 +297,17 @@ def test_two_reviewers_confirm_on_the_page_without_seeing_each_other(app, person
 
 
 def test_marking_a_notification_read(person, world, db):
-    db.add(Notification(organisation_id=world["keepers"], candidate_id=world["candidate"], kind="match_confirmed",
-                        created_at=utcnow()))
+    db.add(
+        Notification(
+            organisation_id=world["keepers"],
+            candidate_id=world["candidate"],
+            kind="match_confirmed",
+            created_at=utcnow(),
+        )
+    )
     db.commit()
     keeper = person("keeper_caseworker")
-    [notification_id] = [int(n) for n in re.findall(r'/notifications/(\d+)/read', keeper.get("/notifications").text)]
+    [notification_id] = [int(n) for n in re.findall(r"/notifications/(\d+)/read", keeper.get("/notifications").text)]
     answer = keeper.post("/notifications", f"/notifications/{notification_id}/read")
     assert answer.status_code == 303
     assert reread(db, Notification, notification_id).read_at is not None
@@ -254,15 +324,20 @@ def test_an_org_admin_adds_and_removes_a_user_within_the_rules(person, world, db
     page = "/organisation/users"
     assert world["accounts"]["keeper_reviewer"].email in admin.get(page).text
 
-    refused = admin.post(page, page, email="new-caseworker@keepers.example.org", password=PASSWORD,
-                         roles="caseworker")
+    refused = admin.post(page, page, email="new-caseworker@keepers.example.org", password=PASSWORD, roles="caseworker")
     assert refused.status_code == 403 and "you do not hold: caseworker" in text_of(refused)
     short = admin.post(page, page, email="new@keepers.example.org", password="short", roles="reviewer")
     assert short.status_code == 422 and "at least 12 characters" in text_of(short)
     police = admin.post(page, page, email="someone@met.police.uk", password=PASSWORD, roles="reviewer")
     assert police.status_code == 422
-    assert count(db, User, User.email.in_(["new-caseworker@keepers.example.org", "new@keepers.example.org",
-                                           "someone@met.police.uk"])) == 0
+    assert (
+        count(
+            db,
+            User,
+            User.email.in_(["new-caseworker@keepers.example.org", "new@keepers.example.org", "someone@met.police.uk"]),
+        )
+        == 0
+    )
 
     added = admin.post(page, page, email="new@keepers.example.org", password=PASSWORD, roles="reviewer")
     assert added.status_code == 303
@@ -273,8 +348,12 @@ def test_an_org_admin_adds_and_removes_a_user_within_the_rules(person, world, db
     db.rollback()
     # Their first sign-in shows, once, the key of the authenticator app their role needs.
     first = TestClient(admin.http.app, base_url="https://testserver", follow_redirects=False)
-    form = {"email": "new@keepers.example.org", "password": PASSWORD, "next": "/",
-            "csrf_token": CSRF.search(first.get("/sign-in").text).group(1)}
+    form = {
+        "email": "new@keepers.example.org",
+        "password": PASSWORD,
+        "next": "/",
+        "csrf_token": CSRF.search(first.get("/sign-in").text).group(1),
+    }
     enrolling = first.post("/sign-in", data=form)
     assert enrolling.status_code == 200 and "Add Reunite to your authenticator app" in text_of(enrolling)
     secret = re.search(r'class="totp-secret">([A-Z2-7]+)<', enrolling.text).group(1)
@@ -305,8 +384,14 @@ def test_two_different_platform_admins_approve_and_a_suspension_needs_a_reason(a
     listed = text_of(first.get("/admin/organisations"))
     assert "Hope Line" in listed
     details = text_of(first.get(page))
-    for submitted in ("https://hope-line.example.org", "contact@helping-hands.example.org", "Finding missing children",
-                      "admin@hope-line.example.org", "Law-enforcement checks", "Passed"):
+    for submitted in (
+        "https://hope-line.example.org",
+        "contact@helping-hands.example.org",
+        "Finding missing children",
+        "admin@hope-line.example.org",
+        "Law-enforcement checks",
+        "Passed",
+    ):
         assert submitted in details
     assert "Failed" not in details
 
@@ -320,8 +405,10 @@ def test_two_different_platform_admins_approve_and_a_suspension_needs_a_reason(a
     no_reason = second.post(page, f"{page}/decisions", decision="suspend", reason="  ")
     assert no_reason.status_code == 422 and "Give the reason" in text_of(no_reason)
     assert reread(db, Organisation, applicant_id).status == "approved"
-    assert second.post(page, f"{page}/decisions", decision="suspend",
-                       reason="Complaint under investigation.").status_code == 303
+    assert (
+        second.post(page, f"{page}/decisions", decision="suspend", reason="Complaint under investigation.").status_code
+        == 303
+    )
     history = text_of(first.get(page))
     assert "Suspended" in history and "Complaint under investigation." in history
     assert reread(db, Organisation, applicant_id).status == "suspended"
@@ -377,13 +464,21 @@ def test_the_auditor_searches_exports_and_verifies(app, person, world, db):
 
 
 def test_a_failed_verification_is_said_in_words():
-    report = Report(key_id="k", events=5, first_seq=1, last_seq=5,
-                    problems=[Problem(4, "the hash does not match the event's fields: the event was changed"),
-                              Problem(None, "the bundle's public key is not the trusted key")])
+    report = Report(
+        key_id="k",
+        events=5,
+        first_seq=1,
+        last_seq=5,
+        problems=[
+            Problem(4, "the hash does not match the event's fields: the event was changed"),
+            Problem(None, "the bundle's public key is not the trusted key"),
+        ],
+    )
     described = describe(report)
     assert not described["ok"]
-    assert described["headline"] == ("Verification failed for the whole trail: the bundle's public key is not "
-                                     "the trusted key.")
+    assert described["headline"] == (
+        "Verification failed for the whole trail: the bundle's public key is not the trusted key."
+    )
     assert described["problems"][1].startswith("Event 4: the hash does not match")
 
 

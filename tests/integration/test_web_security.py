@@ -49,9 +49,16 @@ def token_of(client: TestClient, path: str = "/sign-in") -> str:
 
 
 def sign_in(client: TestClient, account, *, next_page: str = "/"):
-    answer = client.post("/sign-in", data={"email": account.email, "password": account.password,
-                                           "otp": account.otp() or "", "next": next_page,
-                                           "csrf_token": token_of(client)})
+    answer = client.post(
+        "/sign-in",
+        data={
+            "email": account.email,
+            "password": account.password,
+            "otp": account.otp() or "",
+            "next": next_page,
+            "csrf_token": token_of(client),
+        },
+    )
     assert answer.status_code == 303, answer.text
     return answer
 
@@ -67,8 +74,12 @@ def set_cookies(answer) -> dict[str, str]:
 def test_a_form_without_the_sessions_token_is_refused_and_changes_nothing(browser, caseworker, db):
     token_of(browser)  # the browser has a CSRF cookie
     form = {"email": caseworker.email, "password": caseworker.password}
-    for token in (None, "", "not-the-token", CSRF.search(TestClient(browser.app, base_url="https://testserver")
-                                                         .get("/sign-in").text).group(1)):
+    for token in (
+        None,
+        "",
+        "not-the-token",
+        CSRF.search(TestClient(browser.app, base_url="https://testserver").get("/sign-in").text).group(1),
+    ):
         answer = browser.post("/sign-in", data=form | ({"csrf_token": token} if token is not None else {}))
         assert answer.status_code == 403
         assert "This form was out of date or came from another site, so nothing was done." in answer.text
@@ -78,9 +89,11 @@ def test_a_form_without_the_sessions_token_is_refused_and_changes_nothing(browse
 
 def test_a_script_may_send_the_token_in_a_header(browser, caseworker):
     token = token_of(browser)
-    answer = browser.post("/sign-in", headers={"X-CSRF-Token": token},
-                          data={"email": caseworker.email, "password": caseworker.password,
-                                "otp": caseworker.otp()})
+    answer = browser.post(
+        "/sign-in",
+        headers={"X-CSRF-Token": token},
+        data={"email": caseworker.email, "password": caseworker.password, "otp": caseworker.otp()},
+    )
     assert answer.status_code == 303
 
 
@@ -136,9 +149,11 @@ def test_every_page_has_a_strict_content_security_policy(browser, path):
 
 def test_no_template_has_inline_script_style_or_event_handlers():
     inline = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\sstyle\s*=|<style\b|\son[a-z]+\s*=|javascript:", re.I)
-    offenders = [f"{path.relative_to(TEMPLATES_DIR)}: {match.group(0)!r}"
-                 for path in sorted(Path(TEMPLATES_DIR).rglob("*.html"))
-                 for match in inline.finditer(path.read_text())]
+    offenders = [
+        f"{path.relative_to(TEMPLATES_DIR)}: {match.group(0)!r}"
+        for path in sorted(Path(TEMPLATES_DIR).rglob("*.html"))
+        for match in inline.finditer(path.read_text())
+    ]
     assert offenders == []
 
 
@@ -147,8 +162,11 @@ def test_no_template_has_inline_script_style_or_event_handlers():
 
 def page_paths(app) -> list[str]:
     """Every GET page that needs a permission, with 1 for each path parameter (page routers have no prefix)."""
-    return [re.sub(r"\{[^}]+\}", "1", route.path) for route in api_routes(app.routes)
-            if isinstance(route, PageRoute) and "GET" in route.methods and ACTION_KEY in (route.openapi_extra or {})]
+    return [
+        re.sub(r"\{[^}]+\}", "1", route.path)
+        for route in api_routes(app.routes)
+        if isinstance(route, PageRoute) and "GET" in route.methods and ACTION_KEY in (route.openapi_extra or {})
+    ]
 
 
 def test_every_page_sends_anonymous_visitors_to_sign_in(app, browser):
@@ -188,8 +206,13 @@ def test_the_api_does_not_accept_the_page_session(browser, caseworker):
 
 def test_after_sign_in_the_browser_only_goes_to_a_page_of_this_site(browser, caseworker):
     assert sign_in(browser, caseworker, next_page="//evil.example/records").headers["location"] == "/"
-    for target, expected in [("/records?x=1", "/records?x=1"), ("https://evil.example", "/"), ("/\\evil", "/"),
-                             ("", "/"), (None, "/")]:
+    for target, expected in [
+        ("/records?x=1", "/records?x=1"),
+        ("https://evil.example", "/"),
+        ("/\\evil", "/"),
+        ("", "/"),
+        (None, "/"),
+    ]:
         assert safe_next(target) == expected
 
 
@@ -223,8 +246,12 @@ def test_an_expired_access_token_is_renewed_once_from_the_refresh_cookie(browser
     spent_refresh = browser.cookies[REFRESH_COOKIE]
 
     def visit(access: str, refresh: str):
-        with TestClient(browser.app, base_url="https://testserver", follow_redirects=False,
-                        cookies={ACCESS_COOKIE: access, REFRESH_COOKIE: refresh}) as client:
+        with TestClient(
+            browser.app,
+            base_url="https://testserver",
+            follow_redirects=False,
+            cookies={ACCESS_COOKIE: access, REFRESH_COOKIE: refresh},
+        ) as client:
             return client.get("/records")
 
     answer = visit("expired-or-damaged", spent_refresh)
@@ -232,8 +259,9 @@ def test_an_expired_access_token_is_renewed_once_from_the_refresh_cookie(browser
     renewed = set_cookies(answer)
     new_refresh = renewed[REFRESH_COOKIE].split(";")[0].split("=", 1)[1]
     assert ACCESS_COOKIE in renewed and new_refresh != spent_refresh
-    assert db.scalar(select(func.count()).select_from(RefreshToken)
-                     .where(RefreshToken.user_id == caseworker.user.id)) == 2
+    assert (
+        db.scalar(select(func.count()).select_from(RefreshToken).where(RefreshToken.user_id == caseworker.user.id)) == 2
+    )
     # Replaying the spent refresh token (a stolen copy) ends the whole sign-in ...
     assert visit("expired", spent_refresh).headers["location"] == "/sign-in?next=/records"
     # ... so the rightful browser, once its access token has expired, must sign in again too.
@@ -248,8 +276,11 @@ def test_photos_are_never_cached_and_their_views_are_audited(browser, caseworker
     created = browser.post("/records/new", data=record_form(token, case_reference="WS-1"))
     assert created.status_code == 303, created.text
     record_path = created.headers["location"]
-    uploaded = browser.post(f"{record_path}/photos", data={"csrf_token": token},
-                            files={"file": ("photo.jpg", (sdist_images / "obama.jpg").read_bytes(), "image/jpeg")})
+    uploaded = browser.post(
+        f"{record_path}/photos",
+        data={"csrf_token": token},
+        files={"file": ("photo.jpg", (sdist_images / "obama.jpg").read_bytes(), "image/jpeg")},
+    )
     assert uploaded.status_code == 303, uploaded.text
     page = browser.get(record_path).text
     image_path = re.search(r'src="(/records/\d+/photos/\d+/image\?size=thumbnail)"', page).group(1)
@@ -268,12 +299,22 @@ def test_photos_are_never_cached_and_their_views_are_audited(browser, caseworker
 def record_form(token: str, **changes) -> dict[str, str]:
     """A valid "Register a child" form, dated around today."""
     today = utcnow().date()
-    return {"csrf_token": token, "case_reference": "TZ-1", "label": "Child T-1", "age_years": "7",
-            "missing_since": (today - timedelta(days=40)).isoformat(), "guardian_name": "Guardian Quill",
-            "guardian_relationship": "father", "responsibility_verified_by": "birth certificate seen",
-            "lawful_basis": "consent", "purpose": "Find the child", "notice_version": "1",
-            "obtained_at": f"{today - timedelta(days=2)}T09:00", "expires_at": f"{today + timedelta(days=300)}T09:00",
-            "utc_offset": "+05:30"} | changes
+    return {
+        "csrf_token": token,
+        "case_reference": "TZ-1",
+        "label": "Child T-1",
+        "age_years": "7",
+        "missing_since": (today - timedelta(days=40)).isoformat(),
+        "guardian_name": "Guardian Quill",
+        "guardian_relationship": "father",
+        "responsibility_verified_by": "birth certificate seen",
+        "lawful_basis": "consent",
+        "purpose": "Find the child",
+        "notice_version": "1",
+        "obtained_at": f"{today - timedelta(days=2)}T09:00",
+        "expires_at": f"{today + timedelta(days=300)}T09:00",
+        "utc_offset": "+05:30",
+    } | changes
 
 
 def test_consent_times_are_read_in_the_chosen_time_zone(browser, caseworker, db):
@@ -307,8 +348,15 @@ def test_a_refused_record_shows_the_services_sentence_and_creates_nothing(browse
 def test_a_suspended_organisations_user_is_told_why_and_gets_no_session(browser, caseworker, db):
     db.get(Organisation, caseworker.user.organisation_id).status = "suspended"
     db.commit()
-    answer = browser.post("/sign-in", data={"email": caseworker.email, "password": caseworker.password,
-                                            "otp": caseworker.otp(), "csrf_token": token_of(browser)})
+    answer = browser.post(
+        "/sign-in",
+        data={
+            "email": caseworker.email,
+            "password": caseworker.password,
+            "otp": caseworker.otp(),
+            "csrf_token": token_of(browser),
+        },
+    )
     assert answer.status_code == 403 and "Your organisation is suspended" in answer.text
     assert ACCESS_COOKIE not in set_cookies(answer) and REFRESH_COOKIE not in set_cookies(answer)
     db.rollback()

@@ -63,6 +63,7 @@ def closed_port_url() -> str:
 
 # --- a confirmed match ------------------------------------------------------------------------
 
+
 @dataclass
 class World:
     keepers: int  # owns the record and receives the webhook
@@ -76,24 +77,54 @@ class World:
 def world(db) -> World:
     finders, keepers = make_organisation(db, name="Finders"), make_organisation(db, name="Keepers")
     submitter = make_user(db, "caseworker", organisation=finders).user
-    reviewers = (make_user(db, "reviewer", organisation=finders).user,
-                 make_user(db, "reviewer", organisation=keepers).user)
+    reviewers = (
+        make_user(db, "reviewer", organisation=finders).user,
+        make_user(db, "reviewer", organisation=keepers).user,
+    )
     admin = make_user(db, "org_admin", organisation=keepers).user
-    record = Record(organisation_id=keepers.id, created_by=admin.id, case_reference="REC-K-1", label=LABEL,
-                    date_of_birth=date(2016, 5, 1), missing_since=date(2024, 2, 1), status="active")
+    record = Record(
+        organisation_id=keepers.id,
+        created_by=admin.id,
+        case_reference="REC-K-1",
+        label=LABEL,
+        date_of_birth=date(2016, 5, 1),
+        missing_since=date(2024, 2, 1),
+        status="active",
+    )
     db.add(record)
     db.flush()
-    db.add(Consent(record_id=record.id, guardian_name=GUARDIAN, guardian_relationship="father",
-                   responsibility_verified_by="birth certificate", lawful_basis="consent", purpose="Finding the child",
-                   notice_version="1", obtained_at=utcnow() - timedelta(days=1),
-                   expires_at=utcnow() + timedelta(days=365)))
-    case = Case(organisation_id=finders.id, submitted_by=submitter.id, case_reference="CASE-F-1",
-                purpose="Search for a missing child", status="searched", faces=1, attempts=1,
-                retention_until=utcnow() + timedelta(days=30))
+    db.add(
+        Consent(
+            record_id=record.id,
+            guardian_name=GUARDIAN,
+            guardian_relationship="father",
+            responsibility_verified_by="birth certificate",
+            lawful_basis="consent",
+            purpose="Finding the child",
+            notice_version="1",
+            obtained_at=utcnow() - timedelta(days=1),
+            expires_at=utcnow() + timedelta(days=365),
+        )
+    )
+    case = Case(
+        organisation_id=finders.id,
+        submitted_by=submitter.id,
+        case_reference="CASE-F-1",
+        purpose="Search for a missing child",
+        status="searched",
+        faces=1,
+        attempts=1,
+        retention_until=utcnow() + timedelta(days=30),
+    )
     db.add(case)
     db.commit()
-    return World(keepers=keepers.id, keepers_admin=admin.id, reviewers=(reviewers[0].id, reviewers[1].id),
-                 case_id=case.id, record_id=record.id)
+    return World(
+        keepers=keepers.id,
+        keepers_admin=admin.id,
+        reviewers=(reviewers[0].id, reviewers[1].id),
+        case_id=case.id,
+        record_id=record.id,
+    )
 
 
 def point_webhook(db, world: World, url: str | None, secret: str | None = SECRET) -> None:
@@ -105,16 +136,28 @@ def point_webhook(db, world: World, url: str | None, secret: str | None = SECRET
 
 def confirm_match(db, world: World) -> int:
     """Two reviewers confirm a new candidate; returns the notification's id, its webhook pending."""
-    candidate = Candidate(case_id=world.case_id, record_id=world.record_id, probe_embedding_id=next(PROBE_FACES),
-                          gallery_embedding_id=1, distance=0.31, rank=1, model_id="dlib_resnet_v1",
-                          model_version="0.3.0+test")
+    candidate = Candidate(
+        case_id=world.case_id,
+        record_id=world.record_id,
+        probe_embedding_id=next(PROBE_FACES),
+        gallery_embedding_id=1,
+        distance=0.31,
+        rank=1,
+        model_id="dlib_resnet_v1",
+        model_version="0.3.0+test",
+    )
     db.add(candidate)
     db.commit()
     for reviewer_id in world.reviewers:
         reviewer = db.get(User, reviewer_id)
-        recorded = reviews_service.record_review(db, reviewer=reviewer, candidate_id=candidate.id, decision="confirm",
-                                                 rationale="Same ear shape and the same scar on the chin.",
-                                                 deliver_webhook=None)  # the tests below make the attempts
+        recorded = reviews_service.record_review(
+            db,
+            reviewer=reviewer,
+            candidate_id=candidate.id,
+            decision="confirm",
+            rationale="Same ear shape and the same scar on the chin.",
+            deliver_webhook=None,
+        )  # the tests below make the attempts
     assert recorded.candidate_status == "confirmed"
     assert recorded.notification.webhook_status == "pending"
     return recorded.notification.id
@@ -135,15 +178,20 @@ def created_at(db, notification_id: int):
 
 
 def confirmed_long_ago(db, notification_id: int) -> None:
-    db.execute(Notification.__table__.update().where(Notification.id == notification_id)
-               .values(created_at=utcnow() - timedelta(minutes=6)))
+    db.execute(
+        Notification.__table__.update()
+        .where(Notification.id == notification_id)
+        .values(created_at=utcnow() - timedelta(minutes=6))
+    )
     db.commit()
 
 
 def audit_events(db, action: str) -> list[tuple]:
     db.expire_all()
-    found = [(e.actor_id, e.organisation_id, e.target_type, e.target_id, json.loads(e.details))
-             for e in db.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq))]
+    found = [
+        (e.actor_id, e.organisation_id, e.target_type, e.target_id, json.loads(e.details))
+        for e in db.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq))
+    ]
     db.rollback()
     return found
 
@@ -163,6 +211,7 @@ def assert_signed_deliveries(received, notification_id: int, secrets: list[str])
 
 
 # --- retries ------------------------------------------------------------------------------------
+
 
 def test_failed_attempts_are_retried_on_schedule_until_sent_with_one_delivery_id(app, db, world):
     sessions = app.state.session_factory
@@ -229,11 +278,18 @@ def test_it_gives_up_after_the_last_backoff_with_an_audit_event_and_keeps_nothin
     candidate_id = db.scalar(select(Notification.candidate_id).where(Notification.id == notification))
     db.rollback()
     assert audit_events(db, "webhook_abandoned") == [
-        (None, world.keepers, "notification", str(notification),
-         {"notification_id": notification, "candidate_id": candidate_id, "attempts": 6})]
+        (
+            None,
+            world.keepers,
+            "notification",
+            str(notification),
+            {"notification_id": notification, "candidate_id": candidate_id, "attempts": 6},
+        )
+    ]
     attempts = [entry for entry in logs if entry["event"] == "webhook_attempt"]
     assert [(e["attempt"], e["outcome"], e["reason"]) for e in attempts] == [
-        (n, "failed", "http_503") for n in range(1, 6)] + [(6, "abandoned", "http_503")]
+        (n, "failed", "http_503") for n in range(1, 6)
+    ] + [(6, "abandoned", "http_503")]
     body = receiver.received[0][1].decode()
     db.expire_all()
     audit_text = " ".join(e.details for e in db.scalars(select(AuditEvent)))
@@ -291,8 +347,10 @@ def test_a_last_attempt_whose_sender_died_is_given_up_on_once_its_lease_is_over(
         t0 = utcnow()
         # Six senders in turn, each dying after its claim; each next one comes when the lease is over.
         claims = [webhooks._claim(sessions, notification, due=webhooks._never_attempted(), now=t0)]
-        claims += [webhooks._claim(sessions, notification, due=webhooks._due(t0 + n * LEASE_END),
-                                   now=t0 + n * LEASE_END) for n in range(1, 6)]
+        claims += [
+            webhooks._claim(sessions, notification, due=webhooks._due(t0 + n * LEASE_END), now=t0 + n * LEASE_END)
+            for n in range(1, 6)
+        ]
         assert [claim.attempt for claim in claims] == [1, 2, 3, 4, 5, 6]
         assert retry_due(sessions, now=t0 + 6 * LEASE_END - timedelta(seconds=1), timeout=TIMEOUT) == {}
         assert retry_due(sessions, now=t0 + 6 * LEASE_END, timeout=TIMEOUT) == {"abandoned": 1}
@@ -312,8 +370,7 @@ def test_concurrent_runs_send_one_attempt_once(app, db, world):
 
         def retry_run():  # a periodic run in another worker
             start.wait()
-            outcomes.extend(name for name, count in retry_due(sessions, timeout=5.0).items()
-                            for _ in range(count))
+            outcomes.extend(name for name, count in retry_due(sessions, timeout=5.0).items() for _ in range(count))
 
         def first_attempt():  # the API process's own attempt, very late
             start.wait()
@@ -331,6 +388,7 @@ def test_concurrent_runs_send_one_attempt_once(app, db, world):
 
 
 # --- the webhook changed or removed meanwhile ---------------------------------------------------
+
 
 def test_retries_use_the_current_address_and_secret_and_stop_quietly_once_it_is_removed(app, db, world):
     sessions = app.state.session_factory
@@ -369,15 +427,13 @@ def test_a_webhook_removed_before_the_first_attempt_ends_the_delivery(app, db, w
 
 # --- failure codes, the worker task, the migration ----------------------------------------------
 
+
 def test_failure_codes_name_the_kind_of_failure_only():
-    assert post_signed(closed_port_url(), secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) \
-        == "refused"
-    assert post_signed("gopher://nowhere/", secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) \
-        == "bad_url"
+    assert post_signed(closed_port_url(), secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) == "refused"
+    assert post_signed("gopher://nowhere/", secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) == "bad_url"
     with Receiver([302, 410, "hang"]) as receiver:
         for expected in ("http_302", "http_410", "timeout", None):
-            assert post_signed(receiver.url, secret=SECRET, body=b"{}", delivery_id=1,
-                                        timeout=TIMEOUT) == expected
+            assert post_signed(receiver.url, secret=SECRET, body=b"{}", delivery_id=1, timeout=TIMEOUT) == expected
 
 
 def test_the_worker_runs_the_retries_every_minute_on_the_search_queue(app, db, world, settings):

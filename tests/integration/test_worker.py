@@ -113,8 +113,14 @@ def test_a_gallery_photo_with_two_faces_is_refused_with_the_count(world, sdist_i
 
 def test_a_damaged_file_is_rejected_in_words(world):
     record = make_record(world.db, organisation_id=world.organisation.id, user_id=world.user.id)
-    photo = add_unchecked_photo(world.db, vault=world.vault, data=b"\xff\xd8\xff not really a jpeg",
-                                organisation_id=world.organisation.id, user_id=world.user.id, record_id=record.id)
+    photo = add_unchecked_photo(
+        world.db,
+        vault=world.vault,
+        data=b"\xff\xd8\xff not really a jpeg",
+        organisation_id=world.organisation.id,
+        user_id=world.user.id,
+        record_id=record.id,
+    )
     world.db.commit()
     assert world.pipeline.process_record_photo(photo.id) == "rejected_input"
     assert world.reload(photo).status_message
@@ -165,8 +171,9 @@ def test_redelivery_and_a_reaped_rerun_create_no_duplicate_candidates(world, sdi
     assert world.pipeline.process_case(case.id) == DUPLICATE  # the same message again
     assert world.pipeline.search_case(case.id) == NOT_PENDING
     # As if the worker died after writing: the reaper puts the case back and it runs again.
-    world.db.execute(update(Case).where(Case.id == case.id).values(status="processing",
-                                                                   claimed_at=utcnow() - timedelta(hours=1)))
+    world.db.execute(
+        update(Case).where(Case.id == case.id).values(status="processing", claimed_at=utcnow() - timedelta(hours=1))
+    )
     world.db.commit()
     dispatcher = RecordingDispatcher()
     reap(world.app.state.session_factory, dispatcher=dispatcher, processing_timeout=timedelta(minutes=10))
@@ -185,10 +192,12 @@ def test_withdrawn_expired_and_unapproved_records_are_never_proposed(world, sdis
     kept = world.enrol(obama)
     withdraw_consent(world.db, vault=world.vault, actor=world.user, record_id=withdrawn.record_id, now=utcnow())
     # Expiry and suspension with no index change: only the database re-check can catch them.
-    world.db.execute(update(Consent).where(Consent.record_id == expired.record_id)
-                     .values(expires_at=utcnow() - timedelta(minutes=1)))
-    world.db.execute(update(Organisation).where(Organisation.id == suspended_organisation.id)
-                     .values(status="suspended"))
+    world.db.execute(
+        update(Consent).where(Consent.record_id == expired.record_id).values(expires_at=utcnow() - timedelta(minutes=1))
+    )
+    world.db.execute(
+        update(Organisation).where(Organisation.id == suspended_organisation.id).values(status="suspended")
+    )
     world.db.commit()
 
     case = world.case(read(sdist_images / "obama2.jpg"))
@@ -210,14 +219,18 @@ def test_a_new_record_photo_is_matched_against_open_cases(world, sdist_images):
 
     [candidate] = world.candidates(case)
     assert (candidate.record_id, candidate.gallery_embedding_id, candidate.rank) == (
-        photo.record_id, world.db.scalars(select(Embedding.id).where(Embedding.photo_id == photo.id)).one(), 1)
+        photo.record_id,
+        world.db.scalars(select(Embedding.id).where(Embedding.photo_id == photo.id)).one(),
+        1,
+    )
     assert candidate.status == "pending_review"
     assert world.candidates(closed) == []  # past its retention date: not open any more
 
 
 def test_two_way_matching_gives_a_face_no_more_than_its_top_k_and_breaks_ties_by_record(world, sdist_images):
-    world.pipeline.policy = ReviewPolicy(threshold=0.6, bands=(), top_k=1, calibration_id=None,
-                                         calibration_version=None)
+    world.pipeline.policy = ReviewPolicy(
+        threshold=0.6, bands=(), top_k=1, calibration_id=None, calibration_version=None
+    )
     case = world.case(read(sdist_images / "obama2.jpg"))
     assert world.pipeline.process_case(case.id) == "searched"
 
@@ -237,7 +250,8 @@ def test_a_case_message_follows_the_candidates_two_way_matching_added(world, sdi
     world.enrol(read(sdist_images / "obama.jpg"), organisation=partner)
 
     assert case_words(world.db, world.reload(case)) == (
-        "Searched the gallery: 1 possible match is waiting for human review.")
+        "Searched the gallery: 1 possible match is waiting for human review."
+    )
     # Hidden while the record's organisation is suspended, and the words say what is shown.
     world.db.execute(update(Organisation).where(Organisation.id == partner.id).values(status="suspended"))
     world.db.commit()
@@ -287,16 +301,23 @@ def test_the_reaper_requeues_stuck_resends_lost_and_gives_up_after_max_attempts(
     lost = world.record_photo(faceless_photo())
     hopeless = world.record_photo(faceless_photo())
     fresh = world.record_photo(faceless_photo())
-    world.db.execute(update(Photo).where(Photo.id == stuck.id).values(
-        status="processing", attempts=1, claimed_at=now - timedelta(minutes=11)))
+    world.db.execute(
+        update(Photo)
+        .where(Photo.id == stuck.id)
+        .values(status="processing", attempts=1, claimed_at=now - timedelta(minutes=11))
+    )
     world.db.execute(update(Photo).where(Photo.id == lost.id).values(created_at=now - timedelta(minutes=2)))
-    world.db.execute(update(Photo).where(Photo.id == hopeless.id).values(
-        status="processing", attempts=MAX_ATTEMPTS, claimed_at=now - timedelta(minutes=11)))
+    world.db.execute(
+        update(Photo)
+        .where(Photo.id == hopeless.id)
+        .values(status="processing", attempts=MAX_ATTEMPTS, claimed_at=now - timedelta(minutes=11))
+    )
     world.db.commit()
     dispatcher = RecordingDispatcher()
 
-    report = reap(world.app.state.session_factory, dispatcher=dispatcher, processing_timeout=timedelta(minutes=10),
-                  now=now)
+    report = reap(
+        world.app.state.session_factory, dispatcher=dispatcher, processing_timeout=timedelta(minutes=10), now=now
+    )
 
     assert sorted(dispatcher.sent) == sorted([(PROCESS_RECORD_PHOTO, stuck.id), (PROCESS_RECORD_PHOTO, lost.id)])
     assert report.photos_failed == [hopeless.id]
@@ -305,8 +326,12 @@ def test_the_reaper_requeues_stuck_resends_lost_and_gives_up_after_max_attempts(
     assert world.reload(fresh).status == "queued"
     # Re-sent rows are not re-sent again on the next pass, a minute has not gone by.
     again = RecordingDispatcher()
-    reap(world.app.state.session_factory, dispatcher=again, processing_timeout=timedelta(minutes=10),
-         now=now + timedelta(seconds=30))
+    reap(
+        world.app.state.session_factory,
+        dispatcher=again,
+        processing_timeout=timedelta(minutes=10),
+        now=now + timedelta(seconds=30),
+    )
     assert again.sent == []
     # The re-queued photo is then processed normally.
     assert world.pipeline.process_record_photo(stuck.id) == "no_face"
@@ -324,8 +349,18 @@ def test_maintenance_expires_purges_snapshots_and_tidies_the_broker(app, db, set
     photo = Photo(organisation_id=lapsed.id, uploaded_by=user.id, record_id=record.id, status="embedded")
     db.add(photo)
     db.flush()
-    face = Embedding(photo_id=photo.id, face_index=0, box_top=0, box_right=1, box_bottom=1, box_left=0, quality="{}",
-                     vector=vector_to_bytes(np.ones(128, dtype=np.float32)), model_id="m", model_version="1")
+    face = Embedding(
+        photo_id=photo.id,
+        face_index=0,
+        box_top=0,
+        box_right=1,
+        box_bottom=1,
+        box_left=0,
+        quality="{}",
+        vector=vector_to_bytes(np.ones(128, dtype=np.float32)),
+        model_id="m",
+        model_version="1",
+    )
     db.add(face)
     db.flush()
     append_index_change(db, op="add", embedding_id=face.id, model_id="m")
@@ -345,8 +380,13 @@ def test_maintenance_expires_purges_snapshots_and_tidies_the_broker(app, db, set
     finally:
         runtime.close()
 
-    assert done == {"organisations_expired": 1, "consents_expired": 0, "cases_purged": 1, "index_snapshots": 1,
-                    "broker_files_pruned": 1}
+    assert done == {
+        "organisations_expired": 1,
+        "consents_expired": 0,
+        "cases_purged": 1,
+        "index_snapshots": 1,
+        "broker_files_pruned": 1,
+    }
     db.expire_all()
     assert db.get(Organisation, lapsed.id).status == "expired"
     assert db.get(Case, old_case.id).purged_at is not None

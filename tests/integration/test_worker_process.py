@@ -113,8 +113,7 @@ def searched(world: World, case: Case) -> Case:
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
-def test_a_worker_embeds_a_record_photo_and_searches_a_case(world, broker, settings, tmp_path, request,
-                                                           sdist_images):
+def test_a_worker_embeds_a_record_photo_and_searches_a_case(world, broker, settings, tmp_path, request, sdist_images):
     url = request.getfixturevalue("redis_url" if broker == "redis" else "rabbitmq_url")
     workers = Workers(settings, url, tmp_path)
     dispatcher = CeleryDispatcher(settings.model_copy(update={"broker_url": url}))
@@ -128,8 +127,9 @@ def test_a_worker_embeds_a_record_photo_and_searches_a_case(world, broker, setti
     assert (candidate.record_id, candidate.rank, candidate.status) == (photo.record_id, 1, "pending_review")
 
 
-def test_a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing(world, workers, dispatcher, settings,
-                                                                        sdist_images):
+def test_a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing(
+    world, workers, dispatcher, settings, sdist_images
+):
     workers.start()
     photo = enrol(world, dispatcher, (sdist_images / "obama.jpg").read_bytes())
     # Hold the record's row so the case's search blocks where it writes its candidates,
@@ -149,8 +149,12 @@ def test_a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing(world, wo
 
     workers.start()  # a new worker; the reaper (run here, as if its timeout had passed) re-queues the case
     later = utcnow() + timedelta(minutes=settings.processing_timeout_minutes + 1)
-    report = reap(world.app.state.session_factory, dispatcher=dispatcher,
-                  processing_timeout=timedelta(minutes=settings.processing_timeout_minutes), now=later)
+    report = reap(
+        world.app.state.session_factory,
+        dispatcher=dispatcher,
+        processing_timeout=timedelta(minutes=settings.processing_timeout_minutes),
+        now=later,
+    )
     assert report.cases_sent == [case.id]
     case = searched(world, case)
 
@@ -161,26 +165,34 @@ def test_a_worker_killed_mid_task_loses_nothing_and_duplicates_nothing(world, wo
 
 def blocked_backends(db: Session) -> int:
     db.rollback()
-    return db.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND wait_event_type = 'Lock'"))
+    return db.scalar(
+        text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    )
 
 
 def probe_faces(db: Session, case: Case) -> int:
     db.rollback()
-    return db.scalar(select(func.count()).select_from(Embedding).join(Photo, Photo.id == Embedding.photo_id)
-                     .where(Photo.case_id == case.id))
+    return db.scalar(
+        select(func.count())
+        .select_from(Embedding)
+        .join(Photo, Photo.id == Embedding.photo_id)
+        .where(Photo.case_id == case.id)
+    )
 
 
-def test_after_a_withdrawal_no_search_in_any_worker_process_returns_the_record(world, workers, dispatcher,
-                                                                               sdist_images):
+def test_after_a_withdrawal_no_search_in_any_worker_process_returns_the_record(
+    world, workers, dispatcher, sdist_images
+):
     workers.start(concurrency=2)  # two pool processes, each with its own index replica
     obama = (sdist_images / "obama.jpg").read_bytes()
     probe = (sdist_images / "obama2.jpg").read_bytes()
     withdrawn = enrol(world, dispatcher, obama)
     kept = enrol(world, dispatcher, obama)  # a second record of the same face, which stays
     early = [submit(world, dispatcher, probe) for _ in range(4)]
-    wait_for(lambda: any(status_of(world.db, Case, case.id) == "searched" for case in early),
-             what="a first case to be searched")
+    wait_for(
+        lambda: any(status_of(world.db, Case, case.id) == "searched" for case in early),
+        what="a first case to be searched",
+    )
 
     withdraw_consent(world.db, vault=world.vault, actor=world.user, record_id=withdrawn.record_id, now=utcnow())
     withdrawn_at = utcnow()  # the erasure has committed: from here no search may propose the record
@@ -214,9 +226,12 @@ def test_serve_runs_a_worker_on_the_filesystem_broker_and_stops_it(tmp_path, sdi
     environment = {**os.environ, "REUNITE_DATA_DIR": str(data_dir), "REUNITE_ENVIRONMENT": "development"}
     for variable in ("REUNITE_DATABASE_URL", "REUNITE_BROKER_URL"):
         environment.pop(variable, None)
-    serve = subprocess.Popen([sys.executable, "-c", "from service.cli import app; app()", "serve",
-                              "--port", str(port)], env=environment, stdout=open(tmp_path / "serve.log", "wb"),
-                             stderr=subprocess.STDOUT)
+    serve = subprocess.Popen(
+        [sys.executable, "-c", "from service.cli import app; app()", "serve", "--port", str(port)],
+        env=environment,
+        stdout=open(tmp_path / "serve.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), what="the API to answer")
         children = psutil.Process(serve.pid).children(recursive=True)
@@ -227,9 +242,13 @@ def test_serve_runs_a_worker_on_the_filesystem_broker_and_stops_it(tmp_path, sdi
         engine = create_engine(settings.sqlalchemy_url)
         with Session(engine) as db:
             answered = []
-            wait_for(lambda: answered.append(_answers(f"http://127.0.0.1:{port}/healthz"))
-                     or status_of(db, Photo, photo_id) not in ("queued", "processing"),
-                     what="the embedded worker to process the photo")
+            wait_for(
+                lambda: (
+                    answered.append(_answers(f"http://127.0.0.1:{port}/healthz"))
+                    or status_of(db, Photo, photo_id) not in ("queued", "processing")
+                ),
+                what="the embedded worker to process the photo",
+            )
             assert status_of(db, Photo, photo_id) == "embedded"
             assert all(answered)  # the API kept answering meanwhile
         engine.dispose()
@@ -263,8 +282,15 @@ def _stored_record_photo(settings: Settings, data: bytes) -> int:
             user = make_user(db, "caseworker", organisation=organisation).user
             record = make_record(db, organisation_id=organisation.id, user_id=user.id)
             vault = PhotoVault(settings.photo_root, settings.photo_master_key())
-            photo = add_photo(db, vault=vault, settings=settings, data=data, organisation_id=organisation.id,
-                              user_id=user.id, record_id=record.id)
+            photo = add_photo(
+                db,
+                vault=vault,
+                settings=settings,
+                data=data,
+                organisation_id=organisation.id,
+                user_id=user.id,
+                record_id=record.id,
+            )
             db.commit()
             return photo.id
     finally:

@@ -49,15 +49,26 @@ class World:
             from service.worker.pipeline import Pipeline
             from service.worker.replica import IndexReplica
 
-            self._pipeline = Pipeline(settings=self.settings, sessions=self.app.state.session_factory,
-                                      vault=self.vault, replica=IndexReplica(self.tmp_path / "index"))
+            self._pipeline = Pipeline(
+                settings=self.settings,
+                sessions=self.app.state.session_factory,
+                vault=self.vault,
+                replica=IndexReplica(self.tmp_path / "index"),
+            )
         return self._pipeline
 
     def record_photo(self, data: bytes, *, organisation: Organisation | None = None, record=None) -> Photo:
         organisation = organisation or self.organisation
         record = record or make_record(self.db, organisation_id=organisation.id, user_id=self.user.id)
-        photo = add_photo(self.db, vault=self.vault, settings=self.settings, data=data,
-                          organisation_id=organisation.id, user_id=self.user.id, record_id=record.id)
+        photo = add_photo(
+            self.db,
+            vault=self.vault,
+            settings=self.settings,
+            data=data,
+            organisation_id=organisation.id,
+            user_id=self.user.id,
+            record_id=record.id,
+        )
         self.db.commit()
         return photo
 
@@ -68,8 +79,15 @@ class World:
 
     def case(self, data: bytes) -> Case:
         case = make_case(self.db, organisation_id=self.organisation.id, user_id=self.user.id)
-        add_photo(self.db, vault=self.vault, settings=self.settings, data=data,
-                  organisation_id=self.organisation.id, user_id=self.user.id, case_id=case.id)
+        add_photo(
+            self.db,
+            vault=self.vault,
+            settings=self.settings,
+            data=data,
+            organisation_id=self.organisation.id,
+            user_id=self.user.id,
+            case_id=case.id,
+        )
         self.db.commit()
         return case
 
@@ -82,16 +100,26 @@ class World:
         return list(self.db.scalars(select(Candidate).where(Candidate.case_id == case.id).order_by(Candidate.rank)))
 
 
-
 def make_record(session: Session, *, organisation_id: int, user_id: int, consent_days: int = 365) -> Record:
     now = utcnow()
-    record = Record(organisation_id=organisation_id, created_by=user_id, case_reference=uuid.uuid4().hex[:10],
-                    label=f"child-{uuid.uuid4().hex[:6]}", age_years=9, missing_since=date(2025, 1, 1),
-                    status="active")
+    record = Record(
+        organisation_id=organisation_id,
+        created_by=user_id,
+        case_reference=uuid.uuid4().hex[:10],
+        label=f"child-{uuid.uuid4().hex[:6]}",
+        age_years=9,
+        missing_since=date(2025, 1, 1),
+        status="active",
+    )
     record.consent = Consent(
-        guardian_name="A Guardian", guardian_relationship="mother", responsibility_verified_by="birth certificate",
-        lawful_basis="consent", purpose="finding the child", notice_version="v1",
-        obtained_at=now - timedelta(days=1), expires_at=now + timedelta(days=consent_days),
+        guardian_name="A Guardian",
+        guardian_relationship="mother",
+        responsibility_verified_by="birth certificate",
+        lawful_basis="consent",
+        purpose="finding the child",
+        notice_version="v1",
+        obtained_at=now - timedelta(days=1),
+        expires_at=now + timedelta(days=consent_days),
     )
     session.add(record)
     session.flush()
@@ -99,27 +127,64 @@ def make_record(session: Session, *, organisation_id: int, user_id: int, consent
 
 
 def make_case(session: Session, *, organisation_id: int, user_id: int, retention_days: int = 30) -> Case:
-    case = Case(organisation_id=organisation_id, submitted_by=user_id, case_reference=uuid.uuid4().hex[:10],
-                purpose="searching for a missing child", status="queued", attempts=0,
-                retention_until=utcnow() + timedelta(days=retention_days))
+    case = Case(
+        organisation_id=organisation_id,
+        submitted_by=user_id,
+        case_reference=uuid.uuid4().hex[:10],
+        purpose="searching for a missing child",
+        status="queued",
+        attempts=0,
+        retention_until=utcnow() + timedelta(days=retention_days),
+    )
     session.add(case)
     session.flush()
     return case
 
 
-def add_photo(session: Session, *, vault: PhotoVault, settings: Settings, data: bytes, organisation_id: int,
-              user_id: int, record_id: int | None = None, case_id: int | None = None) -> Photo:
+def add_photo(
+    session: Session,
+    *,
+    vault: PhotoVault,
+    settings: Settings,
+    data: bytes,
+    organisation_id: int,
+    user_id: int,
+    record_id: int | None = None,
+    case_id: int | None = None,
+) -> Photo:
     image = check_upload(data, settings)
-    return store_photo(session, vault=vault, image=image, organisation_id=organisation_id, uploaded_by=user_id,
-                       record_id=record_id, case_id=case_id)
+    return store_photo(
+        session,
+        vault=vault,
+        image=image,
+        organisation_id=organisation_id,
+        uploaded_by=user_id,
+        record_id=record_id,
+        case_id=case_id,
+    )
 
 
-def add_unchecked_photo(session: Session, *, vault: PhotoVault, data: bytes, organisation_id: int, user_id: int,
-                        record_id: int | None = None, case_id: int | None = None) -> Photo:
+def add_unchecked_photo(
+    session: Session,
+    *,
+    vault: PhotoVault,
+    data: bytes,
+    organisation_id: int,
+    user_id: int,
+    record_id: int | None = None,
+    case_id: int | None = None,
+) -> Photo:
     """A photo stored without the upload check, as if a damaged file got past it."""
     image = CheckedImage(data=data, width=1, height=1, source_format="JPEG", thumbnail=b"")
-    return store_photo(session, vault=vault, image=image, organisation_id=organisation_id, uploaded_by=user_id,
-                       record_id=record_id, case_id=case_id)
+    return store_photo(
+        session,
+        vault=vault,
+        image=image,
+        organisation_id=organisation_id,
+        uploaded_by=user_id,
+        record_id=record_id,
+        case_id=case_id,
+    )
 
 
 def side_by_side(*paths: Path, height: int = 400) -> bytes:
@@ -140,8 +205,10 @@ def side_by_side(*paths: Path, height: int = 400) -> bytes:
 def faceless_photo(size: int = 320) -> bytes:
     """A smooth gradient: a valid photo in which no face can be found."""
     ramp = np.linspace(0, 255, size, dtype=np.uint8)
-    pixels = np.stack([np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)),
-                       np.full((size, size), 128, dtype=np.uint8)], axis=-1)
+    pixels = np.stack(
+        [np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)), np.full((size, size), 128, dtype=np.uint8)],
+        axis=-1,
+    )
     return _jpeg(Image.fromarray(pixels))
 
 

@@ -23,8 +23,9 @@ class Person:
     def __init__(self, app, account: Account):
         self.account = account
         self.http = TestClient(app, base_url="https://testserver", follow_redirects=False)
-        answer = self.post("/sign-in", "/sign-in", email=account.email, password=account.password,
-                           otp=account.otp() or "", next="/")
+        answer = self.post(
+            "/sign-in", "/sign-in", email=account.email, password=account.password, otp=account.otp() or "", next="/"
+        )
         assert answer.status_code == 303, answer.text
 
     def get(self, path: str, expect: int = 200):

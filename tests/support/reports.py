@@ -18,9 +18,17 @@ def synthetic_report(model_id: str, model_version: str = "v-test") -> dict:
     for person in range(16):
         centre = rng.normal(size=128)
         for _ in range(2):
-            samples.append(Sample(identity=f"p{person}", vector=centre + rng.normal(scale=0.05, size=128),
-                                  age=30.0 if person < 8 else 7.0,
-                                  groups={"sex": "female" if person % 2 else "male"}))
+            samples.append(
+                Sample(
+                    identity=f"p{person}",
+                    vector=centre + rng.normal(scale=0.05, size=128),
+                    age=30.0 if person < 8 else 7.0,
+                    groups={"sex": "female" if person % 2 else "male"},
+                )
+            )
     report = evaluate(samples, threshold=0.6, bootstrap_rounds=20)
-    return {"model": {"id": model_id, "version": model_version}, **report,
-            "dataset": {"manifest_sha256": "cd" * 32, **report["dataset"]}}
+    return {
+        "model": {"id": model_id, "version": model_version},
+        **report,
+        "dataset": {"manifest_sha256": "cd" * 32, **report["dataset"]},
+    }

@@ -26,6 +26,8 @@ PASSWORD = "correct horse battery staple"
 def password_hash() -> str:
     """One real argon2 hash of PASSWORD, computed once per test run."""
     return hash_password(PASSWORD)
+
+
 ADMIN_URL = os.environ.get("REUNITE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -51,13 +53,20 @@ class PostgresDatabases:
             connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-def make_organisation(session: Session, *, status: str = "approved", name: str = "Helping Hands",
-                      **fields) -> Organisation:
+def make_organisation(
+    session: Session, *, status: str = "approved", name: str = "Helping Hands", **fields
+) -> Organisation:
     now = utcnow()
     values = dict(
-        name=name, org_type="ngo", country="GB", registration_number=uuid.uuid4().hex[:8],
-        website="https://helping-hands.example.org", contact_email="contact@helping-hands.example.org",
-        status=status, attests_no_law_enforcement=True, purpose="Finding missing children",
+        name=name,
+        org_type="ngo",
+        country="GB",
+        registration_number=uuid.uuid4().hex[:8],
+        website="https://helping-hands.example.org",
+        contact_email="contact@helping-hands.example.org",
+        status=status,
+        attests_no_law_enforcement=True,
+        purpose="Finding missing children",
         approved_at=now if status == "approved" else None,
         vetting_expires_at=now + timedelta(days=365) if status == "approved" else None,
     )
@@ -112,11 +121,22 @@ class Account:
 ESTABLISHED_ACCOUNT_AGE = timedelta(days=400)
 
 
-def make_user(session: Session, *roles: str, organisation: Organisation | None = None,
-              email: str | None = None, created_at: datetime | None = None) -> Account:
+def make_user(
+    session: Session,
+    *roles: str,
+    organisation: Organisation | None = None,
+    email: str | None = None,
+    created_at: datetime | None = None,
+) -> Account:
     email = email or f"{'-'.join(roles) or 'user'}-{uuid.uuid4().hex[:6]}@helping-hands.example.org"
-    user = create_user(session, email=email, password=PASSWORD, roles=set(roles),
-                       organisation_id=organisation.id if organisation else None, with_totp=True)
+    user = create_user(
+        session,
+        email=email,
+        password=PASSWORD,
+        roles=set(roles),
+        organisation_id=organisation.id if organisation else None,
+        with_totp=True,
+    )
     user.created_at = created_at or utcnow() - ESTABLISHED_ACCOUNT_AGE
     session.flush()
     return Account(user=user, email=email, totp_secret=user.totp_secret)

@@ -63,10 +63,16 @@ class Workers:
 
     def environment(self) -> dict[str, str]:
         s = self.settings
-        environment = {**os.environ, **ONE_THREAD_EACH, "REUNITE_ENVIRONMENT": "test",
-                       "REUNITE_SECRET_KEY": s.secret_key.get_secret_value(),
-                       "REUNITE_DATABASE_URL": s.database_url, "REUNITE_MASTER_KEY": s.master_key.get_secret_value(),
-                       "REUNITE_DATA_DIR": str(s.data_dir), "REUNITE_AUDIT_KEY_PATH": str(s.audit_key_file)}
+        environment = {
+            **os.environ,
+            **ONE_THREAD_EACH,
+            "REUNITE_ENVIRONMENT": "test",
+            "REUNITE_SECRET_KEY": s.secret_key.get_secret_value(),
+            "REUNITE_DATABASE_URL": s.database_url,
+            "REUNITE_MASTER_KEY": s.master_key.get_secret_value(),
+            "REUNITE_DATA_DIR": str(s.data_dir),
+            "REUNITE_AUDIT_KEY_PATH": str(s.audit_key_file),
+        }
         environment.pop("REUNITE_BROKER_URL", None)
         if self.broker_url is not None:
             environment["REUNITE_BROKER_URL"] = self.broker_url
@@ -76,9 +82,23 @@ class Workers:
         number = len(self.processes)
         log = open(self.log_path(number), "wb")
         process = subprocess.Popen(
-            [sys.executable, "-c", "from service.cli import app; app()", "worker", "--concurrency",
-             str(concurrency), "--loglevel", "info", "--name", f"test-{os.getpid()}-{number}@{socket.gethostname()}"],
-            env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-c",
+                "from service.cli import app; app()",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "info",
+                "--name",
+                f"test-{os.getpid()}-{number}@{socket.gethostname()}",
+            ],
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()  # the child holds its own copy of the descriptor
         self.processes.append(process)
         return process
@@ -120,8 +140,15 @@ class Workers:
             self.kill(process)
 
 
-def poll(fetch: Callable[[], State], *, until: Callable[[State], bool], what: str,
-         seconds: float = WAIT_SECONDS, every: float = 0.1, explain: Callable[[], str] | None = None) -> State:
+def poll(
+    fetch: Callable[[], State],
+    *,
+    until: Callable[[State], bool],
+    what: str,
+    seconds: float = WAIT_SECONDS,
+    every: float = 0.1,
+    explain: Callable[[], str] | None = None,
+) -> State:
     """Call `fetch` until `until(state)` holds and return that state; on timeout fail with the last state."""
     deadline = time.monotonic() + seconds
     while True:

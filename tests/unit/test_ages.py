@@ -22,8 +22,19 @@ def test_years_between_prefers_ages_then_dates() -> None:
     assert years_between(age_a=3.0, taken_a=None, age_b=None, taken_b=date(2016, 6, 1)) is None
 
 
-@pytest.mark.parametrize(("years", "band"), [(0.0, "0-1"), (1.99, "0-1"), (2.0, "2-4"), (9.9, "5-9"),
-                                             (10.0, "10+"), (40.0, "10+"), (None, None), (float("nan"), None)])
+@pytest.mark.parametrize(
+    ("years", "band"),
+    [
+        (0.0, "0-1"),
+        (1.99, "0-1"),
+        (2.0, "2-4"),
+        (9.9, "5-9"),
+        (10.0, "10+"),
+        (40.0, "10+"),
+        (None, None),
+        (float("nan"), None),
+    ],
+)
 def test_gap_bands(years, band) -> None:
     assert gap_band(years) == band
 

@@ -21,8 +21,11 @@ def action_arguments() -> list[tuple[str, ast.expr]]:
     for path in SERVICE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in WRITERS:
-                found += [(f"{path.relative_to(SERVICE)}:{node.lineno}", keyword.value)
-                          for keyword in node.keywords if keyword.arg == "action"]
+                found += [
+                    (f"{path.relative_to(SERVICE)}:{node.lineno}", keyword.value)
+                    for keyword in node.keywords
+                    if keyword.arg == "action"
+                ]
     return found
 
 

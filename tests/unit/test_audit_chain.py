@@ -37,10 +37,15 @@ class Bundle:
     def sign_header(self, signer: AuditSigner | None = None) -> None:
         """Sign the header over the current events, as the service's export does."""
         signer = signer or self.signer
-        self.header.update(first_seq=self.events[0]["seq"], last_seq=self.events[-1]["seq"],
-                           event_count=len(self.events), base_hash=self.events[0]["prev_hash"],
-                           head_hash=self.events[-1]["hash"], key_id=signer.key_id,
-                           public_key_pem=signer.public_key_pem)
+        self.header.update(
+            first_seq=self.events[0]["seq"],
+            last_seq=self.events[-1]["seq"],
+            event_count=len(self.events),
+            base_hash=self.events[0]["prev_hash"],
+            head_hash=self.events[-1]["hash"],
+            key_id=signer.key_id,
+            public_key_pem=signer.public_key_pem,
+        )
         self.header["signature"] = signer.sign(header_message(self.header))
 
     def event(self, seq: int) -> dict:
@@ -56,22 +61,43 @@ class Bundle:
     def sign(self, seq: int, signer: AuditSigner | None = None) -> dict:
         signer = signer or self.signer
         head = self.event(seq)["hash"]
-        return {"type": "checkpoint", "seq": seq, "head_hash": head, "signed_at": "2026-11-27T10:01:00.000000Z",
-                "key_id": signer.key_id, "signature": signer.sign(checkpoint_message(seq, head))}
+        return {
+            "type": "checkpoint",
+            "seq": seq,
+            "head_hash": head,
+            "signed_at": "2026-11-27T10:01:00.000000Z",
+            "key_id": signer.key_id,
+            "signature": signer.sign(checkpoint_message(seq, head)),
+        }
 
 
 def make_bundle(count: int = COUNT) -> Bundle:
     signer = AuditSigner(Ed25519PrivateKey.generate())
-    header = {"type": "header", "format": BUNDLE_FORMAT, "exported_at": "2026-11-27T10:02:00.000000Z",
-              "public_key_pem": signer.public_key_pem, "key_id": signer.key_id, "filters": {},
-              "first_seq": 1, "last_seq": count}
+    header = {
+        "type": "header",
+        "format": BUNDLE_FORMAT,
+        "exported_at": "2026-11-27T10:02:00.000000Z",
+        "public_key_pem": signer.public_key_pem,
+        "key_id": signer.key_id,
+        "filters": {},
+        "first_seq": 1,
+        "last_seq": count,
+    }
     bundle = Bundle(signer=signer, header=header, trusted=signer.public_key_pem)
     for seq in range(1, count + 1):
-        bundle.events.append({
-            "type": "event", "seq": seq, "at": f"2026-11-27T10:00:{seq:02d}.000000Z", "actor_id": 7,
-            "organisation_id": 3 if seq % 2 else None, "action": "login", "target_type": "case",
-            "target_id": str(100 + seq), "details": {"count": seq, "reason": "otp_wrong"},
-        })
+        bundle.events.append(
+            {
+                "type": "event",
+                "seq": seq,
+                "at": f"2026-11-27T10:00:{seq:02d}.000000Z",
+                "actor_id": 7,
+                "organisation_id": 3 if seq % 2 else None,
+                "action": "login",
+                "target_type": "case",
+                "target_id": str(100 + seq),
+                "details": {"count": seq, "reason": "otp_wrong"},
+            }
+        )
     bundle.rechain()
     bundle.checkpoints = [bundle.sign(seq) for seq in range(CHECKPOINT_EVERY, count + 1, CHECKPOINT_EVERY)]
     bundle.checkpoints.append(bundle.sign(count))
@@ -120,8 +146,14 @@ def test_the_report_says_what_the_signatures_cover(bundle):
 
 
 CHANGES = {
-    "seq": 50, "at": "2026-11-27T09:00:00.000000Z", "actor_id": 8, "organisation_id": 99, "action": "logout",
-    "target_type": "record", "target_id": "999", "details": {"count": 6, "reason": "otp_wrong"},
+    "seq": 50,
+    "at": "2026-11-27T09:00:00.000000Z",
+    "actor_id": 8,
+    "organisation_id": 99,
+    "action": "logout",
+    "target_type": "record",
+    "target_id": "999",
+    "details": {"count": 6, "reason": "otp_wrong"},
 }
 
 

@@ -79,16 +79,19 @@ def test_error_rates_by_hand() -> None:
     assert error_rates([0.6], [0.6], 0.6) == (1.0, 0.0)
 
 
-@pytest.mark.parametrize("genuine, impostor, target", [
-    ([], TENTHS, 0.1),
-    ([0.1], [], 0.1),
-    ([0.1], TENTHS, 0.0),
-    ([0.1], TENTHS, 1.0),
-    ([0.1], TENTHS, float("nan")),
-    ([float("nan")], TENTHS, 0.1),
-    ([0.1], [-0.2, 0.3], 0.1),
-    ([[0.1]], TENTHS, 0.1),
-])
+@pytest.mark.parametrize(
+    "genuine, impostor, target",
+    [
+        ([], TENTHS, 0.1),
+        ([0.1], [], 0.1),
+        ([0.1], TENTHS, 0.0),
+        ([0.1], TENTHS, 1.0),
+        ([0.1], TENTHS, float("nan")),
+        ([float("nan")], TENTHS, 0.1),
+        ([0.1], [-0.2, 0.3], 0.1),
+        ([[0.1]], TENTHS, 0.1),
+    ],
+)
 def test_bad_inputs_are_refused(genuine, impostor, target) -> None:
     with pytest.raises(ValueError):
         threshold_for_fmr(genuine, impostor, target)
@@ -119,7 +122,11 @@ def test_thresholds_by_gap_only_where_the_band_can_show_the_target() -> None:
     near, middle, far, widest = thresholds_by_gap(pairs, target_fmr=0.2)
     reference = threshold_for_fmr(*pairs["0-1"], target_fmr=0.2)
     assert (near.band, near.threshold, near.achieved_fmr, near.fnmr) == (
-        "0-1", reference.threshold, reference.achieved_fmr, reference.fnmr)
+        "0-1",
+        reference.threshold,
+        reference.achieved_fmr,
+        reference.fnmr,
+    )
     assert (near.calibrated, near.genuine_pairs, near.impostor_pairs, near.trials_needed) == (True, 3, 10, 5)
     assert (middle.calibrated, middle.threshold, middle.fnmr, middle.impostor_pairs) == (False, None, None, 4)
     # One of five impostors may match: just below the second smallest, 0.4.

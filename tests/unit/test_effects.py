@@ -78,7 +78,8 @@ def test_a_failing_effect_is_logged_and_does_not_undo_the_commit_or_stop_the_nex
         session.commit()  # does not raise
     assert ran == ["next"] and committed_rows(sessions) == [7]
     assert [(log["event"], log["ids"], log["error"]) for log in logs] == [
-        ("after_commit_effect_failed", [7], "ConnectionError")]
+        ("after_commit_effect_failed", [7], "ConnectionError")
+    ]
     assert "broker_down" in logs[0]["effect"]
 
 
@@ -102,8 +103,13 @@ def test_savepoints_neither_run_nor_take_effects_and_unhooked_sessions_are_refus
 def test_the_webhook_delivery_dependency_sends_after_the_response_even_for_a_page_redirect(monkeypatch):
     """What the API and the review page give record_review: a webhook queued behind the response."""
     delivered = []
-    monkeypatch.setattr(deps.webhooks, "deliver", lambda factory, notification_id, *, allow_loopback:
-                        delivered.append((factory, notification_id, allow_loopback)))
+    monkeypatch.setattr(
+        deps.webhooks,
+        "deliver",
+        lambda factory, notification_id, *, allow_loopback: delivered.append(
+            (factory, notification_id, allow_loopback)
+        ),
+    )
     app = FastAPI()
     app.state.session_factory = "factory"
     app.state.settings = SimpleNamespace(webhook_allow_loopback=False)

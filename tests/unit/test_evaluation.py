@@ -32,15 +32,27 @@ DATES = {("c", 30): date(2010, 1, 1), ("c", 31): date(2022, 1, 1)}
 
 def line_samples(**overrides) -> list[Sample]:
     return [
-        Sample(identity=name, vector=np.array([float(x)]), groups={"tone": GROUP[name]},
-               age=AGES.get((name, x)), taken_at=DATES.get((name, x)), **overrides)
-        for name, positions in LINE.items() for x in positions
+        Sample(
+            identity=name,
+            vector=np.array([float(x)]),
+            groups={"tone": GROUP[name]},
+            age=AGES.get((name, x)),
+            taken_at=DATES.get((name, x)),
+            **overrides,
+        )
+        for name, positions in LINE.items()
+        for x in positions
     ]
 
 
 def run(samples, **kwargs):
-    options = {"threshold": 4.5, "fmr_targets": (0.1, 0.01), "fpir_targets": (0.5, 0.2),
-               "ranks": (1, 5), "bootstrap_rounds": 0}
+    options = {
+        "threshold": 4.5,
+        "fmr_targets": (0.1, 0.01),
+        "fpir_targets": (0.5, 0.2),
+        "ranks": (1, 5),
+        "bootstrap_rounds": 0,
+    }
     return evaluate(samples, **{**options, **kwargs})
 
 
@@ -72,8 +84,12 @@ def test_equal_error_rate_by_hand() -> None:
 def test_pair_counts_and_rates_at_the_service_threshold(report) -> None:
     overall = report["verification"]["overall"]
     assert (overall["genuine_pairs"], overall["impostor_pairs"]) == (3, 18)
-    assert overall["at_threshold"] == {"threshold": 4.5, "fmr": pytest.approx(2 / 18), "fnmr": pytest.approx(1 / 3),
-                                       "unavailable": {}}
+    assert overall["at_threshold"] == {
+        "threshold": 4.5,
+        "fmr": pytest.approx(2 / 18),
+        "fnmr": pytest.approx(1 / 3),
+        "unavailable": {},
+    }
 
 
 def test_equal_error_rate(report) -> None:
@@ -91,8 +107,15 @@ def test_fnmr_at_fmr_uses_the_largest_threshold_within_the_target(report) -> Non
 
 def test_a_rate_the_pairs_cannot_show_is_null_and_unreliable(report) -> None:
     at = report["verification"]["overall"]["at_fmr"]["0.01"]
-    assert at == {"target_fmr": 0.01, "threshold": None, "fnmr": None, "fmr": None, "reliable": False,
-                  "trials_needed": 100, "unavailable": {"fnmr": "too_few_trials", "fmr": "too_few_trials"}}
+    assert at == {
+        "target_fmr": 0.01,
+        "threshold": None,
+        "fnmr": None,
+        "fmr": None,
+        "reliable": False,
+        "trials_needed": 100,
+        "unavailable": {"fnmr": "too_few_trials", "fmr": "too_few_trials"},
+    }
 
 
 def test_pairs_are_exactly_those_of_calibration_pair_distances() -> None:
@@ -112,8 +135,10 @@ def test_pairs_are_exactly_those_of_calibration_pair_distances() -> None:
 
 def test_gallery_and_probe_sets_compare_only_across_sets() -> None:
     roles = {("a", 0): "gallery", ("b", 10): "gallery", ("a", 2): "probe", ("b", 15): "probe", ("d", 6): "probe"}
-    samples = [Sample(identity=n, vector=np.array([float(x)]), gallery=roles[n, x] == "gallery",
-                      probe=roles[n, x] == "probe") for n, x in roles]
+    samples = [
+        Sample(identity=n, vector=np.array([float(x)]), gallery=roles[n, x] == "gallery", probe=roles[n, x] == "probe")
+        for n, x in roles
+    ]
     report = run(samples)
     overall = report["verification"]["overall"]
     # a0-a2, b10-b15 genuine; a0-b15, a0-d6, b10-a2, b10-d6 impostor; never gallery-gallery or probe-probe.
@@ -167,8 +192,13 @@ def test_ties_are_ranked_as_the_service_ranks_them() -> None:
         if not any(labels[k] == label for k in others):
             continue
         distances = np.linalg.norm(vectors[others] - vector, axis=1)
-        candidates = rank_candidates(distances, np.array(others), record_of={k: record_id[labels[k]] for k in others},
-                                     threshold=math.inf, top_k=len(record_id))
+        candidates = rank_candidates(
+            distances,
+            np.array(others),
+            record_of={k: record_id[labels[k]] for k in others},
+            threshold=math.inf,
+            top_k=len(record_id),
+        )
         ranks.append(next(c.rank for c in candidates if c.record_id == record_id[label]))
     expected = [float(np.mean(np.array(ranks) <= k)) for k in range(1, len(cmc) + 1)]
     assert cmc == expected
@@ -186,10 +216,20 @@ def test_failures_to_enrol_per_set_count_as_misses_end_to_end() -> None:
     ]
     report = run(samples)
     fte = report["failure_to_enrol"]
-    assert fte["gallery"] == {"photos": 9, "failed": 2, "rate": pytest.approx(2 / 9),
-                              "reasons": {"no_face": 1, "several_faces": 1}, "unavailable": {}}
-    assert fte["probe"] == {"photos": 10, "failed": 2, "rate": pytest.approx(2 / 10),
-                            "reasons": {"low_quality": 1, "no_face": 1}, "unavailable": {}}
+    assert fte["gallery"] == {
+        "photos": 9,
+        "failed": 2,
+        "rate": pytest.approx(2 / 9),
+        "reasons": {"no_face": 1, "several_faces": 1},
+        "unavailable": {},
+    }
+    assert fte["probe"] == {
+        "photos": 10,
+        "failed": 2,
+        "rate": pytest.approx(2 / 10),
+        "reasons": {"low_quality": 1, "no_face": 1},
+        "unavailable": {},
+    }
     enrolled = report["enrolled_only"]["verification"]["overall"]
     # The extra b photo at 11 pairs with every enrolled photo (it can be a probe for any gallery photo).
     assert (enrolled["genuine_pairs"], enrolled["impostor_pairs"]) == (3 + 2, 18 + 5)
@@ -210,8 +250,10 @@ def test_failures_to_enrol_per_set_count_as_misses_end_to_end() -> None:
 def failure_samples() -> list[Sample]:
     """a: 0, 1; b: 10 and a photo with no face; c: 3, alone. Ages put b's two photos 8 years apart."""
     return [
-        Sample("a", np.array([0.0]), age=4), Sample("a", np.array([1.0]), age=5),
-        Sample("b", np.array([10.0]), age=4), Sample("b", gallery_failure="no_face", probe_failure="no_face", age=12),
+        Sample("a", np.array([0.0]), age=4),
+        Sample("a", np.array([1.0]), age=5),
+        Sample("b", np.array([10.0]), age=4),
+        Sample("b", gallery_failure="no_face", probe_failure="no_face", age=12),
         Sample("c", np.array([3.0]), age=6),
     ]
 
@@ -220,8 +262,12 @@ def test_end_to_end_by_hand() -> None:
     report = run(failure_samples(), fmr_targets=(0.2,), fpir_targets=(0.5,))
     e2e, enrolled = report["verification"]["overall"], report["enrolled_only"]["verification"]["overall"]
     # Genuine: a0-a1 at 1, b10-b? without a distance. Impostor with a distance: 10 3 9 2 7; three more without.
-    assert (e2e["genuine_pairs"], e2e["impostor_pairs"], enrolled["genuine_pairs"], enrolled["impostor_pairs"]) \
-        == (2, 8, 1, 5)
+    assert (e2e["genuine_pairs"], e2e["impostor_pairs"], enrolled["genuine_pairs"], enrolled["impostor_pairs"]) == (
+        2,
+        8,
+        1,
+        5,
+    )
     assert (e2e["at_threshold"]["fnmr"], enrolled["at_threshold"]["fnmr"]) == (0.5, 0.0)
     # A pair without a distance never matches, and stays in the FMR denominator.
     assert (e2e["at_threshold"]["fmr"], enrolled["at_threshold"]["fmr"]) == (2 / 8, 2 / 5)
@@ -240,8 +286,12 @@ def test_end_to_end_by_hand() -> None:
     # the faceless probe, which returns nobody and stays in the FPIR denominator.
     assert (search["non_mated_searches"], search["at_threshold"]["fpir"]) == (5, 3 / 5)
     assert (search_enrolled["non_mated_searches"], search_enrolled["at_threshold"]["fpir"]) == (4, 3 / 4)
-    assert report["dataset"]["enrolled_only"] == {"genuine_pairs": 1, "impostor_pairs": 5, "mated_searches": 2,
-                                                  "non_mated_searches": 4}
+    assert report["dataset"]["enrolled_only"] == {
+        "genuine_pairs": 1,
+        "impostor_pairs": 5,
+        "mated_searches": 2,
+        "non_mated_searches": 4,
+    }
     assert report["curves"]["overall"]["cmc"][0] == 0.5  # curves follow the headline
 
 
@@ -261,8 +311,16 @@ def test_end_to_end_by_years_between_photos() -> None:
 
 def test_cells_that_cannot_exist_are_told_apart_from_unreliable_ones() -> None:
     # Group "g" holds gallery photos only: its probes make no search, mated or not.
-    samples = [Sample(s.identity, s.vector, gallery=s.identity in "ab", probe=s.identity not in "ab",
-                      groups={"set": "g" if s.identity in "ab" else "p"}) for s in line_samples()]
+    samples = [
+        Sample(
+            s.identity,
+            s.vector,
+            gallery=s.identity in "ab",
+            probe=s.identity not in "ab",
+            groups={"set": "g" if s.identity in "ab" else "p"},
+        )
+        for s in line_samples()
+    ]
     report = run(samples)
     gallery_only = report["groups"]["set"]["g"]["identification"]
     assert gallery_only["non_mated_searches"] == 0 and gallery_only["rank_1"] is None
@@ -281,15 +339,20 @@ def test_verification_distances_by_gap_follow_the_shared_age_rule() -> None:
     from matching.ages import AGE_GAPS, gap_band, years_between
 
     rng = np.random.default_rng(11)
-    samples = [Sample(identity=f"p{rng.integers(0, 6)}", vector=rng.normal(size=3),
-                      age=float(rng.uniform(0, 20)) if rng.random() < 0.6 else None,
-                      taken_at=date(2000 + int(rng.integers(0, 20)), int(rng.integers(1, 13)), 1)
-                      if rng.random() < 0.6 else None) for _ in range(40)]
+    samples = [
+        Sample(
+            identity=f"p{rng.integers(0, 6)}",
+            vector=rng.normal(size=3),
+            age=float(rng.uniform(0, 20)) if rng.random() < 0.6 else None,
+            taken_at=date(2000 + int(rng.integers(0, 20)), int(rng.integers(1, 13)), 1) if rng.random() < 0.6 else None,
+        )
+        for _ in range(40)
+    ]
     by_gap = verification_distances_by_gap(samples)
     assert list(by_gap) == [label for label, _, _ in AGE_GAPS]
     expected = {label: [[], []] for label, _, _ in AGE_GAPS}
     for i, one in enumerate(samples):
-        for other in samples[i + 1:]:
+        for other in samples[i + 1 :]:
             band = gap_band(years_between(age_a=one.age, taken_a=one.taken_at, age_b=other.age, taken_b=other.taken_at))
             if band is not None:
                 expected[band][one.identity != other.identity].append(float(np.linalg.norm(one.vector - other.vector)))
@@ -363,8 +426,14 @@ def noisy_samples(identities: int, seed: int = 0) -> list[Sample]:
     samples = []
     for person in range(identities):
         centre = rng.normal(size=8) * 2
-        samples += [Sample(identity=f"person-{person}", vector=centre + rng.normal(scale=0.3, size=8),
-                           groups={"half": str(person % 2)}) for _ in range(3)]
+        samples += [
+            Sample(
+                identity=f"person-{person}",
+                vector=centre + rng.normal(scale=0.3, size=8),
+                groups={"half": str(person % 2)},
+            )
+            for _ in range(3)
+        ]
     return samples
 
 
@@ -401,16 +470,36 @@ def test_no_rounds_no_intervals(report) -> None:
 
 
 def test_report_is_json_and_names_no_identity() -> None:
-    samples = [Sample(identity=f"Child Name {s.identity.upper()}", vector=s.vector, groups=s.groups, age=s.age,
-                      taken_at=s.taken_at) for s in line_samples()]
+    samples = [
+        Sample(
+            identity=f"Child Name {s.identity.upper()}",
+            vector=s.vector,
+            groups=s.groups,
+            age=s.age,
+            taken_at=s.taken_at,
+        )
+        for s in line_samples()
+    ]
     text = json.dumps(run(samples, bootstrap_rounds=5), allow_nan=False)
     assert "Child Name" not in text
     assert report_keys_present(json.loads(text))
 
 
 def report_keys_present(report: dict) -> bool:
-    return {"threshold", "settings", "dataset", "failure_to_enrol", "verification", "identification", "enrolled_only",
-            "groups", "age_bands", "age_gaps", "curves", "method"} <= set(report)
+    return {
+        "threshold",
+        "settings",
+        "dataset",
+        "failure_to_enrol",
+        "verification",
+        "identification",
+        "enrolled_only",
+        "groups",
+        "age_bands",
+        "age_gaps",
+        "curves",
+        "method",
+    } <= set(report)
 
 
 def test_dataset_counts(report) -> None:
@@ -420,15 +509,18 @@ def test_dataset_counts(report) -> None:
     assert (dataset["mated_searches"], dataset["non_mated_searches"]) == (6, 7)
 
 
-@pytest.mark.parametrize("samples, options, message", [
-    ([], {}, "no samples"),
-    ([Sample("a", np.zeros(2)), Sample("b", np.zeros(3))], {}, "one length"),
-    ([Sample("a", np.array([np.nan]))], {}, "NaN"),
-    ([Sample("a", np.zeros(1))], {"threshold": -1.0}, "threshold"),
-    ([Sample("a", np.zeros(1))], {"fmr_targets": (0.0,)}, "target"),
-    ([Sample("a", np.zeros(1))], {"ranks": (0,)}, "ranks"),
-    ([Sample("a", np.zeros(1))], {"bootstrap_rounds": -1}, "bootstrap_rounds"),
-])
+@pytest.mark.parametrize(
+    "samples, options, message",
+    [
+        ([], {}, "no samples"),
+        ([Sample("a", np.zeros(2)), Sample("b", np.zeros(3))], {}, "one length"),
+        ([Sample("a", np.array([np.nan]))], {}, "NaN"),
+        ([Sample("a", np.zeros(1))], {"threshold": -1.0}, "threshold"),
+        ([Sample("a", np.zeros(1))], {"fmr_targets": (0.0,)}, "target"),
+        ([Sample("a", np.zeros(1))], {"ranks": (0,)}, "ranks"),
+        ([Sample("a", np.zeros(1))], {"bootstrap_rounds": -1}, "bootstrap_rounds"),
+    ],
+)
 def test_bad_input_is_refused(samples, options, message) -> None:
     with pytest.raises(ValueError, match=message):
         run(samples, **options)

@@ -19,11 +19,32 @@ def test_every_offered_type_is_accepted(org_type):
     assert check_org_type(org_type) is None
 
 
-@pytest.mark.parametrize("org_type", [
-    "police", "Police", "POLICE_SERVICE", "law enforcement", "law_enforcement", "Border Force",
-    "immigration_enforcement", "customs", "military", "armed_forces", "army", "defence", "intelligence",
-    "secret service", "gendarmerie", "sheriff", "constabulary", "Polizei", "policia", "polícia", "carabinieri",
-])
+@pytest.mark.parametrize(
+    "org_type",
+    [
+        "police",
+        "Police",
+        "POLICE_SERVICE",
+        "law enforcement",
+        "law_enforcement",
+        "Border Force",
+        "immigration_enforcement",
+        "customs",
+        "military",
+        "armed_forces",
+        "army",
+        "defence",
+        "intelligence",
+        "secret service",
+        "gendarmerie",
+        "sheriff",
+        "constabulary",
+        "Polizei",
+        "policia",
+        "polícia",
+        "carabinieri",
+    ],
+)
 def test_law_enforcement_types_and_synonyms_are_refused(org_type):
     assert check_org_type(org_type).rule == "law_enforcement_type"
 
@@ -33,27 +54,39 @@ def test_types_outside_the_list_are_refused_as_unknown(org_type):
     assert check_org_type(org_type).rule == "unknown_type"
 
 
-@pytest.mark.parametrize("domain", [
-    "police.uk",                   # exact
-    "met.police.uk",               # subdomain
-    "a.b.met.police.uk",           # deep subdomain
-    "MET.Police.UK",               # mixed case
-    "met.police.uk.",              # trailing dot (fully qualified)
-    "army.mil", "mil",             # the whole .mil top-level domain
-    "ＰＯＬＩＺＥＩ.ＤＥ",            # full-width Unicode folds to polizei.de
-    "www.bundespolizei.de",
-    "nzdf.mil.nz",                 # a second-level military domain
-    "scotland.police.scot",        # a police service outside police.uk
-])
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "police.uk",  # exact
+        "met.police.uk",  # subdomain
+        "a.b.met.police.uk",  # deep subdomain
+        "MET.Police.UK",  # mixed case
+        "met.police.uk.",  # trailing dot (fully qualified)
+        "army.mil",
+        "mil",  # the whole .mil top-level domain
+        "ＰＯＬＩＺＥＩ.ＤＥ",  # full-width Unicode folds to polizei.de
+        "www.bundespolizei.de",
+        "nzdf.mil.nz",  # a second-level military domain
+        "scotland.police.scot",  # a police service outside police.uk
+    ],
+)
 def test_denylisted_domains_and_subdomains_are_refused(domain):
     assert SHIPPED.refuses(domain)
     assert domain in SHIPPED
 
 
-@pytest.mark.parametrize("domain", [
-    "police-foundation-charity.org", "notpolice.uk", "police.uk.example.org", "police.org", "mil.example.org",
-    "helping-hands.example.org", "polizei.de.example.net",
-])
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "police-foundation-charity.org",
+        "notpolice.uk",
+        "police.uk.example.org",
+        "police.org",
+        "mil.example.org",
+        "helping-hands.example.org",
+        "polizei.de.example.net",
+    ],
+)
 def test_lookalikes_pass(domain):
     assert not SHIPPED.refuses(domain)
 
@@ -80,34 +113,40 @@ def test_denylist_lists_its_normalised_domains():
     assert "police.uk" in list(SHIPPED) and len(SHIPPED) == len(list(SHIPPED))
 
 
-@pytest.mark.parametrize(("email", "rule"), [
-    ("officer@met.police.uk", "email_domain"),
-    ("Officer@MET.POLICE.UK", "email_domain"),
-    ("someone@army.mil", "email_domain"),
-    ("agent@fbi.gov", "email_domain"),
-    ("someone@helping-hands.example.org", None),
-    ("someone@notpolice.uk", None),
-    ("someone@", "invalid_email_domain"),
-    ("someone@exa mple.org", "invalid_email_domain"),
-])
+@pytest.mark.parametrize(
+    ("email", "rule"),
+    [
+        ("officer@met.police.uk", "email_domain"),
+        ("Officer@MET.POLICE.UK", "email_domain"),
+        ("someone@army.mil", "email_domain"),
+        ("agent@fbi.gov", "email_domain"),
+        ("someone@helping-hands.example.org", None),
+        ("someone@notpolice.uk", None),
+        ("someone@", "invalid_email_domain"),
+        ("someone@exa mple.org", "invalid_email_domain"),
+    ],
+)
 def test_emails_are_checked_by_their_domain(email, rule):
     refusal = check_email(email, SHIPPED)
     assert (refusal.rule if refusal else None) == rule
 
 
-@pytest.mark.parametrize(("url", "rule"), [
-    ("https://www.police.uk", "website_domain"),
-    ("https://www.police.uk:8443/about?x=1#top", "website_domain"),
-    ("http://POLICE.UK./", "website_domain"),
-    ("police.uk/about", "website_domain"),
-    ("ftp://user:secret@fbi.gov/files", "website_domain"),
-    ("https://wache.polizei.de", "website_domain"),
-    ("https://helping-hands.example.org/police-liaison", None),
-    ("https://police-foundation-charity.org:443/", None),
-    ("helping-hands.example.org", None),
-    ("https:///no-host", "invalid_website_domain"),
-    ("https://[::1]/", "invalid_website_domain"),
-])
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("https://www.police.uk", "website_domain"),
+        ("https://www.police.uk:8443/about?x=1#top", "website_domain"),
+        ("http://POLICE.UK./", "website_domain"),
+        ("police.uk/about", "website_domain"),
+        ("ftp://user:secret@fbi.gov/files", "website_domain"),
+        ("https://wache.polizei.de", "website_domain"),
+        ("https://helping-hands.example.org/police-liaison", None),
+        ("https://police-foundation-charity.org:443/", None),
+        ("helping-hands.example.org", None),
+        ("https:///no-host", "invalid_website_domain"),
+        ("https://[::1]/", "invalid_website_domain"),
+    ],
+)
 def test_websites_are_checked_by_their_host(url, rule):
     refusal = check_website(url, SHIPPED)
     assert (refusal.rule if refusal else None) == rule
@@ -120,19 +159,22 @@ def test_admins_extend_the_shipped_list():
     assert check_email("x@deputy.sheriff.example.com", extended).rule == "email_domain"
 
 
-@pytest.mark.parametrize(("url", "rule"), [
-    # A browser reads the backslash as a slash: the host is police.uk, not ngo.example.org.
-    ("https://police.uk\\@ngo.example.org", "website_domain"),
-    ("https://www.police.uk\\@ngo.example.org/about", "website_domain"),
-    ("https://ngo.example.org@police.uk/", "website_domain"),
-    ("https://POLICE%2euk/", "website_domain"),
-    ("javascript:alert(document.cookie)", "website_scheme"),
-    ("JavaScript://ngo.example.org/%0aalert(1)", "website_scheme"),
-    ("data:text/html,<script>alert(1)</script>", "website_scheme"),
-    ("ftp://ngo.example.org/", "website_scheme"),
-    ("http://ngo.example.org\\@", None),
-    ("https://ngo.example.org:8443/about", None),
-])
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        # A browser reads the backslash as a slash: the host is police.uk, not ngo.example.org.
+        ("https://police.uk\\@ngo.example.org", "website_domain"),
+        ("https://www.police.uk\\@ngo.example.org/about", "website_domain"),
+        ("https://ngo.example.org@police.uk/", "website_domain"),
+        ("https://POLICE%2euk/", "website_domain"),
+        ("javascript:alert(document.cookie)", "website_scheme"),
+        ("JavaScript://ngo.example.org/%0aalert(1)", "website_scheme"),
+        ("data:text/html,<script>alert(1)</script>", "website_scheme"),
+        ("ftp://ngo.example.org/", "website_scheme"),
+        ("http://ngo.example.org\\@", None),
+        ("https://ngo.example.org:8443/about", None),
+    ],
+)
 def test_websites_are_parsed_as_a_browser_parses_them(url, rule):
     refusal = check_website(url, SHIPPED)
     assert (refusal.rule if refusal else None) == rule

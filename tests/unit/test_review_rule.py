@@ -29,17 +29,22 @@ CASE_1, CASE_2 = Reviewer(11, CASE_ORG, OLD), Reviewer(12, CASE_ORG, OLD)
 RECORD_1, RECORD_2 = Reviewer(21, RECORD_ORG, OLD), Reviewer(22, RECORD_ORG, OLD)
 OUTSIDER = Reviewer(31, OUTSIDER_ORG, OLD)
 PLATFORM = Reviewer(41, None, OLD, platform=True)
-PARTIES = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id,
-                  record_organisation_id=RECORD_ORG)
-REDACTED_PARTIES = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id,
-                           record_organisation_id=None)
-ONE_ORG = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id,
-                  record_organisation_id=CASE_ORG)
+PARTIES = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id, record_organisation_id=RECORD_ORG)
+REDACTED_PARTIES = Parties(
+    case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id, record_organisation_id=None
+)
+ONE_ORG = Parties(case_organisation_id=CASE_ORG, case_submitted_by=SUBMITTER.user_id, record_organisation_id=CASE_ORG)
 
 
 def past(reviewer: Reviewer, decision: str, at: datetime = NOW) -> PastReview:
-    return PastReview(reviewer_id=reviewer.user_id, organisation_id=reviewer.organisation_id, decision=decision,
-                      account_created_at=reviewer.account_created_at, reviewed_at=at, platform=reviewer.platform)
+    return PastReview(
+        reviewer_id=reviewer.user_id,
+        organisation_id=reviewer.organisation_id,
+        decision=decision,
+        account_created_at=reviewer.account_created_at,
+        reviewed_at=at,
+        platform=reviewer.platform,
+    )
 
 
 def run(*steps: tuple[Reviewer, str], parties: Parties = PARTIES) -> Status:
@@ -59,6 +64,7 @@ def refusal(status: str, reviewer: Reviewer, reviews=(), parties: Parties = PART
 
 
 # --- who may review -----------------------------------------------------------------------------
+
 
 def test_reviewers_of_the_submitting_and_the_record_organisation_may_see_a_candidate():
     assert may_see(PARTIES, CASE_ORG) and may_see(PARTIES, RECORD_ORG)
@@ -101,8 +107,9 @@ def test_a_reviewer_decides_once_whatever_they_decided(first_decision):
 
 
 def test_check_may_decide_passes_an_eligible_reviewer():
-    check_may_decide("awaiting_second_review", parties=PARTIES, reviewer=RECORD_1,
-                     past_reviews=[past(CASE_1, "confirm")])
+    check_may_decide(
+        "awaiting_second_review", parties=PARTIES, reviewer=RECORD_1, past_reviews=[past(CASE_1, "confirm")]
+    )
 
 
 def test_unknown_decisions_and_statuses_are_errors():
@@ -114,10 +121,16 @@ def test_unknown_decisions_and_statuses_are_errors():
 
 # --- what each decision does --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reviewer", [CASE_1, RECORD_1])
-@pytest.mark.parametrize(("decision", "expected"), [
-    ("confirm", Status.AWAITING_SECOND_REVIEW), ("reject", Status.REJECTED), ("inconclusive", Status.PENDING_REVIEW),
-])
+@pytest.mark.parametrize(
+    ("decision", "expected"),
+    [
+        ("confirm", Status.AWAITING_SECOND_REVIEW),
+        ("reject", Status.REJECTED),
+        ("inconclusive", Status.PENDING_REVIEW),
+    ],
+)
 def test_the_first_decision(reviewer, decision, expected):
     outcome = decide("pending_review", decision, parties=PARTIES, reviewer=reviewer, past_reviews=[], now=NOW)
     assert (outcome.from_status, outcome.new_status) == (Status.PENDING_REVIEW, expected)
@@ -125,19 +138,35 @@ def test_the_first_decision(reviewer, decision, expected):
     assert not outcome.confirmed_now
 
 
-@pytest.mark.parametrize(("decision", "expected"), [
-    ("inconclusive", Status.AWAITING_SECOND_REVIEW), ("reject", Status.REJECTED),
-])
+@pytest.mark.parametrize(
+    ("decision", "expected"),
+    [
+        ("inconclusive", Status.AWAITING_SECOND_REVIEW),
+        ("reject", Status.REJECTED),
+    ],
+)
 def test_inconclusive_or_reject_after_one_confirmation(decision, expected):
-    outcome = decide("awaiting_second_review", decision, parties=PARTIES, reviewer=RECORD_1,
-                     past_reviews=[past(CASE_1, "confirm")], now=NOW)
+    outcome = decide(
+        "awaiting_second_review",
+        decision,
+        parties=PARTIES,
+        reviewer=RECORD_1,
+        past_reviews=[past(CASE_1, "confirm")],
+        now=NOW,
+    )
     assert outcome.new_status is expected and not outcome.confirmed_now
 
 
 @pytest.mark.parametrize(("first", "second"), [(CASE_1, RECORD_1), (RECORD_1, CASE_1), (RECORD_1, RECORD_2)])
 def test_two_confirmations_including_the_record_organisation_confirm(first, second):
-    outcome = decide("awaiting_second_review", "confirm", parties=PARTIES, reviewer=second,
-                     past_reviews=[past(first, "confirm")], now=NOW)
+    outcome = decide(
+        "awaiting_second_review",
+        "confirm",
+        parties=PARTIES,
+        reviewer=second,
+        past_reviews=[past(first, "confirm")],
+        now=NOW,
+    )
     assert outcome.new_status is Status.CONFIRMED and outcome.confirmed_now
 
 
@@ -147,15 +176,13 @@ def test_two_confirmations_from_the_submitting_organisation_only_still_await_the
     assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (RECORD_1, "confirm")) is Status.CONFIRMED
     # ... and a rejection from anyone eligible still ends it.
     assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (RECORD_1, "reject")) is Status.REJECTED
-    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (RECORD_1, "inconclusive")) \
-        is Status.AWAITING_SECOND_REVIEW
+    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (RECORD_1, "inconclusive")) is Status.AWAITING_SECOND_REVIEW
 
 
 def test_when_one_organisation_submitted_the_case_and_owns_the_record_a_platform_reviewer_must_confirm():
     # Two accounts of the one organisation are not two independent people.
     assert run((CASE_1, "confirm"), (CASE_2, "confirm"), parties=ONE_ORG) is Status.AWAITING_SECOND_REVIEW
-    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (PLATFORM, "confirm"), parties=ONE_ORG) \
-        is Status.CONFIRMED
+    assert run((CASE_1, "confirm"), (CASE_2, "confirm"), (PLATFORM, "confirm"), parties=ONE_ORG) is Status.CONFIRMED
     assert run((PLATFORM, "confirm"), (CASE_1, "confirm"), parties=ONE_ORG) is Status.CONFIRMED
     assert run((PLATFORM, "reject"), parties=ONE_ORG) is Status.REJECTED
 
@@ -165,8 +192,10 @@ def test_a_platform_reviewer_sees_only_candidates_that_need_one():
     assert not may_see(PARTIES, None, platform=True) and not may_see(REDACTED_PARTIES, None, platform=True)
     assert refusal("pending_review", PLATFORM) == "not_yours"
     # ... and two platform reviewers alone still lack the record's organisation.
-    assert run((PLATFORM, "confirm"), (Reviewer(42, None, OLD, platform=True), "confirm"), parties=ONE_ORG) \
+    assert (
+        run((PLATFORM, "confirm"), (Reviewer(42, None, OLD, platform=True), "confirm"), parties=ONE_ORG)
         is Status.AWAITING_SECOND_REVIEW
+    )
 
 
 def fresh(user_id: int, organisation_id: int | None, *, days_old: int, platform: bool = False) -> Reviewer:
@@ -183,8 +212,10 @@ def test_two_new_accounts_cannot_confirm_together():
     assert run((CASE_1, "confirm"), (new_1, "confirm"), (RECORD_1, "confirm")) is Status.CONFIRMED
     assert run((new_1, "confirm"), (fresh(25, RECORD_ORG, days_old=30), "confirm")) is Status.CONFIRMED  # the bound
     # A new platform reviewer is not established either.
-    assert run((CASE_1, "confirm"), (fresh(43, None, days_old=1, platform=True), "confirm"), parties=ONE_ORG) \
+    assert (
+        run((CASE_1, "confirm"), (fresh(43, None, days_old=1, platform=True), "confirm"), parties=ONE_ORG)
         is Status.AWAITING_SECOND_REVIEW
+    )
 
 
 def test_an_accounts_age_is_taken_when_it_confirmed_so_the_outcome_never_changes_later():
@@ -211,12 +242,18 @@ def test_a_reject_after_two_confirmations_is_refused_because_the_candidate_is_de
 
 
 def test_reviews_by_the_submitter_or_an_outsider_count_for_nothing():
-    assert status_from_reviews([past(SUBMITTER, "confirm"), past(RECORD_1, "confirm")], parties=PARTIES) \
+    assert (
+        status_from_reviews([past(SUBMITTER, "confirm"), past(RECORD_1, "confirm")], parties=PARTIES)
         is Status.AWAITING_SECOND_REVIEW
-    assert status_from_reviews([past(OUTSIDER, "confirm"), past(RECORD_1, "confirm")], parties=PARTIES) \
+    )
+    assert (
+        status_from_reviews([past(OUTSIDER, "confirm"), past(RECORD_1, "confirm")], parties=PARTIES)
         is Status.AWAITING_SECOND_REVIEW
-    assert status_from_reviews([past(SUBMITTER, "reject"), past(OUTSIDER, "reject")], parties=PARTIES) \
+    )
+    assert (
+        status_from_reviews([past(SUBMITTER, "reject"), past(OUTSIDER, "reject")], parties=PARTIES)
         is Status.PENDING_REVIEW
+    )
 
 
 def test_every_order_of_every_set_of_reviews_ends_in_the_same_valid_status():
@@ -244,11 +281,13 @@ def test_every_order_of_every_set_of_reviews_ends_in_the_same_valid_status():
                 else:
                     assert status is Status.PENDING_REVIEW
                 reviews = [past(r, d) for r, d in steps]
-                assert {status_from_reviews(order, parties=PARTIES) for order in itertools.permutations(reviews)} \
-                    == {status}
+                assert {status_from_reviews(order, parties=PARTIES) for order in itertools.permutations(reviews)} == {
+                    status
+                }
 
 
 # --- what a reviewer sees -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("status", ["pending_review", "awaiting_second_review"])
 def test_an_open_status_is_hidden_until_the_viewer_has_decided(status):
@@ -263,13 +302,13 @@ def test_a_final_status_is_shown_to_everyone_who_may_see_the_candidate(status):
 
 # --- distance bands -----------------------------------------------------------------------------
 
+
 def test_distance_bands_cover_every_distance_from_strongest_to_weakest():
     (strong, strong_edge), (possible, possible_edge) = DISTANCE_BANDS
     assert 0 < strong_edge < possible_edge < DEFAULT_REVIEW_THRESHOLD
     assert [distance_band(d) for d in (0.0, strong_edge)] == [strong, strong]
     assert [distance_band(d) for d in (math.nextafter(strong_edge, 1), possible_edge)] == [possible, possible]
-    assert [distance_band(d) for d in (math.nextafter(possible_edge, 1), DEFAULT_REVIEW_THRESHOLD, 2.0)] \
-        == ["weak"] * 3
+    assert [distance_band(d) for d in (math.nextafter(possible_edge, 1), DEFAULT_REVIEW_THRESHOLD, 2.0)] == ["weak"] * 3
     assert distance_band(None) is None
 
 

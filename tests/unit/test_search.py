@@ -18,8 +18,13 @@ RECORD_OF = {10: 1, 11: 1, 12: 1, 20: 2, 30: 3}
 
 
 def rank(distances, ids, *, threshold=1.0, top_k=10, record_of=RECORD_OF):
-    return rank_candidates(np.asarray(distances, np.float32), np.asarray(ids, np.int64),
-                           record_of=record_of, threshold=threshold, top_k=top_k)
+    return rank_candidates(
+        np.asarray(distances, np.float32),
+        np.asarray(ids, np.int64),
+        record_of=record_of,
+        threshold=threshold,
+        top_k=top_k,
+    )
 
 
 def test_keeps_best_photo_per_record_and_ranks_from_one() -> None:
@@ -32,8 +37,7 @@ def test_keeps_best_photo_per_record_and_ranks_from_one() -> None:
 
 def test_threshold_is_inclusive() -> None:
     distances = np.array([0.5, np.nextafter(np.float32(0.5), np.float32(1))], np.float32)
-    result = rank_candidates(distances, np.array([20, 30]), record_of=RECORD_OF,
-                             threshold=float(distances[0]), top_k=5)
+    result = rank_candidates(distances, np.array([20, 30]), record_of=RECORD_OF, threshold=float(distances[0]), top_k=5)
     assert [c.record_id for c in result] == [2]
 
 
@@ -103,25 +107,20 @@ def test_oversampling_lets_other_records_through() -> None:
     assert [c.record_id for c in result] == [1, 2, 3]
     assert result[0].embedding_id == 100
     assert result[1].distance == pytest.approx(0.2 * np.sqrt(8), rel=1e-5)  # Euclidean
-    crowded = search_gallery(index, query, record_of=record_of, threshold=10.0, top_k=3,
-                             oversample=1)
+    crowded = search_gallery(index, query, record_of=record_of, threshold=10.0, top_k=3, oversample=1)
     assert [c.record_id for c in crowded] == [1]  # what oversampling prevents
 
 
 def test_search_gallery_applies_threshold_and_skips_withdrawn() -> None:
     index, record_of, query = crowded_gallery()
     without_record_2 = {e: r for e, r in record_of.items() if r != 2}
-    result = search_gallery(index, query, record_of=without_record_2,
-                            threshold=0.3 * np.sqrt(8) * 1.001, top_k=5)
+    result = search_gallery(index, query, record_of=without_record_2, threshold=0.3 * np.sqrt(8) * 1.001, top_k=5)
     assert [c.record_id for c in result] == [1, 3]
 
 
 def test_search_gallery_on_empty_index_and_bad_input() -> None:
-    assert search_gallery(VectorIndex(8), np.zeros(8, np.float32), record_of={},
-                          threshold=1.0, top_k=3) == []
+    assert search_gallery(VectorIndex(8), np.zeros(8, np.float32), record_of={}, threshold=1.0, top_k=3) == []
     with pytest.raises(ValueError):
-        search_gallery(VectorIndex(8), np.zeros((2, 8), np.float32), record_of={},
-                       threshold=1.0, top_k=3)
+        search_gallery(VectorIndex(8), np.zeros((2, 8), np.float32), record_of={}, threshold=1.0, top_k=3)
     with pytest.raises(ValueError):
-        search_gallery(VectorIndex(8), np.zeros(8, np.float32), record_of={},
-                       threshold=1.0, top_k=3, oversample=0)
+        search_gallery(VectorIndex(8), np.zeros(8, np.float32), record_of={}, threshold=1.0, top_k=3, oversample=0)

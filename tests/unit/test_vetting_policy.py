@@ -110,15 +110,20 @@ def test_pending_approvals_count_only_the_current_round():
 
 
 def test_re_vetting_after_expiry_needs_two_new_approvals():
-    history = [Past("approve", ALICE, "applied", "applied"), Past("approve", BOB, "applied", "approved"),
-               Past("expire", None, "approved", "expired")]
+    history = [
+        Past("approve", ALICE, "applied", "applied"),
+        Past("approve", BOB, "applied", "approved"),
+        Past("expire", None, "approved", "expired"),
+    ]
     first = decide("expired", "approve", actor_id=ALICE, prior_approvals=pending_approvals(history))
     assert first.new_status is Status.EXPIRED
     history.append(Past("approve", ALICE, "expired", "expired"))
     with pytest.raises(TransitionRefused):
         decide("expired", "approve", actor_id=ALICE, prior_approvals=pending_approvals(history))
-    assert decide("expired", "approve", actor_id=BOB,
-                  prior_approvals=pending_approvals(history)).new_status is Status.APPROVED
+    assert (
+        decide("expired", "approve", actor_id=BOB, prior_approvals=pending_approvals(history)).new_status
+        is Status.APPROVED
+    )
 
 
 def test_vetting_expiry_and_is_expired():

@@ -31,14 +31,45 @@ NAME = "hooks.example.org"
 TIMEOUT = 2.0
 
 NOT_PUBLIC = [
-    "127.0.0.1", "127.255.255.254", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254",
-    "0.0.0.0", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1",
-    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "ff0e::1", "2001:db8::1",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2002:7f00:1::1", "2002:a00:1::1",
-    "64:ff9b::7f00:1", "64:ff9b::a00:1", "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo for 127.0.0.1
+    "127.0.0.1",
+    "127.255.255.254",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "100.64.0.1",
+    "169.254.169.254",
+    "0.0.0.0",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "192.0.2.1",
+    "198.18.0.1",
+    "::1",
+    "::",
+    "fe80::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "ff02::1",
+    "ff0e::1",
+    "2001:db8::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "2002:7f00:1::1",
+    "2002:a00:1::1",
+    "64:ff9b::7f00:1",
+    "64:ff9b::a00:1",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo for 127.0.0.1
 ]
-PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:2800:220:1:248:1893:25c8:1946", "2a00:1450:4001:80b::200e",
-          "::ffff:93.184.216.34", "2002:5db8:d822::1"]
+PUBLIC = [
+    "93.184.216.34",
+    "8.8.8.8",
+    "2606:2800:220:1:248:1893:25c8:1946",
+    "2a00:1450:4001:80b::200e",
+    "::ffff:93.184.216.34",
+    "2002:5db8:d822::1",
+]
 
 
 @pytest.mark.parametrize("address", NOT_PUBLIC)
@@ -58,26 +89,58 @@ def test_only_the_loopback_setting_admits_loopback_and_nothing_else():
         assert not address_allowed(ipaddress.ip_address(address), allow_loopback=True)
     assert Settings().webhook_allow_loopback is False
     with pytest.raises(ValueError, match="WEBHOOK_ALLOW_LOOPBACK"):  # InsecureSettings, as pydantic reports it
-        Settings(environment="production", secret_key="p" * 48, database_url="sqlite://", webhook_allow_loopback=True,
-                 master_key="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        Settings(
+            environment="production",
+            secret_key="p" * 48,
+            database_url="sqlite://",
+            webhook_allow_loopback=True,
+            master_key="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
 
 
-@pytest.mark.parametrize("url", [
-    "https://127.1:8443/x", "https://0177.0.0.1/x", "https://2130706433/x", "https://0x7f.0.0.1/x",
-    "https://0x7f000001/x", "https://127.0.0.1./x", "https://localhost./x", "https://LOCALHOST/x",
-    "https://printer.local/x", "https://db.internal./x", "https://router.home.arpa/x", "https://[::1]/x",
-    "https://[::ffff:127.0.0.1]/x", "https://[::ffff:7f00:1]/x", "https://169.254.169.254/latest/meta-data",
-    "https://[fe80::1]/x", "https://0/x", "https://99999999999/x", "http://hooks.example.org/x",
-    "https://user@hooks.example.org/x", "https://hooks.example.org:99999/x", "file:///etc/passwd", "https:///x",
-    "https://8.8.8.010/x",  # a public address, but spelt in octal: only the usual form is accepted
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1:8443/x",
+        "https://0177.0.0.1/x",
+        "https://2130706433/x",
+        "https://0x7f.0.0.1/x",
+        "https://0x7f000001/x",
+        "https://127.0.0.1./x",
+        "https://localhost./x",
+        "https://LOCALHOST/x",
+        "https://printer.local/x",
+        "https://db.internal./x",
+        "https://router.home.arpa/x",
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://[::ffff:7f00:1]/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fe80::1]/x",
+        "https://0/x",
+        "https://99999999999/x",
+        "http://hooks.example.org/x",
+        "https://user@hooks.example.org/x",
+        "https://hooks.example.org:99999/x",
+        "file:///etc/passwd",
+        "https:///x",
+        "https://8.8.8.010/x",  # a public address, but spelt in octal: only the usual form is accepted
+    ],
+)
 def test_obviously_bad_webhooks_are_refused_when_saved(url):
     assert url_refusal(url) is not None
     assert webhook_url_refusal(url) == url_refusal(url)  # what the organisation admin's PUT calls
 
 
-@pytest.mark.parametrize("url", ["https://hooks.example.org/reunite", "https://hooks.example.org:8443/x?a=1",
-                                 "https://93.184.216.34/x", "https://[2606:2800:220:1:248:1893:25c8:1946]/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.org/reunite",
+        "https://hooks.example.org:8443/x?a=1",
+        "https://93.184.216.34/x",
+        "https://[2606:2800:220:1:248:1893:25c8:1946]/x",
+    ],
+)
 def test_public_webhooks_can_be_saved(url):
     assert url_refusal(url) is None
 
@@ -116,8 +179,10 @@ def dns(monkeypatch):
     def getaddrinfo(host, port, *args, **kwargs):
         asked.append(host)
         if host in answers:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                    for a in answers[host]]
+            return [
+                (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in answers[host]
+            ]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(webhook_address.socket, "getaddrinfo", getaddrinfo)
@@ -129,22 +194,40 @@ def test_delivery_never_connects_to_a_loopback_address_however_it_is_spelt_or_re
     answers, _ = dns
     answers[NAME] = ["127.0.0.1"]  # a public name whose DNS answers loopback
     answers["mixed.example.org"] = ["93.184.216.34", "127.0.0.1"]  # one bad address spoils the answer
-    for host in ("127.1", "0177.0.0.1", "2130706433", "0x7f.0.0.1", "localhost.", "localhost", "[::ffff:127.0.0.1]",
-                 "127.0.0.1", NAME, "mixed.example.org"):
+    for host in (
+        "127.1",
+        "0177.0.0.1",
+        "2130706433",
+        "0x7f.0.0.1",
+        "localhost.",
+        "localhost",
+        "[::ffff:127.0.0.1]",
+        "127.0.0.1",
+        NAME,
+        "mixed.example.org",
+    ):
         for scheme in ("https", "http"):
-            failure = webhooks.post_signed(f"{scheme}://{host}:{port}/x", secret="s", body=b"{}", delivery_id=1,
-                                           timeout=TIMEOUT)
+            failure = webhooks.post_signed(
+                f"{scheme}://{host}:{port}/x", secret="s", body=b"{}", delivery_id=1, timeout=TIMEOUT
+            )
             # Some resolvers do not know "localhost." at all: then it fails as unknown, connecting nowhere too.
-            assert failure in (("forbidden_address", "dns") if host == "localhost." else ("forbidden_address",)), \
-                (scheme, host, failure)
+            assert failure in (("forbidden_address", "dns") if host == "localhost." else ("forbidden_address",)), (
+                scheme,
+                host,
+                failure,
+            )
     assert connections(listener) == 0
 
 
 def test_plain_http_is_refused_even_to_a_public_address(dns):
     answers, _ = dns
     answers[NAME] = ["93.184.216.34"]
-    assert webhooks.post_signed(f"http://{NAME}/x", secret="s", body=b"{}", delivery_id=1, timeout=TIMEOUT,
-                                allow_loopback=True) == "bad_url"
+    assert (
+        webhooks.post_signed(
+            f"http://{NAME}/x", secret="s", body=b"{}", delivery_id=1, timeout=TIMEOUT, allow_loopback=True
+        )
+        == "bad_url"
+    )
 
 
 # --- pinning: the checked address, under the webhook's name --------------------------------------------
@@ -154,16 +237,23 @@ def certificate_for(name: str, tmp_path) -> tuple:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.now(UTC)
-    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-                   .not_valid_after(now + timedelta(days=1))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                   .sign(key, hashes.SHA256()))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_file, key_file
 
 
@@ -197,7 +287,8 @@ class TlsReceiver(ServedInThread):
 
 
 def test_delivery_connects_to_the_checked_address_under_the_webhook_name_and_follows_no_redirect(
-        tmp_path, dns, monkeypatch):
+    tmp_path, dns, monkeypatch
+):
     cert_file, key_file = certificate_for(NAME, tmp_path)
     monkeypatch.setattr(webhook_address, "tls_context", lambda: ssl.create_default_context(cafile=str(cert_file)))
     answers, asked = dns
@@ -205,8 +296,17 @@ def test_delivery_connects_to_the_checked_address_under_the_webhook_name_and_fol
     elsewhere = f"https://{NAME}:1/elsewhere"
     with TlsReceiver(cert_file, key_file, [(204, {}), (302, {"Location": elsewhere})]) as receiver:
         for expected in (None, "http_302"):
-            assert webhooks.post_signed(f"https://{NAME}:{receiver.port}/reunite", secret="s", body=b"{}",
-                                        delivery_id=7, timeout=TIMEOUT, allow_loopback=True) == expected
+            assert (
+                webhooks.post_signed(
+                    f"https://{NAME}:{receiver.port}/reunite",
+                    secret="s",
+                    body=b"{}",
+                    delivery_id=7,
+                    timeout=TIMEOUT,
+                    allow_loopback=True,
+                )
+                == expected
+            )
     # One resolution of the name per attempt, never a second one to connect (the socket is opened on the
     # checked number, whose lookup asks no DNS server).
     assert [host for host in asked if host != "127.0.0.1"] == [NAME, NAME]
@@ -220,6 +320,15 @@ def test_a_certificate_for_another_name_fails_the_delivery(tmp_path, dns, monkey
     answers, _ = dns
     answers[NAME] = ["127.0.0.1"]
     with TlsReceiver(cert_file, key_file, []) as receiver:
-        assert webhooks.post_signed(f"https://{NAME}:{receiver.port}/x", secret="s", body=b"{}", delivery_id=1,
-                                    timeout=TIMEOUT, allow_loopback=True) == "tls"
+        assert (
+            webhooks.post_signed(
+                f"https://{NAME}:{receiver.port}/x",
+                secret="s",
+                body=b"{}",
+                delivery_id=1,
+                timeout=TIMEOUT,
+                allow_loopback=True,
+            )
+            == "tls"
+        )
     assert receiver.received == []

@@ -17,6 +17,7 @@ print("opencv threads:", cv2.getNumThreads())
 
 def test_a_worker_limits_opencv_to_one_thread_without_importing_it():
     environment = {"PATH": "/usr/bin:/bin"}  # none of the thread variables inherited from this run
-    shown = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=environment,
-                           check=True, timeout=120).stdout.splitlines()
+    shown = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=environment, check=True, timeout=120
+    ).stdout.splitlines()
     assert shown == ["cv2 loaded: False", "opencv threads: 1"]

@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0008'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -18,8 +18,8 @@ depends_on = None
 # Plain ALTER TABLE on both databases (SQLite has had DROP COLUMN since 3.35): a batch
 # rebuild of `users` would have to drop a table that most others reference.
 def upgrade() -> None:
-    op.add_column('users', sa.Column('totp_last_step', sa.BigInteger(), nullable=True))
+    op.add_column("users", sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_column('users', 'totp_last_step')
+    op.drop_column("users", "totp_last_step")

@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009'
-down_revision = '0008'
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -18,8 +18,8 @@ depends_on = None
 # Nullable, no default: calibrations stored before this have no per-band thresholds, which the
 # service reads as "every gap uses the global threshold".
 def upgrade() -> None:
-    op.add_column('calibrations', sa.Column('gap_thresholds', sa.JSON(), nullable=True))
+    op.add_column("calibrations", sa.Column("gap_thresholds", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_column('calibrations', 'gap_thresholds')
+    op.drop_column("calibrations", "gap_thresholds")

@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0011'
-down_revision = '0010'
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
@@ -21,13 +21,13 @@ depends_on = None
 # SQLite cannot change a column's nullability in place: a batch rebuild of `reviews`, which no
 # other table references, so the rebuild drops nothing that another table points at.
 def upgrade() -> None:
-    with op.batch_alter_table('reviews') as batch:
-        batch.alter_column('reviewer_organisation_id', existing_type=sa.Integer(), nullable=True)
+    with op.batch_alter_table("reviews") as batch:
+        batch.alter_column("reviewer_organisation_id", existing_type=sa.Integer(), nullable=True)
 
 
 def downgrade() -> None:
     # A platform reviewer's review has no organisation to put back: refuse rather than lose it.
     if op.get_bind().execute(sa.text("SELECT count(*) FROM reviews WHERE reviewer_organisation_id IS NULL")).scalar():
         raise RuntimeError("Platform reviewers' reviews exist; they cannot be kept below revision 0011.")
-    with op.batch_alter_table('reviews') as batch:
-        batch.alter_column('reviewer_organisation_id', existing_type=sa.Integer(), nullable=False)
+    with op.batch_alter_table("reviews") as batch:
+        batch.alter_column("reviewer_organisation_id", existing_type=sa.Integer(), nullable=False)

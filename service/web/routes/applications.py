@@ -38,8 +38,7 @@ LABELS = {
     "no_law_enforcement": "The promise about law enforcement",
     "purpose": "How your organisation will use Reunite",
 }
-FIELDS = ("name", "org_type", "country", "registration_number", "website", "contact_email", "admin_email",
-          "purpose")
+FIELDS = ("name", "org_type", "country", "registration_number", "website", "contact_email", "admin_email", "purpose")
 
 
 @router.get("/apply", **PUBLIC)
@@ -48,33 +47,61 @@ def application_form(request: Request) -> Response:
 
 
 @router.post("/apply", **PUBLIC)
-def apply(request: Request, session: DbSession, settings: SettingsDep,
-          name: Annotated[str, Form(max_length=400)] = "",
-          org_type: Annotated[str, Form(max_length=100)] = "",
-          country: Annotated[str, Form(max_length=10)] = "",
-          registration_number: Annotated[str, Form(max_length=200)] = "",
-          website: Annotated[str, Form(max_length=600)] = "",
-          contact_email: Annotated[str, Form(max_length=640)] = "",
-          admin_email: Annotated[str, Form(max_length=640)] = "",
-          admin_password: Annotated[str, Form(max_length=1024)] = "",
-          admin_password_again: Annotated[str, Form(max_length=1024)] = "",
-          no_law_enforcement: Annotated[str, Form(max_length=10)] = "",
-          purpose: Annotated[str, Form(max_length=4000)] = "") -> Response:
-    typed = dict(name=name, org_type=org_type, country=country, registration_number=registration_number,
-                 website=website, contact_email=contact_email, admin_email=admin_email, purpose=purpose,
-                 no_law_enforcement=no_law_enforcement == "yes")
+def apply(
+    request: Request,
+    session: DbSession,
+    settings: SettingsDep,
+    name: Annotated[str, Form(max_length=400)] = "",
+    org_type: Annotated[str, Form(max_length=100)] = "",
+    country: Annotated[str, Form(max_length=10)] = "",
+    registration_number: Annotated[str, Form(max_length=200)] = "",
+    website: Annotated[str, Form(max_length=600)] = "",
+    contact_email: Annotated[str, Form(max_length=640)] = "",
+    admin_email: Annotated[str, Form(max_length=640)] = "",
+    admin_password: Annotated[str, Form(max_length=1024)] = "",
+    admin_password_again: Annotated[str, Form(max_length=1024)] = "",
+    no_law_enforcement: Annotated[str, Form(max_length=10)] = "",
+    purpose: Annotated[str, Form(max_length=4000)] = "",
+) -> Response:
+    typed = dict(
+        name=name,
+        org_type=org_type,
+        country=country,
+        registration_number=registration_number,
+        website=website,
+        contact_email=contact_email,
+        admin_email=admin_email,
+        purpose=purpose,
+        no_law_enforcement=no_law_enforcement == "yes",
+    )
     if admin_password != admin_password_again:
-        return _form_page(request, typed, status_code=400, errors={"admin_password_again": "The two passwords differ."},
-                          error="The two passwords you typed are different; type the same password twice.")
+        return _form_page(
+            request,
+            typed,
+            status_code=400,
+            errors={"admin_password_again": "The two passwords differ."},
+            error="The two passwords you typed are different; type the same password twice.",
+        )
     try:
         application = Application(
-            name=name, org_type=org_type, country=country, registration_number=registration_number,
-            website=website, contact_email=contact_email, admin_email=admin_email, admin_password=admin_password,
+            name=name,
+            org_type=org_type,
+            country=country,
+            registration_number=registration_number,
+            website=website,
+            contact_email=contact_email,
+            admin_email=admin_email,
+            admin_password=admin_password,
             attestation={"no_law_enforcement": typed["no_law_enforcement"], "purpose": purpose},
         )
     except ValidationError as invalid:
-        return _form_page(request, typed, status_code=422, errors=field_errors(invalid, LABELS),
-                          error=validation_message(invalid, LABELS))
+        return _form_page(
+            request,
+            typed,
+            status_code=422,
+            errors=field_errors(invalid, LABELS),
+            error=validation_message(invalid, LABELS),
+        )
     try:
         organisations.apply(session, application=application, settings=settings, address=client_address(request))
     except REFUSALS as refused:
@@ -89,9 +116,23 @@ def what_happens_next(request: Request) -> Response:
     return render(request, "applications/next.html", {"title": "What happens next"})
 
 
-def _form_page(request: Request, typed: dict, *, status_code: int = 200, error: str | None = None,
-               errors: dict[str, str] | None = None) -> Response:
-    return render(request, "applications/form.html", {
-        "title": "Apply to use Reunite", "form": typed, "error": error, "errors": errors or {},
-        "org_types": list(ORGANISATION_TYPES.items()),
-    }, status_code=status_code)
+def _form_page(
+    request: Request,
+    typed: dict,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    return render(
+        request,
+        "applications/form.html",
+        {
+            "title": "Apply to use Reunite",
+            "form": typed,
+            "error": error,
+            "errors": errors or {},
+            "org_types": list(ORGANISATION_TYPES.items()),
+        },
+        status_code=status_code,
+    )

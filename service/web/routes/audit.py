@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 from service.audit import query
 from service.audit.actions import AuditAction
 from service.audit.export import (
-    Export, ExportFormat, ExportRefused, bundle_lines, checkpoint_head, csv_lines, start_export,
+    Export,
+    ExportFormat,
+    ExportRefused,
+    bundle_lines,
+    checkpoint_head,
+    csv_lines,
+    start_export,
 )
 from service.audit.models import AuditEvent
 from service.audit.service import record_event
@@ -40,15 +46,19 @@ from service.web.session import PageUser, page_permission
 from vetting.permissions import Action
 
 router = page_router(tags=["pages: audit"])
-add_nav("Audit trail", "/audit", Action.READ_AUDIT, order=70,
-        description="Search, export and verify the audit trail.")
+add_nav("Audit trail", "/audit", Action.READ_AUDIT, order=70, description="Search, export and verify the audit trail.")
 
 PAGE_SIZE = 50
 MEDIA_TYPES = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv; charset=utf-8"}
 SHOWN_PROBLEMS = 10
 ACTION_CHOICES = [(code, code) for code in sorted(AuditAction)]  # the Action menu: every code there is
-FILTER_LABELS = {"since": "From", "until": "Until", "actor": "User id", "organisation": "Organisation id",
-                 "action": "Action"}
+FILTER_LABELS = {
+    "since": "From",
+    "until": "Until",
+    "actor": "User id",
+    "organisation": "Organisation id",
+    "action": "Action",
+}
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,19 @@ class FilterForm:
 
 def read_filters(since: str, until: str, actor: str, organisation: str, action: str) -> FilterForm:
     """Parse the form's text fields into `EventFilters`; times without a zone are UTC."""
-    values = {"since": since.strip(), "until": until.strip(), "actor": actor.strip(),
-              "organisation": organisation.strip(), "action": action.strip().lower()}
+    values = {
+        "since": since.strip(),
+        "until": until.strip(),
+        "actor": actor.strip(),
+        "organisation": organisation.strip(),
+        "action": action.strip().lower(),
+    }
     try:
         filters = query.EventFilters(
-            since=_time(values["since"], "From"), until=_time(values["until"], "Until"),
-            actor=_id(values["actor"], "User id"), organisation=_id(values["organisation"], "Organisation id"),
+            since=_time(values["since"], "From"),
+            until=_time(values["until"], "Until"),
+            actor=_id(values["actor"], "User id"),
+            organisation=_id(values["organisation"], "Organisation id"),
             action=_action(values["action"]),
         )
     except ValueError as problem:
@@ -112,35 +129,70 @@ def _action(text: str) -> AuditAction | None:
 
 
 @router.get("/audit", **page_permission(Action.READ_AUDIT))
-def events(request: Request, user: PageUser, session: DbSession, since: str = "", until: str = "",
-           actor: str = "", organisation: str = "", action: str = "", after_seq: DbOffset = 0) -> Response:
+def events(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    since: str = "",
+    until: str = "",
+    actor: str = "",
+    organisation: str = "",
+    action: str = "",
+    after_seq: DbOffset = 0,
+) -> Response:
     """One page of events matching the filters, in sequence order."""
     form = read_filters(since, until, actor, organisation, action)
     return _audit_page(request, session, form, after_seq=max(after_seq, 0))
 
 
-def _audit_page(request: Request, session: Session, form: FilterForm, *, after_seq: int = 0,
-                verification: dict | None = None, error: str | None = None, status_code: int = 200) -> Response:
+def _audit_page(
+    request: Request,
+    session: Session,
+    form: FilterForm,
+    *,
+    after_seq: int = 0,
+    verification: dict | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
     found: list[AuditEvent] = []
     if form.filters is not None:
         found = query.list_events(session, filters=form.filters, after_seq=after_seq, limit=PAGE_SIZE)
     next_after = found[-1].seq if len(found) == PAGE_SIZE else None
-    return render(request, "audit/events.html", {
-        "title": "Audit trail", "form": form, "events": found, "after_seq": after_seq, "next_after": next_after,
-        "actions": ACTION_CHOICES, "error": error or form.problem, "verification": verification,
-        "searched": any(form.values.values()) or after_seq > 0,
-    }, status_code=status_code if form.problem is None else 422)
+    return render(
+        request,
+        "audit/events.html",
+        {
+            "title": "Audit trail",
+            "form": form,
+            "events": found,
+            "after_seq": after_seq,
+            "next_after": next_after,
+            "actions": ACTION_CHOICES,
+            "error": error or form.problem,
+            "verification": verification,
+            "searched": any(form.values.values()) or after_seq > 0,
+        },
+        status_code=status_code if form.problem is None else 422,
+    )
 
 
 # --- export ---------------------------------------------------------------------------------------
 
 
 @router.post("/audit/export", **page_permission(Action.EXPORT_AUDIT))
-def export(request: Request, user: PageUser, session: DbSession, settings: SettingsDep,
-           export_format: Annotated[str, Form(alias="format", max_length=10)] = "jsonl",
-           since: Annotated[str, Form(max_length=40)] = "", until: Annotated[str, Form(max_length=40)] = "",
-           actor: Annotated[str, Form(max_length=20)] = "", organisation: Annotated[str, Form(max_length=20)] = "",
-           action: Annotated[str, Form(max_length=64)] = "") -> Response:
+def export(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    settings: SettingsDep,
+    export_format: Annotated[str, Form(alias="format", max_length=10)] = "jsonl",
+    since: Annotated[str, Form(max_length=40)] = "",
+    until: Annotated[str, Form(max_length=40)] = "",
+    actor: Annotated[str, Form(max_length=20)] = "",
+    organisation: Annotated[str, Form(max_length=20)] = "",
+    action: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
     """Download the bundle (JSON lines, verifiable offline) or the filtered CSV table."""
     form = read_filters(since, until, actor, organisation, action)
     if form.filters is None:
@@ -156,10 +208,16 @@ def export(request: Request, user: PageUser, session: DbSession, settings: Setti
         session.rollback()
         return _audit_page(request, session, form, error=str(refused), status_code=422)
     factory = request.app.state.session_factory
-    body = bundle_lines(factory, export=started, signer=signer) if chosen is ExportFormat.JSONL \
+    body = (
+        bundle_lines(factory, export=started, signer=signer)
+        if chosen is ExportFormat.JSONL
         else csv_lines(factory, export=started)
-    return StreamingResponse(body, media_type=MEDIA_TYPES[chosen], headers={
-        "Content-Disposition": f'attachment; filename="{started.filename}"', "Cache-Control": "no-store"})
+    )
+    return StreamingResponse(
+        body,
+        media_type=MEDIA_TYPES[chosen],
+        headers={"Content-Disposition": f'attachment; filename="{started.filename}"', "Cache-Control": "no-store"},
+    )
 
 
 # --- verification ---------------------------------------------------------------------------------
@@ -174,8 +232,11 @@ def verify(request: Request, user: PageUser, session: DbSession, settings: Setti
     try:
         report = verify_bundle(lines, trusted_key_pem=signer.public_key_pem)
     except UnreadableBundle as unreadable:
-        verification = {"ok": False, "headline": "The trail could not be read as a bundle.",
-                        "problems": [str(unreadable)]}
+        verification = {
+            "ok": False,
+            "headline": "The trail could not be read as a bundle.",
+            "problems": [str(unreadable)],
+        }
     else:
         verification = describe(report)
     form = read_filters("", "", "", "", "")
@@ -184,13 +245,21 @@ def verify(request: Request, user: PageUser, session: DbSession, settings: Setti
 
 def start_verification(session: Session, *, user: User, signer: AuditSigner) -> Export:
     """Record the verification, sign the new head and commit: the bundle to check ends there."""
-    event = record_event(session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id,
-                         organisation_id=user.organisation_id)
+    event = record_event(
+        session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id, organisation_id=user.organisation_id
+    )
     checkpoint_head(session, signer=signer, head=event)
     base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == 1))
     session.commit()
-    return Export(format=ExportFormat.JSONL, filters=query.EventFilters(), first_seq=1, last_seq=event.seq,
-                  exported_at=event.at, base_hash=base_hash, head_hash=event.hash)
+    return Export(
+        format=ExportFormat.JSONL,
+        filters=query.EventFilters(),
+        first_seq=1,
+        last_seq=event.seq,
+        exported_at=event.at,
+        base_hash=base_hash,
+        head_hash=event.hash,
+    )
 
 
 def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -202,17 +271,26 @@ def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
 def describe(report: Report) -> dict:
     """The verification's result in words: a headline and the problems found, first first."""
     if report.ok:
-        return {"ok": True, "problems": [],
-                "headline": f"All {report.events} events (seq {report.first_seq} to "
-                            f"{report.last_seq}) hash correctly from the first one, and "
-                            f"{report.checkpoints} signed checkpoints match them.",
-                "key_id": report.key_id, "coverage": coverage_rows(report)}
+        return {
+            "ok": True,
+            "problems": [],
+            "headline": f"All {report.events} events (seq {report.first_seq} to "
+            f"{report.last_seq}) hash correctly from the first one, and "
+            f"{report.checkpoints} signed checkpoints match them.",
+            "key_id": report.key_id,
+            "coverage": coverage_rows(report),
+        }
     problems = report.ordered_problems
     first = problems[0]
     where = f"at event {first.seq}" if first.seq is not None else "for the whole trail"
-    shown = [f"{'Event ' + str(p.seq) if p.seq is not None else 'Trail'}: {p.message}"
-             for p in problems[:SHOWN_PROBLEMS]]
+    shown = [
+        f"{'Event ' + str(p.seq) if p.seq is not None else 'Trail'}: {p.message}" for p in problems[:SHOWN_PROBLEMS]
+    ]
     if len(problems) > SHOWN_PROBLEMS:
         shown.append(f"… and {len(problems) - SHOWN_PROBLEMS} more problems.")
-    return {"ok": False, "headline": f"Verification failed {where}: {first.message}.", "problems": shown,
-            "key_id": report.key_id}
+    return {
+        "ok": False,
+        "headline": f"Verification failed {where}: {first.message}.",
+        "problems": shown,
+        "key_id": report.key_id,
+    }

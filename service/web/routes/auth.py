@@ -23,7 +23,12 @@ from service.refusal import Refusal
 from service.web.pages import organisation_status_page, page_router
 from service.web.render import redirect, render, safe_next
 from service.web.session import (
-    OrganisationUnavailable, SignInRequired, end_session, optional_page_user, signed_in_user, start_session,
+    OrganisationUnavailable,
+    SignInRequired,
+    end_session,
+    optional_page_user,
+    signed_in_user,
+    start_session,
 )
 
 router = page_router(tags=["pages: sign-in"])
@@ -44,26 +49,45 @@ def sign_in_form(request: Request, session: DbSession, settings: SettingsDep, ne
 
 
 @router.post("/sign-in", **PUBLIC)
-def sign_in(request: Request, session: DbSession, settings: SettingsDep,
-            email: Annotated[str, Form(max_length=320)] = "",
-            password: Annotated[str, Form(max_length=1024)] = "",
-            otp: Annotated[str, Form(max_length=10)] = "",
-            next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
+def sign_in(
+    request: Request,
+    session: DbSession,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    otp: Annotated[str, Form(max_length=10)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
     target = safe_next(next)
     if not email.strip() or not password:
-        return render(request, "auth/sign_in.html", _form(email=email, next=target,
-                      error="Enter your email address and your password."), status_code=400)
+        return render(
+            request,
+            "auth/sign_in.html",
+            _form(email=email, next=target, error="Enter your email address and your password."),
+            status_code=400,
+        )
     try:
-        pair = auth_service.sign_in(session, settings=settings, email=email, password=password,
-                                    otp=otp.replace(" ", "") or None, address=client_address(request))
+        pair = auth_service.sign_in(
+            session,
+            settings=settings,
+            email=email,
+            password=password,
+            otp=otp.replace(" ", "") or None,
+            address=client_address(request),
+        )
     except auth_service.EnrolmentRequired:
         return _enrol(request, session, settings, email=email, password=password)
     except auth_service.OrganisationRefused as refused:  # why, without a session (item 15: no tokens)
-        return organisation_status_page(request, OrganisationUnavailable(None, refused.organisation,
-                                                                         refused.standing), signed_in=False)
+        return organisation_status_page(
+            request, OrganisationUnavailable(None, refused.organisation, refused.standing), signed_in=False
+        )
     except Refusal as refused:
-        page = render(request, "auth/sign_in.html", _form(email=email, next=target, error=refused.message),
-                      status_code=refused.status)
+        page = render(
+            request,
+            "auth/sign_in.html",
+            _form(email=email, next=target, error=refused.message),
+            status_code=refused.status,
+        )
         page.headers.update(refused.headers or {})
         return page
     start_session(request, pair)
@@ -86,15 +110,24 @@ def sign_out(request: Request, session: DbSession, settings: SettingsDep) -> Res
 def _enrol(request: Request, session, settings, *, email: str, password: str) -> Response:
     """The right password of an account that must set up its authenticator app: its key, shown once."""
     try:
-        enrolment = auth_service.enrol_totp(session, settings=settings, email=email, password=password,
-                                            address=client_address(request))
+        enrolment = auth_service.enrol_totp(
+            session, settings=settings, email=email, password=password, address=client_address(request)
+        )
     except Refusal as refused:
-        return render(request, "auth/sign_in.html", _form(email=email, error=refused.message),
-                      status_code=refused.status)
-    return render(request, "invitations/authenticator.html", {
-        "title": "Add Reunite to your authenticator app", "email": email.strip().lower(),
-        "totp_uri": enrolment.uri, "totp_secret": enrolment.secret, "enrolling": True,
-    })
+        return render(
+            request, "auth/sign_in.html", _form(email=email, error=refused.message), status_code=refused.status
+        )
+    return render(
+        request,
+        "invitations/authenticator.html",
+        {
+            "title": "Add Reunite to your authenticator app",
+            "email": email.strip().lower(),
+            "totp_uri": enrolment.uri,
+            "totp_secret": enrolment.secret,
+            "enrolling": True,
+        },
+    )
 
 
 def _form(*, email: str = "", next: str = "/", error: str | None = None) -> dict:

@@ -41,8 +41,13 @@ from vetting.review import UNDER_REVIEW
 from vetting.review import Status as CandidateStatus
 
 router = page_router(tags=["pages: cases"])
-add_nav("Cases", "/cases", Action.READ_CASES, order=20,
-        description="Search the records with a photo, and follow each search.")
+add_nav(
+    "Cases",
+    "/cases",
+    Action.READ_CASES,
+    order=20,
+    description="Search the records with a photo, and follow each search.",
+)
 PAGE_SIZE = 25
 SEARCHING = (CaseStatus.QUEUED, CaseStatus.PROCESSING)
 AWAITING_REVIEW = (UNDER_REVIEW, CandidateStatus.PENDING_REVIEW, CandidateStatus.AWAITING_SECOND_REVIEW)
@@ -57,23 +62,47 @@ CANDIDATE_WORDS = {
 
 
 @router.get("/cases", **page_permission(Action.READ_CASES))
-def case_list(request: Request, user: PageUser, session: DbSession,
-              case_reference: Annotated[str, Query(max_length=100)] = "",
-              page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+def case_list(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    case_reference: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
     wanted = case_reference.strip()
-    found, total = cases.list_cases(session, actor=user, case_reference=wanted or None, limit=PAGE_SIZE,
-                                    offset=(page - 1) * PAGE_SIZE)
-    return render(request, "cases/list.html", {
-        "title": "Cases", "cases": [(case, cases.case_words(session, case)) for case in found], "total": total,
-        "case_reference": wanted, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "can_submit": allowed(user.roles, Action.SUBMIT_CASES),
-    })
+    found, total = cases.list_cases(
+        session, actor=user, case_reference=wanted or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
+    return render(
+        request,
+        "cases/list.html",
+        {
+            "title": "Cases",
+            "cases": [(case, cases.case_words(session, case)) for case in found],
+            "total": total,
+            "case_reference": wanted,
+            "page": page,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "can_submit": allowed(user.roles, Action.SUBMIT_CASES),
+        },
+    )
 
 
 @router.get("/cases/new", **page_permission(Action.SUBMIT_CASES))
 def new_case_form(request: Request, user: PageUser, session: DbSession) -> Response:
-    return _new_case_page(request, session, user, {"case_reference": "", "purpose": "", "search_mode": ALERTING,
-                                                   "candidate_limit": "", "taken_at": "", "age_at_photo": ""})
+    return _new_case_page(
+        request,
+        session,
+        user,
+        {
+            "case_reference": "",
+            "purpose": "",
+            "search_mode": ALERTING,
+            "candidate_limit": "",
+            "taken_at": "",
+            "age_at_photo": "",
+        },
+    )
 
 
 class CasePageFields(BaseModel):
@@ -86,55 +115,98 @@ class CasePageFields(BaseModel):
 
 
 @router.post("/cases/new", **page_upload_permission(Action.SUBMIT_CASES))
-def submit_case(request: Request, user: PageUser, session: DbSession, settings: SettingsDep, vault: VaultDep,
-                dispatcher: DispatcherDep,
-                upload: Annotated[Upload[CasePageFields], Depends(page_upload_form(CasePageFields))]) -> Response:
+def submit_case(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    settings: SettingsDep,
+    vault: VaultDep,
+    dispatcher: DispatcherDep,
+    upload: Annotated[Upload[CasePageFields], Depends(page_upload_form(CasePageFields))],
+) -> Response:
     """Store the photo and queue its search; the case page follows it (the form is read only after the
     session and role checks: service.web.uploads)."""
     file, form = upload.file, upload.fields
     case_reference, purpose, search_mode = form.case_reference, form.purpose, form.search_mode
     candidate_limit, taken_at, age_at_photo = form.candidate_limit, form.taken_at, form.age_at_photo
-    typed = {"case_reference": case_reference, "purpose": purpose, "search_mode": search_mode,
-             "candidate_limit": candidate_limit, "taken_at": taken_at, "age_at_photo": age_at_photo}
+    typed = {
+        "case_reference": case_reference,
+        "purpose": purpose,
+        "search_mode": search_mode,
+        "candidate_limit": candidate_limit,
+        "taken_at": taken_at,
+        "age_at_photo": age_at_photo,
+    }
     if file is None or not file.filename:
-        return _new_case_page(request, session, user, typed, status_code=400,
-                              error="Choose the photo to search with.")
+        return _new_case_page(request, session, user, typed, status_code=400, error="Choose the photo to search with.")
     if len(case_reference.strip()) > 100 or len(purpose.strip()) > 2000:
-        return _new_case_page(request, session, user, typed, status_code=422,
-                              error="The case reference may have up to 100 characters and the purpose up to 2,000.")
+        return _new_case_page(
+            request,
+            session,
+            user,
+            typed,
+            status_code=422,
+            error="The case reference may have up to 100 characters and the purpose up to 2,000.",
+        )
     now = utcnow()
     try:
         # The number of leads stays in the form when alerting is chosen after typing it; it is not used then.
         leads = candidate_limit if search_mode.strip().lower() == INVESTIGATIVE else None
         search = cases.parse_search(search_mode, leads)
         facts = cases.parse_photo_facts(taken_at, age_at_photo, now=now)
-        case = cases.submit_case(session, vault=vault, settings=settings, actor=user, case_reference=case_reference,
-                                 purpose=purpose, now=now, search=search, photo_facts=facts, dispatch=dispatcher.case,
-                                 read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes))
+        case = cases.submit_case(
+            session,
+            vault=vault,
+            settings=settings,
+            actor=user,
+            case_reference=case_reference,
+            purpose=purpose,
+            now=now,
+            search=search,
+            photo_facts=facts,
+            dispatch=dispatcher.case,
+            read_file=lambda: read_upload(file.file, max_bytes=settings.max_upload_bytes),
+        )
     except Refusal as refused:
         session.rollback()
         return _new_case_page(request, session, user, typed, status_code=refused.status, error=refused.message)
-    return redirect(request, f"/cases/{case.id}",
-                    flash="The photo was received. The search has started; this page shows when it is done.")
+    return redirect(
+        request,
+        f"/cases/{case.id}",
+        flash="The photo was received. The search has started; this page shows when it is done.",
+    )
 
 
 @router.get("/cases/{case_id}", **page_permission(Action.READ_CASES))
-def case_page(request: Request, case_id: DbId, user: PageUser, session: DbSession,
-              settings: SettingsDep) -> Response:
+def case_page(request: Request, case_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep) -> Response:
     case, candidates = cases.case_details(session, actor=user, case_id=case_id)
     facts = candidate_facts(session, [candidate for candidate, _ in candidates])
-    shown = [{"candidate": candidate, "status": status, "words": CANDIDATE_WORDS.get(status, status),
-              "band": band_words(facts[candidate.id].band), "years_between": facts[candidate.id].years_between,
-              "lead_label": facts[candidate.id].lead_label}
-             for candidate, status in candidates]
-    return render(request, "cases/detail.html", {
-        "title": f"Case {case.case_reference}", "case": case, "words": cases.case_words(session, case),
-        "searching": case.status in SEARCHING, "candidates": shown,
-        "investigative": case.search_mode == INVESTIGATIVE,
-        "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
-        "faces": case_faces(session, case.id, settings.quality_gates()),
-        "tone": _tone(case),
-    })
+    shown = [
+        {
+            "candidate": candidate,
+            "status": status,
+            "words": CANDIDATE_WORDS.get(status, status),
+            "band": band_words(facts[candidate.id].band),
+            "years_between": facts[candidate.id].years_between,
+            "lead_label": facts[candidate.id].lead_label,
+        }
+        for candidate, status in candidates
+    ]
+    return render(
+        request,
+        "cases/detail.html",
+        {
+            "title": f"Case {case.case_reference}",
+            "case": case,
+            "words": cases.case_words(session, case),
+            "searching": case.status in SEARCHING,
+            "candidates": shown,
+            "investigative": case.search_mode == INVESTIGATIVE,
+            "awaiting": sum(1 for item in shown if item["status"] in AWAITING_REVIEW),
+            "faces": case_faces(session, case.id, settings.quality_gates()),
+            "tone": _tone(case),
+        },
+    )
 
 
 @router.get("/cases/{case_id}/status", **photo_permission(Action.READ_CASES))
@@ -150,12 +222,21 @@ def _tone(case: Case) -> str:
     return "wait" if case.status in SEARCHING else "bad"
 
 
-def _new_case_page(request: Request, session, user, typed: dict, *, status_code: int = 200,
-                   error: str | None = None) -> Response:
+def _new_case_page(
+    request: Request, session, user, typed: dict, *, status_code: int = 200, error: str | None = None
+) -> Response:
     """The form, with what each search mode costs in review, read now for the user's organisation."""
     load = cases.review_load(session, actor=user, now=utcnow())
-    return render(request, "cases/new.html", {
-        "title": "Search with a photo", "form": typed, "error": error, "max_leads": MAX_LEADS,
-        "load": cases.review_load_words(load), "today": utcnow().date().isoformat(),
-    }, status_code=status_code)
-
+    return render(
+        request,
+        "cases/new.html",
+        {
+            "title": "Search with a photo",
+            "form": typed,
+            "error": error,
+            "max_leads": MAX_LEADS,
+            "load": cases.review_load_words(load),
+            "today": utcnow().date().isoformat(),
+        },
+        status_code=status_code,
+    )

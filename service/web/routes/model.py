@@ -19,8 +19,13 @@ from service.web.session import PageUser, page_permission
 from vetting.permissions import Action
 
 router = page_router(tags=["pages: model"])
-add_nav("Model card", "/model", Action.READ_MODEL_CARD, order=80,
-        description="How well the face matcher works, and where it is weak.")
+add_nav(
+    "Model card",
+    "/model",
+    Action.READ_MODEL_CARD,
+    order=80,
+    description="How well the face matcher works, and where it is weak.",
+)
 
 
 @router.get("/model", **page_permission(Action.READ_MODEL_CARD))

@@ -34,8 +34,13 @@ from vetting.permissions import Action
 from vetting.roles import Role
 
 router = page_router(tags=["pages: organisation admin"])
-add_nav("Users", "/organisation/users", Action.MANAGE_USERS, order=50,
-        description="Your organisation's users and their roles.")
+add_nav(
+    "Users",
+    "/organisation/users",
+    Action.MANAGE_USERS,
+    order=50,
+    description="Your organisation's users and their roles.",
+)
 
 ROLE_CHOICES = (
     (Role.CASEWORKER.value, "Caseworker", "registers records and photos, submits case photos"),
@@ -51,46 +56,99 @@ def users(request: Request, user: PageUser, session: DbSession) -> Response:
 
 
 @router.post("/organisation/users", **page_permission(Action.MANAGE_USERS))
-def add_user(request: Request, user: PageUser, session: DbSession,
-             email: Annotated[str, Form(max_length=320)] = "",
-             password: Annotated[str, Form(max_length=1024)] = "",
-             roles: Annotated[list[str], Form()] = []) -> Response:  # noqa: B006 (FastAPI copies defaults)
+def add_user(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    roles: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
+) -> Response:
     """Create a colleague's account with the roles ticked."""
     try:
         body = NewUser(email=email, password=password, roles=roles)
     except ValidationError as invalid:
-        return _users_page(request, session, user, error=_form_problem(invalid), email=email, roles=roles,
-                           add_open=True, status_code=422)
+        return _users_page(
+            request,
+            session,
+            user,
+            error=_form_problem(invalid),
+            email=email,
+            roles=roles,
+            add_open=True,
+            status_code=422,
+        )
     try:
-        added = service.add_user(session, organisation_id=user.organisation_id, actor=user, email=body.email,
-                                 password=body.password, roles=body.roles)
+        added = service.add_user(
+            session,
+            organisation_id=user.organisation_id,
+            actor=user,
+            email=body.email,
+            password=body.password,
+            roles=body.roles,
+        )
     except REFUSALS as refused:
         session.rollback()
-        return _users_page(request, session, user, error=refused.message, email=email, roles=roles,
-                           add_open=True, status_code=refused.status)
-    return redirect(request, "/organisation/users",
-                    flash=f"User {added.id} was added and can sign in now. Give them their first password by a "
-                          "safe route.")
+        return _users_page(
+            request,
+            session,
+            user,
+            error=refused.message,
+            email=email,
+            roles=roles,
+            add_open=True,
+            status_code=refused.status,
+        )
+    return redirect(
+        request,
+        "/organisation/users",
+        flash=f"User {added.id} was added and can sign in now. Give them their first password by a safe route.",
+    )
 
 
 @router.post("/organisation/invitations", **page_permission(Action.MANAGE_USERS))
-def invite(request: Request, user: PageUser, session: DbSession, settings: SettingsDep,
-           email: Annotated[str, Form(max_length=320)] = "",
-           roles: Annotated[list[str], Form()] = []) -> Response:  # noqa: B006 (FastAPI copies defaults)
+def invite(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    roles: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
+) -> Response:
     """Invite a colleague; the page shows the link once (it is never stored, so never shown again)."""
     try:
         body = NewInvitation(email=email, roles=roles)
     except ValidationError as invalid:
-        return _users_page(request, session, user, invite_error=_form_problem(invalid), invite_email=email,
-                           invite_roles=roles, status_code=422)
+        return _users_page(
+            request,
+            session,
+            user,
+            invite_error=_form_problem(invalid),
+            invite_email=email,
+            invite_roles=roles,
+            status_code=422,
+        )
     try:
-        invitation, token = invitations.invite_user(session, organisation_id=user.organisation_id, actor=user,
-                                                    email=body.email, roles=body.roles, settings=settings,
-                                                    now=utcnow())
+        invitation, token = invitations.invite_user(
+            session,
+            organisation_id=user.organisation_id,
+            actor=user,
+            email=body.email,
+            roles=body.roles,
+            settings=settings,
+            now=utcnow(),
+        )
     except REFUSALS as refused:
         session.rollback()
-        return _users_page(request, session, user, invite_error=refused.message, invite_email=email,
-                           invite_roles=roles, status_code=refused.status)
+        return _users_page(
+            request,
+            session,
+            user,
+            invite_error=refused.message,
+            invite_email=email,
+            invite_roles=roles,
+            status_code=refused.status,
+        )
     link = str(request.base_url).rstrip("/") + invitations.accept_path(token)
     return _users_page(request, session, user, created=invitation, link=link)
 
@@ -99,8 +157,9 @@ def invite(request: Request, user: PageUser, session: DbSession, settings: Setti
 def revoke_invitation(request: Request, invitation_id: DbId, user: PageUser, session: DbSession) -> Response:
     """Withdraw a waiting invitation: its link stops working at once."""
     try:
-        invitations.revoke_invitation(session, organisation_id=user.organisation_id, actor=user,
-                                      invitation_id=invitation_id, now=utcnow())
+        invitations.revoke_invitation(
+            session, organisation_id=user.organisation_id, actor=user, invitation_id=invitation_id, now=utcnow()
+        )
     except REFUSALS as refused:
         if refused.status == 404:
             raise
@@ -122,24 +181,54 @@ def remove_user(request: Request, user_id: DbId, user: PageUser, session: DbSess
     return redirect(request, "/organisation/users", flash="The user was removed; they can no longer sign in.")
 
 
-def _users_page(request: Request, session, actor: User, *, error: str | None = None, email: str = "",
-                roles: list[str] | None = None, invite_error: str | None = None, invite_email: str = "",
-                invite_roles: list[str] | None = None, created=None, link: str | None = None,
-                add_open: bool = False, status_code: int = 200) -> Response:
+def _users_page(
+    request: Request,
+    session,
+    actor: User,
+    *,
+    error: str | None = None,
+    email: str = "",
+    roles: list[str] | None = None,
+    invite_error: str | None = None,
+    invite_email: str = "",
+    invite_roles: list[str] | None = None,
+    created=None,
+    link: str | None = None,
+    add_open: bool = False,
+    status_code: int = 200,
+) -> Response:
     members = service.list_users(session, organisation_id=actor.organisation_id, actor=actor)
     now = utcnow()
-    waiting = [invitation for invitation in
-               invitations.list_invitations(session, organisation_id=actor.organisation_id, actor=actor)
-               if invitation.state(now) == "pending"]
+    waiting = [
+        invitation
+        for invitation in invitations.list_invitations(session, organisation_id=actor.organisation_id, actor=actor)
+        if invitation.state(now) == "pending"
+    ]
     organisation = session.get(Organisation, actor.organisation_id)
-    return render(request, "org_admin/users.html", {
-        "title": "Users", "organisation": organisation, "members": members, "role_choices": ROLE_CHOICES,
-        "role_words": ROLE_WORDS, "actor_roles": actor.roles, "error": error, "email": email,
-        "chosen_roles": set(roles or []), "min_password": MIN_PASSWORD_LENGTH,
-        "invitations": waiting, "invite_error": invite_error, "invite_email": invite_email,
-        "invite_roles": set(invite_roles or []), "created": created, "link": link,
-        "add_open": add_open,
-    }, status_code=status_code)
+    return render(
+        request,
+        "org_admin/users.html",
+        {
+            "title": "Users",
+            "organisation": organisation,
+            "members": members,
+            "role_choices": ROLE_CHOICES,
+            "role_words": ROLE_WORDS,
+            "actor_roles": actor.roles,
+            "error": error,
+            "email": email,
+            "chosen_roles": set(roles or []),
+            "min_password": MIN_PASSWORD_LENGTH,
+            "invitations": waiting,
+            "invite_error": invite_error,
+            "invite_email": invite_email,
+            "invite_roles": set(invite_roles or []),
+            "created": created,
+            "link": link,
+            "add_open": add_open,
+        },
+        status_code=status_code,
+    )
 
 
 def _form_problem(invalid: ValidationError) -> str:

@@ -28,19 +28,36 @@ from vetting.organisations import Decision, Status
 from vetting.permissions import Action
 
 router = page_router(tags=["pages: platform admin"])
-add_nav("Vetting", "/admin/organisations", Action.DECIDE_ORGANISATION, order=60,
-        description="Applications to vet, and every organisation's standing.")
-add_nav("Denylist", "/admin/denylist", Action.MANAGE_DENYLIST, order=65,
-        description="Law-enforcement domains refused for organisations and users.")
+add_nav(
+    "Vetting",
+    "/admin/organisations",
+    Action.DECIDE_ORGANISATION,
+    order=60,
+    description="Applications to vet, and every organisation's standing.",
+)
+add_nav(
+    "Denylist",
+    "/admin/denylist",
+    Action.MANAGE_DENYLIST,
+    order=65,
+    description="Law-enforcement domains refused for organisations and users.",
+)
 
 TO_VET = (Status.APPLIED.value, Status.EXPIRED.value)
 STATUS_WORDS = {
-    "applied": "Applied, being vetted", "approved": "Approved", "rejected": "Rejected", "suspended": "Suspended",
-    "revoked": "Revoked", "expired": "Vetting expired",
+    "applied": "Applied, being vetted",
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "suspended": "Suspended",
+    "revoked": "Revoked",
+    "expired": "Vetting expired",
 }
 CHECK_WORDS = {
-    "org_type": "Type of organisation", "contact_email": "Contact email", "website": "Website",
-    "attestation": "Attestation of no law-enforcement use", "user_email": "User's email",
+    "org_type": "Type of organisation",
+    "contact_email": "Contact email",
+    "website": "Website",
+    "attestation": "Attestation of no law-enforcement use",
+    "user_email": "User's email",
 }
 # The decisions a page offers in each status (the policy has the last word).
 DECISIONS_BY_STATUS = {
@@ -51,11 +68,17 @@ DECISIONS_BY_STATUS = {
     "rejected": ("revoke",),
 }
 DECISION_BUTTONS = {
-    "approve": "Approve", "reject": "Reject the application", "suspend": "Suspend",
-    "reinstate": "Reinstate", "revoke": "Revoke for good",
+    "approve": "Approve",
+    "reject": "Reject the application",
+    "suspend": "Suspend",
+    "reinstate": "Reinstate",
+    "revoke": "Revoke for good",
 }
 DONE_WORDS = {
-    "approve": "approved", "reject": "rejected", "suspend": "suspended", "reinstate": "reinstated",
+    "approve": "approved",
+    "reject": "rejected",
+    "suspend": "suspended",
+    "reinstate": "reinstated",
     "revoke": "revoked",
 }
 
@@ -71,10 +94,17 @@ def organisations(request: Request, user: PageUser, session: DbSession, status: 
     found = service.list_organisations(session, viewer=user, status=status if status in STATUS_WORDS else None)
     if status == "to_vet":
         found = [organisation for organisation in found if organisation.status in TO_VET]
-    return render(request, "platform_admin/organisations.html", {
-        "title": "Vetting", "organisations": found, "status": status, "status_words": STATUS_WORDS,
-        "tabs": [("to_vet", "To vet"), *STATUS_WORDS.items(), ("all", "All")],
-    })
+    return render(
+        request,
+        "platform_admin/organisations.html",
+        {
+            "title": "Vetting",
+            "organisations": found,
+            "status": status,
+            "status_words": STATUS_WORDS,
+            "tabs": [("to_vet", "To vet"), *STATUS_WORDS.items(), ("all", "All")],
+        },
+    )
 
 
 @router.get("/admin/organisations/{organisation_id}", **page_permission(Action.DECIDE_ORGANISATION))
@@ -83,26 +113,44 @@ def organisation(request: Request, organisation_id: DbId, user: PageUser, sessio
 
 
 @router.post("/admin/organisations/{organisation_id}/decisions", **page_permission(Action.DECIDE_ORGANISATION))
-def decide(request: Request, organisation_id: DbId, user: PageUser, session: DbSession, settings: SettingsDep,
-           decision: Annotated[str, Form(max_length=20)] = "",
-           reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def decide(
+    request: Request,
+    organisation_id: DbId,
+    user: PageUser,
+    session: DbSession,
+    settings: SettingsDep,
+    decision: Annotated[str, Form(max_length=20)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Approve, reject, suspend, reinstate or revoke, with the reason given."""
     if decision not in DONE_WORDS:
-        return _organisation_page(request, session, user, organisation_id, error="Choose a decision.",
-                                  status_code=422)
+        return _organisation_page(request, session, user, organisation_id, error="Choose a decision.", status_code=422)
     if not reason.strip():
-        return _organisation_page(request, session, user, organisation_id, reason_for=decision,
-                                  error="Give the reason for this decision; it is kept with it.", status_code=422)
+        return _organisation_page(
+            request,
+            session,
+            user,
+            organisation_id,
+            reason_for=decision,
+            error="Give the reason for this decision; it is kept with it.",
+            status_code=422,
+        )
     try:
-        decided = service.decide_organisation(session, organisation_id=organisation_id, decision=decision,
-                                              actor=user, reason=reason.strip(),
-                                              period_days=settings.vetting_period_days)
+        decided = service.decide_organisation(
+            session,
+            organisation_id=organisation_id,
+            decision=decision,
+            actor=user,
+            reason=reason.strip(),
+            period_days=settings.vetting_period_days,
+        )
     except REFUSALS as refused:
         if refused.status == 404:
             raise
         session.rollback()
-        return _organisation_page(request, session, user, organisation_id, error=refused.message,
-                                  status_code=refused.status)
+        return _organisation_page(
+            request, session, user, organisation_id, error=refused.message, status_code=refused.status
+        )
     return redirect(request, f"/admin/organisations/{organisation_id}", flash=_decided_words(decision, decided.status))
 
 
@@ -112,20 +160,40 @@ def _decided_words(decision: str, status: str) -> str:
     return f"The organisation is now {STATUS_WORDS.get(status, status).lower()}."
 
 
-def _organisation_page(request: Request, session, user: User, organisation_id: int, *, error: str | None = None,
-                       reason_for: str | None = None, status_code: int = 200) -> Response:
+def _organisation_page(
+    request: Request,
+    session,
+    user: User,
+    organisation_id: int,
+    *,
+    error: str | None = None,
+    reason_for: str | None = None,
+    status_code: int = 200,
+) -> Response:
     details: OrganisationOut = service.organisation_details(session, viewer=user, organisation_id=organisation_id)
     members = _members(session, organisation_id)
-    people = _emails(session, {d.actor_id for d in details.decisions or [] if d.actor_id}
-                     | set(details.pending_approvals or []))
-    return render(request, "platform_admin/organisation.html", {
-        "title": details.name, "o": details, "members": members, "people": people,
-        "status_words": STATUS_WORDS, "check_words": CHECK_WORDS,
-        "member_emails": {member.id: member.email for member in members},
-        "decisions": _offered(details, user), "buttons": DECISION_BUTTONS,
-        "you_approved": user.id in (details.pending_approvals or []),
-        "error": error, "reason_for": reason_for,
-    }, status_code=status_code)
+    people = _emails(
+        session, {d.actor_id for d in details.decisions or [] if d.actor_id} | set(details.pending_approvals or [])
+    )
+    return render(
+        request,
+        "platform_admin/organisation.html",
+        {
+            "title": details.name,
+            "o": details,
+            "members": members,
+            "people": people,
+            "status_words": STATUS_WORDS,
+            "check_words": CHECK_WORDS,
+            "member_emails": {member.id: member.email for member in members},
+            "decisions": _offered(details, user),
+            "buttons": DECISION_BUTTONS,
+            "you_approved": user.id in (details.pending_approvals or []),
+            "error": error,
+            "reason_for": reason_for,
+        },
+        status_code=status_code,
+    )
 
 
 def _offered(details: OrganisationOut, user: User) -> tuple[str, ...]:
@@ -156,27 +224,39 @@ def denylist(request: Request, user: PageUser, session: DbSession) -> Response:
 
 
 @router.post("/admin/denylist", **page_permission(Action.MANAGE_DENYLIST))
-def add_domain(request: Request, user: PageUser, session: DbSession,
-               domain: Annotated[str, Form(max_length=300)] = "",
-               reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+def add_domain(
+    request: Request,
+    user: PageUser,
+    session: DbSession,
+    domain: Annotated[str, Form(max_length=300)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
     """Refuse a domain and its subdomains; its users are signed out at once."""
     try:
         body = NewDenylistDomain(domain=domain, reason=reason)
     except ValidationError:
-        return _denylist_page(request, session, error="Give the domain and the reason for refusing it.",
-                              domain=domain, reason=reason, status_code=422)
+        return _denylist_page(
+            request,
+            session,
+            error="Give the domain and the reason for refusing it.",
+            domain=domain,
+            reason=reason,
+            status_code=422,
+        )
     try:
         row = service.add_denylist_domain(session, domain=body.domain, reason=body.reason, actor=user)
     except REFUSALS as refused:
         session.rollback()
-        return _denylist_page(request, session, error=refused.message, domain=domain, reason=reason,
-                              status_code=refused.status)
+        return _denylist_page(
+            request, session, error=refused.message, domain=domain, reason=reason, status_code=refused.status
+        )
     return redirect(request, "/admin/denylist", flash=f"{row.domain} and its subdomains are now refused.")
 
 
 @router.post("/admin/denylist/remove", **page_permission(Action.MANAGE_DENYLIST))
-def remove_domain(request: Request, user: PageUser, session: DbSession,
-                  domain: Annotated[str, Form(max_length=300)] = "") -> Response:
+def remove_domain(
+    request: Request, user: PageUser, session: DbSession, domain: Annotated[str, Form(max_length=300)] = ""
+) -> Response:
     try:
         service.remove_denylist_domain(session, domain=domain, actor=user)
     except REFUSALS as refused:
@@ -185,13 +265,23 @@ def remove_domain(request: Request, user: PageUser, session: DbSession,
     return redirect(request, "/admin/denylist", flash="The domain was removed from the denylist.")
 
 
-def _denylist_page(request: Request, session, *, error: str | None = None, domain: str = "", reason: str = "",
-                   status_code: int = 200) -> Response:
+def _denylist_page(
+    request: Request, session, *, error: str | None = None, domain: str = "", reason: str = "", status_code: int = 200
+) -> Response:
     entries = service.list_denylist(session)
     added = [entry for entry in entries if entry.source == "added"]
     shipped = [entry for entry in entries if entry.source == "shipped"]
-    return render(request, "platform_admin/denylist.html", {
-        "title": "Denylist", "added": added, "shipped": shipped,
-        "people": _emails(session, {entry.added_by for entry in added if entry.added_by}),
-        "error": error, "domain": domain, "reason": reason,
-    }, status_code=status_code)
+    return render(
+        request,
+        "platform_admin/denylist.html",
+        {
+            "title": "Denylist",
+            "added": added,
+            "shipped": shipped,
+            "people": _emails(session, {entry.added_by for entry in added if entry.added_by}),
+            "error": error,
+            "domain": domain,
+            "reason": reason,
+        },
+        status_code=status_code,
+    )

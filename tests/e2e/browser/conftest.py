@@ -46,8 +46,14 @@ from tests.support.service import TOTP_CLOCK, Account, make_organisation, make_u
 from tests.support.workers import Workers, poll
 
 CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 SCREENSHOTS = Path(os.environ["REUNITE_SCREENSHOTS"]) if os.environ.get("REUNITE_SCREENSHOTS") else None
 WAIT_MS = 90_000  # the longest a page may take to show a worker's result (2 shared cores)
@@ -105,8 +111,7 @@ class Live:
     def organisation(self, *, status: str = "approved", name: str | None = None, **fields) -> int:
         """A new organisation (approved by default) with a unique name; its id."""
         with self.db() as session:
-            return make_organisation(session, status=status, name=name or self.unique("Organisation"),
-                                     **fields).id
+            return make_organisation(session, status=status, name=name or self.unique("Organisation"), **fields).id
 
     def user(self, *roles: str, organisation_id: int | None = None, email: str | None = None) -> Account:
         """A new active user with `roles` (operators get a TOTP secret: `account.otp()`)."""
@@ -128,16 +133,23 @@ def live(tmp_path_factory) -> Iterator[Live]:
     engine = make_engine(database_url)
     upgrade(engine)
     engine.dispose()
-    settings = Settings(environment="test", secret_key="b" * 48, database_url=database_url,
-                        master_key=base64.b64encode(os.urandom(32)).decode(), data_dir=root / "data",
-                        audit_key_path=root / "audit-key.pem",
-                        # Every test signs in from 127.0.0.1; the per-address limit is tested in integration.
-                        login_failures_per_address=1000, applications_per_address=1000,
-                        applications_globally=1000)
+    settings = Settings(
+        environment="test",
+        secret_key="b" * 48,
+        database_url=database_url,
+        master_key=base64.b64encode(os.urandom(32)).decode(),
+        data_dir=root / "data",
+        audit_key_path=root / "audit-key.pem",
+        # Every test signs in from 127.0.0.1; the per-address limit is tested in integration.
+        login_failures_per_address=1000,
+        applications_per_address=1000,
+        applications_globally=1000,
+    )
     workers = Workers(settings, None, root)  # the embedded filesystem broker in the data folder
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -148,8 +160,12 @@ def live(tmp_path_factory) -> Iterator[Live]:
         time.sleep(0.05)
     arranging = make_engine(database_url, serialise_sqlite=False)
     try:
-        yield Live(url=f"http://127.0.0.1:{server.config.port}", settings=settings, workers=workers,
-                   session_factory=make_session_factory(arranging))
+        yield Live(
+            url=f"http://127.0.0.1:{server.config.port}",
+            settings=settings,
+            workers=workers,
+            session_factory=make_session_factory(arranging),
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -190,8 +206,7 @@ def browser_context(chromium, live):
     contexts, problems = [], []
 
     def make():
-        context = chromium.new_context(base_url=live.url, viewport=VIEWPORT, locale="en-GB",
-                                       timezone_id="UTC")
+        context = chromium.new_context(base_url=live.url, viewport=VIEWPORT, locale="en-GB", timezone_id="UTC")
         context.set_default_timeout(15_000)
         context.on("page", lambda page: _watch(page, problems))
         contexts.append(context)
@@ -248,9 +263,12 @@ def register_record(page, *, case_reference: str, label: str, guardian: str = "G
     now = datetime.now(UTC)
     page.goto("/records/new")
     fields = {
-        "Case reference": case_reference, "Label": label, "Age in years (optional)": "9",
+        "Case reference": case_reference,
+        "Label": label,
+        "Age in years (optional)": "9",
         "Missing since": (now.date() - timedelta(days=60)).isoformat(),
-        "Guardian's name": guardian, "Relationship to the child": "mother",
+        "Guardian's name": guardian,
+        "Relationship to the child": "mother",
         "How parental responsibility was checked": "birth certificate seen",
         "Purpose agreed with the guardian": "To search for my daughter and reunite our family",
         "Privacy notice version": "2026-1",
@@ -290,5 +308,14 @@ def wait_for_text(page, text: str, *, timeout_ms: int = WAIT_MS) -> None:
     page.get_by_text(text).first.wait_for(timeout=timeout_ms)
 
 
-__all__ = ["Live", "assert_accessible", "poll", "register_record", "screenshot", "sign_in", "sign_in_with",
-           "wait_for_text", "WAIT_MS"]
+__all__ = [
+    "Live",
+    "assert_accessible",
+    "poll",
+    "register_record",
+    "screenshot",
+    "sign_in",
+    "sign_in_with",
+    "wait_for_text",
+    "WAIT_MS",
+]

@@ -17,8 +17,16 @@ pytestmark = [pytest.mark.browser]
 
 ANONYMOUS = ("/sign-in", "/apply")
 BY_ROLES = {
-    ("caseworker", "reviewer"): ("/", "/records", "/records/new", "/cases", "/cases/new", "/reviews",
-                                 "/notifications", "/model"),
+    ("caseworker", "reviewer"): (
+        "/",
+        "/records",
+        "/records/new",
+        "/cases",
+        "/cases/new",
+        "/reviews",
+        "/notifications",
+        "/model",
+    ),
     ("org_admin",): ("/organisation/users",),
     ("platform_admin",): ("/admin/organisations", "/admin/denylist"),
     ("auditor",): ("/audit",),

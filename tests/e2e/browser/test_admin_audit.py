@@ -48,16 +48,21 @@ def test_two_platform_admins_approve_then_one_suspends_with_a_reason(live, brows
     first.get_by_role("link", name=name).click()
 
     # Everything submitted, and the law-enforcement checks re-run now.
-    for shown in ("https://hope-line.example.org", "contact@helping-hands.example.org", "Finding missing children",
-                  applicant_admin.email):
+    for shown in (
+        "https://hope-line.example.org",
+        "contact@helping-hands.example.org",
+        "Finding missing children",
+        applicant_admin.email,
+    ):
         expect(first.get_by_text(shown, exact=True).first).to_be_visible()
     checks = first.locator("table.checks")
     expect(checks.get_by_role("row")).to_have_count(6)  # header, 4 organisation checks, 1 user
     expect(checks.get_by_text("Failed")).to_have_count(0)
 
     decide(first, "Approve", "Registration and references checked.")
-    expect(first.get_by_text("Your approval is recorded. A second, different platform admin must approve it too."))\
-        .to_be_visible()
+    expect(
+        first.get_by_text("Your approval is recorded. A second, different platform admin must approve it too.")
+    ).to_be_visible()
     expect(first.get_by_role("radio", name="Approve")).to_have_count(0)  # not twice by the same admin
     expect(first.get_by_text("Applied, being vetted")).to_be_visible()
     screenshot(first, "vetting-organisation")

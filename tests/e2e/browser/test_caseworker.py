@@ -41,7 +41,8 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
     page.get_by_role("link", name="Register a child").click()
     expect(page.get_by_label("Label", exact=True)).to_have_accessible_description(re.compile("Never the child's name"))
     expect(page.get_by_label("Guardian's name", exact=True)).to_have_accessible_description(
-        re.compile("person who gave consent"))
+        re.compile("person who gave consent")
+    )
     screenshot(page, "record-new")
     record_id = register_record(page, case_reference="HL-2026-014", label="Child A-14", guardian=GUARDIAN)
     expect(page.get_by_text("The record is registered.")).to_be_visible()
@@ -82,7 +83,8 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
     expect(page.locator("#f-file-preview img")).to_have_attribute("src", re.compile(r"^blob:"))
     page.get_by_label("Case reference", exact=True).fill("HL-CASE-7")
     page.get_by_label("Why you are searching", exact=True).fill(
-        "A child matching a missing-child report arrived at our shelter this morning.")
+        "A child matching a missing-child report arrived at our shelter this morning."
+    )
     screenshot(page, "case-new")
     page.get_by_role("button", name="Start the search").click()
     expect(page.get_by_text("The photo was received.")).to_be_visible()
@@ -97,14 +99,17 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
     # Investigative: the form says what each mode costs in review before anything is sent.
     page.goto("/cases/new")
     expect(page.get_by_role("radio", name=re.compile("^Alerting"))).to_be_checked()  # the default
-    expect(page.get_by_text(re.compile(r"alerting searches of the last 90 days proposed 1 candidate per case"))
-           ).to_be_visible()
-    expect(page.get_by_text(re.compile(r"review queue now: 1 open candidate, needing at least 2 more reviews"))
-           ).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"alerting searches of the last 90 days proposed 1 candidate per case"))
+    ).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"review queue now: 1 open candidate, needing at least 2 more reviews"))
+    ).to_be_visible()
     page.get_by_label("Photo to search with", exact=True).set_input_files(sdist_images / "obama2.jpg")
     page.get_by_label("Case reference", exact=True).fill("HL-CASE-8")
     page.get_by_label("Why you are searching", exact=True).fill(
-        "The alerting search left one candidate; we want the closest records as leads too.")
+        "The alerting search left one candidate; we want the closest records as leads too."
+    )
     page.get_by_label(re.compile("^Date the photo was taken")).fill("2025-03-02")
     page.get_by_role("radio", name=re.compile("^Investigative")).check()
     page.get_by_label(re.compile("^Number of leads per face")).fill("5")
@@ -125,8 +130,11 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
     expect(page.get_by_text("Tick the box to confirm")).to_be_visible()  # nothing happens unconfirmed
     page.get_by_label("The child's guardian has asked to withdraw consent").check()
     page.get_by_role("button", name="Withdraw consent and erase the photos").click()
-    expect(page.get_by_text("Consent withdrawn. Erased: 1 photo, 1 face measurement; 2 possible matches hidden "
-                            "from reviewers.")).to_be_visible()
+    expect(
+        page.get_by_text(
+            "Consent withdrawn. Erased: 1 photo, 1 face measurement; 2 possible matches hidden from reviewers."
+        )
+    ).to_be_visible()
     expect(page.get_by_text("Photo 1: erased")).to_be_visible()
     page.goto(case_url)
     expect(page.get_by_role("cell", name=re.compile("^Withdrawn: the family withdrew consent"))).to_be_visible()
@@ -134,8 +142,11 @@ def test_a_caseworker_registers_a_child_and_a_case_photo_finds_the_record(live_w
 
     # Every photo shown came through the audited endpoint; no event carries the guardian's name.
     with live.db() as session:
-        viewed = session.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.action == "photo_viewed", AuditEvent.actor_id == caseworker.user.id))
+        viewed = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "photo_viewed", AuditEvent.actor_id == caseworker.user.id)
+        )
         details = session.scalars(select(AuditEvent.details).where(AuditEvent.actor_id == caseworker.user.id)).all()
     assert viewed >= 1
     assert not any(GUARDIAN in str(detail) for detail in details)

@@ -16,12 +16,22 @@ pytestmark = [pytest.mark.browser]
 
 def test_a_reviewer_reads_the_model_card(live, page):
     with live.db() as session:
-        store_calibration(session, model_id=MODEL_ID, model_version="v-test", genuine=np.linspace(0.2, 0.6, 50),
-                          impostor=np.linspace(0.5, 1.0, 1000), target_fmr=1e-3, top_k=10,
-                          dataset={"manifest_sha256": "ab" * 32, "photos": 60, "identities": 12}, actor_id=None,
-                          # 0-1 years apart has enough different-person pairs for its own threshold; 5-9 not.
-                          gap_pairs={"0-1": (np.linspace(0.2, 0.5, 30), np.linspace(0.45, 1.0, 1000)),
-                                     "5-9": (np.linspace(0.3, 0.7, 20), np.linspace(0.6, 1.0, 300))})
+        store_calibration(
+            session,
+            model_id=MODEL_ID,
+            model_version="v-test",
+            genuine=np.linspace(0.2, 0.6, 50),
+            impostor=np.linspace(0.5, 1.0, 1000),
+            target_fmr=1e-3,
+            top_k=10,
+            dataset={"manifest_sha256": "ab" * 32, "photos": 60, "identities": 12},
+            actor_id=None,
+            # 0-1 years apart has enough different-person pairs for its own threshold; 5-9 not.
+            gap_pairs={
+                "0-1": (np.linspace(0.2, 0.5, 30), np.linspace(0.45, 1.0, 1000)),
+                "5-9": (np.linspace(0.3, 0.7, 20), np.linspace(0.6, 1.0, 300)),
+            },
+        )
         publish_evaluation(session, report=synthetic_report(MODEL_ID), actor_id=None)
     reviewer = live.user("reviewer", organisation_id=live.organisation())
     sign_in(page, reviewer)

@@ -60,11 +60,16 @@ def test_an_operator_needs_the_code_from_the_authenticator_app(live, page):
 def test_a_law_enforcement_application_is_refused_and_a_charitys_is_received(live, page):
     page.goto("/apply")
     domain = f"{live.unique('safe-harbour')}.example.org"
-    _fill_application(page, name="Metropolitan Missing Persons Unit", admin_email="inspector@met.police.uk",
-                      website="https://www.met.police.uk")
+    _fill_application(
+        page,
+        name="Metropolitan Missing Persons Unit",
+        admin_email="inspector@met.police.uk",
+        website="https://www.met.police.uk",
+    )
     page.get_by_role("button", name="Send the application").click()
     expect(page.get_by_role("alert")).to_contain_text(
-        "belongs to a law-enforcement, military or intelligence body; Reunite does not serve them.")
+        "belongs to a law-enforcement, military or intelligence body; Reunite does not serve them."
+    )
     expect(page.get_by_label("Organisation name", exact=True)).to_have_value("Metropolitan Missing Persons Unit")
     screenshot(page, "apply-refused")
 
@@ -95,21 +100,26 @@ def _fill_application(page, *, name: str, admin_email: str, website: str) -> Non
     page.get_by_label("Country", exact=True).fill("GB")
     page.get_by_label("Registration number", exact=True).fill("1234567")
     page.get_by_label("Website", exact=True).fill(website)
-    page.get_by_label("Organisation's contact email", exact=True).fill(admin_email.replace("director", "office")
-                                                                         .replace("inspector", "office"))
+    page.get_by_label("Organisation's contact email", exact=True).fill(
+        admin_email.replace("director", "office").replace("inspector", "office")
+    )
     page.get_by_label("Your email address", exact=True).fill(admin_email)
     page.get_by_label("Choose a password", exact=True).fill(PASSWORD)
     page.get_by_label("Type the password again", exact=True).fill(PASSWORD)
     page.get_by_label("How your organisation will use Reunite", exact=True).fill(
-        "We run a helpline for families of missing children and search shelters for them.")
+        "We run a helpline for families of missing children and search shelters for them."
+    )
     page.get_by_label("We will not use Reunite for, or share access with").check()
 
 
-@pytest.mark.parametrize(("status", "heading"), [
-    ("suspended", "Your organisation is suspended"),
-    ("expired", "Your organisation's vetting has expired"),
-    ("revoked", "Your organisation's access has been revoked"),
-])
+@pytest.mark.parametrize(
+    ("status", "heading"),
+    [
+        ("suspended", "Your organisation is suspended"),
+        ("expired", "Your organisation's vetting has expired"),
+        ("revoked", "Your organisation's access has been revoked"),
+    ],
+)
 def test_a_user_of_an_organisation_that_cannot_work_sees_why(live, page, status, heading):
     organisation = live.organisation(status=status, name=f"Harbour Trust ({status})")
     caseworker = live.user("caseworker", organisation_id=organisation)
@@ -133,7 +143,8 @@ def test_a_file_that_is_not_a_photo_is_refused_in_plain_words(live, page, tmp_pa
     page.get_by_label("Photo of the child", exact=True).set_input_files(not_a_photo)
     page.get_by_role("button", name="Upload the photo").click()
     expect(page.get_by_role("alert")).to_contain_text(
-        "This file is not a photo we can read. Please send a JPEG, PNG or WebP photo.")
+        "This file is not a photo we can read. Please send a JPEG, PNG or WebP photo."
+    )
     expect(page.get_by_text("No photos yet.")).to_be_visible()  # nothing was stored
     screenshot(page, "upload-refused")
 

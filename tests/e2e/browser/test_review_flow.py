@@ -36,10 +36,15 @@ class Api:
     """The live service's HTTP API as one person (a minted access token: argon2 is not under test here)."""
 
     def __init__(self, live, account):
-        token, _ = issue_access_token(secret=live.settings.signing_secret(), user_id=account.user.id,
-                                      token_version=account.user.token_version, lifetime=timedelta(minutes=30))
-        self.http = httpx.Client(base_url=f"{live.url}/api/v1", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=30)
+        token, _ = issue_access_token(
+            secret=live.settings.signing_secret(),
+            user_id=account.user.id,
+            token_version=account.user.token_version,
+            lifetime=timedelta(minutes=30),
+        )
+        self.http = httpx.Client(
+            base_url=f"{live.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
     def call(self, method: str, path: str, expect: int, **kwargs) -> dict:
         answer = self.http.request(method, path, **kwargs)
@@ -50,31 +55,62 @@ class Api:
 def record_with_photo(api: Api, photo, *, reference: str, live) -> int:
     """A consented record whose photo the worker has embedded; the record's id."""
     now = datetime.now(UTC)
-    record_id = api.call("POST", "/records", 201, json={
-        "case_reference": reference, "label": LABEL, "age_years": 9,
-        "missing_since": (now.date() - timedelta(days=90)).isoformat(),
-        "consent": {"guardian_name": "Guardian Pemberton", "guardian_relationship": "father",
-                    "responsibility_verified_by": "birth certificate seen", "lawful_basis": "consent",
-                    "purpose": "Finding the child and reuniting the family", "notice_version": "2026-1",
-                    "obtained_at": (now - timedelta(days=1)).isoformat(),
-                    "expires_at": (now + timedelta(days=365)).isoformat()},
-    })["id"]
-    photo_id = api.call("POST", f"/records/{record_id}/photos", 202,
-                        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
-                        data={"taken_at": (now.date() - timedelta(days=400)).isoformat()})["photo_id"]
-    shown = poll(lambda: api.call("GET", f"/records/{record_id}/photos/{photo_id}", 200),
-                 until=lambda state: state["status"] not in ("queued", "processing"),
-                 what="the record photo to be embedded", seconds=WAIT_MS / 1000, every=0.5,
-                 explain=live.workers.log_tails)
+    record_id = api.call(
+        "POST",
+        "/records",
+        201,
+        json={
+            "case_reference": reference,
+            "label": LABEL,
+            "age_years": 9,
+            "missing_since": (now.date() - timedelta(days=90)).isoformat(),
+            "consent": {
+                "guardian_name": "Guardian Pemberton",
+                "guardian_relationship": "father",
+                "responsibility_verified_by": "birth certificate seen",
+                "lawful_basis": "consent",
+                "purpose": "Finding the child and reuniting the family",
+                "notice_version": "2026-1",
+                "obtained_at": (now - timedelta(days=1)).isoformat(),
+                "expires_at": (now + timedelta(days=365)).isoformat(),
+            },
+        },
+    )["id"]
+    photo_id = api.call(
+        "POST",
+        f"/records/{record_id}/photos",
+        202,
+        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+        data={"taken_at": (now.date() - timedelta(days=400)).isoformat()},
+    )["photo_id"]
+    shown = poll(
+        lambda: api.call("GET", f"/records/{record_id}/photos/{photo_id}", 200),
+        until=lambda state: state["status"] not in ("queued", "processing"),
+        what="the record photo to be embedded",
+        seconds=WAIT_MS / 1000,
+        every=0.5,
+        explain=live.workers.log_tails,
+    )
     assert shown["status"] == "embedded", shown
     return record_id
 
 
 def searched_case(api: Api, photo, *, reference: str, live) -> dict:
-    case_id = api.call("POST", "/cases", 202, data={"case_reference": reference, "purpose": "Child at our shelter"},
-                       files={"file": (photo.name, photo.read_bytes(), "image/jpeg")})["id"]
-    case = poll(lambda: api.call("GET", f"/cases/{case_id}", 200), until=lambda state: state["status"] in FINISHED,
-                what="the case to be searched", seconds=WAIT_MS / 1000, every=0.5, explain=live.workers.log_tails)
+    case_id = api.call(
+        "POST",
+        "/cases",
+        202,
+        data={"case_reference": reference, "purpose": "Child at our shelter"},
+        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+    )["id"]
+    case = poll(
+        lambda: api.call("GET", f"/cases/{case_id}", 200),
+        until=lambda state: state["status"] in FINISHED,
+        what="the case to be searched",
+        seconds=WAIT_MS / 1000,
+        every=0.5,
+        explain=live.workers.log_tails,
+    )
     assert case["status"] == "searched", case
     return case
 
@@ -91,8 +127,10 @@ def check_face_boxes(page) -> None:
         page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=image.element_handle())
         box = frame.locator(".face-box")
         expect(box).to_be_visible()
-        numbers = {name: float(frame.get_attribute(f"data-{name}"))
-                   for name in ("width", "height", "box-top", "box-right", "box-bottom", "box-left")}
+        numbers = {
+            name: float(frame.get_attribute(f"data-{name}"))
+            for name in ("width", "height", "box-top", "box-right", "box-bottom", "box-left")
+        }
         outer, drawn = frame.bounding_box(), box.bounding_box()
         scale = min(outer["width"] / numbers["width"], outer["height"] / numbers["height"])
         left = outer["x"] + (outer["width"] - numbers["width"] * scale) / 2 + numbers["box-left"] * scale
@@ -106,18 +144,22 @@ def check_face_boxes(page) -> None:
 
 def test_two_reviewers_confirm_a_real_match_without_seeing_each_other(live_worker, browser_context, sdist_images):
     live = live_worker
-    hope, harbour = live.organisation(name=live.unique("Hope Line")), live.organisation(
-        name=live.unique("Safe Harbour"))
+    hope, harbour = (
+        live.organisation(name=live.unique("Hope Line")),
+        live.organisation(name=live.unique("Safe Harbour")),
+    )
     hope_caseworker = live.user("caseworker", organisation_id=hope)
     hope_reviewer = live.user("reviewer", organisation_id=hope)
     harbour_caseworker = live.user("caseworker", organisation_id=harbour)
     harbour_reviewer = live.user("reviewer", organisation_id=harbour)
 
     record_reference, case_reference = live.unique("HL-REC"), live.unique("SH-CASE")
-    record_id = record_with_photo(Api(live, hope_caseworker), sdist_images / "obama.jpg", reference=record_reference,
-                                  live=live)
-    case = searched_case(Api(live, harbour_caseworker), sdist_images / "obama2.jpg", reference=case_reference,
-                         live=live)
+    record_id = record_with_photo(
+        Api(live, hope_caseworker), sdist_images / "obama.jpg", reference=record_reference, live=live
+    )
+    case = searched_case(
+        Api(live, harbour_caseworker), sdist_images / "obama2.jpg", reference=case_reference, live=live
+    )
     [candidate] = case["candidates"]
     assert (candidate["record_id"], candidate["rank"]) == (record_id, 1)
     candidate_id = candidate["id"]
@@ -206,9 +248,15 @@ def test_two_reviewers_confirm_a_real_match_without_seeing_each_other(live_worke
 
     # Every photo the reviewers saw was an audited view.
     with live.db() as session:
-        views = session.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.action == "photo_viewed", AuditEvent.target_id == str(candidate_id)))
-        reviews = session.scalars(select(AuditEvent.details).where(
-            AuditEvent.action == "review_recorded", AuditEvent.target_id == str(candidate_id))).all()
+        views = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "photo_viewed", AuditEvent.target_id == str(candidate_id))
+        )
+        reviews = session.scalars(
+            select(AuditEvent.details).where(
+                AuditEvent.action == "review_recorded", AuditEvent.target_id == str(candidate_id)
+            )
+        ).all()
     assert views >= 5  # two photos per page load of each reviewer, and the header check above
     assert len(reviews) == 2
