@@ -19,6 +19,7 @@ from service.auth.tokens import issue_access_token
 from service.db import utcnow
 from service.organisations.models import DenylistDomain, Organisation, OrganisationDecision
 from service.organisations.service import expire_due_organisations
+from tests.support.pages import CSRF
 from tests.support.service import PASSWORD, first_sign_in, make_organisation, make_user, sign_in, token_pair
 
 API = "/api/v1"
@@ -160,6 +161,20 @@ def test_applications_are_limited_per_address_and_overall(app, client, db):
         ]
     assert [response.status_code for response in more] == [201, 429]
     assert "Too many applications to Reunite just now" in more[1].json()["detail"]
+    # The page says so too, with the same Retry-After.
+    with TestClient(app, base_url="https://testserver", client=("203.0.113.9", 1)) as browser:
+        token = CSRF.search(browser.get("/apply").text).group(1)
+        form = {
+            **application(admin_email="c@ngo.example.org"),
+            "admin_password_again": PASSWORD,
+            "no_law_enforcement": "yes",
+            "purpose": "Finding missing children",
+            "csrf_token": token,
+        }
+        del form["attestation"]
+        page = browser.post("/apply", data=form)
+    assert page.status_code == 429 and "Too many applications to Reunite just now" in page.text
+    assert 0 < int(page.headers["Retry-After"]) <= 3600
     assert db.scalar(select(func.count()).select_from(Organisation)) == 3
 
 

@@ -106,7 +106,7 @@ def apply(
         organisations.apply(session, application=application, settings=settings, address=client_address(request))
     except REFUSALS as refused:
         page = _form_page(request, typed, status_code=refused.status, error=refused.message)
-        page.headers.update(getattr(refused, "headers", dict)())
+        page.headers.update(getattr(refused, "headers", None) or {})  # Retry-After, when over the limit
         return page
     return redirect(request, "/apply/next", flash="Your application has been received.")
 
