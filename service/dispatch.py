@@ -2,9 +2,8 @@
 
 A leaf module (it imports neither Celery nor `service.worker`), so routes and domain
 services can name the dispatcher without pulling the worker in. Implementations:
-`service.worker.dispatch.CeleryDispatcher` (the API's, through the broker),
-`service.worker.tasks.AppDispatcher` (from inside a worker) and
-`service.worker.dispatch.RecordingDispatcher` (tests). Domain operations hand work over
+`service.worker.dispatch.CeleryDispatcher` (through the broker, from the API or inside a
+worker) and `service.worker.dispatch.RecordingDispatcher` (tests). Domain operations hand work over
 with ids only, after their transaction has committed (`service.effects.after_commit`); a
 lost message is not lost work: the reaper re-queues rows left `queued` or stuck `processing`.
 """

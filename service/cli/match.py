@@ -341,11 +341,10 @@ def _resume_reembed(settings, sessions) -> None:
 
 
 def _send_batch(settings, job_id: int) -> None:
-    from service.worker.celery_app import make_celery
-    from service.worker.tasks import AppDispatcher
+    from service.worker.dispatch import CeleryDispatcher
 
     try:
-        AppDispatcher(make_celery(settings)).reembed(job_id)
+        CeleryDispatcher(settings).reembed(job_id)
     except Exception as exc:  # the job is recorded; the scheduler re-sends a job that does not move
         errors.print(
             f"[yellow]warning:[/yellow] the job is recorded but could not be sent to the workers "

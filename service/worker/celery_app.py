@@ -31,6 +31,7 @@ backoff, five times at most; bad input is never retried.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
@@ -68,10 +69,22 @@ def broker_folders(settings: Settings) -> dict[str, Path] | None:
     }
 
 
-def make_celery(settings: Settings) -> Celery:
-    app = Celery("reunite", set_as_current=False)
+class ReuniteCelery(Celery):
+    """The app, carrying the settings it was made from: its tasks build their worker's runtime from them.
+
+    `process_state` is that runtime and pipeline, made on first use in each worker process
+    (service.worker.tasks.process_state).
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__("reunite", set_as_current=False)
+        self.reunite_settings = settings
+        self.process_state: Any = None
+
+
+def make_celery(settings: Settings) -> ReuniteCelery:
+    app = ReuniteCelery(settings)
     app.conf.update(_configuration(settings))
-    app.reunite_settings = settings  # type: ignore[attr-defined]  # read back by the tasks (service.worker.tasks)
     from service.worker.tasks import register_tasks
 
     register_tasks(app)

@@ -10,14 +10,22 @@ drive the pipeline themselves.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from service.settings import Settings
 from service.worker.names import PROCESS_CASE, PROCESS_RECORD_PHOTO, REEMBED_BATCH, ROUTES, SEARCH_CASE
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 
 class CeleryDispatcher:
-    def __init__(self, settings: Settings):
+    """Sends named tasks (ids only) to their queues: through `app` inside a worker, else through an
+    app made from `settings` on first use (the API need not import Celery to start)."""
+
+    def __init__(self, settings: Settings, *, app: Celery | None = None):
         self._settings = settings
-        self._app = None
+        self._app = app
 
     def record_photo(self, photo_id: int) -> None:
         self._send(PROCESS_RECORD_PHOTO, photo_id)

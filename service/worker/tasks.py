@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from celery import Celery
 from celery.signals import worker_init, worker_process_init
+
+from service.worker.dispatch import CeleryDispatcher
 
 from service.worker.names import (
     MAINTENANCE,
@@ -29,46 +31,30 @@ from service.worker.names import (
     REAP,
     REEMBED_BATCH,
     RETRY_WEBHOOKS,
-    ROUTES,
     SEARCH_CASE,
 )
 from service.worker.runtime import TRANSIENT_ERRORS, WorkerRuntime, limit_native_threads
 
+if TYPE_CHECKING:
+    from service.worker.celery_app import ReuniteCelery  # which imports this module to register the tasks
+    from service.worker.pipeline import Pipeline  # imported when first needed: it loads dlib
+
 log = structlog.get_logger("reunite.worker")
 
 # How a task retries on a transient error (the database was unreachable): backing off, five times at most.
-RETRY_POLICY = dict(retry_backoff=2, retry_backoff_max=300, retry_jitter=True, max_retries=5)
+RETRY_POLICY: dict[str, Any] = dict(retry_backoff=2, retry_backoff_max=300, retry_jitter=True, max_retries=5)
 
 
 @dataclass
 class _ProcessState:
     pid: int
     runtime: WorkerRuntime
-    pipeline: object  # service.worker.pipeline.Pipeline, imported lazily (it loads dlib)
+    pipeline: Pipeline
 
 
-class AppDispatcher:
-    """Sends work from inside a worker (the reaper) through the worker's own app."""
-
-    def __init__(self, app: Celery):
-        self._app = app
-
-    def record_photo(self, photo_id: int) -> None:
-        self._app.send_task(PROCESS_RECORD_PHOTO, args=[photo_id], queue=ROUTES[PROCESS_RECORD_PHOTO])
-
-    def case(self, case_id: int) -> None:
-        self._app.send_task(PROCESS_CASE, args=[case_id], queue=ROUTES[PROCESS_CASE])
-
-    def search(self, case_id: int) -> None:
-        self._app.send_task(SEARCH_CASE, args=[case_id], queue=ROUTES[SEARCH_CASE])
-
-    def reembed(self, job_id: int) -> None:
-        self._app.send_task(REEMBED_BATCH, args=[job_id], queue=ROUTES[REEMBED_BATCH])
-
-
-def process_state(app: Celery) -> _ProcessState:
+def process_state(app: ReuniteCelery) -> _ProcessState:
     """This process's runtime and pipeline for `app`, created on first use."""
-    state: _ProcessState | None = getattr(app, "_reunite_state", None)
+    state: _ProcessState | None = app.process_state
     if state is None or state.pid != os.getpid():
         from service.worker.pipeline import Pipeline
 
@@ -78,17 +64,21 @@ def process_state(app: Celery) -> _ProcessState:
             sessions=runtime.sessions,
             vault=runtime.vault,
             replica=runtime.replica,
-            send_search=AppDispatcher(app).search,
+            send_search=_dispatcher(app).search,
         )
         state = _ProcessState(pid=os.getpid(), runtime=runtime, pipeline=pipeline)
-        app._reunite_state = state
+        app.process_state = state
     return state
 
 
-def register_tasks(app: Celery) -> None:
+def _dispatcher(app: ReuniteCelery) -> CeleryDispatcher:
+    return CeleryDispatcher(app.reunite_settings, app=app)
+
+
+def register_tasks(app: ReuniteCelery) -> None:
     # Not shared: a shared task would also be bound to every other app made in this process
     # (tests make one per database), and calls by name could reach another app's database.
-    retrying = dict(autoretry_for=TRANSIENT_ERRORS, shared=False, **RETRY_POLICY)
+    retrying: dict[str, Any] = dict(autoretry_for=TRANSIENT_ERRORS, shared=False, **RETRY_POLICY)
 
     @app.task(name=PROCESS_RECORD_PHOTO, **retrying)
     def process_record_photo(photo_id: int) -> str:
@@ -112,7 +102,7 @@ def register_tasks(app: Celery) -> None:
             sessions=runtime.sessions,
             vault=runtime.vault,
             replica=runtime.replica,
-            send_next=AppDispatcher(app).reembed,
+            send_next=_dispatcher(app).reembed,
         ).run_batch(job_id)
 
     @app.task(name=REAP, shared=False)
@@ -124,11 +114,11 @@ def register_tasks(app: Celery) -> None:
 
         state = process_state(app)
         timeout = timedelta(minutes=state.runtime.settings.processing_timeout_minutes)
-        counts = reap_rows(state.runtime.sessions, dispatcher=AppDispatcher(app), processing_timeout=timeout).counts()
+        counts = reap_rows(state.runtime.sessions, dispatcher=_dispatcher(app), processing_timeout=timeout).counts()
         with transaction(state.runtime.sessions) as session:
             stalled = stalled_jobs(session, now=utcnow(), stalled_after=timeout)
         for job_id in stalled:  # a re-embedding whose message was lost resumes where it stopped
-            AppDispatcher(app).reembed(job_id)
+            _dispatcher(app).reembed(job_id)
         return {**counts, "reembed_jobs_sent": len(stalled)}
 
     @app.task(name=RETRY_WEBHOOKS, shared=False)
@@ -159,7 +149,7 @@ def _check_model_installed(model_id: str) -> None:
         log.error("active_model_unknown", model_id=model_id)
 
 
-def install_worker_hooks(app: Celery) -> None:
+def install_worker_hooks(app: ReuniteCelery) -> None:
     """Load models once per worker and set each pool process up (call before starting a worker)."""
 
     @worker_init.connect(weak=False)
