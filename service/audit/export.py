@@ -108,18 +108,44 @@ def start_export(
         organisation_id=user.organisation_id,
         details={"format": export_format.value, "filters": filters.used()},
     )
-    checkpoint_head(session, signer=signer, head=event)
     first_seq = first_seq_since(session, filters.since) if export_format is ExportFormat.JSONL else 1
-    base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == first_seq))
+    return _sign_and_commit(
+        session, signer=signer, head=event, export_format=export_format, filters=filters, first_seq=first_seq
+    )
+
+
+def start_verification(session: Session, *, user: User, signer: AuditSigner) -> Export:
+    """Record the verification, sign the new head and commit: the whole trail, as a bundle, ends there."""
+    event = record_event(
+        session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id, organisation_id=user.organisation_id
+    )
+    return _sign_and_commit(
+        session, signer=signer, head=event, export_format=ExportFormat.JSONL, filters=EventFilters(), first_seq=1
+    )
+
+
+def _sign_and_commit(
+    session: Session,
+    *,
+    signer: AuditSigner,
+    head: AuditEvent,
+    export_format: ExportFormat,
+    filters: EventFilters,
+    first_seq: int,
+) -> Export:
+    """Sign the new head and commit; the export streams events first_seq..head."""
+    checkpoint_head(session, signer=signer, head=head)
+    # first_seq is at most the head's, so that event exists.
+    base_hash = session.execute(select(AuditEvent.prev_hash).where(AuditEvent.seq == first_seq)).scalar_one()
     session.commit()
     return Export(
         format=export_format,
         filters=filters,
         first_seq=first_seq,
-        last_seq=event.seq,
-        exported_at=event.at,
+        last_seq=head.seq,
+        exported_at=head.at,
         base_hash=base_hash,
-        head_hash=event.hash,
+        head_hash=head.hash,
     )
 
 

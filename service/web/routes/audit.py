@@ -20,25 +20,21 @@ from urllib.parse import urlencode
 
 from fastapi import Form, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import query
 from service.audit.actions import AuditAction
 from service.audit.export import (
-    Export,
     ExportFormat,
     ExportRefused,
     bundle_lines,
-    checkpoint_head,
     csv_lines,
     start_export,
+    start_verification,
 )
 from service.audit.models import AuditEvent
-from service.audit.service import record_event
-from service.audit.signing import AuditSigner, load_signer
+from service.audit.signing import load_signer
 from service.audit.verify import Report, UnreadableBundle, coverage_rows, verify_bundle
-from service.auth.models import User
 from service.deps import DB_INT_MAX, DbOffset, DbSession, SettingsDep
 from service.web.pages import page_router
 from service.web.render import add_nav, render
@@ -241,25 +237,6 @@ def verify(request: Request, user: PageUser, session: DbSession, settings: Setti
         verification = describe(report)
     form = read_filters("", "", "", "", "")
     return _audit_page(request, session, form, verification=verification)
-
-
-def start_verification(session: Session, *, user: User, signer: AuditSigner) -> Export:
-    """Record the verification, sign the new head and commit: the bundle to check ends there."""
-    event = record_event(
-        session, action=AuditAction.AUDIT_VERIFIED, actor_id=user.id, organisation_id=user.organisation_id
-    )
-    checkpoint_head(session, signer=signer, head=event)
-    base_hash = session.scalar(select(AuditEvent.prev_hash).where(AuditEvent.seq == 1))
-    session.commit()
-    return Export(
-        format=ExportFormat.JSONL,
-        filters=query.EventFilters(),
-        first_seq=1,
-        last_seq=event.seq,
-        exported_at=event.at,
-        base_hash=base_hash,
-        head_hash=event.hash,
-    )
 
 
 def _text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
