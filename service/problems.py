@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# What a route declares in `responses=`: status -> OpenAPI response object (FastAPI's own type).
+Responses = dict[int | str, dict[str, Any]]
+
 PROBLEM = "Problem"
 PROBLEM_REF = {"$ref": f"#/components/schemas/{PROBLEM}"}
 PROBLEM_SCHEMA: dict[str, Any] = {

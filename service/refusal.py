@@ -80,7 +80,7 @@ def retry_after_header(seconds: int) -> dict[str, str]:
     return {"Retry-After": str(seconds)}
 
 
-REFUSALS: tuple[type[Exception], ...] = (Refusal, PolicyRefused)
+REFUSALS: tuple[type[Refusal], type[PolicyRefused]] = (Refusal, PolicyRefused)
 
 
 def problem(refusal: Refusal | PolicyRefused) -> tuple[int, dict[str, str], dict[str, str] | None]:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
 from service.cases.models import Case
-from service.db import checkpoint_after_erasure
+from service.db import checkpoint_after_erasure, rows_changed
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, Photo, PhotoStatus
 from service.photos.storage import PhotoVault, SealedPhoto
@@ -122,7 +122,7 @@ def redact_candidates(session: Session, *, record_id: int) -> int:
         .where(Candidate.record_id == record_id)
         .values(record_id=None, gallery_embedding_id=None, distance=None, status=CandidateStatus.REDACTED)
     )
-    return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
+    return rows_changed(result)
 
 
 def erase_record(session: Session, *, record: Record, now: datetime, status: str, message: str) -> Erasure:

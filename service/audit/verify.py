@@ -37,7 +37,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from service.audit.chain import (
     GENESIS_HASH,
@@ -106,6 +106,13 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.problems and self.events > 0
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """(first, last) seq of the events read: asked only once the bundle has some."""
+        if self.first_seq is None or self.last_seq is None:
+            raise ValueError("The bundle holds no events.")
+        return self.first_seq, self.last_seq
 
     @property
     def ordered_problems(self) -> list[Problem]:
@@ -319,9 +326,10 @@ def _check_checkpoint(record: dict[str, Any], public_key, chain: _ChainWalk, rep
     if not signature_valid(public_key, checkpoint_message(seq, record["head_hash"]), record["signature"]):
         report.problems.append(Problem(seq, "checkpoint signature does not verify: forged or altered checkpoint"))
         return None
-    if seq > report.last_seq:
+    first, last = report.span
+    if seq > last:
         return seq  # a signed head beyond the last event: the tail check reports what is missing
-    if seq < report.first_seq:
+    if seq < first:
         report.problems.append(Problem(seq, "checkpoint before the bundle's first event"))
         return None
     if chain.hash_at(seq) != record["head_hash"]:
@@ -336,7 +344,7 @@ def _check_checkpoint(record: dict[str, Any], public_key, chain: _ChainWalk, rep
 
 def _check_ends(header: dict[str, Any], covered: list[int], chain: _ChainWalk, report: Report) -> None:
     """The bundle must reach as far as its signatures say, and end on the head hash the header signs."""
-    last = report.last_seq
+    _, last = report.span
     signed_end = max(covered, default=0)
     header_end = header["last_seq"] if _is_seq(header.get("last_seq")) else 0
     if max(signed_end, header_end) > last:
@@ -364,21 +372,24 @@ def _check_ends(header: dict[str, Any], covered: list[int], chain: _ChainWalk, r
 
 
 def _coverage(header: dict[str, Any], covered: list[int], report: Report) -> Coverage:
+    first, last = report.span
     last_checkpoint = max(covered, default=None)
-    after = (last_checkpoint or report.first_seq - 1) + 1
+    after = (last_checkpoint or first - 1) + 1
     return Coverage(
-        first_seq=report.first_seq,
-        last_seq=report.last_seq,
+        first_seq=first,
+        last_seq=last,
         exported_at=header["exported_at"],
         base_hash=header["base_hash"],
         last_checkpoint=last_checkpoint,
-        header_only=(after, report.last_seq) if after <= report.last_seq else None,
+        header_only=(after, last) if after <= last else None,
     )
 
 
 def coverage_rows(report: Report) -> list[tuple[str, str]]:
     """What the signatures cover, in words: the rows `verify` prints."""
     coverage = report.coverage
+    if coverage is None:
+        return [("coverage", "none established: the bundle did not verify")]
     rows = [
         ("trusted key", f"{report.key_id} (checked against the {report.trusted_by} given)"),
         (
@@ -406,7 +417,7 @@ def coverage_rows(report: Report) -> list[tuple[str, str]]:
     return rows
 
 
-def _is_seq(value: Any) -> bool:
+def _is_seq(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 

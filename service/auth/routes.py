@@ -12,11 +12,12 @@ from fastapi import APIRouter, Form, Request
 from service.auth import service
 from service.auth.schemas import Me, RefreshRequest, TokenResponse, TotpEnrolment
 from service.deps import PUBLIC, CurrentUser, DbSession, SettingsDep, permission
+from service.problems import Responses
 from vetting.permissions import Action
 
 router = APIRouter(tags=["auth"])
 # How sign-in and refresh refuse (service.refusal.Refusal), documented for the OpenAPI schema.
-SIGN_IN_REFUSALS = {
+SIGN_IN_REFUSALS: Responses = {
     401: {"description": "Wrong or missing credentials, code or refresh token"},
     403: {
         "description": "The account's email domain is refused, its organisation cannot use "

@@ -14,6 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from service.auth.passwords import (
     verify_password,
 )
 from service.auth.tokens import issue_access_token
-from service.db import utcnow
+from service.db import rows_changed, utcnow
 from service.deps import ORGANISATION_STATUS_MESSAGES, organisation_standing
 from service.organisations.denylist import current_denylist
 from service.organisations.models import Organisation
@@ -49,8 +50,8 @@ TOTP_REQUIRED_ROLES = OPERATOR_ROLES | ORGANISATION_ROLES
 BAD_CREDENTIALS = "The email, password or code from your authenticator app is not right."
 # Failures older than this no longer slow an account down, even without a success since.
 BACKOFF_MEMORY = timedelta(days=1)
-# Standings whose users get no tokens; an applicant may sign in to see that vetting is under way.
-SIGN_IN_STANDINGS = {None, "applied"}
+# Besides good standing: an organisation still applying may sign in (its admin follows the application).
+SIGN_IN_STANDINGS = {"applied"}
 
 
 class EnrolmentRequired(Refusal):
@@ -165,6 +166,7 @@ def sign_in(
         )
         session.commit()
         raise error
+    assert user is not None  # _refusal_for refuses an unknown address
     record_event(session, action=AuditAction.LOGIN, actor_id=user.id, organisation_id=user.organisation_id)
     pair = _issue_pair(session, settings=settings, user=user, family_id=str(uuid.uuid4()))
     session.commit()
@@ -178,6 +180,8 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
     if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
         raise Refusal(401, "Please sign in again.")
     user = session.get(User, stored.user_id)
+    if user is None:
+        raise Refusal(401, "Please sign in again.")
     if stored.used_at is not None:
         # One of two holders of the family is a thief, and the access token issued with the newest
         # refresh token may be theirs: every access token of the user stops working now, not on expiry.
@@ -191,7 +195,7 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
         )
         session.commit()
         raise Refusal(401, "This sign-in was ended for safety. Please sign in again.")
-    if user is None or user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
+    if user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
         raise Refusal(401, "Please sign in again.")
     if standing_refusal := _standing_refusal(session, user):
         raise standing_refusal
@@ -233,18 +237,20 @@ def enrol_totp(
     user = session.scalars(select(User).where(User.email == email)).first()
     secret = new_totp_secret()
     enrolled = (
-        verify_password(password, user.password_hash if user else None)
+        _right_password(user, password)
         and user.status == "active"
         and needs_totp_enrolment(user)
-        and session.execute(
-            update(User)
-            .where(User.id == user.id, User.totp_secret.is_(None))
-            .values(totp_secret=secret)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        and rows_changed(
+            session.execute(
+                update(User)
+                .where(User.id == user.id, User.totp_secret.is_(None))
+                .values(totp_secret=secret)
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
-    if not enrolled:
+    if not enrolled or user is None:  # (enrolled implies an account; said for the type checker)
         session.add(LoginAttempt(email=email, address=address, succeeded=False, at=now))
         record_event(
             session,
@@ -259,6 +265,11 @@ def enrol_totp(
     return Enrolment(secret=secret, uri=totp_uri(secret, email=email, issuer=settings.totp_issuer))
 
 
+def _right_password(user: User | None, password: str) -> TypeGuard[User]:
+    """Whether the account exists and the password is its own (an absent account costs the same time)."""
+    return verify_password(password, user.password_hash if user else None)
+
+
 def needs_totp_enrolment(user: User) -> bool:
     return user.totp_secret is None and bool(user.roles & TOTP_REQUIRED_ROLES)
 
@@ -270,7 +281,7 @@ def _refusal_for(session: Session, user: User | None, *, password: str, otp: str
     is right too: only then the denylist and the organisation's standing are named.
     """
     bad = Refusal(401, BAD_CREDENTIALS)
-    if not verify_password(password, user.password_hash if user else None) or user.status != "active":
+    if not _right_password(user, password) or user.status != "active":
         return ("bad_credentials", bad)
     if needs_totp_enrolment(user):
         return ("otp_not_enrolled", EnrolmentRequired())
@@ -298,7 +309,9 @@ def _standing_refusal(session: Session, user: User) -> OrganisationRefused | Non
         return None
     organisation = session.get(Organisation, user.organisation_id)
     standing = organisation_standing(organisation)
-    return None if standing in SIGN_IN_STANDINGS else OrganisationRefused(standing, organisation)
+    if standing is None or standing in SIGN_IN_STANDINGS:
+        return None
+    return OrganisationRefused(standing, organisation)
 
 
 def _use_totp_step(session: Session, user: User, step: int) -> bool:
@@ -309,7 +322,7 @@ def _use_totp_step(session: Session, user: User, step: int) -> bool:
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False)
     )
-    return claimed.rowcount == 1
+    return rows_changed(claimed) == 1
 
 
 def check_rate_limits(session: Session, *, settings: Settings, email: str, address: str, now: datetime) -> None:
@@ -330,8 +343,8 @@ def check_rate_limits(session: Session, *, settings: Settings, email: str, addre
     by_account = session.scalars(
         failures.where(LoginAttempt.email == email, LoginAttempt.at > counted_from).order_by(LoginAttempt.at)
     ).all()
-    if wait := account_backoff(len(by_account), settings=settings):
-        remaining = by_account[-1] + wait - now
+    if backoff := account_backoff(len(by_account), settings=settings):
+        remaining = by_account[-1] + backoff - now
         if remaining > timedelta(0):
             raise _too_many("Too many failed sign-ins for this account.", remaining)
 

@@ -39,6 +39,13 @@ class SearchChoice:
     def investigative(self) -> bool:
         return self.mode == INVESTIGATIVE
 
+    @property
+    def leads(self) -> int:
+        """How many records an investigative search proposes for each face."""
+        if self.candidate_limit is None:
+            raise ValueError("Only an investigative search has a number of leads.")
+        return self.candidate_limit
+
 
 def parse_search_choice(mode: str | None, candidate_limit: str | int | None) -> SearchChoice:
     """The caseworker's choice from form or API text; SearchChoiceError with a sentence otherwise."""

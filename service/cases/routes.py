@@ -40,11 +40,12 @@ from service.photos.service import read_upload
 from service.photos.upload_form import Upload, upload_form, upload_permission
 from service.reviews.candidate_facts import CandidateFacts, candidate_facts
 from service.reviews.models import Candidate
+from service.problems import Responses
 from vetting.permissions import Action
 
 router = APIRouter(tags=["cases"])
-REFUSALS = {404: {"description": "No such case in your organisation"}}
-SUBMIT_REFUSALS = {
+REFUSALS: Responses = {404: {"description": "No such case in your organisation"}}
+SUBMIT_REFUSALS: Responses = {
     400: {"description": "Empty file"},
     413: {"description": "Too large"},
     415: {"description": "Not a still image"},
@@ -87,7 +88,7 @@ def submit_case(
 ) -> CaseAccepted:
     """Search the records for the face(s) in a photo (multipart: `file` and the fields); the search runs in
     the background."""
-    now, form, file = utcnow(), upload.fields, upload.file
+    now, form, file = utcnow(), upload.fields, upload.required_file
     search = service.parse_search(form.search_mode, form.candidate_limit)
     facts = service.parse_photo_facts(form.taken_at, form.age_at_photo, now=now)
     case = service.submit_case(

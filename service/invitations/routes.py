@@ -16,10 +16,14 @@ from service.deps import PUBLIC, CurrentUser, DbId, DbSession, SettingsDep, perm
 from service.invitations import service
 from service.invitations.models import Invitation
 from service.invitations.schemas import Accepted, AcceptInvitation, InvitationCreated, InvitationOut, NewInvitation
+from service.problems import Responses
 from vetting.permissions import Action
 
 router = APIRouter(tags=["invitations"])
-REFUSALS = {422: {"description": "Refused by a rule: {detail, rule}"}, 409: {"description": "State conflict"}}
+REFUSALS: Responses = {
+    422: {"description": "Refused by a rule: {detail, rule}"},
+    409: {"description": "State conflict"},
+}
 
 
 @router.post(

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction
+from service.db import rows_changed
 from service.audit.service import record_event
 from service.auth.models import LoginAttempt, User
 from service.auth.passwords import WeakPassword
@@ -194,11 +195,13 @@ def accept_invitation(
     if email_in_use(session, invitation.email):  # inviting did not tell; accepting does not either
         _refuse(session, reason="email_in_use", address=address, invitation=invitation)
     # Claimed by a conditional UPDATE: of two acceptances at once, exactly one changes the row.
-    claimed = session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
-        .values(accepted_at=now)
-    ).rowcount
+    claimed = rows_changed(
+        session.execute(
+            update(Invitation)
+            .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+            .values(accepted_at=now)
+        )
+    )
     if claimed != 1:
         _refuse(session, reason="used", address=address, invitation=invitation)
     try:
@@ -243,7 +246,7 @@ def _usable(
     if state != "pending":
         _refuse(session, reason=state, address=address, invitation=invitation)
     organisation = session.get(Organisation, invitation.organisation_id)
-    if not _is_open(organisation, now):
+    if organisation is None or not _is_open(organisation, now):
         _refuse(
             session,
             reason="organisation_unavailable",
@@ -291,7 +294,7 @@ def _check_rate(session: Session, *, settings: Settings, address: str, now: date
         .select_from(LoginAttempt)
         .where(LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since, LoginAttempt.address == address)
     )
-    if failures >= settings.login_failures_per_address:
+    if (failures or 0) >= settings.login_failures_per_address:
         raise TooManyAttempts(f"Too many failed attempts. Try again in {settings.login_window_minutes} minutes.")
 
 
@@ -309,11 +312,9 @@ def _admins_organisation(session: Session, *, actor: User, organisation_id: int,
     return organisation
 
 
-def _is_open(organisation: Organisation | None, now: datetime) -> bool:
+def _is_open(organisation: Organisation, now: datetime) -> bool:
     """Approved and within its vetting period."""
-    return organisation is not None and policy.in_good_standing(
-        organisation.status, organisation.vetting_expires_at, now
-    )
+    return policy.in_good_standing(organisation.status, organisation.vetting_expires_at, now)
 
 
 def _pending_for(session: Session, *, organisation_id: int, email: str, now: datetime) -> Invitation | None:

@@ -29,12 +29,16 @@ from service.organisations.schemas import (
     WebhookOut,
 )
 from service.settings import Settings
+from service.problems import Responses
 from vetting.organisations import Decision, Status
 from vetting.permissions import Action
 
 
 router = APIRouter(tags=["organisations"])
-REFUSALS = {422: {"description": "Refused by a rule: {detail, rule}"}, 409: {"description": "State conflict"}}
+REFUSALS: Responses = {
+    422: {"description": "Refused by a rule: {detail, rule}"},
+    409: {"description": "State conflict"},
+}
 
 
 @router.post(

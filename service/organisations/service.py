@@ -283,6 +283,7 @@ def _apply_outcome(
     )
     organisation.status = outcome.new_status.value
     if outcome.starts_vetting_period:
+        assert period_days is not None  # only an approval starts one, and it always names the period
         organisation.approved_at = now
         organisation.vetting_expires_at = policy.vetting_expiry(now, period_days)
     record_event(
@@ -445,7 +446,7 @@ def _check_new_password(password: str, email: str, organisation_name: str) -> No
         raise Refused(str(weak), rule="weak_password") from weak
 
 
-def check_new_member(session: Session, *, actor: User, email: str, roles: Iterable[str]) -> frozenset[str]:
+def check_new_member(session: Session, *, actor: User, email: str, roles: Iterable[str]) -> frozenset[Role]:
     """The checks every newcomer passes, added or invited: roles the actor may grant and an email
     address that is not a law-enforcement body's. Returns the roles to grant.
 

@@ -38,6 +38,13 @@ class Upload(Generic[F]):
     file: UploadFile | None  # None only where the form allows it (the pages say "choose a photo")
     fields: F
 
+    @property
+    def required_file(self) -> UploadFile:
+        """The file of a form that requires one (the dependency refused the request without it)."""
+        if self.file is None:
+            raise RuntimeError("This form does not require a file.")
+        return self.file
+
 
 def no_path() -> None:
     return None

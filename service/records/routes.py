@@ -26,6 +26,7 @@ from service.photos.service import Size, read_upload
 from service.photos.upload_form import Upload, upload_form, upload_permission
 from service.records import service
 from service.records.models import Consent, Record
+from service.problems import Responses
 from service.records.schemas import (
     ConsentDetails,
     ConsentSummary,
@@ -41,12 +42,12 @@ from vetting.permissions import Action
 
 
 router = APIRouter(tags=["records"])
-REFUSALS = {
+REFUSALS: Responses = {
     404: {"description": "No such record in your organisation"},
     409: {"description": "State conflict"},
     422: {"description": "Refused: {detail}"},
 }
-UPLOAD_REFUSALS = REFUSALS | {
+UPLOAD_REFUSALS: Responses = REFUSALS | {
     400: {"description": "Empty file"},
     413: {"description": "Too large"},
     415: {"description": "Not a still image"},
@@ -114,7 +115,7 @@ def upload_photo(
     upload: Annotated[Upload[PhotoFields], Depends(upload_form(PhotoFields, path=record_path))],
 ) -> PhotoAccepted:
     """Add a photo of the child (multipart: `file`, optional `taken_at`); it is processed in the background."""
-    file = upload.file
+    file = upload.required_file
     photo = service.add_record_photo(
         session,
         vault=vault,

@@ -18,11 +18,12 @@ from service.deps import CurrentUser, DbId, DbSession, SettingsDep, VaultDep, We
 from service.photos.service import Size
 from service.reviews import service
 from service.reviews.schemas import CandidateOut, NotificationOut, ReviewQueue, ReviewRecorded, ReviewRequest
+from service.problems import Responses
 from vetting.permissions import Action
 
 router = APIRouter(tags=["reviews"])
-NOT_YOURS = {404: {"description": "No such candidate, or not your organisation's"}}
-PHOTO = {200: {"content": {"image/*": {}}, "description": "The decrypted photo"}, **NOT_YOURS}
+NOT_YOURS: Responses = {404: {"description": "No such candidate, or not your organisation's"}}
+PHOTO: Responses = {200: {"content": {"image/*": {}}, "description": "The decrypted photo"}, **NOT_YOURS}
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 

@@ -231,7 +231,7 @@ def candidate_details(session: Session, *, viewer: User, candidate_id: int, gate
             case_reference=case.case_reference if case.organisation_id == viewer.organisation_id else None,
         ),
         record=None
-        if redacted
+        if redacted or record is None
         else _record_side(session, viewer=viewer, candidate=candidate, record=record, gates=gates),
         can_decide=_can_decide(session, loaded=loaded, reviewer=viewer),
         your_review=review_out(mine) if mine else None,
@@ -326,10 +326,10 @@ def open_candidate_photo(
     embedding_id = candidate.probe_embedding_id if side == "probe" else candidate.gallery_embedding_id
     photo = _photo_of(session, embedding_id)
     # The photo must belong to this candidate's case or record, whatever the embedding says.
-    belongs = photo is not None and (
-        photo.case_id == candidate.case_id if side == "probe" else photo.record_id == candidate.record_id
-    )
-    if not belongs or not _stored(photo):
+    if photo is None or not _stored(photo):
+        raise NotFound(_NO_PHOTO)
+    belongs = photo.case_id == candidate.case_id if side == "probe" else photo.record_id == candidate.record_id
+    if not belongs:
         raise NotFound(_NO_PHOTO)
     try:
         data, media_type = open_photo(vault, photo, size)
@@ -571,7 +571,7 @@ def _load(session: Session, *, viewer: User, candidate_id: int, lock: bool = Fal
     candidate = session.get(Candidate, candidate_id, with_for_update=lock, populate_existing=lock)
     if candidate is None:
         raise NotFound(_NOT_FOUND)
-    case = session.get(Case, candidate.case_id)
+    case = session.get_one(Case, candidate.case_id)
     record = session.get(Record, candidate.record_id) if candidate.record_id is not None else None
     parties = rule.Parties(
         case_organisation_id=case.organisation_id,

@@ -60,7 +60,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
-from service.db import transaction, utcnow
+from service.db import rows_changed, transaction, utcnow
 from service.organisations.models import Organisation
 from vetting.organisations import in_good_standing
 from service.reviews.models import Candidate, Notification
@@ -279,7 +279,7 @@ def _claim(factory: sessionmaker[Session], notification_id: int, *, due, now: da
         ).scalar_one_or_none()
         if attempt is None:
             return None
-        notification = session.get(Notification, notification_id, populate_existing=True)
+        notification = session.get_one(Notification, notification_id, populate_existing=True)
         organisation = session.get(Organisation, notification.organisation_id)
         if organisation is None or not organisation.webhook_url or not organisation.webhook_secret:
             notification.webhook_status = notification.webhook_next_attempt_at = None
@@ -342,16 +342,18 @@ def _record_outcome(factory: sessionmaker[Session], claim: _Claim, failure: str 
     else:
         outcome, status, next_attempt_at = ABANDONED, FAILED, None
     with transaction(factory) as session:
-        written = session.execute(
-            update(Notification)
-            .where(
-                Notification.id == claim.notification_id,
-                Notification.webhook_attempts == claim.attempt,
-                Notification.webhook_status.in_((PENDING, FAILED)),
+        written = rows_changed(
+            session.execute(
+                update(Notification)
+                .where(
+                    Notification.id == claim.notification_id,
+                    Notification.webhook_attempts == claim.attempt,
+                    Notification.webhook_status.in_((PENDING, FAILED)),
+                )
+                .values(webhook_status=status, webhook_next_attempt_at=next_attempt_at, webhook_last_error=failure)
+                .execution_options(synchronize_session=False)
             )
-            .values(webhook_status=status, webhook_next_attempt_at=next_attempt_at, webhook_last_error=failure)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         if not written:
             return None
         if outcome == ABANDONED:

@@ -51,9 +51,9 @@ class SignInRequired(Exception):
 class OrganisationUnavailable(Exception):
     """The user's organisation is pending, rejected, suspended, expired or revoked."""
 
-    def __init__(self, user: User, organisation: Organisation | None, standing: str):
+    def __init__(self, organisation: Organisation | None, standing: str):
         super().__init__(standing)
-        self.user, self.organisation, self.standing = user, organisation, standing
+        self.organisation, self.standing = organisation, standing
 
 
 class NotPermitted(Exception):
@@ -84,9 +84,10 @@ def signed_in_user(request: Request, session: Session, settings: Settings, *, re
     try:
         user = user_for_token(session, settings, request.cookies.get(ACCESS_COOKIE))
     except HTTPException:
-        user = _refreshed_user(request, session, settings) if refresh else None
-        if user is None:
+        refreshed = _refreshed_user(request, session, settings) if refresh else None
+        if refreshed is None:
             raise SignInRequired() from None
+        user = refreshed
     request.state.page_user = user
     return user
 
@@ -111,7 +112,7 @@ def _check_standing(session: Session, user: User) -> User:
         organisation = session.get(Organisation, user.organisation_id)
         standing = organisation_standing(organisation)
         if standing is not None:
-            raise OrganisationUnavailable(user, organisation, standing)
+            raise OrganisationUnavailable(organisation, standing)
     return user
 
 

@@ -169,7 +169,7 @@ class Pipeline:
 
     def _record_photo_once(self, claim: Claim) -> str:
         with transaction(self.sessions) as session:
-            photo = session.get(Photo, claim.row_id)
+            photo = session.get_one(Photo, claim.row_id)
             storage_key, wrapped_key, record_id = photo.storage_key, photo.wrapped_key, photo.record_id
             embedders = _embedders(session)
         if record_id is None:
@@ -352,7 +352,7 @@ class Pipeline:
                 for number, face in enumerate(faces_of_model):
                     # Probe faces are stored but never indexed: the gallery holds record photos only.
                     session.add(embedding_row(photo_id, number, face))
-            photo = session.get(Photo, photo_id)
+            photo = session.get_one(Photo, photo_id)
             set_photo_outcome(photo, PhotoStatus.EMBEDDED, None, now, faces_found=len(faces))
             case.faces = len(faces)
             case.status_message = "Faces found; searching the gallery."
@@ -371,7 +371,7 @@ class Pipeline:
             probe_photo = None if photo is None else (photo.age_at_photo, photo.taken_at)
             # Only the active model's faces: embeddings of different models are never compared.
             probes = [] if photo is None else probe_faces(session, photo.id, active_model(session)[0])
-            if probes:
+            if photo is not None and probes:
                 record_event(
                     session,
                     action=AuditAction.SEARCH_STARTED,
@@ -405,7 +405,7 @@ class Pipeline:
             index = self.replica.index(probe.model_id)
             vector = vector_from_bytes(probe.vector)
             if choice.investigative:
-                results.append(self._neighbours_for_leads(index, vector, probe.model_id, choice.candidate_limit))
+                results.append(self._neighbours_for_leads(index, vector, probe.model_id, choice.leads))
             else:
                 distances, ids = index.search(vector, self.settings.review_top_k * OVERSAMPLE)
                 results.append((distances[0], ids[0]))
@@ -519,7 +519,7 @@ class Pipeline:
         1..k with no gaps.
         """
         if choice.investigative:
-            return rank_candidates(distances, ids, record_of=allowed, threshold=math.inf, top_k=choice.candidate_limit)
+            return rank_candidates(distances, ids, record_of=allowed, threshold=math.inf, top_k=choice.leads)
         if policy.gap_thresholds:
             age, taken = probe_photo or (None, None)
             ages = gallery_photo_ages(session, list(allowed))

@@ -79,7 +79,7 @@ def sign_in(
         return _enrol(request, session, settings, email=email, password=password)
     except auth_service.OrganisationRefused as refused:  # why, without a session (item 15: no tokens)
         return organisation_status_page(
-            request, OrganisationUnavailable(None, refused.organisation, refused.standing), signed_in=False
+            request, OrganisationUnavailable(refused.organisation, refused.standing), signed_in=False
         )
     except Refusal as refused:
         page = render(

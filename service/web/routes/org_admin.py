@@ -29,7 +29,7 @@ from service.organisations.schemas import NewUser
 from service.refusal import REFUSALS
 from service.web.pages import page_router
 from service.web.render import add_nav, redirect, render
-from service.web.session import PageUser, page_permission
+from service.web.session import NotPermitted, PageUser, page_permission
 from vetting.permissions import Action
 from vetting.roles import Role
 
@@ -48,6 +48,13 @@ ROLE_CHOICES = (
     (Role.ORG_ADMIN.value, "Organisation admin", "invites, adds and removes users"),
 )
 ROLE_WORDS = {value: words for value, words, _ in ROLE_CHOICES}
+
+
+def _organisation_of(admin: User) -> int:
+    """The admin's organisation: managing users is an organisation role, so there is one."""
+    if admin.organisation_id is None:
+        raise NotPermitted()
+    return admin.organisation_id
 
 
 @router.get("/organisation/users", **page_permission(Action.MANAGE_USERS))
@@ -81,7 +88,7 @@ def add_user(
     try:
         added = service.add_user(
             session,
-            organisation_id=user.organisation_id,
+            organisation_id=_organisation_of(user),
             actor=user,
             email=body.email,
             password=body.password,
@@ -131,7 +138,7 @@ def invite(
     try:
         invitation, token = invitations.invite_user(
             session,
-            organisation_id=user.organisation_id,
+            organisation_id=_organisation_of(user),
             actor=user,
             email=body.email,
             roles=body.roles,
@@ -158,7 +165,7 @@ def revoke_invitation(request: Request, invitation_id: DbId, user: PageUser, ses
     """Withdraw a waiting invitation: its link stops working at once."""
     try:
         invitations.revoke_invitation(
-            session, organisation_id=user.organisation_id, actor=user, invitation_id=invitation_id, now=utcnow()
+            session, organisation_id=_organisation_of(user), actor=user, invitation_id=invitation_id, now=utcnow()
         )
     except REFUSALS as refused:
         if refused.status == 404:
@@ -172,7 +179,7 @@ def revoke_invitation(request: Request, invitation_id: DbId, user: PageUser, ses
 def remove_user(request: Request, user_id: DbId, user: PageUser, session: DbSession) -> Response:
     """Remove a user: their sessions end at once."""
     try:
-        service.remove_user(session, organisation_id=user.organisation_id, actor=user, user_id=user_id)
+        service.remove_user(session, organisation_id=_organisation_of(user), actor=user, user_id=user_id)
     except REFUSALS as refused:
         if refused.status == 404:
             raise
@@ -197,11 +204,11 @@ def _users_page(
     add_open: bool = False,
     status_code: int = 200,
 ) -> Response:
-    members = service.list_users(session, organisation_id=actor.organisation_id, actor=actor)
+    members = service.list_users(session, organisation_id=_organisation_of(actor), actor=actor)
     now = utcnow()
     waiting = [
         invitation
-        for invitation in invitations.list_invitations(session, organisation_id=actor.organisation_id, actor=actor)
+        for invitation in invitations.list_invitations(session, organisation_id=_organisation_of(actor), actor=actor)
         if invitation.state(now) == "pending"
     ]
     organisation = session.get(Organisation, actor.organisation_id)

@@ -45,7 +45,7 @@ add_nav(
 MANAGE = page_permission(Action.MANAGE_RECORDS)
 PAGE_SIZE = 25
 PENDING_PHOTO = (PhotoStatus.QUEUED, PhotoStatus.PROCESSING)
-PHOTO_STATUS_SHORT = {
+PHOTO_STATUS_SHORT: dict[str, str] = {
     PhotoStatus.QUEUED: "Waiting",
     PhotoStatus.PROCESSING: "Processing",
     PhotoStatus.EMBEDDED: "Ready",
@@ -57,7 +57,7 @@ PHOTO_STATUS_SHORT = {
     PhotoStatus.ERASED: "Erased",
 }
 
-LAWFUL_BASES = {
+LAWFUL_BASES: dict[str, str] = {
     LawfulBasis.CONSENT: "Consent: the guardian's explicit consent (the usual choice)",
     LawfulBasis.VITAL_INTERESTS: "Vital interests: to protect the child's life when consent cannot be obtained in time",
     LawfulBasis.LEGITIMATE_INTERESTS: "Legitimate interests: your organisation's child-protection work, where "
@@ -288,7 +288,7 @@ def _new_record_page(
             "form": typed,
             "error": error,
             "errors": errors or {},
-            "lawful_bases": [(basis.value, words) for basis, words in LAWFUL_BASES.items()],
+            "lawful_bases": [(str(basis), words) for basis, words in LAWFUL_BASES.items()],
             "offsets": [(offset, f"UTC{offset}") for offset in UTC_OFFSETS],
             "max_consent_days": settings.consent_max_days,
             "today": utcnow().date().isoformat(),

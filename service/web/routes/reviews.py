@@ -49,7 +49,7 @@ DECISIONS = (
     ("inconclusive", "Inconclusive", "I cannot tell from these photos."),
 )
 DECISION_WORDS = {value: words for value, words, _ in DECISIONS}
-STATUS_CLASSES = {
+STATUS_CLASSES: dict[str, str] = {
     CandidateStatus.CONFIRMED: "status-ok",
     CandidateStatus.REJECTED: "status-bad",
     CandidateStatus.REDACTED: "status-bad",
