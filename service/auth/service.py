@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeGuard
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction
@@ -347,6 +347,21 @@ def check_rate_limits(session: Session, *, settings: Settings, email: str, addre
         remaining = by_account[-1] + backoff - now
         if remaining > timedelta(0):
             raise _too_many("Too many failed sign-ins for this account.", remaining)
+
+
+def attempts_kept_for(settings: Settings) -> timedelta:
+    """How long an attempt can still count for a limit: sign-in and link windows, account backoff, applications."""
+    window = timedelta(minutes=max(settings.login_window_minutes, settings.application_window_minutes))
+    return max(window, BACKOFF_MEMORY)
+
+
+def prune_login_attempts(session: Session, *, settings: Settings, now: datetime) -> int:
+    """Delete attempts that no limit counts any more (each holds an email and a network address)."""
+    pruned = rows_changed(
+        session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - attempts_kept_for(settings)))
+    )
+    session.commit()
+    return pruned
 
 
 def account_backoff(failures: int, *, settings: Settings) -> timedelta | None:

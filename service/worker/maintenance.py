@@ -6,6 +6,8 @@ photos past their retention date; failures are logged and reported together at t
 - `service.organisations.service.expire_due_organisations`: vetting past its date.
 - `service.retention.expire_consents`: records whose consent expired are erased.
 - `service.retention.purge_cases`: case photos and probe faces past retention are erased.
+- `service.auth.service.prune_login_attempts`: sign-in, link and application attempts older
+  than any limit counts (a day by default) are deleted: each holds an email and an address.
 - index snapshots: the replica catches up and writes `<data_dir>/index/<model>.faiss`, so
   a worker that starts tomorrow replays one day of changes, not the whole log.
 - the embedded (filesystem) broker keeps each delivered message in `processed/` (a
@@ -23,6 +25,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.auth.service import prune_login_attempts
 from service.db import utcnow
 from service.organisations.service import expire_due_organisations
 from service.photos.models import IndexChange
@@ -48,6 +51,7 @@ def run_maintenance(runtime: WorkerRuntime, *, now: datetime | None = None) -> d
         "organisations_expired": lambda session: len(expire_due_organisations(session, now=now)),
         "consents_expired": lambda session: len(expire_consents(session, vault=vault, now=now)),
         "cases_purged": lambda session: len(purge_cases(session, vault=vault, now=now)),
+        "login_attempts_pruned": lambda session: prune_login_attempts(session, settings=runtime.settings, now=now),
         "index_snapshots": lambda session: snapshot_indexes(runtime, session),
     }
     done: dict[str, int] = {}

@@ -4,9 +4,13 @@ from datetime import timedelta
 
 import pytest
 
-from service.auth.service import account_backoff, sign_in
-from service.refusal import Refusal
+from sqlalchemy import func, select
+
+from service.auth.models import LoginAttempt
+from service.auth.service import account_backoff, attempts_kept_for, prune_login_attempts, sign_in
 from service.db import utcnow
+from service.organisations.service import APPLICATION_MARK
+from service.refusal import Refusal
 from tests.support.service import PASSWORD, make_organisation, make_user
 
 pytestmark = pytest.mark.one_backend
@@ -64,3 +68,37 @@ def test_a_known_email_is_slowed_down_not_locked_out(db, limits):
     assert attempt(6 + 16, PASSWORD) == (200, None)
     # A success starts the count again.
     assert [attempt(30), attempt(30), attempt(30)] == [(401, None), (401, None), (429, 2)]
+
+
+def test_pruning_deletes_only_attempts_that_no_limit_counts(db, limits):
+    account = make_user(db, "caseworker", organisation=make_organisation(db))
+    db.commit()
+    now = utcnow()
+    kept = attempts_kept_for(limits)
+    assert kept >= timedelta(days=1) and kept >= timedelta(minutes=limits.application_window_minutes)
+    stale = now - kept - timedelta(seconds=1)
+    db.add_all(
+        [LoginAttempt(email=account.email, address="203.0.113.9", succeeded=False, at=stale) for _ in range(3)]
+        + [LoginAttempt(email=APPLICATION_MARK, address="203.0.113.9", succeeded=True, at=stale)]
+    )
+    db.commit()
+
+    def attempt(at: timedelta) -> int:
+        try:
+            sign_in(
+                db,
+                settings=limits,
+                email=account.email,
+                password="wrong password!",
+                otp=None,
+                address="203.0.113.9",
+                now=now + at,
+            )
+        except Refusal as refused:
+            return refused.status
+        return 200
+
+    assert [attempt(timedelta(seconds=-1)), attempt(timedelta(seconds=-1))] == [401, 401]
+    assert prune_login_attempts(db, settings=limits, now=now) == 4
+    assert db.scalar(select(func.count()).select_from(LoginAttempt)) == 2
+    assert attempt(timedelta(0)) == 429  # the failures a limit still counts were kept

@@ -384,6 +384,7 @@ def test_maintenance_expires_purges_snapshots_and_tidies_the_broker(app, db, set
         "organisations_expired": 1,
         "consents_expired": 0,
         "cases_purged": 1,
+        "login_attempts_pruned": 0,
         "index_snapshots": 1,
         "broker_files_pruned": 1,
     }
