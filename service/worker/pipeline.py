@@ -451,6 +451,10 @@ class Pipeline:
             now = utcnow()
             case = session.get(Case, case_id, with_for_update=True, populate_existing=True)
             if case is None or case.status != CaseStatus.PROCESSING:
+                if case is not None:  # the search that started still ends in the trail, without candidates
+                    _search_finished(
+                        session, case=case, probes=probes, gallery=gallery, outcome=SUPERSEDED, candidate_ids=[]
+                    )
                 return SUPERSEDED
             organisation = session.get(Organisation, case.organisation_id)
             if organisation is None or not standing_rule(organisation.status, organisation.vetting_expires_at, now):

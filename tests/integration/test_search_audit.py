@@ -2,9 +2,10 @@
 
 A case search writes `search_started` (the input: case, photo and probe face ids, the model)
 and `search_finished` (the gallery searched: its size and index sequence; the candidates
-produced); two-way matching of a new record photo writes `two_way_search_finished` (its start
-time, the photo, the open case faces compared, the candidates). Ids, counts and model names
-only: never a vector, a label or a name.
+produced; outcome `superseded` when the case stopped being searched while the search ran);
+two-way matching of a new record photo writes `two_way_search_finished` (its start time, the
+photo, the open case faces compared, the candidates). Ids, counts and model names only: never
+a vector, a label or a name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.audit.models import AuditEvent
+from service.cases.models import Case
 from service.photos.models import Embedding, IndexChange, Photo
 from service.reviews.models import Candidate
 from tests.integration.test_worker import world  # noqa: F401  (a fixture)
@@ -96,3 +98,24 @@ def test_case_searches_and_two_way_matches_are_audited_with_gallery_input_and_ou
         "open_case_faces",
     }
     assert set(started) | set(finished) | set(matched) <= allowed  # ids, counts and the model: nothing else
+
+
+def test_a_search_overtaken_while_it_ran_still_ends_in_the_trail(world, sdist_images, monkeypatch):
+    world.enrol((sdist_images / "obama.jpg").read_bytes())
+    case = world.case((sdist_images / "obama2.jpg").read_bytes())
+    search_index = world.pipeline._search_index
+
+    def overtaken(probes, choice):
+        found = search_index(probes, choice)
+        # Meanwhile the reaper gave up on the case (any change of state away from processing does).
+        world.db.get(Case, case.id).status = "failed"
+        world.db.commit()
+        return found
+
+    monkeypatch.setattr(world.pipeline, "_search_index", overtaken)
+    assert world.pipeline.process_case(case.id) == "superseded"
+    [(target, _, started)] = events(world.db, "search_started")
+    [(_, _, finished)] = events(world.db, "search_finished")
+    assert (target, finished["outcome"], finished["candidate_ids"]) == (str(case.id), "superseded", [])
+    assert finished["probe_embedding_ids"] == started["probe_embedding_ids"]
+    assert world.db.scalar(select(func.count()).select_from(Candidate).where(Candidate.case_id == case.id)) == 0
