@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         return self.photo_dir or self.data_dir / "photos"
 
     @property
+    def index_dir(self) -> Path:
+        """Where index replicas keep their snapshots (service.photos.index_files)."""
+        return self.data_dir / "index"
+
+    @property
     def celery_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
 

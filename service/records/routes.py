@@ -168,9 +168,13 @@ def get_photo_image(
     responses=REFUSALS,
     **permission(Action.MANAGE_RECORDS),
 )
-def withdraw_consent(record_id: DbId, user: CurrentUser, session: DbSession, vault: VaultDep) -> WithdrawalOut:
+def withdraw_consent(
+    record_id: DbId, user: CurrentUser, session: DbSession, settings: SettingsDep, vault: VaultDep
+) -> WithdrawalOut:
     """Withdraw consent: answers only after the record's photos, faces and matches are erased."""
-    outcome = service.withdraw_consent(session, vault=vault, actor=user, record_id=record_id, now=utcnow())
+    outcome = service.withdraw_consent(
+        session, vault=vault, index_dir=settings.index_dir, actor=user, record_id=record_id, now=utcnow()
+    )
     return WithdrawalOut(**vars(outcome))
 
 

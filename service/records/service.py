@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +39,7 @@ from service.audit.service import record_event
 from service.auth.models import User
 from service.db import checkpoint_after_erasure
 from service.effects import after_commit
+from service.photos.index_files import discard_snapshots
 from service.photos.models import Photo, PhotoStatus
 from service.photos.service import Size, check_upload, open_photo, store_photo
 from service.photos.storage import PhotoUnavailable, PhotoVault
@@ -351,7 +353,9 @@ class Withdrawal:
     candidates_redacted: int = 0
 
 
-def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record_id: int, now: datetime) -> Withdrawal:
+def withdraw_consent(
+    session: Session, *, vault: PhotoVault, index_dir: Path, actor: User, record_id: int, now: datetime
+) -> Withdrawal:
     """Erase everything the record's consent allowed; returns once the erasure has committed.
 
     A repeated call finds the consent already withdrawn and answers the same
@@ -379,6 +383,8 @@ def withdraw_consent(session: Session, *, vault: PhotoVault, actor: User, record
     # Files go only after the commit: a rollback must never leave rows pointing at deleted files.
     erase_files(vault, erasure.storage_keys)
     checkpoint_after_erasure(session)  # SQLite: no erased page left behind in the write-ahead log
+    if erasure.embeddings_removed:
+        discard_snapshots(index_dir)  # nor the child's face vector in an index snapshot file
     return Withdrawal(
         record_id=record.id, status=record.status, withdrawn_at=now, already_withdrawn=False, **erasure.counts()
     )

@@ -13,7 +13,9 @@ commit order and a replica never skips a change that commits late.
 
 Snapshots are written atomically (`VectorIndex.save`) after every `snapshot_every`
 changes a replica applies, and by the daily maintenance task; they only shorten
-start-up, since a replica without one rebuilds from the whole log.
+start-up, since a replica without one rebuilds from the whole log. A replica that
+applies a removal rewrites an existing snapshot at once, so an erased face's vector
+does not stay on disk (see service.photos.index_files; withdrawal deletes them too).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from matching.embedders import UnknownEmbedder, get_embedder
 from matching.index import IndexFileError, VectorIndex
+from service.photos.index_files import snapshot_path
 from service.photos.index_log import read_lock
 from service.photos.embeddings import vector_from_bytes, vector_to_bytes  # noqa: F401  (re-exported)
 from service.photos.models import Embedding, IndexChange
@@ -59,7 +62,7 @@ class IndexReplica:
         self._checked: set[str] = set()  # models whose loaded index was checked against the log
 
     def snapshot_path(self, model_id: str) -> Path:
-        return self.snapshot_dir / f"{model_id}.faiss"
+        return snapshot_path(self.snapshot_dir, model_id)
 
     def index(self, model_id: str) -> VectorIndex:
         """The index for `model_id` as last caught up (call `catch_up` before searching it)."""
@@ -79,7 +82,7 @@ class IndexReplica:
             read_lock(session)
             if model_id not in self._checked:
                 index = self._check_against_database(session, model_id)
-            applied = 0
+            applied = removed = 0
             while True:
                 changes = session.execute(
                     select(IndexChange.seq, IndexChange.op, IndexChange.embedding_id)
@@ -89,12 +92,13 @@ class IndexReplica:
                 ).all()
                 if not changes:
                     break
-                _apply(session, index, changes)
+                removed += _apply(session, index, changes)
                 applied += len(changes)
         finally:
             session.rollback()  # read only: ends the transaction and releases the lock
         self._unsaved[model_id] += applied
-        if self._unsaved[model_id] >= self.snapshot_every:
+        stale_file = removed > 0 and self.snapshot_path(model_id).exists()  # it may hold an erased vector
+        if stale_file or self._unsaved[model_id] >= self.snapshot_every:
             self.save_snapshot(model_id)
         return applied
 
@@ -155,9 +159,10 @@ def _last_sequence(session: Session, model_id: str) -> int:
     return int(last or 0)
 
 
-def _apply(session: Session, index: VectorIndex, changes: Sequence[Any]) -> None:
-    """Apply changes in log order, batching consecutive adds (one vector query per run)."""
+def _apply(session: Session, index: VectorIndex, changes: Sequence[Any]) -> int:
+    """Apply changes in log order, batching consecutive adds (one vector query per run); how many removed."""
     run: list[tuple[int, int]] = []  # (seq, embedding_id) of consecutive adds
+    removed = 0
     for seq, op, embedding_id in changes:
         if op == "add":
             run.append((seq, embedding_id))
@@ -165,7 +170,9 @@ def _apply(session: Session, index: VectorIndex, changes: Sequence[Any]) -> None
         _add_run(session, index, run)
         run = []
         index.remove([embedding_id], sequence=seq)
+        removed += 1
     _add_run(session, index, run)
+    return removed
 
 
 def _add_run(session: Session, index: VectorIndex, run: list[tuple[int, int]]) -> None:

@@ -77,7 +77,7 @@ class WorkerRuntime:
             engine=engine,
             sessions=sessions,
             vault=PhotoVault(settings.photo_root, settings.photo_master_key()),
-            replica=IndexReplica(settings.data_dir / "index", index_kind=settings.index_kind),
+            replica=IndexReplica(settings.index_dir, index_kind=settings.index_kind),
         )
 
     def close(self) -> None:

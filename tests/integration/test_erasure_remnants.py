@@ -1,9 +1,10 @@
-"""Withdrawal leaves no remnant in SQLite's files: not in the database file, not in its write-ahead log.
+"""Withdrawal leaves no remnant in SQLite's files (the database file, its write-ahead log) or index snapshots.
 
 Unique markers go into the record's label, the guardian's name and a face vector; after the
 withdrawal the raw bytes of `reunite.db` and `reunite.db-wal` are searched for them (and for
-the photo's wrapped data key). Before the withdrawal the same search finds them, so the test
-can tell a scrubbed file from one that was never written.
+the photo's wrapped data key), and the index snapshot files for the vector. Before the
+withdrawal the same search finds them, so the test can tell a scrubbed file from one that was
+never written.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 
 from service.photos.models import Embedding, Photo
+from service.worker.replica import IndexReplica
 from service.records.models import Record
 from service.retention import ERASED_LABEL
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
     API,
+    MODEL,
     add_faces,
     bearer,
     create_record,
@@ -52,12 +55,16 @@ def test_after_withdrawal_no_label_name_vector_or_key_is_left_in_the_sqlite_file
     db.commit()
     secrets = [label.encode(), guardian.encode(), vector_marker[:64], wrapped_key]
     assert all(secret in database_bytes(database_url) for secret in secrets)  # the search can find them
+    replica = IndexReplica(settings.index_dir)  # as a worker's, on the same data folder
+    replica.catch_up(db, MODEL)
+    assert vector_marker in replica.save_snapshot(MODEL).read_bytes()
 
     response = client.post(f"{API}/records/{record_id}/consent/withdraw", headers=headers)
     assert response.status_code == 200, response.text
 
     remaining = database_bytes(database_url)
     assert [secret for secret in secrets if secret in remaining] == []
+    assert [path.name for path in settings.index_dir.iterdir() if vector_marker[:64] in path.read_bytes()] == []
     record = db.get(Record, record_id)
     # What survives, by decision (docs/security.md): the reference, the dates the law asks to keep.
     assert (record.label, record.date_of_birth, record.age_years, record.case_reference) == (

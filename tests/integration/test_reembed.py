@@ -40,7 +40,6 @@ from service.embedding.service import (
 )
 from service.photos.models import Embedding, IndexChange, Photo
 from service.records.models import Record
-from service.records.service import withdraw_consent
 from service.worker import pipeline as pipeline_module
 from service.worker.celery_app import REAP, make_celery
 from service.worker.replica import IndexReplica
@@ -124,7 +123,7 @@ def audit_actions(world: World) -> list[str]:
 
 def withdraw(world: World, photo: Photo) -> None:
     world.db.rollback()  # SQLite: a write must not start from an older read snapshot
-    withdraw_consent(world.db, vault=world.vault, actor=world.user, record_id=photo.record_id, now=utcnow())
+    world.withdraw(photo.record_id)
 
 
 def case_of(world: World, candidate) -> Case:

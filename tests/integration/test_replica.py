@@ -197,6 +197,29 @@ def test_a_damaged_snapshot_is_rebuilt_from_the_log(app, gallery, tmp_path):
     assert replica.index(MODEL).ids().tolist() == ids
 
 
+def test_a_replica_that_applies_a_removal_rewrites_the_snapshot_on_disk(app, gallery, tmp_path):
+    """A snapshot written before an erasure must not keep the erased vector, even one saved late."""
+    sessions = app.state.session_factory
+    vectors = random_vectors(2, seed=12)
+    ids = add_embeddings(sessions, gallery, vectors)
+    replica = IndexReplica(tmp_path / "index")
+    catch_up(replica, sessions)
+    path = replica.save_snapshot(MODEL)
+    erased = vector_to_bytes(vectors[0])
+    assert erased in path.read_bytes()  # the check below can see a vector in the file
+
+    remove_embedding(sessions, ids[0])
+    catch_up(replica, sessions)
+    assert erased not in path.read_bytes()
+    assert VectorIndex.load(path).ids().tolist() == [ids[1]]
+    # A replica with no snapshot on disk writes none for a removal (snapshots stay every n or daily).
+    elsewhere = IndexReplica(tmp_path / "elsewhere")
+    catch_up(elsewhere, sessions)
+    remove_embedding(sessions, ids[1])
+    catch_up(elsewhere, sessions)
+    assert not elsewhere.snapshot_path(MODEL).exists()
+
+
 # --- many processes -------------------------------------------------------------------------
 
 

@@ -30,7 +30,6 @@ from service.organisations.models import Organisation
 from service.photos.index_log import append_index_change
 from service.photos.models import Embedding, IndexChange, Photo
 from service.records.models import Consent
-from service.records.service import withdraw_consent
 from service.worker import pipeline as pipeline_module
 from service.worker.celery_app import broker_folders
 from service.worker.dispatch import PROCESS_CASE, PROCESS_RECORD_PHOTO, RecordingDispatcher
@@ -129,7 +128,7 @@ def test_a_damaged_file_is_rejected_in_words(world):
 def test_a_photo_whose_consent_was_withdrawn_meanwhile_is_not_embedded(world, sdist_images):
     photo = world.record_photo(read(sdist_images / "obama.jpg"))
     assert claim_row(world.app.state.session_factory, Photo, photo.id) is not None  # a worker took it...
-    withdraw_consent(world.db, vault=world.vault, actor=world.user, record_id=photo.record_id, now=utcnow())
+    world.withdraw(photo.record_id)
     world.db.execute(update(Photo).where(Photo.id == photo.id).values(status="queued"))  # ...and it is redelivered
     world.db.commit()
     world.pipeline.process_record_photo(photo.id)
@@ -190,7 +189,7 @@ def test_withdrawn_expired_and_unapproved_records_are_never_proposed(world, sdis
     suspended_organisation = make_organisation(world.db, name="Suspended")
     unapproved = world.enrol(obama3, organisation=suspended_organisation)
     kept = world.enrol(obama)
-    withdraw_consent(world.db, vault=world.vault, actor=world.user, record_id=withdrawn.record_id, now=utcnow())
+    world.withdraw(withdrawn.record_id)
     # Expiry and suspension with no index change: only the database re-check can catch them.
     world.db.execute(
         update(Consent).where(Consent.record_id == expired.record_id).values(expires_at=utcnow() - timedelta(minutes=1))

@@ -26,7 +26,6 @@ from service.auth import service as auth_service
 from service.cases.models import Case
 from service.db import utcnow
 from service.photos.models import Embedding, Photo
-from service.records.service import withdraw_consent
 from service.reviews.models import Candidate
 from service.settings import Settings
 from service.worker.dispatch import CeleryDispatcher
@@ -194,7 +193,7 @@ def test_after_a_withdrawal_no_search_in_any_worker_process_returns_the_record(
         what="a first case to be searched",
     )
 
-    withdraw_consent(world.db, vault=world.vault, actor=world.user, record_id=withdrawn.record_id, now=utcnow())
+    world.withdraw(withdrawn.record_id)
     withdrawn_at = utcnow()  # the erasure has committed: from here no search may propose the record
     late = [submit(world, dispatcher, probe) for _ in range(2)]
     for case in early + late:

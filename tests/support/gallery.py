@@ -42,6 +42,7 @@ class World:
         self.user = make_user(db, "caseworker", organisation=self.organisation).user
         db.commit()
         self._pipeline = None
+        self.index_dir = tmp_path / "index"
 
     @property
     def pipeline(self):
@@ -53,9 +54,17 @@ class World:
                 settings=self.settings,
                 sessions=self.app.state.session_factory,
                 vault=self.vault,
-                replica=IndexReplica(self.tmp_path / "index"),
+                replica=IndexReplica(self.index_dir),
             )
         return self._pipeline
+
+    def withdraw(self, record_id: int):
+        """Withdraw the record's consent as its caseworker does (erasure included)."""
+        from service.records.service import withdraw_consent
+
+        return withdraw_consent(
+            self.db, vault=self.vault, index_dir=self.index_dir, actor=self.user, record_id=record_id, now=utcnow()
+        )
 
     def record_photo(self, data: bytes, *, organisation: Organisation | None = None, record=None) -> Photo:
         organisation = organisation or self.organisation

@@ -460,6 +460,7 @@ def withdraw(
     record_id: DbId,
     user: PageUser,
     session: DbSession,
+    settings: SettingsDep,
     vault: VaultDep,
     confirmed: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
@@ -472,7 +473,9 @@ def withdraw(
             status_code=400,
             error="Tick the box to confirm that the family has asked to withdraw consent.",
         )
-    outcome = records.withdraw_consent(session, vault=vault, actor=user, record_id=record_id, now=utcnow())
+    outcome = records.withdraw_consent(
+        session, vault=vault, index_dir=settings.index_dir, actor=user, record_id=record_id, now=utcnow()
+    )
     if outcome.already_withdrawn:
         return redirect(
             request,
