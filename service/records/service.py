@@ -61,7 +61,8 @@ PHOTO_STATUS_WORDS: dict[str, str] = {
     PhotoStatus.EMBEDDED: "Ready: the face in this photo can be matched.",
     PhotoStatus.NO_FACE: "No face was found in this photo; upload one where the child's face is clearly visible.",
     PhotoStatus.SEVERAL_FACES: "This photo shows several faces; upload one showing only the child.",
-    # Legacy: before quality became a flag, such photos were refused; none is refused for its quality now.
+    # Legacy: before quality became a flag, such photos were refused; none is refused for its quality now,
+    # and those whose file was kept were queued again by migration 0012 (this is for the rest).
     PhotoStatus.LOW_QUALITY: (
         "This photo was not added to the gallery: an earlier version of Reunite refused faces it "
         "judged too small, blurred or turned away. Upload it again: it will be added and flagged "

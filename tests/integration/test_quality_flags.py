@@ -4,24 +4,29 @@ the API and the pages.
 A blurred but detectable record photo is enrolled, indexed and found, and flagged; a blurred
 case face is searched and flagged, and the reviewer sees the flag; the flags follow the
 settings in force, from the stored figures; a photo with no face keeps its clear outcome; a
-legacy `low_quality` row still reads sensibly.
+legacy `low_quality` row still reads sensibly, and one whose file was kept is processed again
+after the upgrade (migration 0012).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageFilter
 from sqlalchemy import select
 
+from service.db import utcnow
 from service.photos.models import Embedding, IndexChange, Photo
 from service.worker import pipeline as pipeline_module
+from service.worker.dispatch import PROCESS_RECORD_PHOTO, RecordingDispatcher
+from service.worker.reaper import reap
 from tests.support.gallery import World, faceless_photo
 from tests.support.pages import Person, text_of
-from tests.support.service import make_user, sign_in
+from tests.support.service import make_user, migrate_down_and_up, sign_in
 
 # Flags are worked out when shown, from the figures each embedding stores as JSON text, the same on either
 # database; the worker's writes are tested on both in test_worker.py. So the faces here run once.
@@ -162,3 +167,28 @@ def test_no_face_keeps_its_clear_outcome_and_a_legacy_refusal_reads_sensibly(wor
     page = text_of(Person(app, caseworker).get(f"/records/{photo.record_id}"))
     assert "No face found" in page and "Not added" in page
     assert "Upload it again: it will be added and flagged low quality" in page
+
+
+def test_a_legacy_quality_refusal_whose_file_was_kept_is_enrolled_after_the_upgrade(world, database_url, sdist_images):
+    photo = world.record_photo(blurred(sdist_images / "obama.jpg"))
+    # As an earlier version left it: refused for its quality, its encrypted file and key kept.
+    stored = world.db.get(Photo, photo.id)
+    stored.status, stored.attempts, stored.processed_at = "low_quality", 1, utcnow()
+    stored.status_message = "This photo cannot be used: the face is too blurry. Please upload a clearer photo."
+    world.db.commit()
+    world.db.close()
+
+    migrate_down_and_up(database_url, revision="0011", table="photos")
+    again = world.db.get(Photo, photo.id)
+    assert (again.status, again.attempts, again.claimed_at, again.status_message) == ("queued", 0, None, None)
+    world.db.rollback()
+    dispatcher = RecordingDispatcher()  # the reaper sends a queued photo on (its clock a few minutes on)
+    reap(
+        world.app.state.session_factory,
+        dispatcher=dispatcher,
+        processing_timeout=timedelta(minutes=10),
+        now=utcnow() + timedelta(minutes=2),
+    )
+    assert dispatcher.sent == [(PROCESS_RECORD_PHOTO, photo.id)]
+    assert world.pipeline.process_record_photo(photo.id) == "embedded"
+    assert world.db.scalars(select(Embedding.photo_id).where(Embedding.photo_id == photo.id)).all() == [photo.id]

@@ -172,8 +172,8 @@ def sign_in(client, account: Account) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_pair(client, account)['access_token']}"}
 
 
-def migrate_down_and_up(database_url: str, *, revision: str, table: str, column: str) -> None:
-    """Downgrade to `revision` (the column gone), then upgrade to head (the column back), on live data."""
+def migrate_down_and_up(database_url: str, *, revision: str, table: str, column: str | None = None) -> None:
+    """Downgrade to `revision`, then upgrade to head, on live data; with `column`, check it goes and comes back."""
     from alembic import command
 
     from service.db import make_engine
@@ -185,7 +185,8 @@ def migrate_down_and_up(database_url: str, *, revision: str, table: str, column:
             with engine.begin() as connection:
                 config.attributes["connection"] = connection
                 step(config, target)
-                columns = {found["name"] for found in inspect(connection).get_columns(table)}
-                assert (column in columns) is present, f"{table}.{column} after {step.__name__} to {target}"
+                if column is not None:
+                    columns = {found["name"] for found in inspect(connection).get_columns(table)}
+                    assert (column in columns) is present, f"{table}.{column} after {step.__name__} to {target}"
     finally:
         engine.dispose()
