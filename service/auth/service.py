@@ -223,6 +223,31 @@ def sign_out(session: Session, *, user: User) -> None:
     session.commit()
 
 
+def sign_out_refresh_token(session: Session, *, refresh_token: str) -> None:
+    """End the sign-in a refresh token belongs to, when no session could be renewed to sign out properly.
+
+    A user whose organisation is suspended gets no new access token, so after the old one expired
+    only the refresh token is left; unrevoked, it would work again once the organisation is
+    reinstated. Holding it is the proof: its whole family is revoked.
+    """
+    stored = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token))).first()
+    if stored is None:
+        return
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == stored.family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    user = session.get(User, stored.user_id)
+    record_event(
+        session,
+        action=AuditAction.LOGOUT,
+        actor_id=stored.user_id,
+        organisation_id=user.organisation_id if user else None,
+    )
+    session.commit()
+
+
 def enrol_totp(
     session: Session, *, settings: Settings, email: str, password: str, address: str, now: datetime | None = None
 ) -> Enrolment:

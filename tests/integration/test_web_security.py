@@ -229,6 +229,23 @@ def test_sign_out_ends_the_session_even_for_a_copied_cookie(browser, caseworker)
         assert thief.get("/records").headers["location"] == "/sign-in?next=/records"
 
 
+def test_sign_out_with_the_organisation_suspended_still_ends_the_refresh_token(browser, caseworker, db):
+    sign_in(browser, caseworker)
+    token = CSRF.search(browser.get("/records").text).group(1)
+    refresh = browser.cookies[REFRESH_COOKIE]
+    organisation = db.get(Organisation, caseworker.user.organisation_id)
+    organisation.status = "suspended"
+    db.commit()
+    browser.cookies.delete(ACCESS_COOKIE)  # expired meanwhile: only the refresh token is left
+    assert browser.post("/sign-out", data={"csrf_token": token}).headers["location"] == "/sign-in"
+
+    organisation.status = "approved"  # reinstated: a copy of the refresh token must not sign anyone in
+    db.commit()
+    with TestClient(browser.app, base_url="https://testserver", follow_redirects=False) as thief:
+        thief.cookies.set(REFRESH_COOKIE, refresh)
+        assert thief.get("/records").headers["location"] == "/sign-in?next=/records"
+
+
 def test_a_suspension_takes_effect_on_the_next_page(browser, caseworker, db):
     sign_in(browser, caseworker)
     assert browser.get("/records").status_code == 200

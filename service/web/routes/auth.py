@@ -23,6 +23,7 @@ from service.refusal import Refusal
 from service.web.pages import organisation_status_page, page_router
 from service.web.render import redirect, render, safe_next
 from service.web.session import (
+    REFRESH_COOKIE,
     OrganisationUnavailable,
     SignInRequired,
     end_session,
@@ -103,6 +104,8 @@ def sign_out(request: Request, session: DbSession, settings: SettingsDep) -> Res
         user = None
     if user is not None:
         auth_service.sign_out(session, user=user)
+    elif refresh_token := request.cookies.get(REFRESH_COOKIE):  # no session to renew (a suspended organisation)
+        auth_service.sign_out_refresh_token(session, refresh_token=refresh_token)
     end_session(request)
     return redirect(request, "/sign-in", flash="You have signed out.", kind="info")
 
