@@ -31,10 +31,10 @@ from service.organisations.models import Organisation
 from service.refusal import REFUSALS
 from service.photos.models import Embedding, Photo
 from service.photos.service import check_upload, store_photo
-from service.records.models import Consent, Record
 from service.reviews import service as reviews_service
 from service.reviews.models import Candidate, Notification, Review
 from service.reviews.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tests.support.gallery import make_record
 from tests.support.service import make_organisation, make_user
 from tests.support.webhooks import Receiver
 
@@ -161,29 +161,15 @@ def world(app, db, sdist_images) -> World:
         "C": make_organisation(db, name="Elsewhere"),
     }
     users = {name: make_user(db, *roles, organisation=orgs[org]).user for name, (roles, org) in USERS.items()}
-    record = Record(
+    record = make_record(
+        db,
         organisation_id=orgs["B"].id,
-        created_by=users["b_caseworker"].id,
+        user_id=users["b_caseworker"].id,
         case_reference="REC-B-7",
         label=LABEL,
+        guardian_name=GUARDIAN,
         date_of_birth=date(2015, 3, 1),
         missing_since=date(2024, 6, 1),
-        status="active",
-    )
-    db.add(record)
-    db.flush()
-    db.add(
-        Consent(
-            record_id=record.id,
-            guardian_name=GUARDIAN,
-            guardian_relationship="mother",
-            responsibility_verified_by="birth certificate",
-            lawful_basis="consent",
-            purpose="Finding the child",
-            notice_version="1",
-            obtained_at=utcnow() - timedelta(days=1),
-            expires_at=utcnow() + timedelta(days=365),
-        )
     )
     photo_id, embedding_id = stored_photo(
         app,

@@ -32,10 +32,10 @@ from service.db import utcnow
 from service.organisations.models import Organisation, OrganisationDecision
 from service.photos.models import Embedding
 from service.photos.service import check_upload, store_photo
-from service.records.models import Consent, Record
 from service.reviews import service as reviews_service
 from service.reviews.models import Candidate, Notification, Review
 from service.web.routes.audit import describe
+from tests.support.gallery import make_record
 from tests.support.pages import CSRF, Person, text_of
 from tests.support.service import PASSWORD, Account, make_organisation, make_user
 
@@ -61,29 +61,15 @@ def world(app, db, sdist_images) -> dict:
         "admin_2": make_user(db, "platform_admin"),
         "auditor": make_user(db, "auditor"),
     }
-    record = Record(
+    record = make_record(
+        db,
         organisation_id=keepers.id,
-        created_by=accounts["keeper_caseworker"].user.id,
+        user_id=accounts["keeper_caseworker"].user.id,
         case_reference="KEEP-7",
         label=LABEL,
+        guardian_name=GUARDIAN,
         date_of_birth=date(2015, 3, 1),
         missing_since=date(2024, 6, 1),
-        status="active",
-    )
-    db.add(record)
-    db.flush()
-    db.add(
-        Consent(
-            record_id=record.id,
-            guardian_name=GUARDIAN,
-            guardian_relationship="mother",
-            responsibility_verified_by="birth certificate",
-            lawful_basis="consent",
-            purpose="Finding the child",
-            notice_version="1",
-            obtained_at=utcnow() - timedelta(days=1),
-            expires_at=utcnow() + timedelta(days=365),
-        )
     )
     gallery = _embedded_photo(
         app,

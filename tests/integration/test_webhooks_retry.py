@@ -31,13 +31,13 @@ from service.cases.models import Case
 from service.db import utcnow
 from service.organisations.models import Organisation
 from service.organisations.service import remove_webhook
-from service.records.models import Consent, Record
 from service.reviews import service as reviews_service
 from service.reviews import webhooks
 from service.reviews.models import Candidate, Notification
 from service.reviews.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from service.worker.celery_app import RETRY_WEBHOOKS, ROUTES, SEARCH_QUEUE, make_celery
 from service.worker.tasks import process_state
+from tests.support.gallery import make_record
 from tests.support.service import make_organisation, make_user, migrate_down_and_up
 from tests.support.webhooks import RECEIVER_NOTE, Receiver
 
@@ -82,29 +82,15 @@ def world(db) -> World:
         make_user(db, "reviewer", organisation=keepers).user,
     )
     admin = make_user(db, "org_admin", organisation=keepers).user
-    record = Record(
+    record = make_record(
+        db,
         organisation_id=keepers.id,
-        created_by=admin.id,
+        user_id=admin.id,
         case_reference="REC-K-1",
         label=LABEL,
+        guardian_name=GUARDIAN,
         date_of_birth=date(2016, 5, 1),
         missing_since=date(2024, 2, 1),
-        status="active",
-    )
-    db.add(record)
-    db.flush()
-    db.add(
-        Consent(
-            record_id=record.id,
-            guardian_name=GUARDIAN,
-            guardian_relationship="father",
-            responsibility_verified_by="birth certificate",
-            lawful_basis="consent",
-            purpose="Finding the child",
-            notice_version="1",
-            obtained_at=utcnow() - timedelta(days=1),
-            expires_at=utcnow() + timedelta(days=365),
-        )
     )
     case = Case(
         organisation_id=finders.id,

@@ -109,19 +109,32 @@ class World:
         return list(self.db.scalars(select(Candidate).where(Candidate.case_id == case.id).order_by(Candidate.rank)))
 
 
-def make_record(session: Session, *, organisation_id: int, user_id: int, consent_days: int = 365) -> Record:
+def make_record(
+    session: Session,
+    *,
+    organisation_id: int,
+    user_id: int,
+    consent_days: int = 365,
+    case_reference: str | None = None,
+    label: str | None = None,
+    guardian_name: str = "A Guardian",
+    date_of_birth: date | None = None,
+    missing_since: date = date(2025, 1, 1),
+) -> Record:
+    """An active record with a valid consent; aged 9 unless a date of birth is given."""
     now = utcnow()
     record = Record(
         organisation_id=organisation_id,
         created_by=user_id,
-        case_reference=uuid.uuid4().hex[:10],
-        label=f"child-{uuid.uuid4().hex[:6]}",
-        age_years=9,
-        missing_since=date(2025, 1, 1),
+        case_reference=case_reference or uuid.uuid4().hex[:10],
+        label=label or f"child-{uuid.uuid4().hex[:6]}",
+        date_of_birth=date_of_birth,
+        age_years=None if date_of_birth else 9,
+        missing_since=missing_since,
         status="active",
     )
     record.consent = Consent(
-        guardian_name="A Guardian",
+        guardian_name=guardian_name,
         guardian_relationship="mother",
         responsibility_verified_by="birth certificate",
         lawful_basis="consent",
