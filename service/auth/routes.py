@@ -1,4 +1,4 @@
-"""Auth API: token (OAuth2 password flow with optional one-time code), refresh, logout, me."""
+"""Auth API: token (OAuth2 password flow with optional one-time code), refresh, revoke, logout, me."""
 
 from __future__ import annotations
 
@@ -94,6 +94,14 @@ def enrol_totp(
 def refresh(body: RefreshRequest, session: DbSession, settings: SettingsDep) -> TokenResponse:
     pair = service.rotate_refresh_token(session, settings=settings, refresh_token=body.refresh_token)
     return TokenResponse(**asdict(pair))
+
+
+@router.post("/auth/revoke", status_code=204, **PUBLIC)
+def revoke(body: RefreshRequest, session: DbSession) -> None:
+    """End the sign-in a refresh token belongs to (RFC 7009): the token is the proof, so this works
+    when no access token can be had any more, as when the organisation is suspended. An unknown
+    token is answered the same."""
+    service.sign_out_refresh_token(session, refresh_token=body.refresh_token)
 
 
 @router.post("/auth/logout", status_code=204, **permission(Action.READ_SELF))

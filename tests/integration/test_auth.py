@@ -120,6 +120,19 @@ def test_logout_ends_access_and_refresh_tokens_at_once(client, db, caseworker):
     assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
 
 
+def test_a_refresh_token_revokes_its_sign_in_even_while_the_organisation_is_suspended(client, db, caseworker):
+    pair = token_pair(client, caseworker)
+    organisation = db.get(Organisation, caseworker.user.organisation_id)
+    organisation.status = "suspended"  # no access token works now, so /auth/logout cannot be reached
+    db.commit()
+    assert client.post("/api/v1/auth/revoke", json={"refresh_token": pair["refresh_token"]}).status_code == 204
+    assert client.post("/api/v1/auth/revoke", json={"refresh_token": "x" * 43}).status_code == 204  # told nothing
+    organisation.status = "approved"
+    db.commit()
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    assert actions(db).count("logout") == 1
+
+
 def test_suspending_the_organisation_stops_tokens_on_the_next_request(client, db, caseworker):
     headers = sign_in(client, caseworker)
     assert client.get("/api/v1/me", headers=headers).status_code == 200
