@@ -1,4 +1,4 @@
-"""`BodySizeLimit`: no request body larger than the biggest upload is ever read.
+"""`BodySizeLimit`: no request body larger than its kind needs is ever read.
 
 Plain ASGI, outermost in the app. A request whose Content-Length is over the limit
 is answered 413 at once, before anything reads it; a body sent without a length
@@ -7,10 +7,13 @@ is answered 413 at once, before anything reads it; a body sent without a length
 answers itself if the exception reaches it before a response has started).
 Starlette's own RequestBodyLimitMiddleware does the same but answers in plain text.
 
-The limit is the upload cap (`REUNITE_MAX_UPLOAD_BYTES`) plus `FORM_OVERHEAD_BYTES`
-for the multipart framing and the form's text fields. This bounds what an
-anonymous client can make the service spool; the upload routes also authenticate
-before they read a body at all (`service.photos.upload_form`).
+A multipart body (a photo upload) may be as large as the upload cap
+(`REUNITE_MAX_UPLOAD_BYTES`) plus `FORM_OVERHEAD_BYTES` for the framing and the
+form's text fields; the upload routes also authenticate before they read a body at
+all (`service.photos.upload_form`). Every other body (JSON, a plain form) holds a few
+kilobytes of fields, and FastAPI parses it before the route's sign-in check runs, so
+it is capped at `SMALL_BODY_BYTES`: an anonymous client cannot make the service parse
+megabytes of JSON.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
+SMALL_BODY_BYTES = 1024 * 1024  # the largest JSON or plain form body: its fields are capped far below
+SMALL_BODY_MESSAGE = "The request is larger than the 1 MB accepted for anything but a photo upload."
 
 
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, *, max_upload_bytes: int):
         self.app = app
-        self.limit = max_upload_bytes + FORM_OVERHEAD_BYTES
-        self.message = (
-            f"The request is larger than the {self.limit / 1_048_576:.0f} MB accepted: photos up to "
+        self.upload_limit = max_upload_bytes + FORM_OVERHEAD_BYTES
+        self.upload_message = (
+            f"The request is larger than the {self.upload_limit / 1_048_576:.0f} MB accepted: photos up to "
             f"{max_upload_bytes / 1_048_576:.0f} MB are accepted. Please send a smaller copy."
         )
 
@@ -36,19 +41,24 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if _declared_length(scope) > self.limit:
-            await self._refuse(scope, receive, send)
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit, message = self.upload_limit, self.upload_message
+        else:
+            limit, message = SMALL_BODY_BYTES, SMALL_BODY_MESSAGE
+        if _declared_length(headers) > limit:
+            await _refuse(message, scope, receive, send)
             return
         received, started = 0, False
 
         async def counting_receive() -> Message:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(413, self.message)
-            return message
+            message_in = await receive()
+            if message_in["type"] == "http.request":
+                received += len(message_in.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, message)
+            return message_in
 
         async def noting_send(message: Message) -> None:
             nonlocal started
@@ -60,16 +70,15 @@ class BodySizeLimit:
         except HTTPException as error:
             if error.status_code != 413 or started:
                 raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await JSONResponse({"detail": self.message}, status_code=413, headers={"Connection": "close"})(
-            scope, receive, send
-        )
+            await _refuse(message, scope, receive, send)
 
 
-def _declared_length(scope: Scope) -> int:
+async def _refuse(message: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await JSONResponse({"detail": message}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _declared_length(headers: Headers) -> int:
     try:
-        return int(Headers(scope=scope).get("content-length", "0"))
+        return int(headers.get("content-length", "0"))
     except ValueError:
         return 0  # not a number: the server refuses it before it gets here

@@ -1,10 +1,11 @@
-"""Uploads are authenticated before their body is read, and no body over the cap is read at all.
+"""Uploads are authenticated before their body is read, and no body over its cap is read at all.
 
 The app is driven as the server drives it (ASGI, no test client that would read the
 whole body first), with a body sent in 1 MB chunks that counts how much the app
 consumed: an anonymous or unauthorised 300 MB upload must be refused having read
 nothing, a declared length over the cap refused before anything reads it, and a
-streamed body cut off just after the cap.
+streamed body cut off just after the cap. A body that is not an upload (JSON, a plain
+form) has a cap of its own, a megabyte, since it is parsed before sign-in is checked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from service.app import api_routes
-from service.body_limit import FORM_OVERHEAD_BYTES
+from service.body_limit import FORM_OVERHEAD_BYTES, SMALL_BODY_BYTES
 from service.cases import service as cases_service
 from service.photos.models import Photo
 from service.records import service as records_service
@@ -74,10 +75,16 @@ class StreamedBody:
 
 
 def post_streamed(
-    app, path: str, *, total: int = HUGE, headers: dict[str, str] | None = None, declared_length: int | None = None
+    app,
+    path: str,
+    *,
+    total: int = HUGE,
+    headers: dict[str, str] | None = None,
+    declared_length: int | None = None,
+    content_type: str = f"multipart/form-data; boundary={BOUNDARY}",
 ) -> StreamedBody:
     body = StreamedBody(total)
-    raw = [(b"host", b"testserver"), (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]
+    raw = [(b"host", b"testserver"), (b"content-type", content_type.encode())]
     raw += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
     if declared_length is not None:
         raw.append((b"content-length", str(declared_length).encode()))
@@ -138,6 +145,16 @@ def test_a_streamed_body_is_cut_off_just_after_the_cap_and_stores_nothing(app, c
     assert b'{"detail":"The request is larger than' in answer.answer
     assert db.scalar(select(func.count(Photo.id))) == 0 and stored_files(settings) == []
     assert app.state.dispatcher.sent == []
+
+
+@pytest.mark.one_backend
+def test_a_body_that_is_not_an_upload_is_cut_off_after_a_megabyte_before_anything_parses_it(app):
+    for content_type in ("application/json", "application/x-www-form-urlencoded"):
+        streamed = post_streamed(app, f"{API}/auth/refresh", content_type=content_type)  # public, JSON
+        assert streamed.status == 413 and SMALL_BODY_BYTES < streamed.read <= SMALL_BODY_BYTES + MB, content_type
+        assert b"1 MB accepted for anything but a photo upload" in streamed.answer
+    declared = post_streamed(app, "/sign-in", total=2 * MB, declared_length=2 * MB, content_type="text/plain")
+    assert (declared.status, declared.read) == (413, 0)
 
 
 def test_an_upload_page_still_refuses_a_form_without_its_token(browser, caseworker, db, sdist_images):  # noqa: F811
