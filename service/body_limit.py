@@ -1,19 +1,20 @@
-"""`BodySizeLimit`: no request body larger than its kind needs is ever read.
+"""`BodySizeLimit`: no request body larger than its route needs is ever read.
 
-Plain ASGI, outermost in the app. A request whose Content-Length is over the limit
-is answered 413 at once, before anything reads it; a body sent without a length
-(chunked) is counted as it is read, and the read that passes the limit raises a 413
-`HTTPException`, which FastAPI answers as `{"detail": sentence}` (the middleware
-answers itself if the exception reaches it before a response has started).
-Starlette's own RequestBodyLimitMiddleware does the same but answers in plain text.
+Plain ASGI, outermost in the app. When the app first asks for the body (after routing,
+so the route is known), a declared Content-Length over the route's limit is refused
+with 413 before any byte is read; a body sent without a length (chunked) is counted as
+it is read, and the read that passes the limit raises a 413 `HTTPException`, which
+FastAPI answers as `{"detail": sentence}` (the middleware answers itself if the
+exception reaches it before a response has started). Starlette's own
+RequestBodyLimitMiddleware answers in plain text.
 
-A multipart body (a photo upload) may be as large as the upload cap
-(`REUNITE_MAX_UPLOAD_BYTES`) plus `FORM_OVERHEAD_BYTES` for the framing and the
-form's text fields; the upload routes also authenticate before they read a body at
-all (`service.photos.upload_form`). Every other body (JSON, a plain form) holds a few
-kilobytes of fields, and FastAPI parses it before the route's sign-in check runs, so
-it is capped at `SMALL_BODY_BYTES`: an anonymous client cannot make the service parse
-megabytes of JSON.
+A route that reads a photo upload (marked by `service.deps.UPLOAD_KEY`; it reads its
+form only after sign-in, `service.photos.upload_form`) may receive the upload cap
+(`REUNITE_MAX_UPLOAD_BYTES`) plus `FORM_OVERHEAD_BYTES` for the multipart framing and
+the form's text fields. Every other body (JSON, a plain form) holds a few kilobytes of
+fields and is parsed before the route's sign-in check, so it is capped at
+`SMALL_BODY_BYTES`: an anonymous client cannot make the service parse or spool
+megabytes, whatever content type it claims.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.deps import reads_upload
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
 SMALL_BODY_BYTES = 1024 * 1024  # the largest JSON or plain form body: its fields are capped far below
@@ -41,18 +44,17 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
-            limit, message = self.upload_limit, self.upload_message
-        else:
-            limit, message = SMALL_BODY_BYTES, SMALL_BODY_MESSAGE
-        if _declared_length(headers) > limit:
-            await _refuse(message, scope, receive, send)
-            return
+        declared = _declared_length(Headers(scope=scope))
+        limit: int | None = None  # the route's, known once the app first reads (routing is done by then)
+        message = SMALL_BODY_MESSAGE
         received, started = 0, False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal limit, message, received
+            if limit is None:
+                limit, message = self._limit_for(scope)
+                if declared > limit:
+                    raise HTTPException(413, message)
             message_in = await receive()
             if message_in["type"] == "http.request":
                 received += len(message_in.get("body", b""))
@@ -60,10 +62,10 @@ class BodySizeLimit:
                     raise HTTPException(413, message)
             return message_in
 
-        async def noting_send(message: Message) -> None:
+        async def noting_send(message_out: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+            started = started or message_out["type"] == "http.response.start"
+            await send(message_out)
 
         try:
             await self.app(scope, counting_receive, noting_send)
@@ -71,6 +73,11 @@ class BodySizeLimit:
             if error.status_code != 413 or started:
                 raise
             await _refuse(message, scope, receive, send)
+
+    def _limit_for(self, scope: Scope) -> tuple[int, str]:
+        if reads_upload(scope.get("route")):
+            return self.upload_limit, self.upload_message
+        return SMALL_BODY_BYTES, SMALL_BODY_MESSAGE
 
 
 async def _refuse(message: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -38,6 +38,15 @@ DbOffset = Annotated[int, Interval(ge=0, le=DB_INT_MAX)]
 ACTION_KEY = "x-reunite-action"
 PUBLIC_KEY = "x-reunite-public"
 PUBLIC: dict[str, Any] = {"openapi_extra": {PUBLIC_KEY: True}}
+# Marks a route that reads a photo upload itself, after sign-in (service.photos.upload_form): only such a
+# route may receive a body as large as the upload cap (service.body_limit), and a page's CSRF check
+# leaves its form to it (service.web.csrf).
+UPLOAD_KEY = "x-reunite-upload"
+
+
+def reads_upload(route: object) -> bool:
+    return bool((getattr(route, "openapi_extra", None) or {}).get(UPLOAD_KEY))
+
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from service.deps import permission
+from service.deps import UPLOAD_KEY, permission
 from vetting.permissions import Action
 
 FILE_FIELD = "file"
@@ -111,5 +111,5 @@ def multipart_schema(fields: type[BaseModel]) -> dict[str, Any]:
 def upload_permission(action: Action, fields: type[BaseModel]) -> dict[str, Any]:
     """Route keyword arguments for an API upload: `permission(action)` and the documented multipart body."""
     keywords = permission(action)
-    keywords["openapi_extra"] = {**keywords["openapi_extra"], **multipart_schema(fields)}
+    keywords["openapi_extra"] = {**keywords["openapi_extra"], **multipart_schema(fields), UPLOAD_KEY: True}
     return keywords

@@ -25,6 +25,7 @@ import secrets
 
 from fastapi import Request
 
+from service.deps import reads_upload
 from service.web.cookies import queue_cookie
 
 CSRF_COOKIE = "reunite_csrf"
@@ -32,7 +33,6 @@ FORM_FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _STATE_KEY = "csrf_secret"
-UPLOAD_KEY = "x-reunite-upload"  # a route's openapi_extra mark: its form is read, and its token checked, later
 
 
 class CsrfRefused(Exception):
@@ -72,7 +72,7 @@ async def check_csrf(request: Request) -> None:
         return
     submitted = request.headers.get(HEADER)
     if submitted is None and _is_form(request):
-        if _is_upload_page(request):
+        if reads_upload(request.scope.get("route")):
             return  # page_upload_form checks the form's token once the session is known
         value = (await request.form()).get(FORM_FIELD)
         submitted = value if isinstance(value, str) else None
@@ -85,11 +85,6 @@ def check_token(request: Request, submitted: str | None) -> None:
     expected = sign(request, "csrf", secret) if secret else ""
     if not secret or not submitted or not secrets.compare_digest(submitted.encode(), expected.encode()):
         raise CsrfRefused()
-
-
-def _is_upload_page(request: Request) -> bool:
-    route = request.scope.get("route")
-    return bool((getattr(route, "openapi_extra", None) or {}).get(UPLOAD_KEY))
 
 
 def _is_form(request: Request) -> bool:

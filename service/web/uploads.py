@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 
 from service.photos.upload_form import upload_form
-from service.web.csrf import FORM_FIELD, HEADER, UPLOAD_KEY, check_token
+from service.deps import UPLOAD_KEY
+from service.web.csrf import FORM_FIELD, HEADER, check_token
 from service.web.session import page_permission
 from vetting.permissions import Action
 

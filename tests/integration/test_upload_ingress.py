@@ -25,7 +25,7 @@ from service.body_limit import FORM_OVERHEAD_BYTES, SMALL_BODY_BYTES
 from service.cases import service as cases_service
 from service.photos.models import Photo
 from service.records import service as records_service
-from service.web.csrf import UPLOAD_KEY
+from service.deps import reads_upload
 from tests.integration.test_records import (  # noqa: F401  (people is a fixture)
     API,
     bearer,
@@ -148,13 +148,18 @@ def test_a_streamed_body_is_cut_off_just_after_the_cap_and_stores_nothing(app, c
 
 
 @pytest.mark.one_backend
-def test_a_body_that_is_not_an_upload_is_cut_off_after_a_megabyte_before_anything_parses_it(app):
+def test_a_body_for_a_route_that_reads_no_upload_is_cut_off_after_a_megabyte(app):
     for content_type in ("application/json", "application/x-www-form-urlencoded"):
         streamed = post_streamed(app, f"{API}/auth/refresh", content_type=content_type)  # public, JSON
         assert streamed.status == 413 and SMALL_BODY_BYTES < streamed.read <= SMALL_BODY_BYTES + MB, content_type
         assert b"1 MB accepted for anything but a photo upload" in streamed.answer
-    declared = post_streamed(app, "/sign-in", total=2 * MB, declared_length=2 * MB, content_type="text/plain")
+    declared = post_streamed(
+        app, "/sign-in", total=2 * MB, declared_length=2 * MB, content_type="application/x-www-form-urlencoded"
+    )
     assert (declared.status, declared.read) == (413, 0)
+    # Whatever it claims to be: a multipart body sent to a route that reads no upload gets the small cap too.
+    disguised = post_streamed(app, "/sign-in")
+    assert disguised.status == 413 and SMALL_BODY_BYTES < disguised.read <= SMALL_BODY_BYTES + MB
 
 
 def test_an_upload_page_still_refuses_a_form_without_its_token(browser, caseworker, db, sdist_images):  # noqa: F811
@@ -213,9 +218,9 @@ def test_the_schema_documents_the_upload_forms_and_every_upload_page_reads_its_f
     case_form_schema = paths["/api/v1/cases"]["post"]["requestBody"]["content"]
     assert record_form_schema["multipart/form-data"]["schema"]["required"] == ["file"]
     assert case_form_schema["multipart/form-data"]["schema"]["required"] == ["file", "case_reference", "purpose"]
-    upload_pages = [route for route in api_routes(app.routes) if (route.openapi_extra or {}).get(UPLOAD_KEY)]
-    assert {route.path for route in upload_pages} == {"/records/{record_id}/photos", "/cases/new"}
-    for route in upload_pages:  # else check_csrf would leave its form unchecked
+    uploads = [route for route in api_routes(app.routes) if reads_upload(route)]
+    assert sorted(route.path for route in uploads) == ["/cases", "/cases/new"] + ["/records/{record_id}/photos"] * 2
+    for route in uploads:  # else check_csrf would leave a page's form unchecked, or a body be read before sign-in
         assert any(
             getattr(dependency.call, "reads_upload_form", False) for dependency in route.dependant.dependencies
         ), route.path
