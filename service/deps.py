@@ -17,7 +17,7 @@ from fastapi import BackgroundTasks, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from service.auth.models import User
+from service.auth.models import User, UserStatus
 from service.auth.tokens import InvalidToken, read_access_token
 from service.db import utcnow
 from service.organisations.models import Organisation
@@ -114,7 +114,7 @@ def user_for_token(session: Session, settings: Settings, token: str | None) -> U
     except InvalidToken as exc:
         raise unauthenticated() from exc
     user = session.get(User, claims.user_id)
-    if user is None or user.status != "active" or user.token_version != claims.token_version:
+    if user is None or user.status != UserStatus.ACTIVE or user.token_version != claims.token_version:
         raise unauthenticated()
     return user
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
+
+
+class UserStatus(StrEnum):
+    """An account's state; the values are what the database stores."""
+
+    ACTIVE = "active"
+    REMOVED = "removed"  # by the organisation's admin: it can no longer sign in
 
 
 class User(Base):
@@ -18,7 +26,7 @@ class User(Base):
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active | removed
+    status: Mapped[str] = mapped_column(String(20), default=UserStatus.ACTIVE)
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     # The time step of the last second-factor code accepted: a code works once.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
-from service.auth.models import LoginAttempt, RefreshToken, User, UserRole
+from service.auth.models import LoginAttempt, RefreshToken, User, UserRole, UserStatus
 from service.auth.passwords import (
     check_password,
     hash_password,
@@ -117,7 +117,7 @@ def create_user(
         password_hash=hash_password(password),
         organisation_id=organisation_id,
         token_version=0,
-        status="active",
+        status=UserStatus.ACTIVE,
     )
     user.role_rows = [UserRole(role=Role(role).value) for role in sorted(roles)]
     if with_totp or set(roles) & OPERATOR_ROLES:
@@ -195,7 +195,7 @@ def rotate_refresh_token(session: Session, *, settings: Settings, refresh_token:
         )
         session.commit()
         raise Refusal(401, "This sign-in was ended for safety. Please sign in again.")
-    if user.status != "active" or check_email(user.email, current_denylist(session)) is not None:
+    if user.status != UserStatus.ACTIVE or check_email(user.email, current_denylist(session)) is not None:
         raise Refusal(401, "Please sign in again.")
     if standing_refusal := _standing_refusal(session, user):
         raise standing_refusal
@@ -263,7 +263,7 @@ def enrol_totp(
     secret = new_totp_secret()
     enrolled = (
         _right_password(user, password)
-        and user.status == "active"
+        and user.status == UserStatus.ACTIVE
         and needs_totp_enrolment(user)
         and rows_changed(
             session.execute(
@@ -306,7 +306,7 @@ def _refusal_for(session: Session, user: User | None, *, password: str, otp: str
     is right too: only then the denylist and the organisation's standing are named.
     """
     bad = Refusal(401, BAD_CREDENTIALS)
-    if not _right_password(user, password) or user.status != "active":
+    if not _right_password(user, password) or user.status != UserStatus.ACTIVE:
         return ("bad_credentials", bad)
     if needs_totp_enrolment(user):
         return ("otp_not_enrolled", EnrolmentRequired())

@@ -45,7 +45,7 @@ from matching.calibration import DEFAULT_REVIEW_THRESHOLD
 from matching.embedders import ModelNotInstalled, UnknownEmbedder, available_embedders, default_embedder, get_embedder
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
-from service.auth.models import User
+from service.auth.models import User, UserStatus
 from service.calibration.service import active_calibration
 from service.cases.models import Case, CaseStatus
 from service.embedding.models import ACTIVE_ROW_ID, ActiveEmbeddingModel, ReembedFailure, ReembedJob
@@ -466,5 +466,5 @@ def _end_job(job: ReembedJob, status: str, message: str | None, now: datetime) -
 
 
 def _check_operator(actor: User) -> None:
-    if actor.status != "active" or not allowed(actor.roles, Action.MANAGE_MODELS):
+    if actor.status != UserStatus.ACTIVE or not allowed(actor.roles, Action.MANAGE_MODELS):
         raise ReembedRefused("Only an active platform admin can start or cancel a re-embedding.", "not_allowed")

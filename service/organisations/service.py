@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction
 from service.audit.service import record_event
-from service.auth.models import LoginAttempt, User
+from service.auth.models import LoginAttempt, User, UserStatus
 from service.auth.passwords import WeakPassword, check_password, hash_password
 from service.auth.service import create_user, end_sessions, normalise_email, password_words
 from service.db import utcnow
@@ -346,11 +346,11 @@ def remove_user(session: Session, *, organisation_id: int, actor: User, user_id:
     user = session.get(User, user_id)
     if user is None or user.organisation_id != organisation.id:
         raise NotFound("There is no such user in your organisation.")
-    if user.status != "active":
+    if user.status != UserStatus.ACTIVE:
         raise Conflict("This user has already been removed.")
     if Role.ORG_ADMIN in user.roles and _active_admin_count(session, organisation_id=organisation.id) <= 1:
         raise Conflict("This is the organisation's last org_admin; add another org_admin first.")
-    user.status = "removed"
+    user.status = UserStatus.REMOVED
     end_sessions(session, user=user)
     record_event(
         session,
@@ -418,7 +418,9 @@ def _own_organisation(session: Session, *, actor: User, organisation_id: int, lo
 def _active_members(session: Session, *, organisation_id: int) -> list[User]:
     return list(
         session.scalars(
-            select(User).where(User.organisation_id == organisation_id, User.status == "active").order_by(User.id)
+            select(User)
+            .where(User.organisation_id == organisation_id, User.status == UserStatus.ACTIVE)
+            .order_by(User.id)
         )
     )
 
@@ -543,7 +545,7 @@ def remove_denylist_domain(session: Session, *, domain: str, actor: User) -> Non
 
 def _sign_out_users_of(session: Session, *, denylist: Denylist) -> int:
     """End the sessions of active users whose email the new domain refuses; how many."""
-    users = session.scalars(select(User).where(User.status == "active")).all()
+    users = session.scalars(select(User).where(User.status == UserStatus.ACTIVE)).all()
     refused = [user for user in users if denylist.refuses(user.email.rpartition("@")[2])]
     for user in refused:
         end_sessions(session, user=user)
