@@ -204,14 +204,15 @@ def _users_page(
     add_open: bool = False,
     status_code: int = 200,
 ) -> Response:
-    members = service.list_users(session, organisation_id=_organisation_of(actor), actor=actor)
+    organisation_id = _organisation_of(actor)
+    members = service.list_users(session, organisation_id=organisation_id, actor=actor)
     now = utcnow()
     waiting = [
         invitation
-        for invitation in invitations.list_invitations(session, organisation_id=_organisation_of(actor), actor=actor)
+        for invitation in invitations.list_invitations(session, organisation_id=organisation_id, actor=actor)
         if invitation.state(now) == "pending"
     ]
-    organisation = session.get(Organisation, actor.organisation_id)
+    organisation = session.get(Organisation, organisation_id)
     return render(
         request,
         "org_admin/users.html",
